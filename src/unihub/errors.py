@@ -1,0 +1,181 @@
+"""One exception tree for everything unihub raises.
+
+::
+
+    UnihubError
+    ├── ConfigError (ValueError)            bad argument, bad ``sources`` string, bad env var
+    ├── HubError                            a hub answered, and the answer is "no"
+    │   ├── RepoNotFoundError
+    │   ├── RevisionNotFoundError
+    │   ├── EntryNotFoundError (FileNotFoundError)
+    │   ├── AuthRequiredError (PermissionError)    private repo or bad token
+    │   │   └── GatedRepoError                     gated: accept the terms, pass a token
+    │   ├── UnsafePathError (ValueError)           listing entry escapes the target folder
+    │   └── BadResponseError                       HTML block page / captive portal / junk JSON
+    ├── SourceUnavailableError (ConnectionError)   could not talk to a source at all
+    │   └── AllSourcesFailedError                  every source failed; ``.reasons`` per source
+    ├── TransferError                       bytes did not arrive as promised
+    │   ├── DownloadFailedError                    retry budget exhausted; partial data kept
+    │   ├── IntegrityError                         hash or size mismatch after download
+    │   ├── ContentChangedError                    remote file changed under a resume
+    │   └── DiskSpaceError (OSError)               not enough space / ENOSPC
+    └── OfflineError                        offline mode and the files are not on disk
+
+Every error carries the repo, the source and a hint where they are known, and prints as
+one line suitable for the CLI. No exception of httpx2, huggingface_hub or modelscope leaves
+unihub: they are translated at the hub and transport boundaries (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AllSourcesFailedError",
+    "AuthRequiredError",
+    "BadResponseError",
+    "ConfigError",
+    "ContentChangedError",
+    "DiskSpaceError",
+    "DownloadFailedError",
+    "EntryNotFoundError",
+    "GatedRepoError",
+    "HubError",
+    "IntegrityError",
+    "OfflineError",
+    "RepoNotFoundError",
+    "RevisionNotFoundError",
+    "SourceUnavailableError",
+    "TransferError",
+    "UnihubError",
+    "UnsafePathError",
+]
+
+
+class UnihubError(Exception):
+    """Root of every exception unihub raises.
+
+    ``message`` says what went wrong; ``repo_id``, ``source`` and ``path`` say where;
+    ``hint`` says what to do next. ``str(err)`` is a single line.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        repo_id: str | None = None,
+        source: str | None = None,
+        path: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.repo_id = repo_id
+        self.source = source
+        self.path = path
+        self.hint = hint
+
+    def __str__(self) -> str:
+        where = []
+        if self.repo_id:
+            where.append(f"repo {self.repo_id}")
+        if self.path:
+            where.append(f"file {self.path}")
+        if self.source:
+            where.append(f"source {self.source}")
+        text = self.message
+        if where:
+            text += " (" + ", ".join(where) + ")"
+        if self.hint:
+            text += f". {self.hint}"
+        return " ".join(text.split())
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Picklable across processes, keyword attributes included.
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[UnihubError], message: str, state: dict[str, object]) -> UnihubError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class ConfigError(UnihubError, ValueError):
+    """An argument, a ``sources`` string or an environment variable is invalid."""
+
+
+class HubError(UnihubError):
+    """A hub answered, and the answer is a refusal."""
+
+
+class RepoNotFoundError(HubError):
+    """The repository does not exist on that hub (or is private and no token was sent)."""
+
+
+class RevisionNotFoundError(HubError):
+    """The branch, tag or commit does not exist in the repository."""
+
+
+class EntryNotFoundError(HubError, FileNotFoundError):
+    """The file does not exist at that revision."""
+
+
+class AuthRequiredError(HubError, PermissionError):
+    """The repository needs a token, or the token was refused."""
+
+
+class GatedRepoError(AuthRequiredError):
+    """The repository is gated: accept its terms on the hub's website and pass a token."""
+
+
+class UnsafePathError(HubError, ValueError):
+    """A listing entry would write outside the target folder (``..``, absolute, drive, ``\\``)."""
+
+
+class BadResponseError(HubError):
+    """The hub sent something that is not its protocol (an HTML block page, broken JSON)."""
+
+
+class SourceUnavailableError(UnihubError, ConnectionError):
+    """A source could not be reached or kept failing (DNS, refused, timeout, 5xx)."""
+
+
+class AllSourcesFailedError(SourceUnavailableError):
+    """Every configured source failed; ``reasons`` maps each source to why."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reasons: dict[str, str] | None = None,
+        repo_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.reasons = dict(reasons or {})
+        if self.reasons:
+            message += ": " + "; ".join(f"{src}: {why}" for src, why in self.reasons.items())
+        super().__init__(message, repo_id=repo_id, hint=hint)
+
+
+class TransferError(UnihubError):
+    """Bytes did not arrive as promised."""
+
+
+class DownloadFailedError(TransferError):
+    """The retry budget ran out; the partial file is kept for the next run."""
+
+
+class IntegrityError(TransferError):
+    """Downloaded bytes do not match the expected size or hash."""
+
+
+class ContentChangedError(TransferError):
+    """The remote file changed while a partial download of an older version existed."""
+
+
+class DiskSpaceError(TransferError, OSError):
+    """Not enough free disk space (checked up front, or ENOSPC while writing)."""
+
+
+class OfflineError(UnihubError):
+    """Offline mode is on and the requested files are not on disk."""

@@ -1,0 +1,77 @@
+"""Value objects shared by the hubs, the transfer engine, the layouts and the API.
+
+Kept free of I/O so every layer can import them without cycles.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Manifest", "RepoFile", "RepoType", "is_commit_sha", "SHA256_RE", "GIT_OID_RE"]
+
+RepoType = Literal["model", "dataset"]
+
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+GIT_OID_RE = re.compile(r"[0-9a-f]{40}")
+
+
+def is_commit_sha(revision: str | None) -> bool:
+    """True for a full 40-hex lowercase commit sha (as huggingface_hub decides it)."""
+    return bool(revision) and GIT_OID_RE.fullmatch(revision or "") is not None
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """One file of a repo listing.
+
+    ``sha256`` is the LFS oid on Hugging Face and the ``Sha256`` field on ModelScope (which
+    gives it for every file); ``git_oid`` is the git blob sha1 (Hugging Face only). ``source``
+    names the source that listed it.
+    """
+
+    path: str
+    size: int
+    sha256: str | None = None
+    git_oid: str | None = None
+    lfs: bool = False
+    source: str = ""
+
+    @property
+    def etag(self) -> str | None:
+        """The name huggingface_hub gives the blob: sha256 for LFS files, else the git oid.
+
+        None when the listing did not give the git oid of a non-LFS file (ModelScope): the
+        layout then computes it from the verified bytes.
+        """
+        if self.lfs and self.sha256:
+            return self.sha256
+        return self.git_oid
+
+    def same_content(self, other: RepoFile) -> bool | None:
+        """True/False when a common hash decides it, None when no hash is shared."""
+        if self.sha256 and other.sha256:
+            return self.sha256 == other.sha256 and self.size == other.size
+        if self.git_oid and other.git_oid:
+            return self.git_oid == other.git_oid
+        return None
+
+
+@dataclass
+class Manifest:
+    """A repo at one commit on one source: what to download and how to check it."""
+
+    repo_id: str  # the id on the hub that produced this listing
+    repo_type: RepoType
+    revision: str  # as requested ("main", a tag, a sha)
+    commit: str | None  # resolved commit on that hub (None if the hub cannot say)
+    source: str  # source name
+    files: list[RepoFile] = field(default_factory=list)
+
+    def by_path(self) -> dict[str, RepoFile]:
+        return {f.path: f for f in self.files}
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
