@@ -1,0 +1,206 @@
+"""The ``unihub`` command line (also ``python -m unihub``).
+
+Exit status 0 on success; on failure a one-line cause on stderr and a non-zero status
+(1: unihub error, 2: bad usage, 130: interrupted — run the same command again to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import UnihubError
+
+__all__ = ["human_size", "main"]
+
+
+def human_size(n: float) -> str:
+    """1536 -> '1.5 KB' (decimal units, as hubs show sizes)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _common(p: argparse.ArgumentParser, *, patterns: bool = True) -> None:
+    p.add_argument("--repo-type", choices=["model", "dataset"], default="model")
+    p.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
+    p.add_argument(
+        "--source",
+        action="append",
+        dest="sources",
+        metavar="SOURCE",
+        help="hf=URL, ms=URL, huggingface, hf-mirror or modelscope; repeatable, in priority order "
+        "(default: UNIHUB_SOURCES, else all three public hubs)",
+    )
+    p.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN / token file)")
+    if patterns:
+        p.add_argument("--include", action="append", metavar="PATTERN", help="only these paths (glob)")
+        p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip these paths (glob)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unihub",
+        description="Download model and dataset repos from the fastest reachable hub "
+        "(Hugging Face, HF mirrors, ModelScope).",
+    )
+    parser.add_argument("--version", action="version", version=f"unihub {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("download", help="download a repo, or some of its files")
+    d.add_argument("repo", help="Hugging Face id (org/name), or ms:Owner/Name for a ModelScope id")
+    d.add_argument("files", nargs="*", help="only these files (default: the whole repo)")
+    d.add_argument("--local-dir", default=None, help="plain files here (default: the HF cache)")
+    d.add_argument("--cache-dir", default=None, help="HF cache folder (default: HF_HUB_CACHE)")
+    _common(d)
+    d.add_argument("--max-workers", type=int, default=None, help="files in parallel (default 8)")
+    d.add_argument("--connections", type=int, default=None, help="connections per file (default 16)")
+    d.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    d.add_argument("--offline", action="store_true", help="only what is already on disk")
+    d.add_argument("--no-verify", action="store_true", help="skip hash checks (sizes still checked)")
+
+    ls = sub.add_parser("ls", help="list a repo's files with sizes")
+    ls.add_argument("repo")
+    _common(ls)
+
+    pr = sub.add_parser("probe", help="probe the sources: reachability, latency, throughput")
+    pr.add_argument("repo", nargs="?", default=None)
+    _common(pr, patterns=False)
+    pr.add_argument("--no-cache", action="store_true", help="probe again even if recently probed")
+
+    m = sub.add_parser("map", help="the equivalent id on the other hub")
+    m.add_argument("repo", help="a Hugging Face id, or ms:Owner/Name to map back")
+    m.add_argument("--repo-type", choices=["model", "dataset"], default="model")
+
+    demo = sub.add_parser("demo", help="an offline end-to-end demo against local fake hubs")
+    demo.add_argument("--size-mb", type=int, default=24, help="size of the demo model (MB)")
+    demo.add_argument("--keep", default=None, help="download into this folder and keep it")
+    return parser
+
+
+def _ids(value: list[str] | None) -> list[str] | None:
+    return value or None
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from .api import snapshot
+
+    include = list(args.files or []) + list(args.include or [])
+    path = snapshot(
+        args.repo,
+        repo_type=args.repo_type,
+        revision=args.revision,
+        local_dir=args.local_dir,
+        cache_dir=args.cache_dir,
+        sources=_ids(args.sources),
+        include=include or None,
+        exclude=_ids(args.exclude),
+        token=args.token,
+        max_workers=args.max_workers,
+        connections=args.connections,
+        progress=False if args.quiet else None,
+        verify=not args.no_verify,
+        offline=args.offline,
+    )
+    print(path)
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from .api import list_files
+
+    files = list_files(
+        args.repo,
+        repo_type=args.repo_type,
+        revision=args.revision,
+        sources=_ids(args.sources),
+        include=_ids(args.include),
+        exclude=_ids(args.exclude),
+        token=args.token,
+    )
+    width = max((len(human_size(f.size)) for f in files), default=4)
+    for f in files:
+        print(f"{human_size(f.size):>{width}}  {f.path}")
+    total = sum(f.size for f in files)
+    source = files[0].source if files else "-"
+    print(f"{human_size(total):>{width}}  total, {len(files)} files (listed by {source})")
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from .probe import format_table, probe
+
+    results = probe(
+        args.repo,
+        sources=_ids(args.sources),
+        repo_type=args.repo_type,
+        revision=args.revision,
+        token=args.token,
+        use_cache=not args.no_cache,
+    )
+    print(format_table(results))
+    return 0 if any(r.reachable for r in results) else 1
+
+
+def _cmd_map(args: argparse.Namespace) -> int:
+    from .ids import candidates, parse_repo_ref
+
+    hub, bare = parse_repo_ref(args.repo)
+    to = "hf" if hub == "ms" else "ms"
+    found = candidates(bare, to=to, repo_type=args.repo_type)
+    if not found:
+        print(f"no known {to} id for {args.repo}", file=sys.stderr)
+        return 1
+    label = "ModelScope" if to == "ms" else "Hugging Face"
+    best = found[0]
+    print(f"{best.id}")
+    for cand in found:
+        flag = " (suspicious: confirm by hashes)" if cand.suspicious else ""
+        print(f"  {label}: {cand.id}  [{cand.reason}]{flag}", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(size_mb=args.size_mb, keep=args.keep)
+
+
+_COMMANDS = {
+    "download": _cmd_download,
+    "ls": _cmd_ls,
+    "probe": _cmd_probe,
+    "map": _cmd_map,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _COMMANDS[args.command](args)
+    except UnihubError as exc:
+        print(f"unihub: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("unihub: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"unihub: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
