@@ -1,0 +1,317 @@
+"""The Hugging Face cache layout, exactly as huggingface_hub 2.4.0 writes it.
+
+::
+
+    <cache>/CACHEDIR.TAG
+    <cache>/.locks/models--org--name/<etag>.lock
+    <cache>/models--org--name/
+        blobs/<etag>                           sha256 (LFS) or git blob sha1 (regular file)
+        blobs/<etag>.unihub-partial[.journal]  engine's partial data (huggingface_hub ignores it)
+        refs/<revision>                        the commit, no newline (only if revision != commit)
+        snapshots/<commit>/<path>              -> ../../blobs/<etag> (relative, depth-adjusted)
+        trees/<commit>.json                    huggingface_hub's tree-listing cache
+
+The repo folder is keyed by the Hugging Face id whatever hub the bytes came from, so
+``from_pretrained("org/name")`` finds them offline. Without symlink support (probed in the cache
+folder, or ``HF_HUB_DISABLE_SYMLINKS=1``) the blob of a new download is moved to the snapshot
+path and an existing one copied, as huggingface_hub does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from filelock import FileLock
+
+from ..errors import TransferError, UnsafePathError
+from ..models import GIT_OID_RE, SHA256_RE, Manifest, RepoFile, RepoType
+from .common import (
+    PARTIAL_SUFFIX,
+    Target,
+    atomic_write_text,
+    default_cache_dir,
+    effective_commit,
+    ensure_inside,
+    env_flag,
+    git_blob_sha1,
+    repo_folder_name,
+    safe_parts,
+    write_cachedir_tag,
+    write_tree_json,
+)
+
+__all__ = ["CacheLayout", "symlinks_supported"]
+
+STAGED_SUFFIX = ".unihub-staged"
+_symlink_support: dict[str, bool] = {}
+_symlink_lock = threading.Lock()
+
+
+def symlinks_supported(folder: Path) -> bool:
+    """Whether relative symlinks work in ``folder`` (probed once per folder, like huggingface_hub).
+
+    ``HF_HUB_DISABLE_SYMLINKS=1`` (read now, not at import) always answers False.
+    """
+    if env_flag("HF_HUB_DISABLE_SYMLINKS"):
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(folder)
+    with _symlink_lock:
+        if key not in _symlink_support:
+            probe = Path(tempfile.mkdtemp(prefix=".unihub-symlink-probe-", dir=folder))
+            try:
+                (probe / "src").touch()
+                (probe / "dst").symlink_to("src")
+                _symlink_support[key] = True
+            except OSError:
+                _symlink_support[key] = False
+            finally:
+                shutil.rmtree(probe, ignore_errors=True)
+        return _symlink_support[key]
+
+
+def _checked_hash(value: str, file: RepoFile, repo_id: str) -> str:
+    # Hashes become file names: refuse anything but lowercase hex of the right length.
+    if GIT_OID_RE.fullmatch(value) or SHA256_RE.fullmatch(value):
+        return value
+    raise UnsafePathError(f"invalid hash {value!r} in listing", repo_id=repo_id, path=file.path)
+
+
+class CacheLayout:
+    """Writes one repo into the HF cache: ``targets`` -> (engine) -> ``publish`` -> ``finalize``.
+
+    ``cache_dir`` None means the HF default (``HF_HUB_CACHE``, ``HF_HOME``; read when called).
+    ``repo_id`` is the Hugging Face id, even when the bytes come from ModelScope. ``symlinks``
+    None probes the cache folder.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        repo_id: str,
+        repo_type: RepoType = "model",
+        symlinks: bool | None = None,
+    ) -> None:
+        self.cache_dir = (
+            Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        )
+        self.repo_id = repo_id
+        self.repo_type: RepoType = repo_type
+        self.folder_name = repo_folder_name(repo_id, repo_type)
+        self.storage = self.cache_dir / self.folder_name
+        self.blobs = self.storage / "blobs"
+        self._symlinks = symlinks
+        self._locks: dict[Path, FileLock] = {}
+        self._state = threading.Lock()
+        self._pending: Counter[Path] = Counter()  # targets still to publish, per blob
+        self._blob_ids: dict[str, str] = {}  # path -> git oid computed from the bytes
+
+    @property
+    def symlinks(self) -> bool:
+        if self._symlinks is None:
+            self._symlinks = symlinks_supported(self.cache_dir)
+        return self._symlinks
+
+    def snapshot_dir(self, commit: str) -> Path:
+        return self.storage / "snapshots" / commit
+
+    @contextlib.contextmanager
+    def lock(self, blob_name: str) -> Iterator[None]:
+        """huggingface_hub's per-blob lock ``.locks/<repo folder>/<blob name>.lock``.
+
+        Re-entrant in one thread; also excludes other threads and processes (and huggingface_hub).
+        """
+        path = self.cache_dir / ".locks" / self.folder_name / f"{blob_name}.lock"
+        with self._state:
+            lock = self._locks.get(path)
+            if lock is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                lock = self._locks[path] = FileLock(path, mode=0o664)
+        with lock:
+            yield
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def targets(self, manifest: Manifest, files: Sequence[RepoFile]) -> list[Target]:
+        """One :class:`Target` per file; raises ``UnsafePathError`` before writing anything.
+
+        Files with identical content share ``final``; only the first of them is marked not
+        ``present``, so one download serves all. Publish after the downloads.
+        """
+        commit = effective_commit(manifest.commit, manifest.files)
+        snapshot = self.snapshot_dir(commit)
+        planned = [(f, safe_parts(f.path, repo_id=self.repo_id)) for f in files]
+        out: list[Target] = []
+        for f, parts in planned:
+            if f.etag is not None:
+                name = _checked_hash(f.etag, f, self.repo_id)
+                final = self.blobs / name
+            else:
+                # No git oid (ModelScope, regular file): stage by sha256, rename in publish().
+                key = _checked_hash(f.sha256 or "", f, self.repo_id)
+                name = key + STAGED_SUFFIX
+                final = self.blobs / name
+            pointer = snapshot.joinpath(*parts)
+            out.append(
+                Target(
+                    file=f,
+                    final=final,
+                    partial=self.blobs / (name.removesuffix(STAGED_SUFFIX) + PARTIAL_SUFFIX),
+                    present=False,
+                    path=pointer,
+                    commit=commit,
+                )
+            )
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        for t in out:
+            ensure_inside(self.storage, t.path, repo_id=self.repo_id, rel=t.file.path)
+        with self._state:
+            for t in out:
+                self._pending[t.final] += 1
+        result: list[Target] = []
+        downloading: set[Path] = set()
+        for t in out:
+            present = self._present(t) or t.final in downloading
+            if not present:
+                downloading.add(t.final)
+            result.append(_with_present(t, present))
+        return result
+
+    def _present(self, t: Target) -> bool:
+        size = t.file.size
+        if t.path.is_file() and t.path.stat().st_size == size:
+            return True
+        return t.file.etag is not None and t.final.is_file() and t.final.stat().st_size == size
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def publish(self, target: Target) -> Path:
+        """Make ``snapshots/<commit>/<path>`` point at the blob; returns that path."""
+        f, pointer = target.file, target.path
+        try:
+            if f.etag is None:
+                blob = self._adopt_staged(target)
+                if blob is None:  # already published earlier: nothing staged, pointer in place
+                    return pointer
+            else:
+                blob = target.final
+            with self.lock(blob.name):
+                if not _points_to(pointer, blob, f.size):
+                    self._link(blob, pointer, new_blob=not target.present)
+            return pointer
+        finally:
+            with self._state:
+                self._pending[target.final] -= 1
+
+    def _adopt_staged(self, target: Target) -> Path | None:
+        """Rename a staged (sha256-verified) regular file to ``blobs/<git oid>``."""
+        staged, f = target.final, target.file
+        if not staged.is_file():
+            if target.path.is_file():
+                self._blob_ids[f.path] = git_blob_sha1(target.path)
+                return None
+            raise TransferError(
+                "verified file missing before publish", path=f.path, repo_id=self.repo_id
+            )
+        oid = git_blob_sha1(staged)
+        self._blob_ids[f.path] = oid
+        blob = self.blobs / oid
+        with self.lock(oid):
+            with self._state:
+                last = self._pending[staged] <= 1
+            if blob.is_file() and blob.stat().st_size == f.size:
+                if last:
+                    staged.unlink(missing_ok=True)
+            elif last:
+                staged.replace(blob)
+            else:
+                _copy_atomic(staged, blob)
+        return blob
+
+    def _link(self, blob: Path, pointer: Path, *, new_blob: bool) -> None:
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pointer.with_name(f".{pointer.name}.{uuid.uuid4().hex[:8]}.unihub-tmp")
+        if self.symlinks:
+            try:
+                tmp.symlink_to(os.path.relpath(blob, pointer.parent))
+                tmp.replace(pointer)
+                return
+            except OSError:
+                tmp.unlink(missing_ok=True)
+        with self._state:
+            shared = self._pending[blob] > 1
+        if new_blob and not shared:
+            blob.replace(pointer)  # as huggingface_hub: the new blob moves, no duplicate
+        else:
+            _copy_atomic(blob, pointer)
+
+    # -- finishing ---------------------------------------------------------------------------
+
+    def finalize(
+        self, manifest: Manifest, files: Sequence[RepoFile] = (), *, revision: str | None = None
+    ) -> Path:
+        """Write ``refs/<revision>``, the tree cache and CACHEDIR.TAG; return the snapshot folder.
+
+        ``revision`` (default ``manifest.revision``) is the Hugging Face name to record, e.g.
+        ``main`` even when the listing came from ModelScope's ``master``. Raises
+        ``TransferError`` if one of ``files`` is not in place.
+        """
+        commit = effective_commit(manifest.commit, manifest.files)
+        snapshot = self.snapshot_dir(commit)
+        for f in files:
+            if not (snapshot.joinpath(*safe_parts(f.path, repo_id=self.repo_id))).is_file():
+                raise TransferError(
+                    "file not in the snapshot after download", repo_id=self.repo_id, path=f.path
+                )
+        snapshot.mkdir(parents=True, exist_ok=True)
+        write_cachedir_tag(self.cache_dir)
+        ref = revision or manifest.revision
+        if ref and ref != commit:
+            ref_path = self.storage.joinpath(
+                "refs", *safe_parts(ref, what="revision", repo_id=self.repo_id)
+            )
+            try:
+                current = ref_path.read_text(encoding="utf-8")
+            except OSError:
+                current = None
+            if current != commit:
+                atomic_write_text(ref_path, commit)
+        blob_ids = dict(self._blob_ids)
+        for f in manifest.files:
+            if f.etag is None and f.path not in blob_ids:
+                pointer = snapshot.joinpath(*safe_parts(f.path, repo_id=self.repo_id))
+                if pointer.is_file() and pointer.stat().st_size == f.size:
+                    blob_ids[f.path] = git_blob_sha1(pointer)
+        write_tree_json(self.storage / "trees" / f"{commit}.json", manifest.files, blob_ids)
+        return snapshot
+
+
+def _with_present(t: Target, present: bool) -> Target:
+    return (
+        t if t.present == present else Target(t.file, t.final, t.partial, present, t.path, t.commit)
+    )
+
+
+def _points_to(pointer: Path, blob: Path, size: int) -> bool:
+    """Pointer already usable: a symlink to this blob, or (no-symlink mode) a file of the size."""
+    if pointer.is_symlink():
+        return os.path.realpath(pointer) == os.path.realpath(blob) and blob.is_file()
+    return pointer.is_file() and pointer.stat().st_size == size
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.unihub-tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,294 @@
+"""Pieces both layouts share: path safety, hashes, atomic writes, the huggingface_hub files.
+
+Everything here reproduces what huggingface_hub 2.4.0 writes byte for byte (see
+``/work/shared/protocols/huggingface.md`` §4-§5), because its readers (``hf_hub_download``,
+``snapshot_download``, ``try_to_load_from_cache``, transformers) must accept our output and we
+must accept theirs. We hand-write these few helpers instead of importing huggingface_hub's
+private ones (``_local_folder``, ``_tree_cache``, ``file_download._create_symlink``): private
+names move between releases, while the on-disk format is what both tools have to agree on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from ..errors import UnsafePathError
+from ..models import RepoFile, RepoType, is_commit_sha
+
+__all__ = [
+    "CACHEDIR_TAG_CONTENT",
+    "TREE_FORMAT_VERSION",
+    "Target",
+    "atomic_write_text",
+    "default_cache_dir",
+    "derive_commit",
+    "effective_commit",
+    "ensure_inside",
+    "env_flag",
+    "file_sha256",
+    "filter_paths",
+    "git_blob_sha1",
+    "lfs_pointer_oid",
+    "read_tree_json",
+    "repo_folder_name",
+    "safe_parts",
+    "write_cachedir_tag",
+    "write_tree_json",
+]
+
+CACHEDIR_TAG_CONTENT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by huggingface_hub.\n"
+    "# For information about cache directory tags, see:\n"
+    "#\thttps://bford.info/cachedir/\n"
+)
+TREE_FORMAT_VERSION = 1
+PARTIAL_SUFFIX = ".unihub-partial"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one repo file goes.
+
+    - ``final``: where the engine's verified file must land (``FileJob.dest``).
+    - ``partial``: where the engine keeps its partial bytes and journal (a name no other tool
+      takes for a finished file).
+    - ``present``: no download needed (still call ``publish``): already on disk and trusted,
+      or another target of the same list downloads the same bytes.
+    - ``path``: where the user sees the file after ``publish``.
+    - ``commit``: the snapshot folder / metadata commit id (see :func:`effective_commit`).
+    """
+
+    file: RepoFile
+    final: Path
+    partial: Path
+    present: bool
+    path: Path
+    commit: str
+
+
+def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """huggingface_hub's truthiness for env flags: ``1``, ``ON``, ``YES``, ``TRUE``."""
+    env = os.environ if environ is None else environ
+    return env.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The HF hub cache, read from the environment now (huggingface_hub reads it at import).
+
+    ``HF_HUB_CACHE``, then legacy ``HUGGINGFACE_HUB_CACHE``, then ``$HF_HOME/hub`` where
+    ``HF_HOME`` defaults to ``$XDG_CACHE_HOME/huggingface`` or ``~/.cache/huggingface``.
+    """
+    env = os.environ if environ is None else environ
+    explicit = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(os.path.expandvars(explicit)).expanduser()
+    xdg = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+    home = env.get("HF_HOME") or str(Path(xdg) / "huggingface")
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
+def repo_folder_name(repo_id: str, repo_type: RepoType) -> str:
+    """``models--org--name`` / ``datasets--org--name`` (huggingface_hub's ``repo_folder_name``)."""
+    parts = repo_id.split("/")
+    if not repo_id or len(parts) > 2 or any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise UnsafePathError(f"invalid repo id {repo_id!r}", repo_id=repo_id)
+    return "--".join([f"{repo_type}s", *parts])
+
+
+def safe_parts(path: str, *, what: str = "file", repo_id: str | None = None) -> tuple[str, ...]:
+    """Split a repo path into segments, refusing anything that could leave the target folder.
+
+    Refused: empty paths or segments, ``.``/``..`` segments, absolute paths, Windows drives,
+    UNC or root-relative segments (checked on every OS, so a folder written on Linux stays safe
+    when copied to Windows), backslashes and NUL bytes.
+    """
+    bad = (
+        not path
+        or "\0" in path
+        or "\\" in path
+        or path.startswith("/")
+        or PurePosixPath(path).is_absolute()
+    )
+    parts = tuple(path.split("/"))
+    if not bad:
+        for part in parts:
+            win = PureWindowsPath(part)
+            if part in ("", ".", "..") or win.drive or win.root:
+                bad = True
+                break
+    if bad:
+        raise UnsafePathError(
+            f"refusing unsafe {what} path {path!r}",
+            repo_id=repo_id,
+            path=path,
+            hint="The listing names a path outside the target folder; report it to the repo owner",
+        )
+    return parts
+
+
+def ensure_inside(root: Path, path: Path, *, repo_id: str | None = None, rel: str = "") -> None:
+    """Refuse ``path`` if its existing parent folders resolve outside ``root`` (symlinked dirs)."""
+    real_root = os.path.realpath(root)
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    real = os.path.realpath(probe)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise UnsafePathError(
+            f"refusing to write through a folder that leads outside {root}",
+            repo_id=repo_id,
+            path=rel or str(path),
+        )
+
+
+def filter_paths(
+    paths: Iterable[str],
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+) -> list[str]:
+    """huggingface_hub's ``allow_patterns``/``ignore_patterns`` semantics.
+
+    fnmatch (case-sensitive), ``\\`` read as ``/``, a pattern ending in ``/`` matches the whole
+    folder. Re-implemented (10 lines) because huggingface_hub does not export its version.
+    """
+
+    def norm(patterns: str | Sequence[str] | None) -> list[str] | None:
+        if patterns is None:
+            return None
+        items = [patterns] if isinstance(patterns, str) else list(patterns)
+        items = [p.replace("\\", "/") for p in items]
+        return [p + "*" if p.endswith("/") else p for p in items]
+
+    allow, ignore = norm(include), norm(exclude)
+    return [
+        p
+        for p in paths
+        if (allow is None or any(fnmatchcase(p, pat) for pat in allow))
+        and not (ignore is not None and any(fnmatchcase(p, pat) for pat in ignore))
+    ]
+
+
+def git_blob_sha1(path: Path) -> str:
+    """Git blob id of a file, ``sha1(b"blob <size>\\0" + content)``: the ETag of regular files."""
+    size = path.stat().st_size
+    digest = hashlib.sha1(b"blob %d\0" % size)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def lfs_pointer_oid(sha256: str, size: int) -> str:
+    """The git blob id of the LFS pointer file Hugging Face stores for an LFS file.
+
+    That is the ``oid``/``blob_id`` the HF tree listing gives LFS files; we need it for the tree
+    cache when the listing came from ModelScope (which gives only sha256).
+    """
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
+    data = pointer.encode()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def derive_commit(files: Iterable[RepoFile]) -> str:
+    """A stable 40-hex id for a listing that has no usable commit sha (ModelScope branch names).
+
+    sha1 over the sorted ``path, sha256 or git oid, size`` lines of the whole listing, so the
+    same repo content always maps to the same ``snapshots/<id>`` folder, whatever subset of it
+    was downloaded.
+    """
+    digest = hashlib.sha1(b"unihub-derived-commit-v1\n")
+    for f in sorted(files, key=lambda f: f.path):
+        digest.update(f"{f.path}\0{f.sha256 or f.git_oid or ''}\0{f.size}\n".encode())
+    return digest.hexdigest()
+
+
+def effective_commit(commit: str | None, files: Iterable[RepoFile]) -> str:
+    """``commit`` if it is a 40-hex sha, else :func:`derive_commit` of the listing."""
+    if commit is not None and is_commit_sha(commit):
+        return commit
+    return derive_commit(files)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a unique temp name next to ``path``, then ``os.replace`` it there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_cachedir_tag(folder: Path) -> None:
+    tag = folder / "CACHEDIR.TAG"
+    if not tag.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            tag.write_text(CACHEDIR_TAG_CONTENT, encoding="utf-8")
+        except OSError:
+            pass  # best effort, as huggingface_hub
+
+
+def tree_entry(file: RepoFile, blob_id: str) -> dict[str, object]:
+    """One ``trees/<commit>.json`` entry, keys in huggingface_hub's order."""
+    entry: dict[str, object] = {"size": file.size, "blob_id": blob_id}
+    if file.lfs and file.sha256:
+        entry["lfs_sha256"] = file.sha256
+        entry["lfs_size"] = file.size
+    return entry
+
+
+def read_tree_json(path: Path) -> dict[str, dict[str, object]] | None:
+    """The ``files`` map of a tree cache file, or None if absent, unreadable or another format."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format_version") != TREE_FORMAT_VERSION:
+        return None
+    files = data.get("files")
+    return files if isinstance(files, dict) else None
+
+
+def write_tree_json(path: Path, files: Sequence[RepoFile], blob_ids: Mapping[str, str]) -> bool:
+    """Write the tree cache for a whole listing; False (nothing written) if a blob id is unknown.
+
+    A partial listing would be worse than none: huggingface_hub trusts the cached tree of a
+    commit instead of asking the Hub, so files missing from it would never be fetched. An
+    existing valid file is kept (it may hold ``xet_hash`` values we do not know).
+    """
+    if read_tree_json(path) is not None:
+        return True
+    entries: dict[str, dict[str, object]] = {}
+    for f in files:
+        blob_id = f.git_oid or blob_ids.get(f.path)
+        if blob_id is None and f.lfs and f.sha256:
+            blob_id = lfs_pointer_oid(f.sha256, f.size)
+        if blob_id is None:
+            return False
+        entries[f.path] = tree_entry(f, blob_id)
+    data = {
+        "format_version": TREE_FORMAT_VERSION,
+        "files": {p: entries[p] for p in sorted(entries)},
+    }
+    atomic_write_text(path, json.dumps(data, indent=1))
+    return True

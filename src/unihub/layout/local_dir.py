@@ -1,0 +1,192 @@
+"""The plain ``local_dir`` layout, with huggingface_hub 2.4.0's bookkeeping beside it.
+
+::
+
+    <local_dir>/config.json, <local_dir>/sub/model.bin              real files, no symlinks
+    <local_dir>/.cache/huggingface/.gitignore                        "*"
+    <local_dir>/.cache/huggingface/CACHEDIR.TAG
+    <local_dir>/.cache/huggingface/download/<path>.metadata          "<commit>\\n<etag>\\n<time>\\n"
+    <local_dir>/.cache/huggingface/download/<path>.lock              metadata lock
+    <local_dir>/.cache/huggingface/download/<path>.unihub-partial    engine's partial data + journal
+    <local_dir>/.cache/huggingface/trees/<commit>.json               tree-listing cache
+
+The metadata is written exactly as huggingface_hub writes it, so each tool sees the other's
+downloads as up to date: a file counts as present when its metadata names the expected etag and
+the file was not modified after the metadata was written (``mtime - 1 <= timestamp``), or, with
+no valid metadata, when its sha256 (or git blob sha1) matches the listing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from ..errors import TransferError, UnsafePathError
+from ..models import Manifest, RepoFile, RepoType
+from .common import (
+    PARTIAL_SUFFIX,
+    Target,
+    atomic_write_text,
+    effective_commit,
+    ensure_inside,
+    file_sha256,
+    git_blob_sha1,
+    safe_parts,
+    write_cachedir_tag,
+    write_tree_json,
+)
+
+__all__ = ["DownloadMetadata", "LocalDirLayout", "read_metadata"]
+
+
+@dataclass(frozen=True)
+class DownloadMetadata:
+    commit: str
+    etag: str
+    timestamp: float
+
+
+def read_metadata(metadata_path: Path, file_path: Path) -> DownloadMetadata | None:
+    """huggingface_hub's ``read_download_metadata``: None if absent, malformed or outdated."""
+    try:
+        with open(metadata_path, encoding="utf-8") as fh:
+            commit = fh.readline().strip()
+            etag = fh.readline().strip()
+            timestamp = float(fh.readline().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        if file_path.stat().st_mtime - 1 <= timestamp:
+            return DownloadMetadata(commit, etag, timestamp)
+    except OSError:
+        pass
+    return None
+
+
+class LocalDirLayout:
+    """Writes one repo as plain files under ``local_dir``: targets -> publish -> finalize."""
+
+    def __init__(
+        self, local_dir: str | os.PathLike[str], *, repo_id: str, repo_type: RepoType = "model"
+    ) -> None:
+        self.root = Path(local_dir).expanduser()
+        self.repo_id = repo_id
+        self.repo_type: RepoType = repo_type
+        self.hf_dir = self.root / ".cache" / "huggingface"
+        self.download_dir = self.hf_dir / "download"
+        self._locks: dict[Path, FileLock] = {}
+        self._state = threading.Lock()
+        self._blob_ids: dict[str, str] = {}
+
+    def _parts(self, path: str) -> tuple[str, ...]:
+        parts = safe_parts(path, repo_id=self.repo_id)
+        if parts[:2] == (".cache", "huggingface"):
+            raise UnsafePathError(
+                "refusing a repo file inside .cache/huggingface (download bookkeeping)",
+                repo_id=self.repo_id,
+                path=path,
+            )
+        return parts
+
+    def file_path(self, path: str) -> Path:
+        return self.root.joinpath(*self._parts(path))
+
+    def metadata_path(self, path: str) -> Path:
+        parts = self._parts(path)
+        return self.download_dir.joinpath(*parts[:-1], parts[-1] + ".metadata")
+
+    @contextlib.contextmanager
+    def lock(self, path: str) -> Iterator[None]:
+        """huggingface_hub's metadata lock for ``path`` (``download/<path>.lock``)."""
+        lock_path = self.metadata_path(path).with_suffix(".lock")
+        with self._state:
+            lock = self._locks.get(lock_path)
+            if lock is None:
+                lock_path.parent.mkdir(parents=True, exist_ok=True)
+                lock = self._locks[lock_path] = FileLock(lock_path, mode=0o664)
+        with lock:
+            yield
+
+    def targets(self, manifest: Manifest, files: Sequence[RepoFile]) -> list[Target]:
+        """One :class:`Target` per file; raises ``UnsafePathError`` before writing anything.
+
+        Deciding ``present`` may hash existing files that have no valid metadata.
+        """
+        commit = effective_commit(manifest.commit, manifest.files)
+        planned = [(f, self._parts(f.path)) for f in files]
+        for f, parts in planned:
+            ensure_inside(self.root, self.root.joinpath(*parts), repo_id=self.repo_id, rel=f.path)
+        self._bookkeeping()
+        out = []
+        for f, parts in planned:
+            final = self.root.joinpath(*parts)
+            partial = self.download_dir.joinpath(*parts[:-1], parts[-1] + PARTIAL_SUFFIX)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            ensure_inside(self.root, final, repo_id=self.repo_id, rel=f.path)
+            present = self._present(f, final)
+            out.append(Target(f, final, partial, present, final, commit))
+        return out
+
+    def _present(self, f: RepoFile, final: Path) -> bool:
+        if not final.is_file() or final.stat().st_size != f.size:
+            return False
+        meta = read_metadata(self.metadata_path(f.path), final)
+        if meta is not None and f.etag is not None:
+            return meta.etag == f.etag
+        if f.sha256:
+            return file_sha256(final) == f.sha256
+        if f.git_oid:
+            return git_blob_sha1(final) == f.git_oid
+        return False
+
+    def publish(self, target: Target) -> Path:
+        """Write the huggingface_hub metadata of a verified (or present) file; returns the file."""
+        f, final = target.file, target.final
+        if not final.is_file():
+            raise TransferError(
+                "verified file missing before publish", path=f.path, repo_id=self.repo_id
+            )
+        etag = f.etag
+        if etag is None:  # small regular file listed without git oid: compute it
+            etag = git_blob_sha1(final)
+            self._blob_ids[f.path] = etag
+        with self.lock(f.path):
+            atomic_write_text(
+                self.metadata_path(f.path), f"{target.commit}\n{etag}\n{time.time()}\n"
+            )
+        return final
+
+    def _bookkeeping(self) -> None:
+        write_cachedir_tag(self.hf_dir)
+        gitignore = self.hf_dir / ".gitignore"
+        if not gitignore.exists():
+            atomic_write_text(gitignore, "*")
+
+    def finalize(self, manifest: Manifest, files: Sequence[RepoFile] = ()) -> Path:
+        """Write .gitignore, CACHEDIR.TAG and the tree cache; return ``realpath(local_dir)``.
+
+        Raises ``TransferError`` if one of ``files`` is not in place.
+        """
+        commit = effective_commit(manifest.commit, manifest.files)
+        for f in files:
+            if not self.file_path(f.path).is_file():
+                raise TransferError(
+                    "file not in place after download", repo_id=self.repo_id, path=f.path
+                )
+        self._bookkeeping()
+        blob_ids = dict(self._blob_ids)
+        for f in manifest.files:
+            if f.etag is None and f.path not in blob_ids:
+                meta = read_metadata(self.metadata_path(f.path), self.file_path(f.path))
+                if meta is not None and meta.commit == commit:
+                    blob_ids[f.path] = meta.etag
+        write_tree_json(self.hf_dir / "trees" / f"{commit}.json", manifest.files, blob_ids)
+        return Path(os.path.realpath(self.root))
