@@ -1,0 +1,385 @@
+"""FakeHub: the knobs, statistics and fault decisions shared by both fake hub protocols.
+
+A :class:`FakeHub` owns one listening port (two for an "other-host" CDN), a set of
+:class:`~unihub.testing.FakeRepo`, and the live knobs (rates, latency, blackhole, faults, block
+pages). The protocol-specific answers come from ``_hf.HfApp`` or ``_ms.MsApp``; fault decisions
+are drawn here, from ``random.Random(seed)`` under a lock, one draw per file-content GET, so a
+test can compute which request gets which fault.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+from urllib.parse import unquote
+
+from ._repo import Blob, FakeRepo
+from ._server import Listener, Request, Response, TokenBucket
+
+__all__ = ["FakeHub", "Faults", "HubStats", "RequestRecord"]
+
+_RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+_HOSTILE_CONTENT = b"hostile entry\n"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Misbehaviour of file-content GETs (never of metadata requests or HEADs).
+
+    Per file GET, in order: the first ``too_many_requests`` are answered 429 (``Retry-After: 1``);
+    then three numbers are drawn from ``random.Random(seed)`` (always three, so the sequence is
+    predictable): ``< error_5xx`` -> 503, else ``< drop_mid_body`` -> half the body then the
+    connection is closed, else ``< stall`` -> half the body then silence with the connection open.
+    ``corrupt`` paths are served with altered bytes (listings keep the true hashes);
+    ``ignore_range`` answers ranged GETs with 200 and the whole body; ``hostile_entries`` are extra
+    listed (and served) paths such as ``"../evil.txt"``; ``lying_sizes`` makes listings report
+    another size than served.
+    """
+
+    seed: int = 0
+    drop_mid_body: float = 0.0
+    error_5xx: float = 0.0
+    too_many_requests: int = 0
+    corrupt: frozenset[str] = frozenset()
+    ignore_range: bool = False
+    stall: float = 0.0
+    hostile_entries: tuple[str, ...] = ()
+    lying_sizes: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "corrupt", frozenset(self.corrupt))
+        object.__setattr__(self, "hostile_entries", tuple(self.hostile_entries))
+        object.__setattr__(self, "lying_sizes", dict(self.lying_sizes))
+
+
+class RequestRecord(NamedTuple):
+    """One request as the hub saw it. ``path`` is percent-decoded; ``range`` is the raw header."""
+
+    method: str
+    host: str
+    path: str
+    query: str
+    status: int
+    has_auth: bool
+    range: str | None
+    time: float
+
+
+@dataclass
+class HubStats:
+    """Counters of one hub: file body bytes served and every request answered."""
+
+    bytes_total: int = 0
+    bytes_by_file: dict[str, int] = field(default_factory=dict)
+    requests: list[RequestRecord] = field(default_factory=list)
+
+
+_KNOBS = ("per_connection_rate", "total_rate", "latency", "blackhole", "faults", "html",
+          "status_override", "page_size")
+
+
+class FakeHub:
+    """A Hugging Face (``"hf"``) or ModelScope (``"ms"``) hub on ``127.0.0.1``.
+
+    Use as a context manager (or ``start()``/``stop()``); ``endpoint`` is its base URL and
+    ``source`` the ``"hf=URL"``/``"ms=URL"`` spec. All knobs can be changed live with
+    :meth:`configure`. ``cdn`` (HF only): ``"same-host"`` redirects LFS files to ``/cdn/<sha256>``
+    on the same port, ``"other-host"`` to a second port (on 127.0.0.2 when available: another
+    origin *and* another host), ``None`` serves LFS bytes from the resolve URL directly.
+    """
+
+    def __init__(
+        self,
+        kind: Literal["hf", "ms"] = "hf",
+        repos: Iterable[FakeRepo] = (),
+        *,
+        cdn: Literal["same-host", "other-host"] | None = "same-host",
+        per_connection_rate: float | None = None,
+        total_rate: float | None = None,
+        latency: float = 0.0,
+        blackhole: bool = False,
+        faults: Faults | None = None,
+        gated: Iterable[str] = (),
+        private: Iterable[str] = (),
+        tokens: Iterable[str] = (),
+        html: bool = False,
+        status_override: int | None = None,
+        page_size: int = 50,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if kind not in ("hf", "ms"):
+            raise ValueError(f"kind must be 'hf' or 'ms', not {kind!r}")
+        if cdn not in ("same-host", "other-host", None):
+            raise ValueError(f"cdn must be 'same-host', 'other-host' or None, not {cdn!r}")
+        self.kind = kind
+        self.cdn = cdn if kind == "hf" else None
+        self.per_connection_rate = per_connection_rate
+        self.total_rate = total_rate
+        self.latency = latency
+        self.blackhole = blackhole
+        self.faults = faults or Faults()
+        self.gated = set(gated)
+        self.private = set(private)
+        self.tokens = set(tokens)
+        self.html = html
+        self.status_override = status_override
+        self.page_size = page_size
+        self.stats = HubStats()
+        self.stopping = threading.Event()
+        self._host, self._port = host, port
+        self._repos: dict[tuple[str, str], FakeRepo] = {}
+        self._lock = threading.Lock()
+        self._bucket = TokenBucket(total_rate)
+        self._rng = random.Random(self.faults.seed)
+        self._file_gets = 0
+        self._cdn_blobs: dict[str, tuple[Blob, str, str, str]] = {}
+        self._listener: Listener | None = None
+        self._cdn_listener: Listener | None = None
+        for repo in repos:
+            self.add_repo(repo)
+        if kind == "hf":
+            from ._hf import HfApp
+
+            self._app: Any = HfApp(self)
+        else:
+            from ._ms import MsApp
+
+            self._app = MsApp(self)
+
+    # -- repos ---------------------------------------------------------------------------
+    def _key(self, repo_type: str, repo_id: str) -> tuple[str, str]:
+        return (repo_type, repo_id.lower() if self.kind == "ms" else repo_id)
+
+    def add_repo(self, repo: FakeRepo) -> None:
+        """Serve ``repo`` (replacing one with the same id and type)."""
+        self._repos[self._key(repo.repo_type, repo.repo_id)] = repo
+
+    def get_repo(self, repo_id: str, repo_type: str = "model") -> FakeRepo | None:
+        """The served repo with this id (case-insensitive on ModelScope), or None."""
+        return self._repos.get(self._key(repo_type, repo_id))
+
+    @property
+    def repos(self) -> list[FakeRepo]:
+        """The served repos."""
+        return list(self._repos.values())
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> FakeHub:
+        """Bind and serve in background threads; returns self."""
+        if self._listener is not None:
+            return self
+        self.stopping.clear()
+        self._listener = Listener(self, "main", self._host, self._port)
+        self._listener.start()
+        if self.cdn == "other-host":
+            try:
+                self._cdn_listener = Listener(self, "cdn", "127.0.0.2", 0)
+            except OSError:
+                self._cdn_listener = Listener(self, "cdn", self._host, 0)
+            self._cdn_listener.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection (idempotent)."""
+        self.stopping.set()
+        for listener in (self._listener, self._cdn_listener):
+            if listener is not None:
+                listener.stop()
+        self._listener = self._cdn_listener = None
+
+    def __enter__(self) -> FakeHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self._listener.endpoint if self._listener else "stopped"
+        return f"FakeHub({self.kind!r}, {where}, repos={len(self._repos)})"
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:PORT`` (the hub must be started)."""
+        if self._listener is None:
+            raise RuntimeError("FakeHub is not started: use `with hub:` or hub.start()")
+        return self._listener.endpoint
+
+    @property
+    def cdn_endpoint(self) -> str:
+        """Base URL of the CDN (the endpoint itself unless ``cdn="other-host"``)."""
+        return self._cdn_listener.endpoint if self._cdn_listener else self.endpoint
+
+    @property
+    def source(self) -> str:
+        """``"hf=<endpoint>"`` or ``"ms=<endpoint>"``."""
+        return f"{self.kind}={self.endpoint}"
+
+    # -- knobs and stats -----------------------------------------------------------------
+    def configure(self, **knobs: Any) -> None:
+        """Change knobs live: per_connection_rate, total_rate, latency, blackhole, faults, html,
+        status_override, page_size. New ``faults`` restart the fault sequence from its seed."""
+        for name, value in knobs.items():
+            if name not in _KNOBS:
+                raise TypeError(f"unknown knob {name!r}; known: {', '.join(_KNOBS)}")
+            setattr(self, name, value)
+        if "total_rate" in knobs:
+            self._bucket.rate = knobs["total_rate"]
+        if "faults" in knobs:
+            self.faults = knobs["faults"] or Faults()
+            with self._lock:
+                self._rng = random.Random(self.faults.seed)
+                self._file_gets = 0
+
+    def reset_stats(self) -> None:
+        """Forget counted bytes and recorded requests."""
+        with self._lock:
+            self.stats = HubStats()
+
+    # -- Backend protocol (used by _server) ------------------------------------------------
+    def blackholed(self) -> bool:
+        return self.blackhole
+
+    def connection_rate(self) -> float | None:
+        return self.per_connection_rate
+
+    def total_bucket(self) -> TokenBucket:
+        return self._bucket
+
+    def before_answer(self) -> None:
+        if self.latency > 0:
+            self.stopping.wait(self.latency)
+
+    def record(self, request: Request, status: int, started: float) -> None:
+        rec = RequestRecord(request.method, request.headers.get("Host") or "",
+                            unquote(request.raw_path), request.query, status,
+                            "Authorization" in request.headers, request.headers.get("Range"),
+                            started)
+        with self._lock:
+            self.stats.requests.append(rec)
+
+    def count_bytes(self, key: str | None, n: int) -> None:
+        if key is None:
+            return
+        with self._lock:
+            self.stats.bytes_total += n
+            self.stats.bytes_by_file[key] = self.stats.bytes_by_file.get(key, 0) + n
+
+    def dispatch(self, request: Request) -> Response:
+        if self.status_override is not None:
+            return block_page(self.status_override)
+        if self.html:
+            return block_page(200)
+        if request.segments[:1] == ["cdn"]:
+            return self._serve_cdn(request)
+        if request.listener == "cdn":
+            return Response(404, {"Content-Type": "text/plain"}, b"Not Found")
+        response: Response = self._app.handle(request)
+        return response
+
+    # -- helpers for the protocol apps -----------------------------------------------------
+    def hostile_blob(self, path: str) -> Blob | None:
+        """Content served for a ``hostile_entries`` path, if it is one."""
+        if path in self.faults.hostile_entries:
+            return Blob(len(_HOSTILE_CONTENT), "lit:hostile", _HOSTILE_CONTENT)
+        return None
+
+    def listed_size(self, path: str, size: int) -> int:
+        """The size a listing reports (``lying_sizes`` applied)."""
+        return self.faults.lying_sizes.get(path, size)
+
+    def cdn_url(self, request: Request, blob: Blob, path: str, stat_key: str,
+                commit: str) -> str:
+        """Register ``blob`` under its sha256 and return its CDN URL."""
+        sha256 = blob.hashes()[0]
+        with self._lock:
+            self._cdn_blobs[sha256] = (blob, stat_key, commit, path)
+        base = self.cdn_endpoint if self.cdn == "other-host" else request.scheme_host
+        return f"{base}/cdn/{sha256}"
+
+    def _serve_cdn(self, request: Request) -> Response:
+        segs = request.segments
+        entry = self._cdn_blobs.get(segs[1]) if len(segs) == 2 else None
+        if entry is None:
+            return Response(404, {"Content-Type": "text/plain"}, b"NoSuchKey")
+        blob, key, commit, path = entry
+        sha256 = segs[1]
+        # Hub headers too: huggingface_hub follows a same-origin redirect for metadata and
+        # reads X-Repo-Commit and the etag from the final answer.
+        headers = {"Content-Type": "application/octet-stream", "ETag": f'"{sha256}"',
+                   "X-Repo-Commit": commit, "X-Linked-Etag": f'"{sha256}"',
+                   "X-Linked-Size": str(blob.size)}
+        return self.serve_blob(request, blob, path, key, headers)
+
+    def serve_blob(self, request: Request, blob: Blob, path: str, stat_key: str,
+                   headers: dict[str, str]) -> Response:
+        """Answer a file GET/HEAD with ``blob``: Range, 416, corrupt and the drawn faults."""
+        headers = {"Accept-Ranges": "bytes", **headers}
+        size = blob.size
+        status, start, end = 200, 0, size
+        spec = request.headers.get("Range")
+        if spec and not self.faults.ignore_range:
+            parsed = parse_range(spec, size)
+            if parsed == "unsatisfiable":
+                headers["Content-Range"] = f"bytes */{size}"
+                return Response(416, headers)
+            if parsed is not None:
+                status, (start, end) = 206, parsed
+                headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        resp = Response(status, headers, blob=blob, start=start, end=end, stat_key=stat_key,
+                        corrupt=path in self.faults.corrupt)
+        if request.method == "GET":
+            return self._apply_faults(resp)
+        return resp
+
+    def _apply_faults(self, resp: Response) -> Response:
+        f = self.faults
+        with self._lock:
+            self._file_gets += 1
+            n = self._file_gets
+            r_err, r_drop, r_stall = self._rng.random(), self._rng.random(), self._rng.random()
+        if n <= f.too_many_requests:
+            return Response(429, {"Retry-After": "1", "Content-Type": "application/json"},
+                            b'{"error": "Too Many Requests"}')
+        if r_err < f.error_5xx:
+            return Response(503, {"Content-Type": "text/plain"}, b"Service Unavailable")
+        if r_drop < f.drop_mid_body:
+            resp.fault = "drop"
+        elif r_stall < f.stall:
+            resp.fault = "stall"
+        return resp
+
+
+def parse_range(spec: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """``[start, end)`` of a single ``bytes=`` range; None = ignore the header (malformed or
+    several ranges: answer 200), ``"unsatisfiable"`` = answer 416."""
+    m = _RANGE_RE.fullmatch(spec)
+    if m is None:
+        return None
+    first, last = m.groups()
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last n bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            return "unsatisfiable"
+        return (max(0, size - n), size)
+    start = int(first)
+    end = size if not last else min(size, int(last) + 1)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    return (start, end)
+
+
+def block_page(status: int) -> Response:
+    """A captive-portal / firewall HTML page with ``status``."""
+    body = (f"<!DOCTYPE html><html><head><title>Access blocked</title></head><body>"
+            f"<h1>Blocked ({status})</h1><p>This site is not reachable from your network."
+            f"</p></body></html>").encode()
+    return Response(status, {"Content-Type": "text/html; charset=utf-8"}, body)
