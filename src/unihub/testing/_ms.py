@@ -122,7 +122,7 @@ class MsApp:
                     "message": "repo not found", "request_id": uuid.uuid4().hex}
             return Response(repo.status, {"Content-Type": "application/json"},
                             json.dumps(body).encode())
-        body = {"success": True, "data": self._info(repo, legacy=False),
+        body: dict[str, Any] = {"success": True, "data": self._info(repo, legacy=False),
                 "request_id": uuid.uuid4().hex}
         return Response(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
 
