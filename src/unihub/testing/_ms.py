@@ -117,12 +117,13 @@ class MsApp:
 
     def _openapi(self, req: Request, repo_type: str, repo_id: str) -> Response:
         repo = self._access(req, repo_type, repo_id)
+        body: dict[str, Any]
         if isinstance(repo, Response):
             body = {"success": False, "code": "NotFound" if repo.status == 404 else "Unauthorized",
                     "message": "repo not found", "request_id": uuid.uuid4().hex}
             return Response(repo.status, {"Content-Type": "application/json"},
                             json.dumps(body).encode())
-        body: dict[str, Any] = {"success": True, "data": self._info(repo, legacy=False),
+        body = {"success": True, "data": self._info(repo, legacy=False),
                 "request_id": uuid.uuid4().hex}
         return Response(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
 
