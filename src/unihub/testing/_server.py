@@ -123,8 +123,9 @@ class _Stop(Exception):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
-    server_version = "FakeHub/1.0"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return "FakeHub/1.0"
 
     def setup(self) -> None:
         super().setup()
