@@ -1,0 +1,356 @@
+"""Hugging Face protocol adapter: huggingface.co, hf-mirror.com and any HF-compatible mirror.
+
+Requests (as huggingface_hub 2.x's ``snapshot_download`` / ``hf_hub_download`` make them):
+
+- revision -> commit: ``GET /api/{models|datasets}/{id}/revision/{quote(rev, safe="")}``,
+  field ``sha``; skipped when the revision already is a 40-hex commit.
+- listing: ``GET /api/{type}s/{id}/tree/{commit}?recursive=true&expand=false``, following
+  ``Link: <...>; rel="next"`` pages; only ``type == "file"`` entries are kept
+  (``sha256`` = ``lfs.oid``, ``git_oid`` = ``oid``).
+- one file: ``HEAD`` on the resolve URL, same-origin redirects followed by hand, reading
+  ``X-Repo-Commit``, ``X-Linked-Etag``/``ETag`` and ``X-Linked-Size``/``Content-Length``.
+- file URL: ``{endpoint}/[datasets/]{id}/resolve/{quote(rev, safe="")}/{quote(path)}``,
+  byte-for-byte what ``huggingface_hub.hf_hub_url`` builds (a test pins that). It is built here
+  rather than by calling ``hf_hub_url(endpoint=...)`` because that helper swaps the prefix only
+  when the URL starts with huggingface_hub's import-time ``ENDPOINT``.
+
+The HTTP is done with httpx2 through :mod:`unihub.hubs._http` rather than ``HfApi``, so that
+unihub owns the timeouts, deadlines and retries (a blackholed source costs ~3 s) and every
+error is translated here. Errors are mapped on ``X-Error-Code`` like ``hf_raise_for_status``.
+Token discovery is huggingface_hub's own (:func:`unihub.auth.hf_token`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urljoin
+
+import httpx2
+
+from ..auth import hf_token
+from ..errors import (
+    AuthRequiredError,
+    BadResponseError,
+    EntryNotFoundError,
+    GatedRepoError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    SourceUnavailableError,
+    UnihubError,
+    UnsafePathError,
+)
+from ..models import GIT_OID_RE, SHA256_RE, Manifest, RepoFile, RepoType, is_commit_sha
+from ..sources import Source
+from ._http import HTML_HINT, HubHttp, Reply, parse_json, same_origin
+from .base import check_repo_id, validate_repo_path
+
+__all__ = ["HuggingFaceHub"]
+
+MAX_PAGES = 100_000  # 1000 entries a page: far beyond any real repo
+MAX_REDIRECTS = 10
+_NO_ACCESS_HINT = "Check the id; the token may lack access to it"
+_BLOCKED_HINT = "The source refuses this request (region or network block); try another source"
+_PRIVATE_HINT = "Check the id, or pass a token if it is private (token= or HF_TOKEN)"
+
+
+class HuggingFaceHub:
+    """One Hugging Face protocol source. See the module docstring for the requests."""
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        token: str | bool | None = None,
+        client: httpx2.Client | None = None,
+        timeout: float | httpx2.Timeout | None = None,
+    ) -> None:
+        self.source = source
+        self._token = hf_token(token)
+        self._http = HubHttp(source, client=client, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"HuggingFaceHub({self.source.spec!r}, token={'yes' if self._token else 'no'})"
+
+    def __enter__(self) -> HuggingFaceHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self._token}"} if self._token else {}
+
+    # -- listing ---------------------------------------------------------------------------
+
+    def list_repo(
+        self, repo_id: str, *, repo_type: RepoType = "model", revision: str | None = None
+    ) -> Manifest:
+        check_repo_id(repo_id, self.source.name)
+        rev = revision or "main"
+        commit = self._resolve(repo_id, repo_type, rev)
+        files = self._tree(repo_id, repo_type, commit)
+        return Manifest(repo_id, repo_type, rev, commit, self.source.name, files)
+
+    def _api(self, repo_type: RepoType, repo_id: str) -> str:
+        return f"{self.source.endpoint}/api/{repo_type}s/{repo_id}"
+
+    def _get(self, url: str, repo_id: str, **kw: Any) -> Reply:
+        headers = self.auth_headers() if same_origin(url, self.source.endpoint) else {}
+        return self._http.request(url, repo_id=repo_id, headers=headers, **kw)
+
+    def _resolve(self, repo_id: str, repo_type: RepoType, rev: str) -> str:
+        if is_commit_sha(rev):
+            return rev
+        url = f"{self._api(repo_type, repo_id)}/revision/{quote(rev, safe='')}"
+        reply = self._get(url, repo_id)
+        try:
+            self._check(reply, repo_id, revision=rev)
+        except RevisionNotFoundError:
+            if rev == "master":  # ModelScope's default branch name, asked of a HF hub
+                return self._resolve(repo_id, repo_type, "main")
+            raise
+        data = parse_json(reply, repo_id=repo_id, source=self.source.name)
+        sha = data.get("sha") if isinstance(data, dict) else None
+        if not isinstance(sha, str) or not is_commit_sha(sha):
+            raise BadResponseError(
+                f"revision {rev!r} answer has no commit sha",
+                repo_id=repo_id,
+                source=self.source.name,
+            )
+        return sha
+
+    def _tree(self, repo_id: str, repo_type: RepoType, commit: str) -> list[RepoFile]:
+        url = f"{self._api(repo_type, repo_id)}/tree/{quote(commit, safe='')}"
+        params: dict[str, str] | None = {"recursive": "true", "expand": "false"}
+        files: dict[str, RepoFile] = {}
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            reply = self._get(url, repo_id, params=params)
+            self._check(reply, repo_id, revision=commit)
+            data = parse_json(reply, repo_id=repo_id, source=self.source.name)
+            if not isinstance(data, list):
+                raise BadResponseError(
+                    "tree listing is not a JSON list", repo_id=repo_id, source=self.source.name
+                )
+            for entry in data:
+                repo_file = self._entry(entry, repo_id)
+                if repo_file is not None:
+                    self._add(files, repo_file, repo_id)
+            next_url = reply.links.get("next", {}).get("url")
+            if not next_url:
+                return list(files.values())
+            seen.add(reply.url)
+            url, params = urljoin(reply.url, next_url), None
+            if not same_origin(url, self.source.endpoint) or url in seen:
+                raise BadResponseError(
+                    "tree pagination link leaves the hub or loops",
+                    repo_id=repo_id,
+                    source=self.source.name,
+                )
+        raise BadResponseError(
+            f"tree listing has more than {MAX_PAGES} pages",
+            repo_id=repo_id,
+            source=self.source.name,
+        )
+
+    def _entry(self, entry: object, repo_id: str) -> RepoFile | None:
+        if not isinstance(entry, dict):
+            raise BadResponseError(
+                "tree entry is not an object", repo_id=repo_id, source=self.source.name
+            )
+        if entry.get("type") != "file":
+            return None
+        path, size = entry.get("path"), entry.get("size")
+        if not isinstance(path, str):
+            raise BadResponseError(
+                "tree entry without a path", repo_id=repo_id, source=self.source.name
+            )
+        try:
+            validate_repo_path(path)
+        except UnsafePathError as exc:
+            raise UnsafePathError(
+                exc.message, repo_id=repo_id, source=self.source.name, path=exc.path
+            ) from None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadResponseError(
+                f"tree entry with a bad size {size!r}",
+                repo_id=repo_id,
+                source=self.source.name,
+                path=path,
+            )
+        oid = entry.get("oid")
+        lfs = entry.get("lfs")
+        sha256 = lfs.get("oid") if isinstance(lfs, dict) else None
+        return RepoFile(
+            path=path,
+            size=size,
+            sha256=sha256 if isinstance(sha256, str) and SHA256_RE.fullmatch(sha256) else None,
+            git_oid=oid if isinstance(oid, str) and GIT_OID_RE.fullmatch(oid) else None,
+            lfs=isinstance(lfs, dict),
+            source=self.source.name,
+        )
+
+    def _add(self, files: dict[str, RepoFile], new: RepoFile, repo_id: str) -> None:
+        old = files.setdefault(new.path, new)
+        if old != new:
+            raise BadResponseError(
+                "tree listing has two different entries for one path",
+                repo_id=repo_id,
+                source=self.source.name,
+                path=new.path,
+            )
+
+    # -- single files ----------------------------------------------------------------------
+
+    def file_url(
+        self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str
+    ) -> str:
+        check_repo_id(repo_id, self.source.name)
+        validate_repo_path(path)
+        prefix = "datasets/" if repo_type == "dataset" else ""
+        return (
+            f"{self.source.endpoint}/{prefix}{repo_id}/resolve/"
+            f"{quote(revision, safe='')}/{quote(path)}"
+        )
+
+    def file_manifest(
+        self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str | None = None
+    ) -> Manifest:
+        rev = revision or "main"
+        try:
+            commit, repo_file = self._head(repo_id, path, repo_type, rev)
+        except RevisionNotFoundError:
+            if rev != "master":
+                raise
+            commit, repo_file = self._head(repo_id, path, repo_type, "main")
+        return Manifest(repo_id, repo_type, rev, commit, self.source.name, [repo_file])
+
+    def file_info(
+        self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str | None = None
+    ) -> RepoFile:
+        return self.file_manifest(repo_id, path, repo_type=repo_type, revision=revision).files[0]
+
+    def _head(self, repo_id: str, path: str, repo_type: RepoType, rev: str) -> tuple[str, RepoFile]:
+        try:
+            url = self.file_url(repo_id, path, repo_type=repo_type, revision=rev)
+        except UnsafePathError as exc:
+            raise UnsafePathError(
+                exc.message, repo_id=repo_id, source=self.source.name, path=exc.path
+            ) from None
+        # Follow same-origin redirects only (renamed repos answer a relative 307); a redirect
+        # to a CDN carries the X-Linked-* headers itself, as huggingface_hub relies on.
+        for _ in range(MAX_REDIRECTS):
+            reply = self._http.request(
+                url,
+                repo_id=repo_id,
+                method="HEAD",
+                follow_redirects=False,
+                path=path,
+                headers={
+                    "accept-encoding": "identity",
+                    **(self.auth_headers() if same_origin(url, self.source.endpoint) else {}),
+                },
+            )
+            location = reply.headers.get("location")
+            if 300 <= reply.status < 400 and location:
+                target = urljoin(url, location)
+                if same_origin(target, url):
+                    url = target
+                    continue
+            break
+        self._check(reply, repo_id, revision=rev, path=path)
+        return self._file_from_headers(reply, repo_id, path)
+
+    def _file_from_headers(self, reply: Reply, repo_id: str, path: str) -> tuple[str, RepoFile]:
+        h = reply.headers
+        where = {"repo_id": repo_id, "source": self.source.name, "path": path}
+        commit = h.get("x-repo-commit", "")
+        etag = (h.get("x-linked-etag") or h.get("etag") or "").strip()
+        etag = etag[2:] if etag.startswith("W/") else etag
+        etag = etag.strip('"')
+        if not is_commit_sha(commit) or not etag:
+            if reply.looks_html():
+                raise BadResponseError(HTML_HINT, **where)
+            raise BadResponseError(
+                "no X-Repo-Commit/ETag headers: not a Hugging Face hub?",
+                hint="Check the endpoint (HF_ENDPOINT) and any proxy",
+                **where,
+            )
+        raw_size = h.get("x-linked-size") or (
+            h.get("content-length") if not 300 <= reply.status < 400 else None
+        )
+        try:
+            size = int(raw_size) if raw_size is not None else -1
+        except ValueError:
+            size = -1
+        if size < 0:
+            raise BadResponseError("no file size in the headers", **where)
+        is_lfs = SHA256_RE.fullmatch(etag) is not None
+        return commit, RepoFile(
+            path=path,
+            size=size,
+            sha256=etag if is_lfs else None,
+            git_oid=etag if GIT_OID_RE.fullmatch(etag) else None,
+            lfs=is_lfs,
+            source=self.source.name,
+        )
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _check(
+        self, reply: Reply, repo_id: str, *, revision: str | None = None, path: str | None = None
+    ) -> None:
+        """Raise the unihub error for a failed reply (3xx pass), mapped like huggingface_hub."""
+        status = reply.status
+        if status < 400:
+            return
+        code = reply.headers.get("x-error-code", "")
+        message = reply.headers.get("x-error-message", "")
+        where = {"repo_id": repo_id, "source": self.source.name}
+        err: UnihubError
+        if code == "RevisionNotFound":
+            err = RevisionNotFoundError(
+                f"revision {revision!r} not found", hint="Check the branch, tag or commit", **where
+            )
+        elif code == "EntryNotFound":
+            err = EntryNotFoundError("file not found at this revision", path=path, **where)
+        elif code == "GatedRepo":
+            err = GatedRepoError(
+                "gated repository",
+                hint=f"Accept its terms at {self.source.endpoint}/{repo_id} and pass a token "
+                "(token= or HF_TOKEN)",
+                **where,
+            )
+        elif message == "Access to this resource is disabled.":
+            err = RepoNotFoundError("repository disabled by the hub", **where)
+        elif status == 401 and message == "Invalid credentials in Authorization header":
+            err = AuthRequiredError(
+                "the token was refused", hint="Check the token (token= or HF_TOKEN)", **where
+            )
+        elif code == "RepoNotFound" or status == 401:
+            err = RepoNotFoundError(
+                "repository not found",
+                hint=_PRIVATE_HINT if not self._token else _NO_ACCESS_HINT,
+                **where,
+            )
+        elif status in (403, 451):
+            err = SourceUnavailableError(
+                f"blocked (HTTP {status}{': ' + message if message else ''})",
+                hint=_BLOCKED_HINT,
+                **where,
+            )
+        elif status == 429 or status >= 500:
+            err = SourceUnavailableError(f"HTTP {status} from the hub", **where)
+        elif reply.looks_html():
+            err = BadResponseError(f"HTTP {status}: {HTML_HINT}", path=path, **where)
+        elif status == 404:
+            if path is not None:
+                err = EntryNotFoundError("file not found (HTTP 404)", path=path, **where)
+            else:
+                err = RepoNotFoundError("not found (HTTP 404)", hint=_PRIVATE_HINT, **where)
+        else:
+            err = BadResponseError(f"unexpected HTTP {status}", path=path, **where)
+        raise err
