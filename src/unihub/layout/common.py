@@ -137,9 +137,11 @@ def safe_parts(path: str, *, what: str = "file", repo_id: str | None = None) -> 
 
 def ensure_inside(root: Path, path: Path, *, repo_id: str | None = None, rel: str = "") -> None:
     """Refuse ``path`` if its existing parent folders resolve outside ``root`` (symlinked dirs)."""
+    if not root.exists():
+        return  # nothing below it exists yet, so nothing can lead out
     real_root = os.path.realpath(root)
     probe = path.parent
-    while not probe.exists() and probe != probe.parent:
+    while probe != root and not probe.exists() and root in probe.parents:
         probe = probe.parent
     real = os.path.realpath(probe)
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):

@@ -46,7 +46,7 @@ def find_offline(
     Hugging Face id (the cache is keyed by it).
     """
     rev = revision or "main"
-    hint = "run once online (without offline=True / HF_HUB_OFFLINE=1)"
+    hint = "Run once online (without offline=True or HF_HUB_OFFLINE=1)"
     if local_dir is not None:
         return _find_local_dir(
             Path(local_dir).expanduser(), repo_id, rev, include, exclude, paths, hint
@@ -62,7 +62,7 @@ def find_offline(
             commit = None
     if commit is None or not is_commit_sha(commit) or not (storage / "snapshots" / commit).is_dir():
         raise OfflineError(
-            f"revision {rev!r} is not in the cache {cache}", repo_id=repo_id, hint=hint.capitalize()
+            f"revision {rev!r} is not in the cache {cache}", repo_id=repo_id, hint=hint
         )
     snapshot = storage / "snapshots" / commit
     listing = read_tree_json(storage / "trees" / f"{commit}.json")
@@ -83,7 +83,7 @@ def _find_local_dir(
     hint: str,
 ) -> OfflineHit:
     if not root.is_dir():
-        raise OfflineError(f"{root} does not exist", repo_id=repo_id, hint=hint.capitalize())
+        raise OfflineError(f"{root} does not exist", repo_id=repo_id, hint=hint)
     hf_dir = root / ".cache" / "huggingface"
     commit = rev if is_commit_sha(rev) else _metadata_commit(hf_dir / "download")
     listing = read_tree_json(hf_dir / "trees" / f"{commit}.json") if commit else None
@@ -115,7 +115,7 @@ def _select(
         raise OfflineError(
             f"{what} in {base}" + (" (per the cached listing)" if from_listing else ""),
             repo_id=repo_id,
-            hint=hint.capitalize(),
+            hint=hint,
         )
     return wanted
 
