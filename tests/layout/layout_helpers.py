@@ -47,13 +47,15 @@ def hf_manifest(repo: FakeRepo, revision: str = "main") -> Manifest:
     return Manifest(repo.repo_id, rtype, revision, repo.resolve(revision), "hf", files)
 
 
-def ms_manifest(repo: FakeRepo, commit: str | None = "master") -> Manifest:
+def ms_manifest(
+    repo: FakeRepo, commit: str | None = "master", revision: str = "master"
+) -> Manifest:
     """What ModelScope lists: sha256 for every file, no git oid, a branch name as commit."""
     files = [
         RepoFile(path=p, size=i.size, sha256=i.sha256, lfs=i.lfs, source="modelscope")
         for p, i in sorted(repo.files().items())
     ]
-    return Manifest(repo.repo_id, "model", "main", commit, "modelscope", files)
+    return Manifest(repo.repo_id, "model", revision, commit, "modelscope", files)
 
 
 def fake_engine(targets: list[Target], repo: FakeRepo, revision: str = "main") -> int:
@@ -114,3 +116,17 @@ def tree(root: Path) -> dict[str, str]:
             else:
                 out[rel] = f"file:{full.stat().st_size}"
     return out
+
+
+def publish_in_process(cache: str, manifest: Manifest, contents: dict[str, bytes]) -> str:
+    """One concurrent writer: its own layout, an engine stand-in writing via unique temp files."""
+    layout = CacheLayout(cache, repo_id=manifest.repo_id)
+    targets = layout.targets(manifest, manifest.files)
+    for t in targets:
+        if not t.present:
+            tmp = t.final.with_name(f"{t.final.name}.{os.getpid()}.tmp-engine")
+            tmp.write_bytes(contents[t.file.path])
+            os.replace(tmp, t.final)
+    for t in targets:
+        layout.publish(t)
+    return str(layout.finalize(manifest, manifest.files))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from layout_helpers import (
     fake_engine,
     hf_manifest,
     ms_manifest,
+    publish_in_process,
     run_layout,
     run_python,
     small_repo,
@@ -268,3 +270,29 @@ def test_finalize_refuses_missing_files_and_publish_without_bytes(tmp_path: Path
     with pytest.raises(TransferError):
         layout.finalize(manifest, manifest.files)
     assert not (tmp_path / "models--org--name" / "refs").exists()
+
+
+@pytest.mark.slow
+def test_concurrent_writers_and_huggingface_hub_share_a_cache(tmp_path: Path) -> None:
+    repo = small_repo()
+    cache = tmp_path / "hub"
+    contents = {p: repo.content(p) for p in repo.files()}
+    manifests = [hf_manifest(repo), ms_manifest(repo, commit=repo.head())] * 3
+    with (
+        FakeHub("hf", repos=[repo]) as hub,
+        ThreadPoolExecutor(1) as hf_pool,
+        ProcessPoolExecutor(3) as pool,
+    ):
+        theirs = hf_pool.submit(
+            snapshot_download, "org/name", endpoint=hub.endpoint, cache_dir=cache
+        )
+        ours = [pool.submit(publish_in_process, str(cache), m, contents) for m in manifests]
+        folders = {f.result(timeout=60) for f in ours}
+        assert {theirs.result(timeout=60)} == folders
+    folder = Path(folders.pop())
+    for path in repo.files():
+        assert (folder / path).read_bytes() == repo.content(path)
+        assert (folder / path).is_symlink()
+    leftovers = [p.name for p in (cache / "models--org--name" / "blobs").iterdir() if "." in p.name]
+    assert leftovers == []
+    assert not list(folder.rglob(".*unihub-tmp"))

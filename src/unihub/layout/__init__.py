@@ -14,8 +14,10 @@ unihub find each other's files (offline too). The API drives a layout in three s
 - ``Target.final`` is ``blobs/<etag>`` (cache) or ``<local_dir>/<path>``. Targets with identical
   content share ``final``: download it once, then publish each target.
 - A regular file listed without git oid (ModelScope) is verified by sha256 and staged as
-  ``blobs/<sha256>.unihub-staged``; ``publish`` computes its git blob sha1 and renames it to
-  ``blobs/<git oid>`` — the name huggingface_hub gives it.
+  ``blobs/<sha256>.<token>.unihub-staged`` (token: per layout object, so concurrent processes
+  never share it; such files are small, resuming them across runs is not worth a shared name);
+  ``publish`` computes its git blob sha1 and renames it to ``blobs/<git oid>``, the name
+  huggingface_hub gives it.
 - ``Target.partial`` (``*.unihub-partial``, journal beside it) is never a name huggingface_hub
   reads as a finished file: ``blobs/<etag>.unihub-partial`` in the cache,
   ``.cache/huggingface/download/<path>.unihub-partial`` in a local_dir.

@@ -42,6 +42,7 @@ from .common import (
     ensure_inside,
     env_flag,
     git_blob_sha1,
+    hf_revision,
     repo_folder_name,
     safe_parts,
     write_cachedir_tag,
@@ -114,6 +115,7 @@ class CacheLayout:
         self._state = threading.Lock()
         self._pending: Counter[Path] = Counter()  # targets still to publish, per blob
         self._blob_ids: dict[str, str] = {}  # path -> git oid computed from the bytes
+        self._token = uuid.uuid4().hex[:8]  # names this layout's staged files
 
     @property
     def symlinks(self) -> bool:
@@ -157,8 +159,9 @@ class CacheLayout:
                 final = self.blobs / name
             else:
                 # No git oid (ModelScope, regular file): stage by sha256, rename in publish().
+                # The token keeps concurrent processes off each other's staged files.
                 key = _checked_hash(f.sha256 or "", f, self.repo_id)
-                name = key + STAGED_SUFFIX
+                name = f"{key}.{self._token}{STAGED_SUFFIX}"
                 final = self.blobs / name
             pointer = snapshot.joinpath(*parts)
             out.append(
@@ -249,10 +252,19 @@ class CacheLayout:
                 tmp.unlink(missing_ok=True)
         with self._state:
             shared = self._pending[blob] > 1
-        if new_blob and not shared:
-            blob.replace(pointer)  # as huggingface_hub: the new blob moves, no duplicate
-        else:
-            _copy_atomic(blob, pointer)
+        try:
+            if new_blob and not shared:
+                blob.replace(pointer)  # as huggingface_hub: the new blob moves, no duplicate
+            else:
+                _copy_atomic(blob, pointer)
+        except FileNotFoundError as exc:
+            # Without symlinks another process may have moved the blob into its own snapshot.
+            raise TransferError(
+                "blob vanished before it could be copied into the snapshot",
+                repo_id=self.repo_id,
+                path=str(pointer),
+                hint="Run the download again",
+            ) from exc
 
     # -- finishing ---------------------------------------------------------------------------
 
@@ -261,8 +273,8 @@ class CacheLayout:
     ) -> Path:
         """Write ``refs/<revision>``, the tree cache and CACHEDIR.TAG; return the snapshot folder.
 
-        ``revision`` (default ``manifest.revision``) is the Hugging Face name to record, e.g.
-        ``main`` even when the listing came from ModelScope's ``master``. Raises
+        ``revision`` (default ``manifest.revision``, with ModelScope's ``master`` read as
+        ``main``) is the Hugging Face name to record. Raises
         ``TransferError`` if one of ``files`` is not in place.
         """
         commit = effective_commit(manifest.commit, manifest.files)
@@ -274,7 +286,7 @@ class CacheLayout:
                 )
         snapshot.mkdir(parents=True, exist_ok=True)
         write_cachedir_tag(self.cache_dir)
-        ref = revision or manifest.revision
+        ref = revision or hf_revision(manifest)
         if ref and ref != commit:
             ref_path = self.storage.joinpath(
                 "refs", *safe_parts(ref, what="revision", repo_id=self.repo_id)

@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import UnsafePathError
-from ..models import RepoFile, RepoType, is_commit_sha
+from ..models import Manifest, RepoFile, RepoType, is_commit_sha
 
 __all__ = [
     "CACHEDIR_TAG_CONTENT",
@@ -35,6 +35,7 @@ __all__ = [
     "file_sha256",
     "filter_paths",
     "git_blob_sha1",
+    "hf_revision",
     "lfs_pointer_oid",
     "read_tree_json",
     "repo_folder_name",
@@ -226,6 +227,17 @@ def effective_commit(commit: str | None, files: Iterable[RepoFile]) -> str:
     if commit is not None and is_commit_sha(commit):
         return commit
     return derive_commit(files)
+
+
+def hf_revision(manifest: Manifest) -> str:
+    """The name to record in ``refs/``: Hugging Face's ``main`` for ModelScope's ``master``.
+
+    ModelScope sources are named ``modelscope`` or ``ms:<host>`` (see ``unihub.sources``).
+    """
+    source = manifest.source
+    if manifest.revision == "master" and (source == "modelscope" or source.startswith("ms:")):
+        return "main"
+    return manifest.revision
 
 
 def atomic_write_text(path: Path, text: str) -> None:
