@@ -84,7 +84,7 @@ def test_cache_tree_matches_huggingface_hub(tmp_path: Path) -> None:
     assert (ours / "CACHEDIR.TAG").read_bytes() == (
         tmp_path / "theirs" / "CACHEDIR.TAG"
     ).read_bytes()
-    assert all((ours / ".locks" / "models--org--name").iterdir())
+    assert (ours / ".locks" / "models--org--name").is_dir()
     link = ours_view["snapshots/" + commit + "/sub/deep/e.txt"]
     assert link == "link:../../../../blobs/e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
     assert {t.file.path for t in targets if t.present} == set()
@@ -230,6 +230,10 @@ def test_find_offline_in_cache(tmp_path: Path) -> None:
         find_offline("org/name", cache_dir=tmp_path, revision="v2")
     with pytest.raises(OfflineError):
         find_offline("org/other", cache_dir=tmp_path)
+    # Caches without a tree listing (older huggingface_hub): the files on disk count.
+    for listing in (tmp_path / "models--org--name" / "trees").iterdir():
+        listing.unlink()
+    assert find_offline("org/name", cache_dir=tmp_path) == (folder, ["config.json"])
 
 
 def test_find_offline_reads_a_cache_written_by_huggingface_hub(tmp_path: Path) -> None:

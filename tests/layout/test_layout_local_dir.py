@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import hf_hub_download, snapshot_download
-from layout_helpers import hf_manifest, ms_manifest, run_layout, small_repo, tree
+from layout_helpers import (
+    CONFIG,
+    hf_manifest,
+    ms_manifest,
+    run_layout,
+    run_python,
+    small_repo,
+    tree,
+)
 
 from unihub.errors import OfflineError
 from unihub.layout import LocalDirLayout, find_offline
@@ -154,3 +162,24 @@ def test_find_offline_local_dir(tmp_path: Path) -> None:
         find_offline("org/name", local_dir=tmp_path / "ld")  # the cached listing has more
     with pytest.raises(OfflineError):
         find_offline("org/name", local_dir=tmp_path / "missing")
+
+
+def test_huggingface_hub_and_transformers_read_our_local_dir_offline(tmp_path: Path) -> None:
+    repo = small_repo()
+    ld = tmp_path / "ld"
+    run_layout(LocalDirLayout(ld, repo_id="org/name"), ms_manifest(repo), repo)
+    code = f"""
+import json
+from huggingface_hub import snapshot_download, hf_hub_download
+from transformers import AutoConfig
+out = {{}}
+out["folder"] = snapshot_download("org/name", local_dir={str(ld)!r})
+out["config"] = hf_hub_download("org/name", "config.json", local_dir={str(ld)!r})
+out["n_layer"] = AutoConfig.from_pretrained({str(ld)!r}).n_layer
+print(json.dumps(out))
+"""
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    out = run_python(code, env)
+    assert out["folder"] == os.path.realpath(ld)
+    assert Path(out["config"]).read_bytes() == CONFIG
+    assert out["n_layer"] == 2
