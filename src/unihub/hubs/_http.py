@@ -131,13 +131,19 @@ class HubHttp:
         headers: dict[str, str] | None = None,
         follow_redirects: bool = True,
         path: str | None = None,
+        limit: int | None = None,
     ) -> Reply:
-        """One request with the policy of the module docstring; any status is returned."""
+        """One request with the policy of the module docstring; any status is returned.
+
+        ``limit``: read at most this many body bytes and drop the rest (access checks).
+        """
         attempts = ATTEMPTS if self.alive else 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                reply = self._once(method, url, params, headers, follow_redirects, repo_id, path)
+                reply = self._once(
+                    method, url, params, headers, follow_redirects, repo_id, path, limit
+                )
             except _Transient as exc:
                 if last:
                     raise exc.error from exc.__cause__
@@ -159,6 +165,7 @@ class HubHttp:
         follow_redirects: bool,
         repo_id: str | None,
         path: str | None,
+        limit: int | None = None,
     ) -> Reply:
         first = not self.alive
         timeout = self._timeout or (FIRST_TIMEOUT if first else TIMEOUT)
@@ -175,9 +182,14 @@ class HubHttp:
             ) as resp:
                 self.alive = True
                 body = bytearray()
+                if resp.status_code >= 400:
+                    limit = None  # error bodies are read whole (they are small and say why)
                 if method != "HEAD":
                     for chunk in resp.iter_bytes():
                         body += chunk
+                        if limit is not None and len(body) >= limit:
+                            del body[limit:]
+                            break
                         if len(body) > MAX_BODY:
                             raise BadResponseError(
                                 f"response larger than {MAX_BODY // 2**20} MiB", **where

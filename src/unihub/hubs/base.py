@@ -73,6 +73,16 @@ class Hub(Protocol):
         """Size and hashes of one file (``file_manifest(...).files[0]``)."""
         ...
 
+    def check_access(
+        self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str
+    ) -> None:
+        """Ask for the first byte of one file: raises GatedRepoError, AuthRequiredError, ...
+
+        Listings of gated repos succeed on both hubs; only the file bytes are refused. One
+        cheap request here turns that into a clear error before a transfer starts.
+        """
+        ...
+
     def auth_headers(self) -> dict[str, str]:
         """Token headers for this hub's own origin only (empty without a token)."""
         ...

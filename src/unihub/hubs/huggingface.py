@@ -233,6 +233,12 @@ class HuggingFaceHub:
     ) -> RepoFile:
         return self.file_manifest(repo_id, path, repo_type=repo_type, revision=revision).files[0]
 
+    def check_access(
+        self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str
+    ) -> None:
+        """A HEAD on the resolve URL (what :meth:`file_manifest` does) decides it."""
+        self._head(repo_id, path, repo_type, revision)
+
     def _head(self, repo_id: str, path: str, repo_type: RepoType, rev: str) -> tuple[str, RepoFile]:
         try:
             url = self.file_url(repo_id, path, repo_type=repo_type, revision=rev)

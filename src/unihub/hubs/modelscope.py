@@ -32,6 +32,7 @@ HTTP client, one timeout policy and one error mapping (:mod:`unihub.hubs._http`)
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import quote_plus
@@ -105,9 +106,12 @@ class ModelScopeHub:
         segment = "datasets" if repo_type == "dataset" else "models"
         return f"{self.source.endpoint}/api/v1/{segment}/{repo_id}"
 
-    def _get(self, url: str, repo_id: str, **kw: Any) -> Reply:
+    def _get(
+        self, url: str, repo_id: str, *, headers_extra: dict[str, str] | None = None, **kw: Any
+    ) -> Reply:
         # Every URL here is on the hub's own origin; httpx2 drops the auth on a redirect away.
-        return self._http.request(url, repo_id=repo_id, headers=self.auth_headers(), **kw)
+        headers = {**self.auth_headers(), **(headers_extra or {})}
+        return self._http.request(url, repo_id=repo_id, headers=headers, **kw)
 
     # -- listing ---------------------------------------------------------------------------
 
@@ -315,15 +319,39 @@ class ModelScopeHub:
     ) -> RepoFile:
         return self.file_manifest(repo_id, path, repo_type=repo_type, revision=revision).files[0]
 
+    def check_access(
+        self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str
+    ) -> None:
+        """GET the first byte of ``path``; a refusal of a listable repo means gated."""
+        url = self.file_url(repo_id, path, repo_type=repo_type, revision=revision)
+        reply = self._get(url, repo_id, headers_extra={"range": "bytes=0-0"}, path=path, limit=1)
+        if reply.status < 400:
+            if reply.looks_html():
+                raise BadResponseError(
+                    HTML_HINT, repo_id=repo_id, source=self.source.name, path=path
+                )
+            return
+        where = {"repo_id": repo_id, "source": self.source.name, "path": path}
+        if reply.status == 403 and not reply.looks_html():
+            envelope = _envelope_of(reply)
+            message = str(envelope.get("Message") or "").strip()[:200]
+            raise GatedRepoError(
+                f"file access refused{': ' + message if message else ''}",
+                hint="The repo may need approval: accept its terms on the ModelScope page and "
+                "pass a token (MODELSCOPE_API_TOKEN)",
+                **where,
+            )
+        self._data(reply, repo_id, missing="file", path=path)
+
     # -- errors ----------------------------------------------------------------------------
 
-    def _data(self, reply: Reply, repo_id: str, *, missing: str) -> Any:
+    def _data(self, reply: Reply, repo_id: str, *, missing: str, path: str | None = None) -> Any:
         """``Data`` of a successful envelope; otherwise the mapped unihub error.
 
         ``missing`` names what a 404 means for this request (``"repo"`` or ``"file"``).
         """
         status = reply.status
-        where = {"repo_id": repo_id, "source": self.source.name}
+        where = {"repo_id": repo_id, "source": self.source.name, "path": path}
         if status == 451 or (status == 403 and reply.looks_html()):
             raise SourceUnavailableError(f"blocked (HTTP {status})", hint=_BLOCKED_HINT, **where)
         if status == 429 or status >= 500:
@@ -332,12 +360,10 @@ class ModelScopeHub:
             raise BadResponseError(
                 HTML_HINT if status < 400 else f"HTTP {status}: {HTML_HINT}", **where
             )
-        try:
-            body = parse_json(reply, repo_id=repo_id, source=self.source.name)
-        except BadResponseError:
-            if status < 400:
-                raise
-            body = None
+        if status < 400:
+            body = parse_json(reply, repo_id=repo_id, source=self.source.name, path=path)
+        else:
+            body = _envelope_of(reply)
         envelope = body if isinstance(body, dict) else {}
         ok = envelope.get("Success", True) is not False and str(envelope.get("Code", 200)) in (
             "200",
@@ -355,7 +381,7 @@ class ModelScopeHub:
         message = str(envelope.get("Message") or envelope.get("message") or "").strip()
         said = f": {message[:200]}" if message else ""
         low = message.lower()
-        if "gated" in low or "agreement" in low or "licen" in low:
+        if any(word in low for word in ("gated", "agreement", "licen", "approv")):
             return GatedRepoError(
                 f"gated repository{said}",
                 hint="Accept its terms on the ModelScope page and pass a token "
@@ -365,15 +391,11 @@ class ModelScopeHub:
         if "revision" in low and any(w in low for w in _NOT_FOUND_WORDS):
             return RevisionNotFoundError(f"revision not found{said}", **where)
         if status in (401, 403):
-            if self._token:
-                return AuthRequiredError(
-                    f"access denied (HTTP {status}){said}",
-                    hint="Check the token (MODELSCOPE_API_TOKEN) and its access to this repo",
-                    **where,
-                )
-            return RepoNotFoundError(
-                f"repository not found or private (HTTP {status}){said}",
-                hint=_PRIVATE_HINT,
+            return AuthRequiredError(
+                f"access denied (HTTP {status}){said}",
+                hint="Check the token (MODELSCOPE_API_TOKEN) and its access to this repo"
+                if self._token
+                else _PRIVATE_HINT,
                 **where,
             )
         not_found = status == 404 or any(w in low for w in _NOT_FOUND_WORDS)
@@ -384,6 +406,15 @@ class ModelScopeHub:
         if status >= 400:
             return BadResponseError(f"unexpected HTTP {status}{said}", **where)
         return BadResponseError(f"the hub reported a failure{said}", **where)
+
+
+def _envelope_of(reply: Reply) -> dict[str, Any]:
+    """The JSON envelope of an error answer, or {} when the body is not one."""
+    try:
+        body = json.loads(reply.body)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _default_alias(requested: str) -> str:
