@@ -1,0 +1,27 @@
+"""Probing and ranking of sources (the public face of :mod:`unihub.probing`)."""
+
+from __future__ import annotations
+
+from .probing import (
+    DEFAULT_DEADLINE,
+    SAMPLE_BYTES,
+    ProbeResult,
+    Status,
+    clear_cache,
+    format_table,
+    human_rate,
+    probe,
+    rank,
+)
+
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "SAMPLE_BYTES",
+    "ProbeResult",
+    "Status",
+    "clear_cache",
+    "format_table",
+    "human_rate",
+    "probe",
+    "rank",
+]

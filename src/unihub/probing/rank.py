@@ -1,0 +1,101 @@
+"""Ordering probed sources for use, and the table ``unihub probe`` prints.
+
+Ranking: usable sources (answered and listed) first; among them, trustworthy ones before
+stale mirrors and unconfirmed ModelScope mappings, which come before refuted mappings; then by
+measured throughput (fastest first; unmeasured after measured), then by metadata latency.
+Unusable sources keep their relative order at the end, reachable ones first. Nothing is
+dropped: the transfer engine still verifies every byte, so a lower-ranked source is a
+fallback, not a danger.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from .result import ProbeResult
+
+__all__ = ["format_table", "human_rate", "rank"]
+
+
+def _trust(r: ProbeResult) -> int:
+    if r.confirmed is False:
+        return 2
+    if r.stale or (r.protocol == "ms" and r.confirmed is None):
+        return 1
+    return 0
+
+
+def _key(r: ProbeResult) -> tuple[int, int, int, float, float]:
+    if not r.usable:
+        return (1, 0 if r.reachable else 1, 0, 0.0, 0.0)
+    measured = r.throughput_bps is not None
+    return (
+        0,
+        _trust(r),
+        0 if measured else 1,
+        -(r.throughput_bps or 0.0),
+        r.latency_s if r.latency_s is not None else math.inf,
+    )
+
+
+def rank(results: Iterable[ProbeResult]) -> list[ProbeResult]:
+    """Fastest usable first (see the module docstring); a stable sort, nothing dropped."""
+    return sorted(results, key=_key)
+
+
+def human_rate(bps: float | None) -> str:
+    """12_300_000 -> '12.3 MB/s' (decimal units); None -> '-'."""
+    if bps is None:
+        return "-"
+    value = float(bps)
+    for unit in ("B/s", "KB/s", "MB/s", "GB/s"):
+        if value < 1000 or unit == "GB/s":
+            return f"{value:.0f} {unit}" if unit == "B/s" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB/s"  # pragma: no cover
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def _status(r: ProbeResult) -> str:
+    parts: list[str] = [r.status]
+    if r.reason:
+        parts.append(r.reason)
+    if r.stale:
+        parts.append(f"stale: {r.files_differing} files differ")
+    if r.usable and r.protocol == "ms":
+        if r.confirmed is None:
+            parts.append("unconfirmed mapping")
+        elif r.confirmed is False:
+            parts.append(f"mapping refuted: {r.files_differing} files differ")
+    if r.cached:
+        parts.append("cached")
+    return parts[0] + (" (" + "; ".join(parts[1:]) + ")" if len(parts) > 1 else "")
+
+
+def format_table(results: Iterable[ProbeResult]) -> str:
+    """A plain-text table: one row per source, in the order given."""
+    header = ("SOURCE", "PROTOCOL", "ID", "COMMIT", "LATENCY", "TTFB", "THROUGHPUT", "STATUS")
+    rows = [header]
+    for r in results:
+        rows.append(
+            (
+                str(r.source),
+                r.protocol,
+                r.repo_id_used or "-",
+                (r.commit or "-")[:10],
+                _ms(r.latency_s),
+                _ms(r.ttfb_s),
+                human_rate(r.throughput_bps),
+                _status(r),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
