@@ -120,11 +120,11 @@ class ModelScopeHub:
     ) -> Manifest:
         check_repo_id(repo_id, self.source.name)
         requested = revision or DEFAULT_BRANCH
-        ref, commit, repo_known = self._resolve(repo_id, repo_type, requested)
+        ref, commit, confirmed = self._resolve(repo_id, repo_type, requested)
         try:
             files = self._list(repo_id, repo_type, commit or ref)
         except RepoNotFoundError:
-            if not repo_known:
+            if confirmed is not False:  # unknown repo, or a revision the hub itself listed
                 raise
             raise RevisionNotFoundError(
                 f"revision {requested!r} not found",
@@ -136,14 +136,19 @@ class ModelScopeHub:
 
     def _resolve(
         self, repo_id: str, repo_type: RepoType, requested: str
-    ) -> tuple[str, str | None, bool]:
-        """(ref name to ask for, its commit if the hub says, whether the repo is known to exist)."""
+    ) -> tuple[str, str | None, bool | None]:
+        """(ref to ask for, its commit if the hub says, whether the revision is confirmed).
+
+        Confirmed is None when the revisions route failed (the repo itself is in doubt), False
+        when the repo answered but does not list this revision (a commit sha, or no revision
+        data at all), True when it is one of the repo's branches or tags.
+        """
         reply = self._get(f"{self._base(repo_type, repo_id)}/revisions", repo_id)
         try:
             data = self._data(reply, repo_id, missing="repo")
         except RepoNotFoundError:
             # Some servers have no revisions route for some repo types: let the listing decide.
-            return _default_alias(requested), None, False
+            return _default_alias(requested), None, None
         branches, tags = _revision_map(data)
         for table in (branches, tags):
             if requested in table:
@@ -153,7 +158,7 @@ class ModelScopeHub:
             if other in branches:
                 return other, branches[other], True
         if _SHA_LIKE.fullmatch(requested) or not (branches or tags):
-            return _default_alias(requested), None, True
+            return _default_alias(requested), None, False
         raise RevisionNotFoundError(
             f"revision {requested!r} not found (branches: {', '.join(sorted(branches)) or '-'}; "
             f"tags: {', '.join(sorted(tags)) or '-'})",

@@ -1,0 +1,224 @@
+"""Hugging Face protocol details: URL building, pagination, redirects, retries, odd answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import httpx2
+import pytest
+from hub_helpers import model_repo
+from huggingface_hub import hf_hub_url
+
+from unihub.errors import (
+    AuthRequiredError,
+    BadResponseError,
+    GatedRepoError,
+    RepoNotFoundError,
+    SourceUnavailableError,
+)
+from unihub.hubs.huggingface import HuggingFaceHub
+from unihub.sources import Source, parse_source
+from unihub.testing import FakeHub, FakeRepo
+
+ENDPOINT = "https://hub.example"
+COMMIT = "a" * 40
+
+
+@pytest.fixture
+def hf_fake(fake_hub_factory: Callable[..., FakeHub]) -> Callable[..., FakeHub]:
+    return lambda **knobs: fake_hub_factory("hf", **knobs)
+
+
+def _hub(fake: FakeHub, token: str | bool | None = False) -> HuggingFaceHub:
+    return HuggingFaceHub(parse_source(fake.source), token=token)
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "path", "repo_type", "revision"),
+    [
+        ("org/name", "config.json", "model", "main"),
+        ("org/name", "sub dir/a+b#?.txt", "dataset", "refs/pr/1"),
+        ("gpt2", "model.safetensors", "model", COMMIT),
+        ("org/name", "名字/模型.bin", "dataset", "v1.0"),
+    ],
+)
+def test_file_url_is_hf_hub_url(repo_id: str, path: str, repo_type: str, revision: str) -> None:
+    hub = HuggingFaceHub(Source("hf", ENDPOINT, "x"), token=False)
+    ours = hub.file_url(repo_id, path, repo_type=repo_type, revision=revision)  # type: ignore[arg-type]
+    theirs = hf_hub_url(repo_id, path, repo_type=repo_type, revision=revision, endpoint=ENDPOINT)
+    assert ours == theirs
+
+
+def test_tree_pages_are_all_followed(hf_fake: Callable[..., FakeHub]) -> None:
+    files: dict[str, bytes | str | int] = {f"shard/{i:03d}.txt": str(i) for i in range(120)}
+    repo = FakeRepo("org/many", files=files)
+    fake = hf_fake(repos=[repo], page_size=25)
+    with _hub(fake) as hub:
+        m = hub.list_repo("org/many")
+    assert sorted(m.by_path()) == sorted(repo.files())
+    tree = [r for r in fake.stats.requests if "/tree/" in r.path]
+    # 120 files + 1 folder entry, 25 a page -> 5 pages, each cursor asked once
+    assert len(tree) == 5
+    assert all(f"/tree/{repo.head()}" in r.path for r in tree)
+    assert [r.query.count("cursor=") for r in tree] == [0, 1, 1, 1, 1]
+
+
+def test_revision_endpoint_skipped_for_a_full_sha(hf_fake: Callable[..., FakeHub]) -> None:
+    repo = model_repo("org/model")
+    fake = hf_fake(repos=[repo])
+    with _hub(fake) as hub:
+        hub.list_repo("org/model", revision=repo.tags["v1.0"])
+    assert not any("/revision/" in r.path for r in fake.stats.requests)
+
+
+def test_master_falls_back_to_main(hf_fake: Callable[..., FakeHub]) -> None:
+    repo = model_repo("org/model")
+    fake = hf_fake(repos=[repo])
+    with _hub(fake) as hub:
+        m = hub.list_repo("org/model", revision="master")
+    assert m.commit == repo.head("main")
+    asked = [r.path.rsplit("/", 1)[-1] for r in fake.stats.requests if "/revision/" in r.path]
+    assert asked == ["master", "main"]
+
+
+def test_real_master_branch_wins(hf_fake: Callable[..., FakeHub]) -> None:
+    repo = model_repo("org/model")
+    repo.branch("master", repo.tags["v1.0"])
+    fake = hf_fake(repos=[repo])
+    with _hub(fake) as hub:
+        assert hub.list_repo("org/model", revision="master").commit == repo.tags["v1.0"]
+
+
+@pytest.mark.parametrize("cdn", ["same-host", "other-host", None])
+def test_file_info_of_lfs_file_reads_the_redirect(
+    hf_fake: Callable[..., FakeHub], cdn: str | None
+) -> None:
+    repo = model_repo("org/model")
+    fake = hf_fake(repos=[repo], cdn=cdn)
+    with _hub(fake, token="tok_x") as hub:
+        one = hub.file_manifest("org/model", "model.safetensors", revision="v1.0")
+    info = repo.files(repo.tags["v1.0"])["model.safetensors"]
+    assert one.commit == repo.tags["v1.0"]
+    f = one.files[0]
+    assert (f.size, f.sha256, f.lfs) == (info.size, info.sha256, True)
+    heads = [r for r in fake.stats.requests if r.method == "HEAD"]
+    assert heads and all(r.has_auth for r in heads)
+    cdn_hits = [r for r in fake.stats.requests if r.path.startswith("/cdn/")]
+    if cdn == "other-host":
+        assert cdn_hits == []  # metadata comes from the 302 itself; no request leaves the hub
+    elif cdn == "same-host":
+        assert cdn_hits and all(r.method == "HEAD" for r in cdn_hits)
+
+
+def test_gated_file_info_without_token(hf_fake: Callable[..., FakeHub]) -> None:
+    fake = hf_fake(repos=[model_repo("org/model")], gated={"org/model"})
+    with _hub(fake) as hub:
+        assert hub.list_repo("org/model").files  # the listing of a gated repo is public
+        with pytest.raises(GatedRepoError, match="Accept its terms"):
+            hub.file_info("org/model", "config.json")
+
+
+def test_5xx_after_first_contact_is_retried(hf_fake: Callable[..., FakeHub]) -> None:
+    fake = hf_fake(repos=[model_repo("org/model")])
+    with _hub(fake) as hub:
+        hub.list_repo("org/model")
+        fake.reset_stats()
+        fake.configure(status_override=503)
+        with pytest.raises(SourceUnavailableError, match="503"):
+            hub.list_repo("org/model")
+    assert [r.status for r in fake.stats.requests] == [503, 503, 503]
+
+
+# -- odd answers from a server that is not quite a hub (httpx2.MockTransport) ---------------
+
+
+def _mock_hub(handler: Callable[[httpx2.Request], httpx2.Response]) -> Iterator[HuggingFaceHub]:
+    client = httpx2.Client(transport=httpx2.MockTransport(handler))
+    hub = HuggingFaceHub(Source("hf", ENDPOINT, "mock"), token="tok_x", client=client)
+    yield hub
+    hub.close()
+    client.close()
+
+
+def _tree_answer(
+    entries: object, link: str | None = None
+) -> Callable[[httpx2.Request], httpx2.Response]:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if "/revision/" in request.url.path:
+            return httpx2.Response(200, json={"sha": COMMIT})
+        headers = {"Link": f'<{link}>; rel="next"'} if link else {}
+        return httpx2.Response(200, json=entries, headers=headers)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("entries", "link", "match"),
+    [
+        ({"not": "a list"}, None, "not a JSON list"),
+        ([{"type": "file", "path": "a", "size": -1, "oid": "0" * 40}], None, "bad size"),
+        ([{"type": "file", "path": "a", "size": "12", "oid": "0" * 40}], None, "bad size"),
+        ([{"type": "file", "size": 1}], None, "without a path"),
+        (
+            [{"type": "file", "path": "a", "size": 1}, {"type": "file", "path": "a", "size": 2}],
+            None,
+            "two different entries",
+        ),
+        ([], "https://elsewhere.example/api/next", "leaves the hub"),
+        ([], f"{ENDPOINT}/api/models/org/name/tree/{COMMIT}?recursive=true&expand=false", "loops"),
+    ],
+)
+def test_odd_tree_answers(entries: object, link: str | None, match: str) -> None:
+    for hub in _mock_hub(_tree_answer(entries, link)):
+        with pytest.raises(BadResponseError, match=match):
+            hub.list_repo("org/name")
+
+
+def test_revision_answer_without_sha() -> None:
+    for hub in _mock_hub(lambda r: httpx2.Response(200, json={"id": "org/name"})):
+        with pytest.raises(BadResponseError, match="no commit sha"):
+            hub.list_repo("org/name")
+
+
+def test_non_json_answer() -> None:
+    for hub in _mock_hub(lambda r: httpx2.Response(200, text="hello")):
+        with pytest.raises(BadResponseError, match="expected JSON"):
+            hub.list_repo("org/name")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "error", "match"),
+    [
+        (401, {"X-Error-Message": "Invalid credentials in Authorization header"},
+         AuthRequiredError, "token was refused"),
+        (403, {"X-Error-Code": "GatedRepo"}, GatedRepoError, "gated"),
+        (403, {}, SourceUnavailableError, "blocked"),
+        (404, {}, RepoNotFoundError, "404"),
+        (429, {}, SourceUnavailableError, "429"),
+        (418, {}, BadResponseError, "418"),
+        (404, {"Content-Type": "text/html"}, BadResponseError, "HTML"),
+    ],
+)  # fmt: skip
+def test_status_mapping(
+    status: int, headers: dict[str, str], error: type[Exception], match: str
+) -> None:
+    body = "<html>no</html>" if "html" in headers.get("Content-Type", "") else json.dumps({})
+    for hub in _mock_hub(lambda r: httpx2.Response(status, headers=headers, text=body)):
+        with pytest.raises(error, match=match):
+            hub.list_repo("org/name")
+
+
+def test_head_without_hub_headers() -> None:
+    for hub in _mock_hub(lambda r: httpx2.Response(200, headers={"Content-Length": "3"})):
+        with pytest.raises(BadResponseError, match="not a Hugging Face hub"):
+            hub.file_info("org/name", "a.txt")
+
+
+def test_transport_errors_become_unihub_errors() -> None:
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("connection refused", request=request)
+
+    for hub in _mock_hub(refuse):
+        with pytest.raises(SourceUnavailableError, match="could not connect"):
+            hub.list_repo("org/name")

@@ -1,0 +1,181 @@
+"""ModelScope protocol details: URLs as the official client builds them, revisions, paging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from hub_helpers import model_repo
+
+from unihub.errors import (
+    AuthRequiredError,
+    BadResponseError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    SourceUnavailableError,
+)
+from unihub.hubs.modelscope import FILES_LIMIT, ModelScopeHub
+from unihub.sources import Source, parse_source
+from unihub.testing import FakeHub, FakeRepo
+
+ENDPOINT = "https://ms.example"
+SHA = "b" * 40
+
+
+@pytest.fixture
+def ms_fake(fake_hub_factory: Callable[..., FakeHub]) -> Callable[..., FakeHub]:
+    return lambda **knobs: fake_hub_factory("ms", **knobs)
+
+
+def _hub(fake: FakeHub, token: str | bool | None = False) -> ModelScopeHub:
+    return ModelScopeHub(parse_source(fake.source), token=token)
+
+
+@pytest.mark.parametrize(
+    ("repo_type", "path", "revision"),
+    [("model", "config.json", "master"), ("dataset", "sub dir/a+b#?&=.txt", "v1.0"),
+     ("model", "名字/模型.bin", SHA)],
+)  # fmt: skip
+def test_file_url_is_the_official_clients(repo_type: str, path: str, revision: str) -> None:
+    from modelscope_hub._legacy_api import LegacyClient
+
+    theirs = LegacyClient(token=None, endpoint=ENDPOINT).get_download_url(
+        "org/name", repo_type, path, revision
+    )
+    hub = ModelScopeHub(Source("ms", ENDPOINT, "x"), token=False)
+    assert hub.file_url("org/name", path, repo_type=repo_type, revision=revision) == theirs  # type: ignore[arg-type]
+
+
+def test_main_means_master_and_lists_by_commit(ms_fake: Callable[..., FakeHub]) -> None:
+    repo = model_repo("org/model")
+    fake = ms_fake(repos=[repo])
+    with _hub(fake) as hub:
+        m = hub.list_repo("org/model", revision="main")
+    assert m.commit == repo.head("main")
+    assert [r.path.rsplit("/", 2)[-2:] for r in fake.stats.requests] == [
+        ["model", "revisions"],
+        ["repo", "files"],
+    ]
+    assert f"Revision={repo.head('main')}" in fake.stats.requests[1].query
+
+
+def test_dataset_pages(ms_fake: Callable[..., FakeHub]) -> None:
+    files: dict[str, bytes | str | int] = {f"d/{i:04d}.txt": str(i) for i in range(450)}
+    repo = FakeRepo("org/data", files=files, repo_type="dataset")
+    fake = ms_fake(repos=[repo])
+    with _hub(fake) as hub:
+        m = hub.list_repo("org/data", repo_type="dataset")
+    assert sorted(m.by_path()) == sorted(repo.files())
+    pages = [r.query for r in fake.stats.requests if r.path.endswith("/repo/tree")]
+    assert len(pages) == 3  # 451 entries (a folder too), 200 a page
+    assert all("PageSize=200" in q for q in pages)
+    assert [q.split("PageNumber=")[1].split("&")[0] for q in pages] == ["1", "2", "3"]
+
+
+def test_truncated_model_listing_is_walked(ms_fake: Callable[..., FakeHub]) -> None:
+    files: dict[str, bytes | str | int] = {
+        f"part{i % 3}/{i:05d}.txt": str(i) for i in range(FILES_LIMIT + 10)
+    }
+    repo = FakeRepo("org/huge", files=files)
+    fake = ms_fake(repos=[repo])
+    with _hub(fake) as hub:
+        m = hub.list_repo("org/huge")
+    assert sorted(m.by_path()) == sorted(repo.files())
+    roots = [r.query for r in fake.stats.requests if "Root=" in r.query]
+    assert len(roots) == 3 and all("Recursive=False" in q for q in roots)
+
+
+def test_hostile_entry_in_a_dataset(ms_fake: Callable[..., FakeHub]) -> None:
+    from unihub.errors import UnsafePathError
+    from unihub.testing import Faults
+
+    repo = FakeRepo("org/data", files={"a.txt": "a"}, repo_type="dataset")
+    fake = ms_fake(repos=[repo], faults=Faults(hostile_entries=("x/../../evil",)))
+    with _hub(fake) as hub, pytest.raises(UnsafePathError, match="evil"):
+        hub.list_repo("org/data", repo_type="dataset")
+
+
+# -- odd answers (httpx2.MockTransport) --------------------------------------------------------
+
+
+def _mock_hub(routes: dict[str, Any]) -> Iterator[ModelScopeHub]:
+    """routes: path suffix -> (status, json body | text)."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        for suffix, (status, body) in routes.items():
+            if request.url.path.endswith(suffix):
+                if isinstance(body, str):
+                    return httpx2.Response(status, text=body, headers={"Content-Type": "text/html"})
+                return httpx2.Response(status, json=body)
+        return httpx2.Response(404, json={"Code": 404, "Success": False, "Message": "Not Found"})
+
+    client = httpx2.Client(transport=httpx2.MockTransport(handler))
+    hub = ModelScopeHub(Source("ms", ENDPOINT, "mock"), token=False, client=client)
+    yield hub
+    hub.close()
+    client.close()
+
+
+def _ok(data: Any) -> tuple[int, dict[str, Any]]:
+    return 200, {"Code": 200, "Success": True, "Message": "success", "Data": data}
+
+
+FILE = {"Path": "a.txt", "Type": "blob", "Size": 1, "Sha256": "C" * 64, "IsLFS": False}
+
+
+def test_revisions_without_commit_ids_keep_the_branch_name() -> None:
+    routes = {
+        "/revisions": _ok({"RevisionMap": {"Branches": [{"Revision": "master"}], "Tags": []}}),
+        "/repo/files": _ok({"Files": [FILE]}),
+    }
+    for hub in _mock_hub(routes):
+        m = hub.list_repo("org/name")
+        assert (m.revision, m.commit) == ("master", "master")
+        assert m.files[0].sha256 == "c" * 64  # normalised to lower case
+
+
+def test_no_revisions_route_lets_the_listing_decide() -> None:
+    for hub in _mock_hub({"/repo/files": _ok({"Files": [FILE]})}):
+        assert hub.list_repo("org/name", revision="main").commit == "master"
+    for hub in _mock_hub({}):
+        with pytest.raises(RepoNotFoundError):
+            hub.list_repo("org/name")
+    no_revs = {"/revisions": _ok({"RevisionMap": {"Branches": [], "Tags": []}})}
+    for hub in _mock_hub(no_revs):  # the repo answered, the listing of that revision did not
+        with pytest.raises(RevisionNotFoundError):
+            hub.list_repo("org/name", revision=SHA)
+
+
+def test_unknown_revision_names_the_known_ones() -> None:
+    revs = {"RevisionMap": {"Branches": [{"Revision": "master", "CommitId": SHA}],
+                            "Tags": [{"Revision": "v1", "CommitId": SHA}]}}  # fmt: skip
+    for hub in _mock_hub({"/revisions": _ok(revs)}):
+        with pytest.raises(RevisionNotFoundError, match="branches: master; tags: v1"):
+            hub.list_repo("org/name", revision="v2")
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "match"),
+    [
+        ((200, {"Code": 10010205001, "Success": False, "Message": "模型不存在"}),
+         RepoNotFoundError, "模型不存在"),
+        ((200, {"Code": 200, "Success": True}), BadResponseError, "without Data"),
+        ((200, "<html>portal</html>"), BadResponseError, "HTML"),
+        ((403, "<html>blocked</html>"), SourceUnavailableError, "blocked"),
+        ((403, {"Code": 403, "Success": False, "Message": "no access"}),
+         AuthRequiredError, "no access"),
+        ((502, {"Code": 502}), SourceUnavailableError, "502"),
+        ((200, {"Code": 200, "Success": True, "Data": {"Files": [{**FILE, "Size": None}]}}),
+         BadResponseError, "bad size"),
+        ((200, {"Code": 200, "Success": True, "Data": {"Files": "nope"}}),
+         BadResponseError, "not a list"),
+    ],
+)  # fmt: skip
+def test_listing_answers(answer: tuple[int, Any], error: type[Exception], match: str) -> None:
+    revs = {"RevisionMap": {"Branches": [{"Revision": "master", "CommitId": SHA}], "Tags": []}}
+    routes = {"/revisions": _ok(revs), "/repo/files": answer}
+    for hub in _mock_hub(routes):
+        with pytest.raises(error, match=match):
+            hub.list_repo("org/name")
