@@ -427,3 +427,44 @@ def test_result_json_round_trip_without_manifest() -> None:
     back = ProbeResult.from_json(json.loads(json.dumps(r.to_json())))
     assert back == r and back.manifest is None
     assert "manifest" not in repr(r)
+
+
+# -- tokens, slow hubs, revisions -------------------------------------------------------------
+
+
+def test_token_goes_to_the_hub_and_never_to_a_cdn_on_another_host(
+    fake_hub_factory: Factory,
+) -> None:
+    hub = fake_hub_factory(
+        "hf", repos=[model()], cdn="other-host", gated=[HF_ID], tokens=["hf_secret"]
+    )
+    (r,) = probe(HF_ID, sources=[hub.source], token="hf_secret", use_cache=False)
+    assert r.usable and r.throughput_bps is not None
+    api = [rec for rec in hub.stats.requests if rec.path.startswith("/api/")]
+    cdn = [rec for rec in hub.stats.requests if rec.path.startswith("/cdn/")]
+    assert api and all(rec.has_auth for rec in api)
+    assert cdn and not any(rec.has_auth for rec in cdn)
+
+
+def test_a_hub_slower_than_the_deadline_is_a_timeout(fake_hub_factory: Factory) -> None:
+    slow = fake_hub_factory("hf", repos=[model()], latency=5.0)
+    quick = fake_hub_factory("hf", repos=[model()], latency=0.05)
+    started = time.monotonic()
+    r_slow, r_quick = probe(HF_ID, sources=[slow.source, quick.source], deadline=1.5)
+    assert time.monotonic() - started < 2.5
+    assert r_slow.status == "timeout" and not r_slow.usable
+    assert r_quick.usable and r_quick.latency_s is not None and r_quick.latency_s >= 0.05
+
+
+def test_a_hugging_face_commit_is_not_asked_of_modelscope(fake_hub_factory: Factory) -> None:
+    repo = model()
+    first = repo.head()
+    repo.commit(files={"config.json": b'{"v": 2}'}, message="v2")
+    hf = fake_hub_factory("hf", repos=[repo])
+    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)])
+    r_hf, r_ms = probe(HF_ID, sources=[hf.source, ms.source], revision=first, use_cache=False)
+    assert r_hf.commit == first
+    assert r_ms.usable and r_ms.commit == repo.head()  # its default branch, compared by hashes
+    assert "commit ids differ" in (r_ms.reason or "")
+    assert r_ms.confirmed is True  # the weights are the same ...
+    assert r_ms.files_differing == 0  # ... and config.json has no sha256 on the HF side

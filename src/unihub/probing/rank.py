@@ -60,17 +60,21 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
+def _files_differ(n: int) -> str:
+    return "1 file differs" if n == 1 else f"{n} files differ"
+
+
 def _status(r: ProbeResult) -> str:
     parts: list[str] = [r.status]
     if r.reason:
         parts.append(r.reason)
     if r.stale:
-        parts.append(f"stale: {r.files_differing} files differ")
-    if r.usable and r.protocol == "ms":
+        parts.append(f"stale: {_files_differ(r.files_differing)}")
+    if r.usable and r.protocol == "ms" and r.repo_id_used is not None:
         if r.confirmed is None:
             parts.append("unconfirmed mapping")
         elif r.confirmed is False:
-            parts.append(f"mapping refuted: {r.files_differing} files differ")
+            parts.append(f"mapping refuted: {_files_differ(r.files_differing)}")
     if r.cached:
         parts.append("cached")
     return parts[0] + (" (" + "; ".join(parts[1:]) + ")" if len(parts) > 1 else "")

@@ -51,6 +51,7 @@ def probe(
     Hugging Face sources (ModelScope ones use ``MODELSCOPE_API_TOKEN``). Results are cached
     briefly (see :mod:`unihub.probing.cache`); ``use_cache=False`` probes again.
     """
+    started = time.monotonic()  # the deadline counts from here, id lookups included
     if not deadline > 0:
         raise ConfigError(f"deadline must be a positive number of seconds, not {deadline!r}")
     if repo_type not in ("model", "dataset"):
@@ -63,7 +64,7 @@ def probe(
         hit = cache.load(keys, sampled=sampled)
         if hit is not None:
             return hit
-    results = annotate(run_tasks(tasks, deadline))
+    results = annotate(run_tasks(tasks, deadline, started=started))
     cache.store(dict(zip(keys, results, strict=True)), sampled=sampled)
     return results
 
@@ -98,9 +99,11 @@ def _tasks(
     return tasks
 
 
-def run_tasks(tasks: Sequence[SourceTask], deadline: float) -> list[ProbeResult]:
-    """Run every task in its own daemon thread; return by ``deadline`` seconds from now."""
-    start = time.monotonic()
+def run_tasks(
+    tasks: Sequence[SourceTask], deadline: float, *, started: float | None = None
+) -> list[ProbeResult]:
+    """Run every task in its own daemon thread; return ``deadline`` s after ``started`` (now)."""
+    start = time.monotonic() if started is None else started
     stop_at = start + deadline
     # Workers stop sampling a little before the join gives up, so their results make it.
     work_until = start + max(deadline - 0.15, deadline * 0.8)
