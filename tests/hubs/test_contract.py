@@ -228,3 +228,31 @@ def test_auth_headers_only_with_a_token(serve: Serve) -> None:
     headers = serve(token="tok_x").hub.auth_headers()
     assert headers["authorization"] == "Bearer tok_x"
     assert all("tok_x" in v for v in headers.values())
+
+
+@pytest.mark.slow
+def test_silent_source_after_first_contact_is_not_retried(serve: Serve) -> None:
+    s = serve()
+    s.hub.list_repo(s.repo_id)
+    s.fake.reset_stats()
+    s.fake.configure(blackhole=True)
+    start = time.monotonic()
+    with pytest.raises(SourceUnavailableError, match="timed out"):
+        s.hub.list_repo(s.repo_id)
+    # one read timeout (10 s once the source has answered), not three
+    assert time.monotonic() - start < 14
+
+
+def test_shared_client_and_timeout(kind: str, serve: Serve) -> None:
+    from unihub.hubs.base import open_hub
+    from unihub.sources import parse_source
+
+    s = serve(blackhole=True)
+    with httpx2.Client() as client:
+        hub = open_hub(parse_source(s.fake.source), token=False, client=client, timeout=0.5)
+        start = time.monotonic()
+        with pytest.raises(SourceUnavailableError):
+            hub.list_repo(s.repo_id)
+        assert time.monotonic() - start < 2.5
+        hub.close()
+        assert not client.is_closed  # the caller's client is the caller's to close

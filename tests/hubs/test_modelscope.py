@@ -83,8 +83,13 @@ def test_truncated_model_listing_is_walked(ms_fake: Callable[..., FakeHub]) -> N
     with _hub(fake) as hub:
         m = hub.list_repo("org/huge")
     assert sorted(m.by_path()) == sorted(repo.files())
-    roots = [r.query for r in fake.stats.requests if "Root=" in r.query]
-    assert len(roots) == 3 and all("Recursive=False" in q for q in roots)
+    shallow = [r.query for r in fake.stats.requests if "Recursive=False" in r.query]
+    assert len(shallow) == 4  # the root, then each of the 3 folders
+    assert sorted(q.split("Root=")[1] for q in shallow if "Root=" in q) == [
+        "part0",
+        "part1",
+        "part2",
+    ]
 
 
 def test_hostile_entry_in_a_dataset(ms_fake: Callable[..., FakeHub]) -> None:
@@ -179,3 +184,39 @@ def test_listing_answers(answer: tuple[int, Any], error: type[Exception], match:
     for hub in _mock_hub(routes):
         with pytest.raises(error, match=match):
             hub.list_repo("org/name")
+
+
+def test_walk_recovers_what_a_truncating_server_cut() -> None:
+    tree = {
+        "a": [f"a/{i:04d}.bin" for i in range(2000)],
+        "b": [f"b/{i:04d}.bin" for i in range(1500)],
+        "zzz": ["zzz/last.txt"],
+    }
+    every = [p for paths in tree.values() for p in paths]
+
+    def blob(path: str) -> dict[str, Any]:
+        return {**FILE, "Path": path, "Name": path.rsplit("/", 1)[-1]}
+
+    def folder(path: str) -> dict[str, Any]:
+        return {"Path": path, "Name": path, "Type": "tree", "Size": 0}
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/revisions"):
+            return httpx2.Response(404, json={"Code": 404, "Success": False})
+        params = request.url.params
+        root = params.get("Root")
+        if params["Recursive"] == "True":  # the server cuts the recursive listing at 3000
+            entries = [folder(d) for d in tree] + [blob(p) for p in every]
+        elif root is None:
+            entries = [folder(d) for d in tree]
+        else:
+            entries = [blob(p) for p in tree[root]]
+        data = {"Files": entries[:FILES_LIMIT]}
+        return httpx2.Response(200, json={"Code": 200, "Success": True, "Data": data})
+
+    client = httpx2.Client(transport=httpx2.MockTransport(handler))
+    with ModelScopeHub(Source("ms", ENDPOINT, "mock"), token=False, client=client) as hub:
+        m = hub.list_repo("org/huge")
+    client.close()
+    assert sorted(m.by_path()) == sorted(every)
+    assert len(every) > FILES_LIMIT

@@ -198,9 +198,13 @@ class ModelScopeHub:
         return self._entries(self._data(reply, repo_id, missing="repo"), repo_id)
 
     def _walk(self, repo_id: str, rev: str, first: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The server truncated the listing: list directory by directory (bounded)."""
+        """The server truncated the listing: list directory by directory (bounded).
+
+        The walk starts at the root (shallow), since a truncated recursive listing may miss
+        whole top-level folders; the entries already received are kept.
+        """
         collected = {_path_of(e): e for e in first}
-        frontier = [p for p, e in collected.items() if _is_dir(e)]
+        frontier = [""]  # "" = the repo root (no Root parameter)
         seen: set[str] = set()
         requests = 0
         while frontier:
@@ -219,7 +223,8 @@ class ModelScopeHub:
             entries = self._model_entries(repo_id, rev, root=root, recursive=False)
             if len(entries) >= FILES_LIMIT:
                 raise BadResponseError(
-                    f"directory {root!r} has {FILES_LIMIT}+ entries: the server cannot list it",
+                    f"directory {root or '/'!r} has {FILES_LIMIT}+ entries: "
+                    "the server cannot list it",
                     repo_id=repo_id,
                     source=self.source.name,
                 )
