@@ -134,6 +134,15 @@ def test_unknown_owner_falls_back_to_identity() -> None:
     assert candidates("someone/something", "ms") == [IdCandidate("someone/something", "identity")]
 
 
+def test_datasets_get_overrides_and_identity_only() -> None:
+    # The table and the org rules describe models; a dataset of the same name is not mapped.
+    assert candidates("internlm/internlm2-chat-7b", "ms", repo_type="dataset") == [
+        IdCandidate("internlm/internlm2-chat-7b", "identity")
+    ]
+    over = {"acme/data": "acme-ms/data"}
+    assert map_id("acme/data", repo_type="dataset", overrides=over) == "acme-ms/data"
+
+
 def test_legacy_one_part_hf_id_has_no_modelscope_identity() -> None:
     assert map_id("some-legacy-name", "ms") is None
     assert map_id("some-legacy-name", "ms", overrides={"some-legacy-name": "a/b"}) == "a/b"

@@ -199,7 +199,7 @@ class _Entry:
 
     def rank(self, other_id: str) -> tuple[int, int, int, int, str]:
         """Sort key: unsuspicious, most registries, most listings, same name, then id."""
-        same_name = other_id.rpartition("/")[2].lower() == self.hf.rpartition("/")[2].lower()
+        same_name = self.ms.rpartition("/")[2].lower() == self.hf.rpartition("/")[2].lower()
         return (self.suspicious, -len(self.sources), -self.listings, not same_name, other_id)
 
 
@@ -385,7 +385,10 @@ def candidates(
     Try the candidates in order and keep the first whose file hashes match.
     """
     if to not in ("ms", "hf"):
-        raise ConfigError(f"to must be 'ms' or 'hf', not {to!r}")
+        raise ConfigError(
+            f"to must be 'ms' or 'hf', not {to!r}",
+            hint="'ms' asks for the ModelScope id, 'hf' for the Hugging Face id",
+        )
     ref_hub, bare = parse_repo_ref(repo_id)
     if ref_hub == to:
         return [IdCandidate(bare, "identity")]
