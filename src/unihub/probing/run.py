@@ -21,7 +21,7 @@ from ..models import RepoType, is_commit_sha
 from ..sources import Source, resolve_sources
 from . import cache
 from .compare import annotate
-from .measure import SourceTask, first_ids, probe_source
+from .measure import SourceTask, first_ids, probe_source, ssl_context
 from .result import ProbeResult
 
 __all__ = ["DEFAULT_DEADLINE", "SAMPLE_BYTES", "probe"]
@@ -108,6 +108,7 @@ def run_tasks(
     # Workers stop sampling a little before the join gives up, so their results make it.
     work_until = start + max(deadline - 0.15, deadline * 0.8)
     results: list[ProbeResult | None] = [None] * len(tasks)
+    ssl_context()  # built once, here, rather than raced for by the workers
     done = threading.Condition()
 
     def work(index: int, task: SourceTask) -> None:
