@@ -222,3 +222,45 @@ def test_transport_errors_become_unihub_errors() -> None:
     for hub in _mock_hub(refuse):
         with pytest.raises(SourceUnavailableError, match="could not connect"):
             hub.list_repo("org/name")
+
+
+def test_head_follows_a_relative_rename_redirect_with_auth() -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append((request.url.path, "authorization" in request.headers))
+        if request.url.path.startswith("/old/name/"):
+            return httpx2.Response(307, headers={"Location": "/new/name/resolve/main/a.txt"})
+        headers = {"X-Repo-Commit": COMMIT, "ETag": '"' + "1" * 40 + '"', "Content-Length": "7"}
+        return httpx2.Response(200, headers=headers)
+
+    for hub in _mock_hub(handler):
+        f = hub.file_info("old/name", "a.txt")
+        assert (f.size, f.git_oid, f.sha256, f.lfs) == (7, "1" * 40, None, False)
+    assert seen == [("/old/name/resolve/main/a.txt", True), ("/new/name/resolve/main/a.txt", True)]
+
+
+def test_head_redirect_loop() -> None:
+    loop = httpx2.Response(302, headers={"Location": "/org/name/resolve/main/a.txt"})
+    for hub in _mock_hub(lambda r: loop):
+        with pytest.raises(BadResponseError, match="too many redirects"):
+            hub.file_info("org/name", "a.txt")
+
+
+def test_head_to_another_origin_is_not_followed() -> None:
+    headers = {
+        "Location": "https://cdn.example/blob",
+        "X-Repo-Commit": COMMIT,
+        "X-Linked-Etag": '"' + "e" * 64 + '"',
+        "X-Linked-Size": "123",
+    }
+    hosts: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        hosts.append(request.url.host)
+        return httpx2.Response(302, headers=headers)
+
+    for hub in _mock_hub(handler):
+        f = hub.file_info("org/name", "model.safetensors")
+        assert (f.size, f.sha256, f.lfs) == (123, "e" * 64, True)
+    assert hosts == ["hub.example"]

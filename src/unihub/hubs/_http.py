@@ -168,7 +168,9 @@ class HubHttp:
         limit: int | None = None,
     ) -> Reply:
         first = not self.alive
-        timeout = self._timeout or (FIRST_TIMEOUT if first else TIMEOUT)
+        timeout = (
+            self._timeout if self._timeout is not None else FIRST_TIMEOUT if first else TIMEOUT
+        )
         deadline = time.monotonic() + (FIRST_DEADLINE if first else DEADLINE)
         where = {"repo_id": repo_id, "source": self.source.name, "path": path}
         try:

@@ -267,6 +267,10 @@ class HuggingFaceHub:
                     url = target
                     continue
             break
+        else:
+            raise BadResponseError(
+                "too many redirects", repo_id=repo_id, source=self.source.name, path=path
+            )
         self._check(reply, repo_id, revision=rev, path=path)
         return self._file_from_headers(reply, repo_id, path)
 
