@@ -296,6 +296,7 @@ def test_disk_cache_survives_the_process_and_keeps_no_manifest(
     text = cache_file.read_text()
     assert "model.safetensors" not in text and "config.json" not in text  # numbers only
     assert json.loads(text)["version"] == 1
+    assert [p.name for p in _isolated_cache.iterdir()] == ["probe.json"]  # no temp files left
 
     clear_cache()  # as if a new CLI run
     (again,) = probe(HF_ID, sources=[hf.source])
@@ -468,3 +469,17 @@ def test_a_hugging_face_commit_is_not_asked_of_modelscope(fake_hub_factory: Fact
     assert "commit ids differ" in (r_ms.reason or "")
     assert r_ms.confirmed is True  # the weights are the same ...
     assert r_ms.files_differing == 0  # ... and config.json has no sha256 on the HF side
+
+
+def test_a_modelscope_id_is_mapped_back_for_hugging_face_sources(fake_hub_factory: Factory) -> None:
+    hf = fake_hub_factory("hf", repos=[model()])
+    ms = fake_hub_factory("ms", repos=[model().renamed(MS_ID)])
+    r_hf, r_ms = probe(f"ms:{MS_ID}", sources=[hf.source, ms.source], use_cache=False)
+    assert r_hf.usable and r_hf.repo_id_used == HF_ID
+    assert r_ms.usable and r_ms.repo_id_used == MS_ID and r_ms.confirmed is True
+
+
+def test_endpoint_only_server_error_is_an_error(fake_hub_factory: Factory) -> None:
+    broken = fake_hub_factory("hf", status_override=503)
+    (r,) = probe(sources=[broken.source], use_cache=False)
+    assert r.status == "error" and "503" in (r.reason or "") and not r.reachable

@@ -41,8 +41,12 @@ logger = logging.getLogger("unihub.probe")
 MAX_TIMEOUT = 3.0  # no single probe request may wait longer than this
 MIN_SAMPLE_WINDOW = 0.1  # below this, a throughput number would be noise: skip the sample
 _CHUNK = 64 * 1024
-# Cheap requests that any hub of the protocol answers with JSON (even a 404 is an answer).
-_PING_PATH = {"hf": "/api/models?limit=1", "ms": "/api/v1/models/Qwen/Qwen2.5-0.5B/revisions"}
+# Cheap requests that any hub of the protocol answers with JSON (a JSON 404 is an answer too):
+# the revision lookups of small, well-known public repos, which every client makes.
+_PING_PATH = {
+    "hf": "/api/models/openai-community/gpt2/revision/main",
+    "ms": "/api/v1/models/Qwen/Qwen2.5-0.5B-Instruct/revisions",
+}
 
 
 @dataclass(frozen=True)
@@ -145,12 +149,16 @@ def _ping(task: SourceTask, client: httpx2.Client, stop_at: float) -> ProbeResul
     looks_html = "html" in ctype or head.lstrip().lower().startswith((b"<!doctype", b"<html"))
     if code in (403, 451):
         return _result(task, "blocked", f"blocked (HTTP {code})", latency_s=latency)
+    if code == 429 or code >= 500:
+        return _result(task, "error", f"HTTP {code} from the hub", latency_s=latency)
+    if looks_html and code >= 400:
+        return _result(
+            task, "error", f"HTTP {code} with an HTML page: not a hub API?", latency_s=latency
+        )
     if looks_html:
         return _result(
             task, "blocked", "got an HTML page: a captive portal or block page?", latency_s=latency
         )
-    if code == 429 or code >= 500:
-        return _result(task, "error", f"HTTP {code} from the hub", latency_s=latency)
     return _result(task, "ok", None, latency_s=latency)
 
 
