@@ -209,8 +209,9 @@ def _list_first(
             status, reason = status_of(exc)
             return _result(task, status, reason, repo_id_used=repo_id)
         return manifest, repo_id, time.monotonic() - started
-    if not refusals:
-        return _result(task, "timeout", "no answer before the deadline")
+    if len(refusals) < len(task.ids):  # the deadline came before every id was tried
+        untried = ", ".join(task.ids[len(refusals) :])
+        return _result(task, "timeout", f"no answer before the deadline for {untried}")
     # A gated answer says more than a not-found one; report the first of the best kind.
     refusals.sort(key=lambda r: 0 if r[0] == "gated" else 1)
     status, reason, repo_id = refusals[0]
