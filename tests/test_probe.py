@@ -253,6 +253,8 @@ def test_invalid_arguments_raise_config_errors() -> None:
     with pytest.raises(ConfigError):
         probe(HF_ID, sources=["hf=http://127.0.0.1:9"], deadline=0)
     with pytest.raises(ConfigError):
+        probe(HF_ID, sources=["hf=http://127.0.0.1:9"], deadline=float("inf"))
+    with pytest.raises(ConfigError):
         probe(HF_ID, sources=["ftp://nowhere"])
 
 

@@ -10,6 +10,7 @@ end soon after and never hold the process.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -52,7 +53,7 @@ def probe(
     briefly (see :mod:`unihub.probing.cache`); ``use_cache=False`` probes again.
     """
     started = time.monotonic()  # the deadline counts from here, id lookups included
-    if not deadline > 0:
+    if not (deadline > 0 and math.isfinite(deadline)):
         raise ConfigError(f"deadline must be a positive number of seconds, not {deadline!r}")
     if repo_type not in ("model", "dataset"):
         raise ConfigError(f"repo_type must be 'model' or 'dataset', not {repo_type!r}")
