@@ -281,6 +281,14 @@ def test_memory_cache_serves_repeat_calls_and_use_cache_false_reprobes(
 
     probe(HF_ID, sources=sources, deadline=1.0, use_cache=False)
     assert requests_to(hf) > n - requests_to(dead)
+    clear_cache(disk=True)
+    before = requests_to(hf)
+    probe(HF_ID, sources=[hf.source], use_cache=False)
+    probe(HF_ID, sources=[hf.source], use_cache=False)  # bypasses: read *and* write
+    after_two = requests_to(hf)
+    assert after_two > before
+    probe(HF_ID, sources=[hf.source])
+    assert requests_to(hf) > after_two
 
     # Another repo, revision or source set is another key.
     before = requests_to(hf)

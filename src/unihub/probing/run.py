@@ -50,7 +50,8 @@ def probe(
     request per endpoint. Returns within ``deadline`` seconds whatever the network does;
     sources that did not answer in time are reported as ``timeout``. ``token`` is for
     Hugging Face sources (ModelScope ones use ``MODELSCOPE_API_TOKEN``). Results are cached
-    briefly (see :mod:`unihub.probing.cache`); ``use_cache=False`` probes again.
+    briefly (see :mod:`unihub.probing.cache`); ``use_cache=False`` neither reads nor writes
+    the cache.
     """
     started = time.monotonic()  # the deadline counts from here, id lookups included
     if not (deadline > 0 and math.isfinite(deadline)):
@@ -66,7 +67,8 @@ def probe(
         if hit is not None:
             return hit
     results = annotate(run_tasks(tasks, deadline, started=started))
-    cache.store(dict(zip(keys, results, strict=True)), sampled=sampled)
+    if use_cache:
+        cache.store(dict(zip(keys, results, strict=True)), sampled=sampled)
     return results
 
 
