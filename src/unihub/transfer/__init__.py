@@ -1,0 +1,22 @@
+"""The transfer engine: ranged multi-connection downloads with resume, retries and verification.
+
+Public surface: :class:`FileJob`, :class:`Mirror`, :class:`TransferOptions` and
+:func:`download_files`. Module map:
+
+- ``jobs``: the value objects
+- ``engine``: ``download_files`` (files in parallel, connection budget, shared client)
+- ``filetask``: one large file (ranges, adaptive connections, mirrors, verification)
+- ``small``: one small file (a plain GET)
+- ``worker``: one HTTP range request and its protocol rules
+- ``ranges``: done-range sets and the range scheduler
+- ``journal``: the resume journal
+- ``verify``: hashing while downloading
+- ``diskspace``, ``locking``, ``hf_transfer_backend``
+"""
+
+from __future__ import annotations
+
+from .engine import download_files, make_client
+from .jobs import FileJob, Mirror, TransferOptions
+
+__all__ = ["FileJob", "Mirror", "TransferOptions", "download_files", "make_client"]

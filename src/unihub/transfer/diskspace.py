@@ -1,0 +1,62 @@
+"""Free-space check before a transfer, and ENOSPC translation while writing.
+
+Partial files are preallocated with ``ftruncate`` (sparse), which reserves nothing, so the
+up-front check adds up the bytes still to come of every job per filesystem (``st_dev`` of the
+nearest existing parent folder) and compares with ``shutil.disk_usage(...).free``.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import DiskSpaceError
+
+__all__ = ["check_free_space", "human", "is_enospc"]
+
+MARGIN = 1 << 20  # keep a little room for journals and metadata
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _existing_parent(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_free_space(needs: Iterable[tuple[Path, int]]) -> None:
+    """Raise :class:`DiskSpaceError` if some filesystem lacks room for the bytes to come.
+
+    ``needs``: (folder that will hold the file, bytes still to write).
+    """
+    per_dev: dict[int, tuple[Path, int]] = {}
+    for folder, remaining in needs:
+        where = _existing_parent(folder)
+        dev = where.stat().st_dev
+        prev = per_dev.get(dev, (where, 0))
+        per_dev[dev] = (prev[0], prev[1] + max(0, remaining))
+    for where, remaining in per_dev.values():
+        if remaining == 0:
+            continue
+        free = shutil.disk_usage(where).free
+        if free < remaining + MARGIN:
+            missing = remaining + MARGIN - free
+            raise DiskSpaceError(
+                f"not enough disk space in {where}: need {human(remaining)}, "
+                f"free {human(free)}, missing {human(missing)}",
+                hint="Free some space or choose another folder",
+            )
+
+
+def is_enospc(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

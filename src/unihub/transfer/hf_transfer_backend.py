@@ -1,0 +1,127 @@
+"""Optional delegation of one file to ``hf_transfer`` (extra ``unihub[fast]``).
+
+hf_transfer (Rust, tokio) is very fast on fat pipes but cannot resume, deletes its output on
+any error, shows no progress of its own and re-adds ``Authorization`` after a redirect only
+when the host is unchanged. So:
+
+- it is used only when the case fits: installed, one mirror, a file of at least
+  ``hf_transfer_min_size``, no partial state on disk (nothing to resume), no proxy in the
+  environment (it would not use it the way httpx does);
+- the redirect is resolved first with our own ``Range: bytes=0-0`` request; the final URL is
+  passed with the mirror's headers only when it is on the mirror's origin;
+- it writes to its own temporary file (never our partial); on any error that file is removed
+  and the caller falls back to the own engine, whose resume state is untouched;
+- progress comes from its per-chunk callback (which undercounts by one byte per chunk; the
+  difference is reported at the end).
+
+``use_hf_transfer``: True = use it when the case fits; False = never; None (auto) = only when
+``HF_HUB_ENABLE_HF_TRANSFER`` is set (the switch users of older huggingface_hub already know).
+Auto does not turn it on by itself because on the links unihub is for (throttled per
+connection) the own engine reaches the same speed, resumes after interruption, and uses a
+fraction of hf_transfer's threads; hf_transfer wins only when the CPU is the bottleneck.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ..progress import EventKind, ProgressEvent
+from .filetask import Context
+from .jobs import FileJob
+from .verify import expected_digest, new_hasher
+from .worker import FetchError, MirrorState, WholeBody, open_range, origin
+
+__all__ = ["available", "fits", "try_hf_transfer"]
+
+log = logging.getLogger("unihub")
+
+
+def available() -> bool:
+    return importlib.util.find_spec("hf_transfer") is not None
+
+
+def _env_on() -> bool:
+    value = os.environ.get("HF_HUB_ENABLE_HF_TRANSFER", "").strip().lower()
+    return value in ("1", "on", "yes", "true")
+
+
+def fits(job: FileJob, ctx: Context) -> bool:
+    opt = ctx.options.use_hf_transfer
+    if opt is False or (opt is None and not _env_on()):
+        return False
+    proxies = urllib.request.getproxies()
+    return (
+        len(job.mirrors) == 1
+        and job.size >= ctx.options.hf_transfer_min_size
+        and not job.partial_path.exists()
+        and not job.journal_path.exists()
+        and not any(k in proxies for k in ("http", "https", "all"))
+        and available()
+    )
+
+
+def try_hf_transfer(job: FileJob, ctx: Context) -> Path | None:
+    """Download ``job`` with hf_transfer; the published path, or None to fall back."""
+    import hf_transfer  # optional dependency
+
+    ms = MirrorState(job.mirrors[0], 0)
+    reported = 0
+
+    def emit(kind: EventKind, n: int = 0) -> None:
+        nonlocal reported
+        reported += n
+        ctx.report(ProgressEvent(kind, job.name, n, job.size, source=ms.name))
+
+    tmp = job.partial_path.with_name(job.partial_path.name + f".hft-{os.getpid()}")
+    try:
+        try:
+            resp = open_range(ctx.client, ms, 0, 1, job.size, timeout=ctx.timeout)
+            resp.close()
+        except WholeBody as wb:
+            wb.response.close()
+            return None  # no ranges: hf_transfer cannot work
+        url = ms.resolved or ms.mirror.url
+        headers = dict(ms.mirror.headers) if origin(url) == origin(ms.mirror.url) else {}
+        emit("start")
+        opts = ctx.options
+        kwargs: dict[str, Any] = {
+            "url": url,
+            "filename": str(tmp),
+            "max_files": max(1, opts.connections),
+            "chunk_size": opts.chunk_size,
+            "parallel_failures": min(3, max(1, opts.connections)),
+            "max_retries": max(1, opts.max_retries),
+            "headers": headers,
+            "callback": lambda n: emit("advance", int(n)),
+        }
+        hf_transfer.download(**kwargs)
+        if tmp.stat().st_size != job.size:
+            raise OSError(f"hf_transfer wrote {tmp.stat().st_size} bytes, expected {job.size}")
+        expected = expected_digest(job.sha256, job.git_oid) if ctx.verify else None
+        if expected is not None:
+            h = new_hasher(job.size, job.sha256, job.git_oid)
+            assert h is not None
+            with open(tmp, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+            if h.hexdigest() != expected:
+                raise OSError("hash mismatch on the hf_transfer download")
+        job.dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(job.dest)
+        emit("advance", job.size - reported)
+        emit("done")
+        return job.dest
+    except (Exception, FetchError) as exc:  # anything: fall back to the own engine
+        log.warning("%s: hf_transfer failed (%s); using the own engine", job.name, exc)
+        if reported:
+            emit("advance", -reported)
+        return None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

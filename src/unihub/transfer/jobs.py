@@ -1,0 +1,110 @@
+"""What the engine is asked to do: :class:`Mirror`, :class:`FileJob`, :class:`TransferOptions`.
+
+Plain value objects, no I/O. ``Mirror.headers`` (e.g. ``Authorization``) are secrets: the
+engine sends them only to the origin (scheme, host, port) of ``Mirror.url`` and never to the
+host a redirect points at, and never writes them to disk (the journal keeps URLs only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["PARTIAL_SUFFIX", "FileJob", "Mirror", "TransferOptions"]
+
+PARTIAL_SUFFIX = ".unihub-partial"
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """One place the bytes of a file can be fetched from."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.source or self.url
+
+    def __repr__(self) -> str:  # never print header values (tokens)
+        return f"Mirror(url={self.url!r}, source={self.source!r}, headers=<{len(self.headers)}>)"
+
+
+@dataclass
+class FileJob:
+    """One file to fetch into ``dest``; ``partial`` (+ ``.journal``, ``.lock``) beside it."""
+
+    dest: Path
+    size: int
+    sha256: str | None = None
+    git_oid: str | None = None
+    mirrors: Sequence[Mirror] = ()
+    partial: Path | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.dest = Path(self.dest)
+        if self.partial is not None:
+            self.partial = Path(self.partial)
+
+    @property
+    def partial_path(self) -> Path:
+        return self.partial or self.dest.with_name(self.dest.name + PARTIAL_SUFFIX)
+
+    @property
+    def journal_path(self) -> Path:
+        p = self.partial_path
+        return p.with_name(p.name + ".journal")
+
+    @property
+    def lock_path(self) -> Path:
+        p = self.partial_path
+        return p.with_name(p.name + ".lock")
+
+    @property
+    def name(self) -> str:
+        return self.label or self.dest.name
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """Tuning knobs. Defaults suit throttled links (700 KB/s per connection).
+
+    - ``connections``: max connections per file; the engine starts with
+      ``initial_connections`` and adds more while the aggregate throughput keeps rising.
+    - ``chunk_size``: size of the ranges handed to connections; the tail of a file is split
+      further (work stealing) down to ``min_split`` so no connection idles at the end.
+    - ``small_file_threshold``: files up to this size are fetched with one plain GET into a
+      unique temporary file (no journal, no lock, no ranges).
+    - ``stall_timeout``: seconds without a byte after which a range request is reissued.
+    - ``max_retries``: attempts per range without progress before the file fails.
+    - ``mirror_max_failures``: failures after which a mirror is dropped for that file (the
+      last mirror is never dropped; the retry budget decides then).
+    - ``use_hf_transfer``: True = delegate fitting files to hf_transfer, False = never,
+      None = auto (see :mod:`unihub.transfer.hf_transfer_backend`).
+    """
+
+    connections: int = 16
+    initial_connections: int = 4
+    max_workers: int = 8
+    max_total_connections: int = 64
+    chunk_size: int = 8 * MiB
+    min_split: int = 1 * MiB
+    read_size: int = 256 * 1024
+    small_file_threshold: int = 2 * MiB
+    stall_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    max_retries: int = 8
+    backoff_base: float = 0.5
+    backoff_max: float = 10.0
+    max_retry_after: float = 60.0
+    mirror_max_failures: int = 4
+    ramp_interval: float = 1.0
+    journal_interval: float = 0.25
+    check_free_space: bool = True
+    use_hf_transfer: bool | None = None
+    hf_transfer_min_size: int = 64 * MiB

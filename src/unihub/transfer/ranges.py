@@ -1,0 +1,176 @@
+"""Byte-range bookkeeping: which bytes of a file are on disk (and from which mirror), and
+which ranges connections should fetch next.
+
+Ranges are half-open ``[start, end)`` in this module; the HTTP ``Range: bytes=a-b`` header is
+inclusive and is built in :mod:`unihub.transfer.worker`.
+
+:class:`RangeSet` keeps the done ranges sorted and merged (ranges from different mirrors are
+kept apart so a hash mismatch can blame, and refetch, the ranges of one mirror).
+
+:class:`Scheduler` hands out work: first the lowest missing range, cut to ``chunk_size``
+(so the hashed prefix grows early); when nothing is left unassigned it splits the in-flight
+range with the most bytes left in two (work stealing, as aria2 does), down to ``min_split``,
+so the tail of a file is spread over all connections instead of one slow one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["Assignment", "RangeSet", "Scheduler"]
+
+ALIGN = 64 * 1024
+
+
+class RangeSet:
+    """Sorted, disjoint ``[start, end, mirror]`` ranges; adjacent same-mirror ranges merge."""
+
+    def __init__(self, ranges: Iterable[Iterable[int]] = ()) -> None:
+        self._r: list[list[int]] = []
+        for item in ranges:
+            vals = list(item)
+            self.add(vals[0], vals[1], vals[2] if len(vals) > 2 else 0)
+
+    def add(self, start: int, end: int, mirror: int = 0) -> None:
+        """Mark ``[start, end)`` done (already-covered bytes keep their old mirror)."""
+        if end <= start:
+            return
+        for gs, ge in self.gaps(start, end):
+            self._insert(gs, ge, mirror)
+
+    def _insert(self, start: int, end: int, mirror: int) -> None:
+        r = self._r
+        i = bisect.bisect_left(r, [start])
+        r.insert(i, [start, end, mirror])
+        # merge with the right neighbour, then the left one
+        if i + 1 < len(r) and r[i + 1][0] == end and r[i + 1][2] == mirror:
+            r[i][1] = r[i + 1][1]
+            del r[i + 1]
+        if i > 0 and r[i - 1][1] == start and r[i - 1][2] == mirror:
+            r[i - 1][1] = r[i][1]
+            del r[i]
+
+    def gaps(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of ``[start, end)`` not covered."""
+        out: list[tuple[int, int]] = []
+        pos = start
+        i = max(0, bisect.bisect_right(self._r, [start]) - 1)
+        for s, e, _ in self._r[i:]:
+            if s >= end:
+                break
+            if e <= pos:
+                continue
+            if s > pos:
+                out.append((pos, s))
+            pos = max(pos, e)
+        if pos < end:
+            out.append((pos, end))
+        return out
+
+    def contiguous_end(self, pos: int) -> int:
+        """End of the covered run that contains ``pos`` (``pos`` itself if not covered)."""
+        i = bisect.bisect_right(self._r, [pos, 1 << 62]) - 1
+        while 0 <= i < len(self._r) and self._r[i][0] <= pos < self._r[i][1]:
+            pos = self._r[i][1]
+            i += 1
+        return pos
+
+    def total(self) -> int:
+        return sum(e - s for s, e, _ in self._r)
+
+    def mirrors(self) -> set[int]:
+        return {m for _, _, m in self._r}
+
+    def only_mirror(self, mirror: int) -> RangeSet:
+        return RangeSet(r for r in self._r if r[2] == mirror)
+
+    def to_list(self) -> list[list[int]]:
+        return [list(r) for r in self._r]
+
+    def __len__(self) -> int:
+        return len(self._r)
+
+    def __repr__(self) -> str:
+        return f"RangeSet({self._r})"
+
+
+@dataclass(eq=False)
+class Assignment:
+    """A range being fetched by one connection: ``[start, end)``, bytes before ``pos`` are done.
+
+    ``end`` may shrink while the request runs (another connection stole the tail); the
+    connection re-reads it under the scheduler lock before every write.
+    """
+
+    start: int
+    end: int
+    pos: int
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.end - self.pos)
+
+
+class Scheduler:
+    """Thread-safe range dispenser for one file."""
+
+    def __init__(
+        self, size: int, done: RangeSet, chunk_size: int, min_split: int, max_block: int
+    ) -> None:
+        self.size = size
+        self.max_block = max_block
+        self.done = done
+        self.chunk_size = max(ALIGN, chunk_size)
+        self.min_split = max(ALIGN, min_split)
+        self.lock = threading.Lock()
+        self.active: list[Assignment] = []
+
+    def _unassigned(self) -> tuple[int, int] | None:
+        busy = RangeSet(self.done.to_list())
+        for a in self.active:
+            busy.add(a.pos, a.end, -1)
+        gaps = busy.gaps(0, self.size)
+        return gaps[0] if gaps else None
+
+    def next(self) -> Assignment | None:
+        """The next range to fetch; None when all is done or in flight and too small to split."""
+        with self.lock:
+            gap = self._unassigned()
+            if gap is not None:
+                start, gend = gap
+                end = min(gend, start + self.chunk_size)
+                if gend - end < self.min_split:  # don't leave a crumb behind
+                    end = gend
+                a = Assignment(start, end, start)
+                self.active.append(a)
+                return a
+            victim = max(self.active, key=lambda x: x.remaining, default=None)
+            if victim is None or victim.remaining < 2 * self.min_split:
+                return None
+            # The victim may be writing one block (<= max_block) past its pos right now:
+            # cut beyond it so two connections never write the same bytes.
+            mid = victim.pos + max(victim.remaining // 2, self.max_block)
+            mid += -mid % ALIGN
+            if mid + self.min_split > victim.end:
+                return None
+            a = Assignment(mid, victim.end, mid)
+            victim.end = mid
+            self.active.append(a)
+            return a
+
+    def release(self, a: Assignment) -> None:
+        with self.lock:
+            if a in self.active:
+                self.active.remove(a)
+
+    def reset(self, done: RangeSet) -> None:
+        with self.lock:
+            self.done = done
+            self.active.clear()
+
+    def complete(self) -> bool:
+        with self.lock:
+            return self.done.contiguous_end(0) >= self.size
