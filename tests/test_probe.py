@@ -493,3 +493,31 @@ def test_endpoint_only_server_error_is_an_error(fake_hub_factory: Factory) -> No
     broken = fake_hub_factory("hf", status_override=503)
     (r,) = probe(sources=[broken.source], use_cache=False)
     assert r.status == "error" and "503" in (r.reason or "") and not r.reachable
+
+
+def test_listing_deadline_lets_a_live_source_finish_a_long_listing(
+    fake_hub_factory: Factory,
+) -> None:
+    many = FakeRepo(HF_ID, files={f"shard-{i:02d}.json": f"{i}" for i in range(24)})
+    slow_lister = fake_hub_factory("hf", repos=[many], page_size=2, latency=0.1)  # ~1.3 s
+    dead = fake_hub_factory("hf", repos=[many], blackhole=True)
+    sources = [dead.source, slow_lister.source]
+
+    r_dead, r_slow = probe(HF_ID, sources=sources, deadline=0.8, use_cache=False)
+    assert r_dead.status == "timeout" and r_slow.status == "timeout"
+    assert "did not finish listing" not in (r_slow.reason or "")
+
+    started = time.monotonic()
+    r_dead, r_slow = probe(
+        HF_ID, sources=sources, deadline=0.8, listing_deadline=20.0, use_cache=False
+    )
+    elapsed = time.monotonic() - started
+    assert r_dead.status == "timeout" and "listing" not in (r_dead.reason or "")
+    assert r_slow.usable and r_slow.manifest is not None and len(r_slow.manifest.files) == 24
+    assert r_slow.latency_s is not None and r_slow.latency_s > 0.8
+    assert elapsed < 10.0  # returned when the listing ended, not at the listing deadline
+
+    r_dead, r_slow = probe(
+        HF_ID, sources=sources, deadline=0.8, listing_deadline=1.0, use_cache=False
+    )
+    assert r_slow.status == "timeout" and "did not finish listing" in (r_slow.reason or "")

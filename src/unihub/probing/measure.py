@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -104,11 +104,23 @@ def _result(
     )
 
 
-def probe_source(task: SourceTask, stop_at: float) -> ProbeResult:
-    """Probe one source until ``stop_at``; never raises."""
+def probe_source(
+    task: SourceTask, stop_at: float, on_answer: Callable[[], None] | None = None
+) -> ProbeResult:
+    """Probe one source until ``stop_at``; never raises.
+
+    ``on_answer`` is called on every HTTP response from the source (headers received): the
+    caller learns that the source is alive even while a long listing is still running.
+    """
+    hooks: dict[str, list[Callable[[httpx2.Response], None]]] = {}
+    if on_answer is not None:
+        hooks["response"] = [lambda _response: on_answer()]
     try:
         with httpx2.Client(
-            trust_env=True, verify=ssl_context(), headers={"user-agent": user_agent()}
+            trust_env=True,
+            verify=ssl_context(),
+            headers={"user-agent": user_agent()},
+            event_hooks=hooks,
         ) as client:
             if task.ids is None:
                 return _ping(task, client, stop_at)

@@ -41,6 +41,7 @@ def probe(
     deadline: float = DEFAULT_DEADLINE,
     sample_bytes: int = SAMPLE_BYTES,
     use_cache: bool = True,
+    listing_deadline: float | None = None,
 ) -> list[ProbeResult]:
     """Probe every source at once; results in source priority order (see :func:`rank`).
 
@@ -52,10 +53,15 @@ def probe(
     Hugging Face sources (ModelScope ones use ``MODELSCOPE_API_TOKEN``). Results are cached
     briefly (see :mod:`unihub.probing.cache`); ``use_cache=False`` neither reads nor writes
     the cache.
+
+    ``listing_deadline`` (seconds, > ``deadline``): a source that has *answered* within
+    ``deadline`` may go on listing until then (a repo of 100k files takes many pages), while
+    silent sources are still given up at ``deadline``. None: everything ends at ``deadline``.
     """
     started = time.monotonic()  # the deadline counts from here, id lookups included
-    if not (deadline > 0 and math.isfinite(deadline)):
-        raise ConfigError(f"deadline must be a positive number of seconds, not {deadline!r}")
+    for name, value in (("deadline", deadline), ("listing_deadline", listing_deadline)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
     if repo_type not in ("model", "dataset"):
         raise ConfigError(f"repo_type must be 'model' or 'dataset', not {repo_type!r}")
     chosen = resolve_sources(sources)
@@ -66,7 +72,9 @@ def probe(
         hit = cache.load(keys, sampled=sampled)
         if hit is not None:
             return hit
-    results = annotate(run_tasks(tasks, deadline, started=started))
+    results = annotate(
+        run_tasks(tasks, deadline, started=started, listing_deadline=listing_deadline)
+    )
     if use_cache:
         cache.store(dict(zip(keys, results, strict=True)), sampled=sampled)
     return results
@@ -103,19 +111,25 @@ def _tasks(
 
 
 def run_tasks(
-    tasks: Sequence[SourceTask], deadline: float, *, started: float | None = None
+    tasks: Sequence[SourceTask],
+    deadline: float,
+    *,
+    started: float | None = None,
+    listing_deadline: float | None = None,
 ) -> list[ProbeResult]:
-    """Run every task in its own daemon thread; return ``deadline`` s after ``started`` (now)."""
+    """Run every task in its own daemon thread; return ``deadline`` s after ``started`` (now),
+    or up to ``listing_deadline`` s for the sources that answered within ``deadline``."""
     start = time.monotonic() if started is None else started
     stop_at = start + deadline
     # Workers stop sampling a little before the join gives up, so their results make it.
     work_until = start + max(deadline - 0.15, deadline * 0.8)
     results: list[ProbeResult | None] = [None] * len(tasks)
+    answered = [threading.Event() for _ in tasks]
     ssl_context()  # built once, here, rather than raced for by the workers
     done = threading.Condition()
 
     def work(index: int, task: SourceTask) -> None:
-        result = probe_source(task, work_until)
+        result = probe_source(task, work_until, answered[index].set)
         with done:
             results[index] = result
             done.notify_all()
@@ -129,11 +143,27 @@ def run_tasks(
             lambda: all(r is not None for r in results),
             timeout=max(0.0, stop_at - time.monotonic()),
         )
+        # Alive but still listing at the deadline: those (only) may finish their listing.
+        alive = [i for i, r in enumerate(results) if r is None and answered[i].is_set()]
+        if alive and listing_deadline is not None and listing_deadline > deadline:
+            done.wait_for(
+                lambda: all(results[i] is not None for i in alive),
+                timeout=max(0.0, start + listing_deadline - time.monotonic()),
+            )
         final = list(results)
-    return [r if r is not None else _late(t, deadline) for r, t in zip(final, tasks, strict=True)]
+    return [
+        r
+        if r is not None
+        else _late(t, deadline, listing_deadline if answered[i].is_set() else None)
+        for i, (r, t) in enumerate(zip(final, tasks, strict=True))
+    ]
 
 
-def _late(task: SourceTask, deadline: float) -> ProbeResult:
+def _late(task: SourceTask, deadline: float, listing_deadline: float | None) -> ProbeResult:
+    if listing_deadline is not None and listing_deadline > deadline:
+        reason = f"answered, but did not finish listing within {listing_deadline:g} s"
+    else:
+        reason = f"no answer within {deadline:g} s"
     return ProbeResult(
         source=task.source,
         protocol=task.source.protocol,
@@ -141,5 +171,5 @@ def _late(task: SourceTask, deadline: float) -> ProbeResult:
         commit=None,
         reachable=False,
         status="timeout",
-        reason=f"no answer within {deadline:g} s",
+        reason=reason,
     )
