@@ -96,7 +96,11 @@ def _one(job: FileJob, ctx: Context) -> Path:
                 ctx.budget.release()
             if done is not None:
                 return done
-        return FileTransfer(job, ctx).run()
+        path = FileTransfer(job, ctx).run()
+        # Published: remove the lock file while still holding it, so no clutter stays beside
+        # the user's files. A process already waiting on it sees ``dest`` changed and returns.
+        job.lock_path.unlink(missing_ok=True)
+        return path
     finally:
         lock.release()
 

@@ -10,15 +10,18 @@ kept apart so a hash mismatch can blame, and refetch, the ranges of one mirror).
 :class:`Scheduler` hands out work: first the lowest missing range, cut to ``chunk_size``
 (so the hashed prefix grows early); when nothing is left unassigned it splits the in-flight
 range with the most bytes left in two (work stealing, as aria2 does), down to ``min_split``,
-so the tail of a file is spread over all connections instead of one slow one.
+so the tail of a file is spread over all connections instead of one slow one. Only ranges
+expected to need more than ``steal_after`` seconds are split: on a fast link the bytes
+already in flight to the victim would be wasted.
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Assignment", "RangeSet", "Scheduler"]
 
@@ -108,6 +111,14 @@ class Assignment:
     start: int
     end: int
     pos: int
+    t0: float = field(default_factory=time.monotonic)
+
+    def seconds_left(self, now: float) -> float:
+        """Estimated time to finish at this range's own speed so far (inf before any byte)."""
+        done = self.pos - self.start
+        if done <= 0:
+            return float("inf") if now - self.t0 > 0.5 else 0.0
+        return self.remaining * (now - self.t0) / done
 
     @property
     def remaining(self) -> int:
@@ -118,10 +129,17 @@ class Scheduler:
     """Thread-safe range dispenser for one file."""
 
     def __init__(
-        self, size: int, done: RangeSet, chunk_size: int, min_split: int, max_block: int
+        self,
+        size: int,
+        done: RangeSet,
+        chunk_size: int,
+        min_split: int,
+        max_block: int,
+        steal_after: float = 1.0,
     ) -> None:
         self.size = size
         self.max_block = max_block
+        self.steal_after = steal_after
         self.done = done
         self.chunk_size = max(ALIGN, chunk_size)
         self.min_split = max(ALIGN, min_split)
@@ -147,7 +165,11 @@ class Scheduler:
                 a = Assignment(start, end, start)
                 self.active.append(a)
                 return a
-            victim = max(self.active, key=lambda x: x.remaining, default=None)
+            # Steal only from a range that would still take a while: on a fast link the bytes
+            # already in flight (socket buffers) would be wasted for nothing.
+            now = time.monotonic()
+            slow = [x for x in self.active if x.seconds_left(now) > self.steal_after]
+            victim = max(slow, key=lambda x: x.remaining, default=None)
             if victim is None or victim.remaining < 2 * self.min_split:
                 return None
             # The victim may be writing one block (<= max_block) past its pos right now:
