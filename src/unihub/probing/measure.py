@@ -1,8 +1,10 @@
 """Probing one source: list the repo under each candidate id, then sample its bytes.
 
-Runs in a worker thread under a hard ``stop_at`` (a ``time.monotonic()`` instant). Every HTTP
-call gets a timeout no longer than the time left, so the worker ends soon after the deadline
-even when nobody waits for it any more. Never raises: every failure becomes a status.
+Runs in a worker thread until ``stop_at`` (a ``time.monotonic()`` instant). Every HTTP call
+gets a timeout of at most 3 s and at most the time left when the source was opened, and no
+new candidate id or sample starts after ``stop_at``, so a worker ends soon after the deadline
+even when nobody waits for it any more (the hard bound is the join in ``run``). Never raises:
+every failure becomes a status.
 
 The throughput sample is one ranged GET (``Range: bytes=0-N``) of the repo's largest file,
 redirects followed (to a CDN: httpx2 drops ``Authorization`` when the origin changes), read
