@@ -1,0 +1,195 @@
+"""Speed benchmarks of unihub against huggingface_hub, hf_transfer, modelscope and aria2c.
+
+    python benchmarks/run.py                 # full run (~15 min on 2 cores) -> docs/benchmarks.md
+    python benchmarks/run.py --quick         # smaller repos, a couple of minutes
+    python benchmarks/run.py --only A,E --tools unihub,huggingface_hub
+
+Each scenario starts its fake hubs (``hubproc.py``, one process per hub), runs every tool in its
+own process against them (``runners.py``), checks the targets (``scenarios.py``) and finally
+writes the raw JSON, the markdown report and the plot (``report.py``). The full profile writes
+docs/benchmarks.md, docs/benchmarks.png and benchmarks/results/latest.json; other profiles
+write under benchmarks/results/<profile>/ unless ``--out`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hubproc import HubProcess
+from report import write_markdown, write_plot
+from runners import TOOLS, RunResult, run_tool, tool_versions
+from scenarios import PROFILES, Scenario, build
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def _machine() -> dict[str, Any]:
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = 0.0
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    except (ValueError, OSError):
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "ram_gib": ram,
+            "os": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version()}
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def _include(sc: Scenario, tool: str) -> list[str] | None:
+    limit = sc.file_limits.get(tool)
+    hub = next(iter(sc.hubs.values()))
+    if not limit or not sc.shard or limit >= len(hub.files):
+        return None
+    return [f"shard-{k:02d}/*" for k in range(max(1, limit // sc.shard))]
+
+
+def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any) -> dict[str, Any]:
+    """Start the scenario's hubs, run each tool, check the targets."""
+    wanted = [t for t in sc.tools if t in tools]
+    needed: set[str] = set()
+    for name in wanted:
+        kind = TOOLS[name].kind
+        needed |= set(sc.unihub_hubs) if kind == "any" else {kind}
+    results: dict[str, RunResult] = {}
+    skipped: dict[str, str] = {}
+    t0 = time.monotonic()
+    with ExitStack() as stack:
+        hubs = {n: stack.enter_context(HubProcess(spec))
+                for n, spec in sc.hubs.items() if n in needed}
+        log(f"[{sc.key}] hubs up in {time.monotonic() - t0:.1f} s: "
+            + ", ".join(f"{n}={h.endpoint}" for n, h in hubs.items()))
+        for name in wanted:
+            tool = TOOLS[name]
+            why = tool.missing()
+            if why:
+                skipped[name] = why
+                log(f"[{sc.key}] {name}: skipped ({why})")
+                continue
+            r = run_tool(tool, hubs, "bench/model", scratch, include=_include(sc, name),
+                         timeout=sc.timeout, kill_at_fraction=sc.kill_at_fraction,
+                         unihub_hubs=sc.unihub_hubs)
+            results[name] = r
+            secs = f"{r.seconds:.2f} s" if r.seconds is not None else f"wall {r.wall:.2f} s"
+            log(f"[{sc.key}] {name}: {'ok' if r.ok else 'FAILED ' + str(r.error)[:200]}; "
+                f"{secs}, {r.files} files, served {r.bytes_served / max(1, r.bytes):.3f}x, "
+                f"rss {r.peak_rss_mib:.0f} MiB")
+    targets = []
+    for t in sc.targets:
+        met, measured = t.check(results, sc.metric)
+        targets.append({"text": t.text, "met": met, "measured": measured})
+        log(f"[{sc.key}] target {t.text}: {measured} -> {met}")
+    runs: dict[str, Any] = {n: r.to_json() for n, r in results.items()}
+    for n, why in skipped.items():
+        runs[n] = RunResult(n, error=why).to_json() | {"skipped": why}
+    return {"key": sc.key, "title": sc.title, "short": sc.short, "issue": sc.issue,
+            "metric": sc.metric, "timeout": sc.timeout, "notes": sc.notes,
+            "hubs": sc.describe_hubs(), "targets": targets, "runs": runs,
+            "elapsed": time.monotonic() - t0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller repos (a couple of minutes)")
+    ap.add_argument("--profile", choices=PROFILES, help="size profile (default full)")
+    ap.add_argument("--only", help="comma-separated scenario keys, e.g. A,E")
+    ap.add_argument("--tools", help=f"comma-separated tools (default all: {', '.join(TOOLS)})")
+    ap.add_argument("--out", type=Path,
+                    help="folder for benchmarks.md, benchmarks.png and results.json")
+    ap.add_argument("--scratch", type=Path, help="where downloads go (default: a temp dir)")
+    args = ap.parse_args(argv)
+    profile = args.profile or ("quick" if args.quick else "full")
+    scenarios = build(profile)
+    if args.only:
+        keys = {k.strip().upper() for k in args.only.split(",") if k.strip()}
+        unknown = keys - {s.key for s in scenarios}
+        if unknown:
+            ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+        scenarios = [s for s in scenarios if s.key in keys]
+    tools = list(TOOLS)
+    if args.tools:
+        tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+        unknown = set(tools) - set(TOOLS)
+        if unknown:
+            ap.error(f"unknown tool(s): {', '.join(sorted(unknown))}")
+    if args.out is not None:
+        md, png, js = args.out / "benchmarks.md", args.out / "benchmarks.png", \
+            args.out / "results.json"
+    elif profile == "full":
+        md, png = ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "benchmarks.png"
+        js = HERE / "results" / "latest.json"
+    else:
+        base = HERE / "results" / profile
+        md, png, js = base / "benchmarks.md", base / "benchmarks.png", base / "results.json"
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    started = time.monotonic()
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="unihub-bench-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    done = []
+    try:
+        for sc in scenarios:
+            done.append(run_scenario(sc, tools, scratch, log))
+    finally:
+        if args.scratch is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    command = "python benchmarks/run.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    used = sorted({n for sc in done for n in sc["runs"]}, key=list(TOOLS).index)
+    data = {"command": command.strip(), "date": date, "profile": profile,
+            "elapsed": time.monotonic() - started, "commit": _commit(),
+            "machine": _machine(), "versions": tool_versions(used),
+            "results_path": _rel(js), "scenarios": done}
+    js.parent.mkdir(parents=True, exist_ok=True)
+    js.write_text(json.dumps(data, indent=1) + "\n")
+    plotted = write_plot(data, png)
+    write_markdown(data, md, png.name if plotted else None)
+    log(f"wrote {_rel(md)}, {_rel(js)}" + (f", {_rel(png)}" if plotted else ""))
+    missed = [t for sc in done for t in sc["targets"] if t["met"] is False]
+    log(f"{len(missed)} target(s) missed")
+    return 0
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The benchmark scenarios (issues 4 and 6) and their targets, in three sizes.
+
+``full`` is what docs/benchmarks.md reports (about 15 minutes on 2 cores), ``quick`` the same
+scenarios with smaller repos (a couple of minutes), ``smoke`` tiny repos for the test that keeps
+the harness from rotting. Every tool of a scenario runs against the same hub settings; the
+baselines are pointed at the hub of their protocol, unihub at ``unihub_hubs``.
+
+Rates are in MiB/s (``MB`` in the tables means MiB, 2**20 bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hubproc import HubSpec
+from runners import RunResult
+
+__all__ = ["PROFILES", "Scenario", "Target", "build", "metric_value"]
+
+MiB = 1 << 20
+REPO = "bench/model"
+PROFILES = ("full", "quick", "smoke")
+
+ALL = ("unihub", "huggingface_hub", "hf_transfer-16", "hf_transfer-100", "modelscope", "aria2c",
+       "aria2c-k1M")
+
+SHORT = {"A": "capped links", "B": "unthrottled, 2 big files", "C": "drops, 503, 429",
+         "D": "kill -9, rerun", "E": "many small files", "F": "one huge file",
+         "G": "blackholed HF hub", "H": "two hubs", "I": "corrupt mirror"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of a scenario: ``kind`` decides how it is checked against the results."""
+
+    text: str
+    kind: str  # cap_fraction | times | times_best | served | rss | ttfb | rate | completes
+    value: float = 0.0
+    other: str = ""  # baseline tool for "times"
+    cap: float = 0.0  # bytes/s for "cap_fraction"
+
+    def check(self, results: Mapping[str, RunResult], metric: str) -> tuple[bool | None, str]:
+        """(met?, measured) — None when it cannot be decided (unihub or baseline missing)."""
+        u = results.get("unihub")
+        if u is None or (not u.ok and self.kind not in ("completes",)):
+            why = u.error if u is not None else "unihub did not run"
+            return (False if u is not None else None), f"unihub failed: {why}"
+        mine = metric_value(u, metric)
+        if self.kind == "completes":
+            return u.ok, "completed, verified" if u.ok else f"failed: {u.error}"
+        if self.kind == "cap_fraction":
+            got = u.bytes / u.seconds / self.cap if u.seconds else 0.0
+            return got >= self.value, f"{got:.0%} of the cap ({mine:.1f} MB/s)"
+        if self.kind in ("times", "times_best"):
+            others = ([results[self.other]] if self.other in results else []) \
+                if self.kind == "times" else [r for n, r in results.items() if n != "unihub"]
+            rates = [(metric_value(r, metric), r.tool) for r in others if r.ok]
+            if not rates:
+                return None, "no baseline completed"
+            best, name = max(rates)
+            ratio = mine / best if best else float("inf")
+            return ratio >= self.value, f"{ratio:.2f}x {name}"
+        if self.kind == "served":
+            ratio = u.bytes_served / u.bytes if u.bytes else 0.0
+            return ratio <= self.value, f"{ratio:.3f}x repo size served"
+        if self.kind == "rss":
+            rss = u.peak_rss_mib or 0.0
+            return rss <= self.value, f"{rss:.0f} MiB peak RSS"
+        if self.kind == "ttfb":
+            if u.ttfb is None:
+                return False, "no file bytes requested"
+            return u.ttfb <= self.value, f"{u.ttfb:.2f} s to the first file GET"
+        if self.kind == "rate":
+            return mine >= self.value, f"{mine:.1f} MB/s"
+        raise ValueError(self.kind)
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    hubs: dict[str, HubSpec]
+    tools: tuple[str, ...]
+    metric: str  # "MB/s" | "files/s" | "ttfb" | "served"
+    targets: list[Target]
+    timeout: float = 300.0
+    unihub_hubs: tuple[str, ...] = ("hf",)
+    kill_at_fraction: float | None = None
+    file_limits: dict[str, int] = field(default_factory=dict)  # tool -> files (scenario E)
+    shard: int = 0  # files per include-able folder (scenario E)
+    issue: int = 4
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def short(self) -> str:
+        """A few words for the plot."""
+        return SHORT.get(self.key, self.key)
+
+    def describe_hubs(self) -> dict[str, Any]:
+        return {n: {k: v for k, v in h.to_json().items() if k != "files"} | {
+            "files": len(h.files), "bytes": sum(v if isinstance(v, int) else len(v)
+                                               for v in h.files.values())}
+                for n, h in self.hubs.items()}
+
+
+def metric_value(r: RunResult, metric: str) -> float:
+    """The scenario's headline number of one run (higher is better except ttfb/served)."""
+    if metric == "files/s":
+        return r.files / r.seconds if r.seconds else 0.0
+    if metric == "ttfb":
+        return r.ttfb if r.ttfb is not None else float("nan")
+    if metric == "served":
+        return r.bytes_served / r.bytes if r.bytes else float("nan")
+    return r.bytes / r.seconds / MiB if r.seconds else 0.0
+
+
+def _small_files(n: int) -> dict[str, int | str]:
+    files: dict[str, int | str] = {"config.json": '{"model_type": "bench"}\n',
+                                   "README.md": "# bench model\n"}
+    for i in range(max(0, n - 2)):
+        files[f"extra/file-{i:03d}.json"] = 1024 + 997 * i
+    return files
+
+
+def _lfs(n: int, size: int) -> dict[str, int | str]:
+    return {f"model-{i + 1:05d}-of-{n:05d}.safetensors": size for i in range(n)}
+
+
+def _pair(files: dict[str, int | str], **knobs: Any) -> dict[str, HubSpec]:
+    """An HF hub and a ModelScope hub with the same repo and knobs."""
+    return {"hf": HubSpec("hf", REPO, files, **knobs), "ms": HubSpec("ms", REPO, files, **knobs)}
+
+
+def build(profile: str) -> list[Scenario]:
+    """All scenarios at one size profile."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}")
+    full, quick = profile == "full", profile == "quick"
+    big = 64 * MiB if full else 16 * MiB if quick else 2 * MiB
+    huge = 256 * MiB if full else 64 * MiB if quick else 4 * MiB
+    cap, per_conn = 64 * MiB, 2 * MiB
+    n_small = 5000 if full else 500 if quick else 60
+    shard = 500 if full else 100 if quick else 20
+    giant = 2048 * MiB if full else 256 * MiB if quick else 8 * MiB
+    slow = 1.0 if full else 0.5
+
+    faults = {"seed": 11, "drop_mid_body": 0.03, "error_5xx": 0.03, "too_many_requests": 1}
+    small: dict[str, int | str] = {
+        f"shard-{i // shard:02d}/file-{i:05d}.txt": 4096 for i in range(n_small)}
+    return [
+        Scenario(
+            "A", "Capped links: 2 MB/s per connection, 64 MB/s aggregate, +50 ms latency; "
+            f"2 x {big // MiB} MB + 10 small files",
+            _pair(_lfs(2, big) | _small_files(10), per_connection_rate=per_conn,
+                  total_rate=cap, latency=0.05),
+            ALL, "MB/s",
+            [Target(">= 90 % of the aggregate cap", "cap_fraction", 0.9, cap=cap),
+             Target(">= 10x huggingface_hub", "times", 10, "huggingface_hub"),
+             Target(">= aria2c -x16 -s16 -j8", "times", 1.0, "aria2c")],
+            timeout=240 * slow),
+        Scenario(
+            "B", f"Unthrottled localhost: 2 x {huge // MiB} MB",
+            _pair(_lfs(2, huge)), ALL, "MB/s",
+            [Target(">= 1.0x the best baseline", "times_best", 1.0)], timeout=240 * slow),
+        Scenario(
+            "C", "Faults: 3 % of file GETs dropped mid-body, 3 % 503, one 429 "
+            f"(8 MB/s per connection, 64 MB/s aggregate); 2 x {big // MiB} MB + 40 small files",
+            _pair(_lfs(2, big) | _small_files(40), per_connection_rate=8 * MiB,
+                  total_rate=cap, faults=faults),
+            ALL, "MB/s",
+            [Target("completes, verified", "completes"),
+             Target("bytes served <= 1.05x repo size", "served", 1.05)], timeout=240 * slow),
+        Scenario(
+            "D", "kill -9 at about half, then rerun (8 MB/s per connection, 64 MB/s aggregate); "
+            f"2 x {2 * big // MiB} MB + 10 small files",
+            _pair(_lfs(2, 2 * big) | _small_files(10), per_connection_rate=8 * MiB,
+                  total_rate=cap),
+            ("unihub", "huggingface_hub", "hf_transfer-16", "modelscope", "aria2c"), "served",
+            [Target("completes, verified", "completes"),
+             Target("total bytes served <= 1.05x repo size", "served", 1.05)],
+            timeout=240 * slow, kill_at_fraction=0.5),
+        Scenario(
+            "E", f"{n_small:,} files of 4 KB, +20 ms latency",
+            _pair(small, latency=0.02),
+            ("unihub", "huggingface_hub", "hf_transfer-16", "modelscope", "aria2c"), "files/s",
+            [Target(">= 5x huggingface_hub in files/s", "times", 5, "huggingface_hub")],
+            timeout=300 * slow, shard=shard,
+            file_limits={"huggingface_hub": 4 * shard, "modelscope": 2 * shard,
+                         "hf_transfer-16": 2 * shard},
+            notes=["Slow baselines fetch only the first shards of the repo (an `allow_patterns`"
+                   " / URL subset; listings still cover every file): the rate in files/s is"
+                   " compared, so the counts differ."]),
+        Scenario(
+            "F", f"One {giant // MiB:,} MB file, unthrottled",
+            _pair({"model.safetensors": giant}),
+            ("unihub", "huggingface_hub", "hf_transfer-16", "modelscope", "aria2c"), "MB/s",
+            [Target("peak RSS <= 200 MiB", "rss", 200)], timeout=420 * slow),
+        Scenario(
+            "G", "Blackholed Hugging Face hub (accepts, never answers), ModelScope reachable; "
+            f"config + 1 x {big // MiB} MB",
+            {"hf": HubSpec("hf", REPO, _lfs(1, big) | _small_files(2), blackhole=True),
+             "ms": HubSpec("ms", REPO, _lfs(1, big) | _small_files(2))},
+            ("unihub", "huggingface_hub", "modelscope"), "ttfb",
+            [Target("first file byte requested within 3 s", "ttfb", 3.0)],
+            timeout=60 * slow, unihub_hubs=("hf", "ms"), issue=6,
+            notes=["Time to first byte = first successful file GET seen by any hub minus the"
+                   " moment the client called its download function. huggingface_hub is"
+                   " pointed at the blackholed hub (its only choice), modelscope at ModelScope."]),
+        Scenario(
+            "H", f"Two hubs, each capped at 32 MB/s; one {huge // MiB} MB file",
+            {"hf": HubSpec("hf", REPO, _lfs(1, huge), total_rate=32 * MiB),
+             "ms": HubSpec("ms", REPO, _lfs(1, huge), total_rate=32 * MiB)},
+            ("unihub", "unihub-1hub", "huggingface_hub", "hf_transfer-16", "aria2c-k1M",
+             "modelscope"), "MB/s",
+            [Target(">= 55 MB/s with both hubs", "rate", 55.0)],
+            timeout=240 * slow, unihub_hubs=("hf", "ms"), issue=6),
+        Scenario(
+            "I", "Corrupt mirror: ModelScope unthrottled but serving altered bytes for the "
+            f"weights, Hugging Face capped at 32 MB/s; 2 x {big // MiB} MB + config",
+            {"hf": HubSpec("hf", REPO, _lfs(2, big) | _small_files(2), total_rate=32 * MiB),
+             "ms": HubSpec("ms", REPO, _lfs(2, big) | _small_files(2),
+                           faults={"corrupt": sorted(_lfs(2, big))})},
+            ("unihub", "modelscope"), "served",
+            [Target("completes, verified", "completes")],
+            timeout=180 * slow, unihub_hubs=("hf", "ms"), issue=6,
+            notes=["Bytes wasted = bytes served by both hubs minus the repo size. modelscope is"
+                   " pointed at the corrupt hub to show what a single-hub client gets."]),
+    ]

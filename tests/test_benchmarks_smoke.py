@@ -1,0 +1,59 @@
+"""The benchmark harness still runs: its smallest profile, one scenario, the cheap tools.
+
+Runs ``benchmarks/run.py`` as ``nox -s bench`` does (a subprocess), so a change to the fake hubs,
+the clients or unihub's entry points that breaks the harness shows up here rather than on the
+day someone regenerates docs/benchmarks.md. Tools that are not installed are reported as skipped
+by the harness itself; every tool that ran must have produced verified files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(120)
+def test_smoke_profile_runs_and_verifies(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--profile",
+            "smoke",
+            "--only",
+            "B",
+            "--tools",
+            "unihub,huggingface_hub,aria2c",
+            "--out",
+            str(out),
+            "--scratch",
+            str(tmp_path / "scratch"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((out / "results.json").read_text())
+    [scenario] = data["scenarios"]
+    assert scenario["key"] == "B"
+    runs = scenario["runs"]
+    assert set(runs) == {"unihub", "huggingface_hub", "aria2c"}
+    ran = {name: r for name, r in runs.items() if not r.get("skipped")}
+    assert "huggingface_hub" in ran, runs["huggingface_hub"]
+    for name, r in ran.items():
+        assert r["ok"], f"{name}: {r['error']}"
+        assert r["files"] == 2 and r["bytes_served"] >= r["bytes"] > 0
+        assert r["seconds"] > 0 and r["peak_rss_mib"] > 0
+    markdown = (out / "benchmarks.md").read_text()
+    assert "| `huggingface_hub` | ok |" in markdown
+    assert "python benchmarks/run.py --profile smoke" in markdown
+    assert not (tmp_path / "scratch" / "out-huggingface_hub").exists()  # outputs cleaned up
