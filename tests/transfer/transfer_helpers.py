@@ -18,7 +18,7 @@ FAST = TransferOptions(
     backoff_max=0.5,
     ramp_interval=0.5,
     chunk_size=2 * MiB,
-    min_split=256 * 1024,
+    min_split=512 * 1024,
 )
 
 

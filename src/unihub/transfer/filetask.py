@@ -179,7 +179,12 @@ class FileTransfer:
 
     def _reset_state(self, done: RangeSet) -> None:
         self.sched = Scheduler(
-            self.size, done, self.opts.chunk_size, self.opts.min_split, self.opts.read_size
+            self.size,
+            done,
+            self.opts.chunk_size,
+            self.opts.min_split,
+            self.opts.read_size,
+            self.opts.steal_after,
         )
         h = new_hasher(self.size, self.job.sha256, self.job.git_oid) if self.ctx.verify else None
         self.hasher = PrefixHasher(h, self.fd, self.size, self._covered)

@@ -77,7 +77,9 @@ class TransferOptions:
     - ``connections``: max connections per file; the engine starts with
       ``initial_connections`` and adds more while the aggregate throughput keeps rising.
     - ``chunk_size``: size of the ranges handed to connections; the tail of a file is split
-      further (work stealing) down to ``min_split`` so no connection idles at the end.
+      further (work stealing) down to ``min_split`` so no connection idles at the end; only
+      ranges expected to take more than ``steal_after`` seconds are split (every split wastes
+      the bytes the server already pushed into the socket for the shortened range).
     - ``small_file_threshold``: files up to this size are fetched with one plain GET into a
       unique temporary file (no journal, no lock, no ranges).
     - ``stall_timeout``: seconds without a byte after which a range request is reissued.
@@ -94,6 +96,7 @@ class TransferOptions:
     max_total_connections: int = 64
     chunk_size: int = 8 * MiB
     min_split: int = 1 * MiB
+    steal_after: float = 2.0
     read_size: int = 256 * 1024
     small_file_threshold: int = 2 * MiB
     stall_timeout: float = 10.0

@@ -1,0 +1,75 @@
+"""Throughput: many connections per big file under a per-connection cap; many small files."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from transfer_helpers import FAST, MiB, job_for, sha256_file
+
+from unihub.testing import FakeHub, FakeRepo
+from unihub.transfer import download_files
+
+RATE = 512 * 1024  # bytes/s per connection
+
+
+def _max_concurrent(hub: FakeHub, rate: float, shrink: float = 1.0) -> int:
+    """Peak number of overlapping range GETs, each lasting about ``shrink`` * length / rate
+    (the server's token bucket allows a small burst, so real spans are a bit shorter)."""
+    spans = []
+    for r in hub.stats.requests:
+        if r.method == "GET" and r.range and r.status == 206:
+            a, b = r.range.split("=")[1].split("-")
+            spans.append((r.time, r.time + shrink * (int(b) - int(a) + 1) / rate))
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    peak = cur = 0
+    for _, d in events:
+        cur += d
+        peak = max(peak, cur)
+    return peak
+
+
+def test_big_file_uses_many_connections(tmp_path: Path) -> None:
+    size = 16 * MiB  # 32 s on one connection
+    repo = FakeRepo("org/name", files={"big.safetensors": size})
+    with FakeHub("hf", repos=[repo], per_connection_rate=RATE) as hub:
+        t0 = time.monotonic()
+        download_files(
+            [job_for(hub, repo, "big.safetensors", tmp_path)], progress=False, options=FAST
+        )
+        elapsed = time.monotonic() - t0
+    assert sha256_file(tmp_path / "big.safetensors") == repo.files()["big.safetensors"].sha256
+    throughput = size / elapsed
+    assert throughput > 3 * RATE, f"{throughput / RATE:.1f}x one connection"
+    assert _max_concurrent(hub, RATE) >= 6
+    assert hub.stats.bytes_total <= size * 1.05
+
+
+def test_connections_cap_is_respected(tmp_path: Path) -> None:
+    size = 3 * MiB
+    repo = FakeRepo("org/name", files={"big.bin": size})
+    with FakeHub("hf", repos=[repo], per_connection_rate=2 * MiB) as hub:
+        download_files(
+            [job_for(hub, repo, "big.bin", tmp_path)],
+            connections=2,
+            progress=False,
+            options=replace(FAST, chunk_size=512 * 1024, min_split=128 * 1024),
+        )
+    assert _max_concurrent(hub, 2 * MiB, shrink=0.7) <= 2
+    assert len([r for r in hub.stats.requests if r.range]) >= 3
+
+
+def test_many_small_files(tmp_path: Path) -> None:
+    files = {f"dir{i % 7}/f{i}.json": f'{{"i": {i}}}'.encode() for i in range(400)}
+    repo = FakeRepo("org/many", files=files)
+    with FakeHub("hf", repos=[repo]) as hub:
+        jobs = [job_for(hub, repo, p, tmp_path) for p in files]
+        t0 = time.monotonic()
+        download_files(jobs, progress=False, options=FAST)
+        elapsed = time.monotonic() - t0
+    for p, data in files.items():
+        assert (tmp_path / p).read_bytes() == data
+    assert len(hub.stats.requests) == len(files)  # one GET each, no HEAD
+    assert {r.method for r in hub.stats.requests} == {"GET"}
+    assert elapsed < 20
