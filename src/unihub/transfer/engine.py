@@ -85,6 +85,7 @@ def _one(job: FileJob, ctx: Context) -> Path:
             # another process published it while we waited for the lock
             ctx.report(ProgressEvent("start", job.name, job.size, job.size))
             ctx.report(ProgressEvent("done", job.name, 0, job.size))
+            job.lock_path.unlink(missing_ok=True)
             return job.dest
         if hf_transfer_backend.fits(job, ctx):
             while not ctx.budget.acquire(timeout=0.2):
