@@ -66,6 +66,7 @@ def fake_engine(targets: list[Target], repo: FakeRepo, revision: str = "main") -
             continue
         t.partial.parent.mkdir(parents=True, exist_ok=True)
         t.partial.write_bytes(repo.content(t.file.path, revision))
+        t.partial.chmod(0o600)  # as a mkstemp-style engine would; publish() fixes it
         os.replace(t.partial, t.final)
         written += 1
     return written

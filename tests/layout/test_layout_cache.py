@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -85,6 +86,9 @@ def test_cache_tree_matches_huggingface_hub(tmp_path: Path) -> None:
         tmp_path / "theirs" / "CACHEDIR.TAG"
     ).read_bytes()
     assert (ours / ".locks" / "models--org--name").is_dir()
+    for blob in (ours / "models--org--name" / "blobs").iterdir():
+        theirs_blob = tmp_path / "theirs" / "models--org--name" / "blobs" / blob.name
+        assert blob.stat().st_mode == theirs_blob.stat().st_mode
     link = ours_view["snapshots/" + commit + "/sub/deep/e.txt"]
     assert link == "link:../../../../blobs/e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
     assert {t.file.path for t in targets if t.present} == set()
@@ -285,7 +289,7 @@ def test_concurrent_writers_and_huggingface_hub_share_a_cache(tmp_path: Path) ->
     with (
         FakeHub("hf", repos=[repo]) as hub,
         ThreadPoolExecutor(1) as hf_pool,
-        ProcessPoolExecutor(3) as pool,
+        ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool,
     ):
         theirs = hf_pool.submit(
             snapshot_download, "org/name", endpoint=hub.endpoint, cache_dir=cache

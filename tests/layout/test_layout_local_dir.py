@@ -57,6 +57,7 @@ def test_layout_matches_huggingface_hub(tmp_path: Path) -> None:
     for path in repo.files():
         assert (ours / path).read_bytes() == (theirs_dir / path).read_bytes() == repo.content(path)
         assert not (ours / path).is_symlink()
+        assert (ours / path).stat().st_mode == (theirs_dir / path).stat().st_mode
     assert _bookkeeping_view(ours) == _bookkeeping_view(theirs_dir)
     hf = ours / ".cache" / "huggingface"
     assert (hf / ".gitignore").read_text() == "*"

@@ -43,6 +43,7 @@ from .common import (
     env_flag,
     git_blob_sha1,
     hf_revision,
+    match_umask,
     repo_folder_name,
     safe_parts,
     write_cachedir_tag,
@@ -207,6 +208,8 @@ class CacheLayout:
                     return pointer
             else:
                 blob = target.final
+            if not target.present and blob.is_file():
+                match_umask(blob)
             with self.lock(blob.name):
                 if not _points_to(pointer, blob, f.size):
                     self._link(blob, pointer, new_blob=not target.present)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ __all__ = [
     "git_blob_sha1",
     "hf_revision",
     "lfs_pointer_oid",
+    "match_umask",
     "read_tree_json",
     "repo_folder_name",
     "safe_parts",
@@ -250,6 +253,36 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_new_file_modes: dict[str, int] = {}
+_modes_lock = threading.Lock()
+
+
+def match_umask(path: Path) -> None:
+    """Give a downloaded file the mode a new file gets in its folder (umask respected).
+
+    As huggingface_hub's ``_chmod_and_move``: the engine may have created the partial file
+    with a private mode, and a cache shared by several users needs the usual one.
+    """
+    folder = str(path.parent)
+    with _modes_lock:
+        mode = _new_file_modes.get(folder)
+    if mode is None:
+        probe = path.parent / f".unihub-mode-{uuid.uuid4().hex[:8]}"
+        try:
+            probe.touch()
+            mode = stat.S_IMODE(probe.stat().st_mode)
+        except OSError:
+            return
+        finally:
+            probe.unlink(missing_ok=True)
+        with _modes_lock:
+            _new_file_modes[folder] = mode
+    try:
+        path.chmod(mode)
+    except OSError:
+        pass  # best effort, as huggingface_hub
 
 
 def write_cachedir_tag(folder: Path) -> None:

@@ -38,6 +38,7 @@ from .common import (
     ensure_inside,
     file_sha256,
     git_blob_sha1,
+    match_umask,
     safe_parts,
     write_cachedir_tag,
     write_tree_json,
@@ -154,6 +155,8 @@ class LocalDirLayout:
             raise TransferError(
                 "verified file missing before publish", path=f.path, repo_id=self.repo_id
             )
+        if not target.present:
+            match_umask(final)
         etag = f.etag
         if etag is None:  # small regular file listed without git oid: compute it
             etag = git_blob_sha1(final)
