@@ -6,12 +6,11 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from transfer_helpers import FAST, MiB, job_for, sha256_file
 
 from unihub.progress import ProgressEvent
 from unihub.testing import FakeHub, FakeRepo
 from unihub.transfer import download_files
-
-from transfer_helpers import FAST, MiB, job_for, sha256_file
 
 
 def test_small_and_big_files(tmp_path: Path) -> None:

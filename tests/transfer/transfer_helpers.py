@@ -36,7 +36,9 @@ def job_for(
     hashed: str = "auto",
 ) -> FileJob:
     info = repo.files()[path]
-    sha256 = info.sha256 if hashed in ("auto", "sha256") and (info.lfs or hashed == "sha256") else None
+    sha256 = (
+        info.sha256 if hashed in ("auto", "sha256") and (info.lfs or hashed == "sha256") else None
+    )
     git_oid = info.git_oid if sha256 is None and hashed != "none" else None
     return FileJob(
         dest=dest_dir / path,

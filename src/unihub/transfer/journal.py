@@ -14,6 +14,9 @@ claims bytes that are not in the partial file (the kernel keeps written pages wh
 dies; after a power loss the final hash check catches what the disk lost). It holds URLs and
 hashes only, never request headers (tokens).
 
+When the disk is full, the journal is overwritten in place within its allocated blocks so
+the bytes that did fit are not lost.
+
 A journal whose identity (size, sha256, git oid, or a mirror's ETag) differs from the job is
 ignored and the file restarts from zero.
 """
@@ -21,6 +24,7 @@ ignored and the file restarts from zero.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -86,9 +90,31 @@ class Journal:
             "etags": self.etags,
             "done": done.to_list(),
         }
+        text = json.dumps(data, separators=(",", ":")).encode()
         tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, separators=(",", ":")), "utf-8")
-        tmp.replace(self.path)
+        try:
+            tmp.write_bytes(text)
+            tmp.replace(self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._overwrite(text):
+                raise
+
+    def _overwrite(self, text: bytes) -> bool:
+        """Disk full: rewrite the journal in its already allocated blocks (not atomic; a torn
+        journal only costs a restart of the file: it fails to parse, nothing is trusted)."""
+        try:
+            with open(self.path, "r+b") as f:
+                st = os.fstat(f.fileno())
+                room = st.st_blocks * 512
+                if len(text) > room:
+                    return False
+                f.write(text.ljust(max(st.st_size, len(text)) if st.st_size <= room else room))
+                f.truncate()
+            return True
+        except OSError:
+            return False
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
