@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,22 @@ def test_hashes_match_the_fake_hub(tmp_path: Path) -> None:
         else:
             assert git_blob_sha1(target) == info.git_oid
     assert hf_manifest(repo).commit == repo.head()
+
+
+@pytest.mark.parametrize("kind", ["cache", "local_dir"])
+def test_unselected_hostile_entry_does_not_break_the_rest(tmp_path: Path, kind: str) -> None:
+    hostile = RepoFile("../evil.txt", 1, sha256="0" * 64)
+    ok = RepoFile("ok.txt", 1, sha256=hashlib.sha256(b"x").hexdigest())
+    manifest = Manifest("org/name", "model", "master", None, "modelscope", [ok, hostile])
+    layout: CacheLayout | LocalDirLayout = (
+        CacheLayout(tmp_path / "root", repo_id="org/name")
+        if kind == "cache"
+        else LocalDirLayout(tmp_path / "root", repo_id="org/name")
+    )
+    (target,) = layout.targets(manifest, [ok])
+    target.final.write_bytes(b"x")
+    assert layout.publish(target).read_bytes() == b"x"
+    folder = layout.finalize(manifest, [ok])
+    assert (folder / "ok.txt").read_bytes() == b"x"
+    assert not list(tmp_path.rglob("trees/*.json"))  # no listing that names the hostile path
+    assert not any("evil" in name for name in _all_names(tmp_path))

@@ -43,6 +43,7 @@ from .common import (
     env_flag,
     git_blob_sha1,
     hf_revision,
+    is_safe,
     match_umask,
     repo_folder_name,
     safe_parts,
@@ -302,7 +303,7 @@ class CacheLayout:
                 atomic_write_text(ref_path, commit)
         blob_ids = dict(self._blob_ids)
         for f in manifest.files:
-            if f.etag is None and f.path not in blob_ids:
+            if f.etag is None and f.path not in blob_ids and is_safe(f.path):
                 pointer = snapshot.joinpath(*safe_parts(f.path, repo_id=self.repo_id))
                 if pointer.is_file() and pointer.stat().st_size == f.size:
                     blob_ids[f.path] = git_blob_sha1(pointer)

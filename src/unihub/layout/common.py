@@ -38,6 +38,7 @@ __all__ = [
     "filter_paths",
     "git_blob_sha1",
     "hf_revision",
+    "is_safe",
     "lfs_pointer_oid",
     "match_umask",
     "read_tree_json",
@@ -137,6 +138,15 @@ def safe_parts(path: str, *, what: str = "file", repo_id: str | None = None) -> 
             hint="The listing names a path outside the target folder; report it to the repo owner",
         )
     return parts
+
+
+def is_safe(path: str) -> bool:
+    """Whether :func:`safe_parts` accepts ``path``."""
+    try:
+        safe_parts(path)
+    except UnsafePathError:
+        return False
+    return True
 
 
 def ensure_inside(root: Path, path: Path, *, repo_id: str | None = None, rel: str = "") -> None:
@@ -325,6 +335,8 @@ def write_tree_json(path: Path, files: Sequence[RepoFile], blob_ids: Mapping[str
     """
     if read_tree_json(path) is not None:
         return True
+    if not all(is_safe(f.path) for f in files):
+        return False  # huggingface_hub would look for those paths; never point it outside
     entries: dict[str, dict[str, object]] = {}
     for f in files:
         blob_id = f.git_oid or blob_ids.get(f.path)

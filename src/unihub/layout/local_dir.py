@@ -38,6 +38,7 @@ from .common import (
     ensure_inside,
     file_sha256,
     git_blob_sha1,
+    is_safe,
     match_umask,
     safe_parts,
     write_cachedir_tag,
@@ -187,7 +188,7 @@ class LocalDirLayout:
         self._bookkeeping()
         blob_ids = dict(self._blob_ids)
         for f in manifest.files:
-            if f.etag is None and f.path not in blob_ids:
+            if f.etag is None and f.path not in blob_ids and is_safe(f.path):
                 meta = read_metadata(self.metadata_path(f.path), self.file_path(f.path))
                 if meta is not None and meta.commit == commit:
                     blob_ids[f.path] = meta.etag
