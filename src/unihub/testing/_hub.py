@@ -71,11 +71,18 @@ class RequestRecord(NamedTuple):
 
 @dataclass
 class HubStats:
-    """Counters of one hub: file body bytes served and every request answered."""
+    """Counters of one hub: file body bytes served, every request answered, TCP connections.
+
+    ``connections`` counts accepted connections, ``open_connections`` those open now and
+    ``peak_connections`` the most open at once (since the last reset).
+    """
 
     bytes_total: int = 0
     bytes_by_file: dict[str, int] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
+    connections: int = 0
+    open_connections: int = 0
+    peak_connections: int = 0
 
 
 _KNOBS = ("per_connection_rate", "total_rate", "latency", "blackhole", "faults", "html",
@@ -238,7 +245,7 @@ class FakeHub:
     def reset_stats(self) -> None:
         """Forget counted bytes and recorded requests."""
         with self._lock:
-            self.stats = HubStats()
+            self.stats = HubStats(open_connections=self.stats.open_connections)
 
     # -- Backend protocol (used by _server) ------------------------------------------------
     def blackholed(self) -> bool:
@@ -261,6 +268,14 @@ class FakeHub:
                             started)
         with self._lock:
             self.stats.requests.append(rec)
+
+    def connection_change(self, delta: int) -> None:
+        with self._lock:
+            st = self.stats
+            st.open_connections = max(0, st.open_connections + delta)
+            if delta > 0:
+                st.connections += delta
+                st.peak_connections = max(st.peak_connections, st.open_connections)
 
     def count_bytes(self, key: str | None, n: int) -> None:
         if key is None:

@@ -88,6 +88,7 @@ class Backend(Protocol):
     def total_bucket(self) -> TokenBucket: ...
     def record(self, request: Request, status: int, started: float) -> None: ...
     def count_bytes(self, key: str | None, n: int) -> None: ...
+    def connection_change(self, delta: int) -> None: ...
 
 
 class TokenBucket:
@@ -130,12 +131,14 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.server.track(self.connection, True)
+        self.server.backend.connection_change(+1)
         self._bucket = TokenBucket(None)
 
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
         self.server.track(self.connection, False)
+        self.server.backend.connection_change(-1)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests read hub.stats instead
@@ -223,8 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
             piece = view[:step]
             self._bucket.take(len(piece), stop)
             total.take(len(piece), stop)
-            self.wfile.write(piece)
+            # Counted before the write, so a client that has read the body sees it counted.
             backend.count_bytes(key, len(piece))
+            self.wfile.write(piece)
             view = view[len(piece):]
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _serve
