@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -304,3 +306,23 @@ def test_concurrent_writers_and_huggingface_hub_share_a_cache(tmp_path: Path) ->
     leftovers = [p.name for p in (cache / "models--org--name" / "blobs").iterdir() if "." in p.name]
     assert leftovers == []
     assert not list(folder.rglob(".*unihub-tmp"))
+
+
+def test_stale_staging_files_of_crashed_runs_are_swept(tmp_path: Path) -> None:
+    repo = small_repo()
+    manifest = ms_manifest(repo)
+    blobs = tmp_path / "models--org--name" / "blobs"
+    blobs.mkdir(parents=True)
+    old_names = [
+        f"{'a' * 64}.0badc0de.unihub-staged",
+        f"{'a' * 64}.0badc0de.unihub-partial.journal",
+    ]
+    for name in [*old_names, f"{'b' * 64}.unihub-partial", f"{'c' * 64}.12345678.unihub-staged"]:
+        (blobs / name).write_bytes(b"junk")
+    long_ago = time.time() - 2 * 24 * 3600
+    for name in [*old_names, f"{'b' * 64}.unihub-partial"]:
+        os.utime(blobs / name, (long_ago, long_ago))
+    CacheLayout(tmp_path, repo_id="org/name").targets(manifest, manifest.files)
+    left = sorted(p.name for p in blobs.iterdir())
+    # Resumable partials (named by etag) and fresh staging files stay.
+    assert left == [f"{'b' * 64}.unihub-partial", f"{'c' * 64}.12345678.unihub-staged"]

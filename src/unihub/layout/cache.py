@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -54,6 +56,10 @@ from .common import (
 __all__ = ["CacheLayout", "symlinks_supported"]
 
 STAGED_SUFFIX = ".unihub-staged"
+# Staged files and their partials carry a per-layout token, so a crashed run's are never reused:
+# sweep them once they are a day old.
+_STAGING_RE = re.compile(r"[0-9a-f]{64}\.[0-9a-f]{8}\.unihub-(staged|partial.*)")
+STALE_STAGING_SECONDS = 24 * 3600
 _symlink_support: dict[str, bool] = {}
 _symlink_lock = threading.Lock()
 
@@ -177,6 +183,7 @@ class CacheLayout:
                 )
             )
         self.blobs.mkdir(parents=True, exist_ok=True)
+        self._sweep_stale_staging()
         for t in out:
             ensure_inside(self.storage, t.path, repo_id=self.repo_id, rel=t.file.path)
         with self._state:
@@ -190,6 +197,18 @@ class CacheLayout:
                 downloading.add(t.final)
             result.append(_with_present(t, present))
         return result
+
+    def _sweep_stale_staging(self) -> None:
+        cutoff = time.time() - STALE_STAGING_SECONDS
+        with os.scandir(self.blobs) as entries:
+            for entry in entries:
+                if not _STAGING_RE.fullmatch(entry.name) or f".{self._token}." in entry.name:
+                    continue
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        Path(entry.path).unlink()
+                except OSError:
+                    pass
 
     def _present(self, t: Target) -> bool:
         size = t.file.size

@@ -13,7 +13,9 @@
 The metadata is written exactly as huggingface_hub writes it, so each tool sees the other's
 downloads as up to date: a file counts as present when its metadata names the expected etag and
 the file was not modified after the metadata was written (``mtime - 1 <= timestamp``), or, with
-no valid metadata, when its sha256 (or git blob sha1) matches the listing.
+no valid metadata, when its sha256 (or git blob sha1) matches the listing. Unlike
+huggingface_hub's ``snapshot_download(local_dir=...)``, nothing is written to the main HF cache
+(it records ``refs/<revision>`` there).
 """
 
 from __future__ import annotations
