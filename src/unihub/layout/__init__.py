@@ -12,7 +12,10 @@ unihub find each other's files (offline too). The API drives a layout in three s
     folder = layout.finalize(manifest, selected_files)   # refs, tree cache, tags; the user's folder
 
 - ``Target.final`` is ``blobs/<etag>`` (cache) or ``<local_dir>/<path>``. Targets with identical
-  content share ``final``: download it once, then publish each target.
+  content share ``final``; only the first is not ``present``, so it is downloaded once. Publish
+  after the downloads. ``present`` in a local_dir may cost a hash of files without metadata.
+- ``finalize(..., revision=)`` names the ref to record (default ``manifest.revision``; a
+  ModelScope ``master`` becomes ``main``). Nothing but ``finalize`` writes ``refs/``.
 - A regular file listed without git oid (ModelScope) is verified by sha256 and staged as
   ``blobs/<sha256>.<token>.unihub-staged`` (token: per layout object, so concurrent processes
   never share it; such files are small, resuming them across runs is not worth a shared name);
@@ -28,7 +31,8 @@ unihub find each other's files (offline too). The API drives a layout in three s
 - Unsafe listing paths (``..``, absolute, drives, UNC, backslashes, NUL, symlinked folders
   leading out, ``.cache/huggingface/...`` in a local_dir) raise ``UnsafePathError`` before
   anything is written.
-- Offline: :func:`find_offline` resolves refs and checks the cached tree listing, no network.
+- Offline: :func:`find_offline` resolves refs and checks the cached tree listing, no network;
+  ``paths=[filename]`` asks for exact files (no pattern matching), for single-file downloads.
 - Cache mode takes huggingface_hub's per-blob file lock (``CacheLayout.lock``) while
   publishing; local_dir mode its per-file metadata lock.
 """
