@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .api import download, list_files, snapshot
 from .errors import (
     AllSourcesFailedError,
     AuthRequiredError,
@@ -22,7 +23,10 @@ from .errors import (
     UnihubError,
     UnsafePathError,
 )
+from .ids import IdCandidate, candidates, map_id, parse_repo_ref
 from .models import Manifest, RepoFile
+from .probe import ProbeResult, probe
+from .progress import ProgressEvent
 from .sources import Source
 
 __version__ = "0.1.0"
@@ -38,9 +42,12 @@ __all__ = [
     "EntryNotFoundError",
     "GatedRepoError",
     "HubError",
+    "IdCandidate",
     "IntegrityError",
     "Manifest",
     "OfflineError",
+    "ProbeResult",
+    "ProgressEvent",
     "RepoFile",
     "RepoNotFoundError",
     "RevisionNotFoundError",
@@ -50,4 +57,11 @@ __all__ = [
     "UnihubError",
     "UnsafePathError",
     "__version__",
+    "candidates",
+    "download",
+    "list_files",
+    "map_id",
+    "parse_repo_ref",
+    "probe",
+    "snapshot",
 ]

@@ -20,16 +20,15 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from huggingface_hub.utils import filter_repo_objects
-
-from .errors import ConfigError, EntryNotFoundError, OfflineError
+from .errors import ConfigError, EntryNotFoundError
 from .ids import map_id, parse_repo_ref
 from .layout import CacheLayout, LocalDirLayout, find_offline
+from .layout.common import filter_paths
 from .models import Manifest, RepoFile, RepoType
 from .plan import Plan, make_plan, mirrors_for
+from .progress import ProgressEvent
 from .sources import Source, resolve_sources
 from .transfer import FileJob, download_files
-from .transfer.jobs import ProgressEvent
 
 __all__ = ["download", "list_files", "snapshot"]
 
@@ -101,11 +100,9 @@ def _cache_key(plan_id: str) -> str:
 def _filtered(
     manifest: Manifest, include: list[str] | None, exclude: list[str] | None
 ) -> list[RepoFile]:
-    return list(
-        filter_repo_objects(
-            manifest.files, allow_patterns=include, ignore_patterns=exclude, key=lambda f: f.path
-        )
-    )
+    """huggingface_hub's allow/ignore pattern semantics (see ``layout.common.filter_paths``)."""
+    keep = set(filter_paths((f.path for f in manifest.files), include, exclude))
+    return [f for f in manifest.files if f.path in keep]
 
 
 def _plan(
@@ -218,7 +215,7 @@ def snapshot(
             progress=progress,
             verify=verify,
         )
-        return str(layout.finalize(plan.manifest, files))
+        return str(_finalize(layout, plan.manifest, files, revision))
     finally:
         plan.close()
 
@@ -234,6 +231,18 @@ def _layout(
     return CacheLayout(
         Path(cache_dir) if cache_dir is not None else None, repo_id=hf_id, repo_type=repo_type
     )
+
+
+def _finalize(
+    layout: LocalDirLayout | CacheLayout,
+    manifest: Manifest,
+    files: list[RepoFile],
+    revision: str | None,
+) -> Path:
+    """Refs (under the Hugging Face revision name), tree cache, bookkeeping; the folder."""
+    if isinstance(layout, CacheLayout):
+        return layout.finalize(manifest, files, revision=revision or "main")
+    return layout.finalize(manifest, files)
 
 
 def download(
@@ -263,17 +272,9 @@ def download(
             revision=revision,
             local_dir=local_dir,
             cache_dir=cache_dir,
-            include=[filename],
-            exclude=None,
+            paths=[filename],
         )
-        if not any(f == filename for f in files):
-            raise OfflineError(
-                "file not on disk and offline mode is on",
-                repo_id=hf_id,
-                path=filename,
-                hint="Run once online, or unset HF_HUB_OFFLINE",
-            )
-        return str(Path(folder) / filename)
+        return str(Path(folder) / files[0])
     plan = _plan(plan_id, chosen, rtype, revision, token)
     try:
         wanted = [f for f in plan.manifest.files if f.path == filename]
@@ -294,7 +295,7 @@ def download(
             progress=progress,
             verify=verify,
         )
-        layout.finalize(plan.manifest, wanted)
+        _finalize(layout, plan.manifest, wanted, revision)
         return str(path)
     finally:
         plan.close()

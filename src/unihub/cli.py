@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Literal
 
 from . import __version__
 from .errors import UnihubError
@@ -37,10 +38,16 @@ def _common(p: argparse.ArgumentParser, *, patterns: bool = True) -> None:
         help="hf=URL, ms=URL, huggingface, hf-mirror or modelscope; repeatable, in priority order "
         "(default: UNIHUB_SOURCES, else all three public hubs)",
     )
-    p.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN / token file)")
+    p.add_argument(
+        "--token", default=None, help="Hugging Face token (default: HF_TOKEN / token file)"
+    )
     if patterns:
-        p.add_argument("--include", action="append", metavar="PATTERN", help="only these paths (glob)")
-        p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip these paths (glob)")
+        p.add_argument(
+            "--include", action="append", metavar="PATTERN", help="only these paths (glob)"
+        )
+        p.add_argument(
+            "--exclude", action="append", metavar="PATTERN", help="skip these paths (glob)"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
         "(Hugging Face, HF mirrors, ModelScope).",
     )
     parser.add_argument("--version", action="version", version=f"unihub {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("download", help="download a repo, or some of its files")
@@ -60,10 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--cache-dir", default=None, help="HF cache folder (default: HF_HUB_CACHE)")
     _common(d)
     d.add_argument("--max-workers", type=int, default=None, help="files in parallel (default 8)")
-    d.add_argument("--connections", type=int, default=None, help="connections per file (default 16)")
+    d.add_argument(
+        "--connections", type=int, default=None, help="connections per file (default 16)"
+    )
     d.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     d.add_argument("--offline", action="store_true", help="only what is already on disk")
-    d.add_argument("--no-verify", action="store_true", help="skip hash checks (sizes still checked)")
+    d.add_argument(
+        "--no-verify", action="store_true", help="skip hash checks (sizes still checked)"
+    )
 
     ls = sub.add_parser("ls", help="list a repo's files with sizes")
     ls.add_argument("repo")
@@ -152,7 +165,7 @@ def _cmd_map(args: argparse.Namespace) -> int:
     from .ids import candidates, parse_repo_ref
 
     hub, bare = parse_repo_ref(args.repo)
-    to = "hf" if hub == "ms" else "ms"
+    to: Literal["hf", "ms"] = "hf" if hub == "ms" else "ms"
     found = candidates(bare, to=to, repo_type=args.repo_type)
     if not found:
         print(f"no known {to} id for {args.repo}", file=sys.stderr)

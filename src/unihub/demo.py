@@ -43,7 +43,8 @@ def _demo_files(size_mb: int) -> dict[str, bytes | str | int]:
 
 def run_demo(size_mb: int = 24, keep: str | None = None) -> int:
     """Run the demo and print what happened; returns the exit status."""
-    from . import api, probe
+    from .api import snapshot
+    from .probe import format_table, probe
     from .testing import FakeHub, FakeRepo
 
     repo = FakeRepo(HF_ID, files=_demo_files(size_mb))
@@ -55,23 +56,34 @@ def run_demo(size_mb: int = 24, keep: str | None = None) -> int:
         print("unihub demo: three local hubs")
         print(f"  {blocked.source:<32} Hugging Face, blackholed (never answers)")
         print(f"  {mirror.source:<32} HF mirror, 2 MB/s per connection")
-        print(f"  {modelscope.source:<32} ModelScope, repo stored as {MS_ID}, 4 MB/s per connection")
+        print(
+            f"  {modelscope.source:<32} ModelScope, repo stored as {MS_ID}, 4 MB/s per connection"
+        )
         print()
         print(f"$ unihub probe {HF_ID}")
-        print(probe.format_table(probe.probe(HF_ID, sources=sources, use_cache=False)))
+        print(format_table(probe(HF_ID, sources=sources, use_cache=False)))
         print()
         with tempfile.TemporaryDirectory(prefix="unihub-demo-") as tmp:
             target = Path(keep) if keep else Path(tmp) / "internlm2-chat-7b"
             print(f"$ unihub download {HF_ID} --local-dir {target}")
             start = time.monotonic()
-            folder = api.snapshot(HF_ID, sources=sources, local_dir=target)
+            folder = snapshot(HF_ID, sources=sources, local_dir=target)
             elapsed = time.monotonic() - start
-            total = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()
-                        and ".cache" not in p.parts)
+            total = sum(
+                p.stat().st_size
+                for p in Path(folder).rglob("*")
+                if p.is_file() and ".cache" not in p.parts
+            )
             print()
-            print(f"downloaded {human_size(total)} in {elapsed:.1f} s "
-                  f"({human_size(total / max(elapsed, 1e-9))}/s), every file hash-verified")
-            for hub, label in ((mirror, "HF mirror"), (modelscope, "ModelScope"), (blocked, "Hugging Face")):
+            print(
+                f"downloaded {human_size(total)} in {elapsed:.1f} s "
+                f"({human_size(total / max(elapsed, 1e-9))}/s), every file hash-verified"
+            )
+            for hub, label in (
+                (mirror, "HF mirror"),
+                (modelscope, "ModelScope"),
+                (blocked, "Hugging Face"),
+            ):
                 print(f"  from {label:<12} {human_size(hub.stats.bytes_total):>9}")
             print(f"files in {folder}:")
             for p in sorted(Path(folder).rglob("*")):

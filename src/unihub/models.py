@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Manifest", "RepoFile", "RepoType", "is_commit_sha", "SHA256_RE", "GIT_OID_RE"]
+__all__ = ["GIT_OID_RE", "SHA256_RE", "Manifest", "RepoFile", "RepoType", "is_commit_sha"]
 
 RepoType = Literal["model", "dataset"]
 

@@ -135,9 +135,7 @@ def make_plan(
     for r in by_priority:
         assert r.manifest is not None
         hub_token = token if r.source.protocol == "hf" else None
-        listings.append(
-            SourceListing(r.source, open_hub(r.source, token=hub_token), r.manifest, r)
-        )
+        listings.append(SourceListing(r.source, open_hub(r.source, token=hub_token), r.manifest, r))
     truth = _pick_manifest(listings)
     confirmed: bool | None = None
     if truth.source.protocol == "ms":

@@ -95,12 +95,16 @@ def parse_source(text: str, environ: Mapping[str, str] | None = None) -> Source:
     key = raw.lower()
     if key in ("huggingface", "hf"):
         url = _hf_endpoint(env)
-        return Source("hf", url, "huggingface" if url == HUGGINGFACE_URL else _name_for("hf", url, env))
+        return Source(
+            "hf", url, "huggingface" if url == HUGGINGFACE_URL else _name_for("hf", url, env)
+        )
     if key in ("hf-mirror", "hfmirror"):
         return Source("hf", HF_MIRROR_URL, "hf-mirror")
     if key in ("modelscope", "ms"):
         url = _ms_endpoint(env)
-        return Source("ms", url, "modelscope" if url == MODELSCOPE_URL else _name_for("ms", url, env))
+        return Source(
+            "ms", url, "modelscope" if url == MODELSCOPE_URL else _name_for("ms", url, env)
+        )
     proto, sep, url = raw.partition("=")
     proto = proto.strip().lower()
     if not sep or proto not in ("hf", "ms"):
@@ -143,7 +147,9 @@ def resolve_sources(
             return default_sources(env)
         sources = [s for s in from_env.split(",") if s.strip()]
     if isinstance(sources, (str, Source)):
-        sources = [s for s in sources.split(",") if s.strip()] if isinstance(sources, str) else [sources]
+        sources = (
+            [s for s in sources.split(",") if s.strip()] if isinstance(sources, str) else [sources]
+        )
     parsed = _dedupe(s if isinstance(s, Source) else parse_source(s, env) for s in sources)
     if not parsed:
         raise ConfigError("no sources given", hint="Pass at least one source, e.g. 'huggingface'")
