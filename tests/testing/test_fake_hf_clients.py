@@ -29,7 +29,8 @@ def _repo() -> FakeRepo:
     return FakeRepo(
         "internlm/internlm2-chat-7b",
         files={"config.json": b'{"model_type":"gpt2"}', "model.safetensors": 3 * 2**20 + 7,
-               "sub/notes.txt": "hello", "sub/deep/tok en+#.json": "{}"},
+               "sub/notes.txt": "hello", "sub/deep/tok en+#.json": "{}", "中文/模型.txt": "你好",
+               "%41.txt": "pct"},
     )
 
 

@@ -32,7 +32,8 @@ def _use_env_endpoint(monkeypatch: pytest.MonkeyPatch, hub: FakeHub) -> None:
 def _repo() -> FakeRepo:
     hf = FakeRepo("internlm/internlm2-chat-7b",
                   files={"config.json": '{"model_type": "internlm2"}', "model.safetensors": 3 << 20,
-                         "sub/notes.txt": "hello", "sub/deep/a b.txt": "space"})
+                         "sub/notes.txt": "hello", "sub/deep/a b+c#?.txt": "space",
+                         "中文/模型.txt": "你好", "%41.txt": "pct"})
     return hf.renamed("Shanghai_AI_Laboratory/internlm2-chat-7b")
 
 

@@ -92,14 +92,17 @@ class Blob:
         """Yield the bytes of ``[start, end)`` in pieces of at most ``chunk`` bytes."""
         end = self.size if end is None else min(end, self.size)
         pos = start
+        cached_index, cached = -1, b""
         while pos < end:
             n = min(chunk, end - pos)
             if self._data is not None:
                 yield self._data[pos:pos + n]
             else:
-                block, off = divmod(pos, _BLOCK)
+                index, off = divmod(pos, _BLOCK)
+                if index != cached_index:  # generate each block once per pass
+                    cached_index, cached = index, self._block(index)
                 n = min(n, _BLOCK - off)
-                yield self._block(block)[off:off + n]
+                yield cached[off:off + n]
             pos += n
 
     def _block(self, index: int) -> bytes:

@@ -14,6 +14,7 @@ import select
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -173,7 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host") or f"{addr[0]!s}:{addr[1]}"
         request = Request(self.command, path, query, self.headers, self.server.name,
                           "http://" + host)
-        response = backend.dispatch(request)
+        try:
+            response = backend.dispatch(request)
+        except Exception:  # a bug in a fake must be loud, not a silently dropped connection
+            body = traceback.format_exc().encode()
+            response = Response(500, {"Content-Type": "text/plain; charset=utf-8"}, body)
         backend.before_answer()
         if backend.blackholed():
             self._hold()
@@ -189,7 +194,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = dict(response.headers)
         headers.setdefault("Content-Length", str(response.length))
         for name, value in headers.items():
-            self.send_header(name, value)
+            # http.server encodes header values as latin-1; escape anything else
+            safe = value.encode("latin-1", "backslashreplace").decode("latin-1")
+            self.send_header(name, safe)
         self.end_headers()
         if request.method == "HEAD" or response.length == 0:
             return
