@@ -25,7 +25,7 @@ from .ids import map_id, parse_repo_ref
 from .layout import CacheLayout, LocalDirLayout, find_offline
 from .layout.common import filter_paths
 from .models import Manifest, RepoFile, RepoType
-from .plan import Plan, make_plan, mirrors_for
+from .plan import Plan, drop_refusing, make_plan, mirrors_for
 from .progress import ProgressEvent
 from .sources import Source, resolve_sources
 from .transfer import FileJob, download_files
@@ -133,6 +133,7 @@ def _fetch(
     verify: bool,
 ) -> list[Path]:
     targets = layout.targets(plan.manifest, files)
+    drop_refusing(plan, [t.file for t in targets if not t.present])
     jobs: list[FileJob] = []
     for target in targets:
         if target.present:

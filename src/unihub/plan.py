@@ -14,16 +14,19 @@ the manifest anyway, so a wrong mirror costs time, never correctness.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .errors import (
     AllSourcesFailedError,
+    AuthRequiredError,
     GatedRepoError,
     HubError,
     RepoNotFoundError,
     RevisionNotFoundError,
     UnihubError,
+    UnsafePathError,
 )
 from .hubs.base import Hub, open_hub
 from .models import Manifest, RepoFile, RepoType
@@ -31,7 +34,7 @@ from .probe import ProbeResult, probe, rank
 from .sources import Source
 from .transfer import Mirror
 
-__all__ = ["Plan", "SourceListing", "make_plan", "mirrors_for"]
+__all__ = ["Plan", "SourceListing", "drop_refusing", "make_plan", "mirrors_for"]
 
 logger = logging.getLogger("unihub")
 
@@ -81,6 +84,9 @@ def _error_for(results: Sequence[ProbeResult], repo_id: str) -> UnihubError:
     reasons = {str(r.source): f"{r.status}: {r.reason}" if r.reason else r.status for r in results}
     listed = "; ".join(f"{k}: {v}" for k, v in reasons.items())
     statuses = {r.status for r in results}
+    unsafe = [r.error for r in results if isinstance(r.error, UnsafePathError)]
+    if unsafe:  # a hostile listing is refused outright, never "retried elsewhere" silently
+        return unsafe[0]
     if "gated" in statuses:
         return GatedRepoError(
             f"access denied ({listed})",
@@ -179,3 +185,41 @@ def mirrors_for(plan: Plan, file: RepoFile) -> list[Mirror]:
         mirror = Mirror(url=url, headers=listing.hub.auth_headers(), source=str(listing.source))
         (confirmed if same else fallback).append(mirror)
     return confirmed + fallback
+
+
+def drop_refusing(plan: Plan, files: Sequence[RepoFile]) -> None:
+    """Drop sources that list the repo but refuse its bytes (gated, private); raise if all do.
+
+    Listings of gated repos succeed on both hubs and only file requests are refused, so one
+    cheap request per source (concurrently) turns that into a clear error — or into a
+    fallback to a source that serves the repo freely — before any transfer starts.
+    """
+    if not files:
+        return
+
+    def check(listing: SourceListing) -> AuthRequiredError | None:
+        path = next((f.path for f in files if f.path in listing.files), None)
+        if path is None:
+            return None
+        revision = listing.manifest.commit or listing.manifest.revision
+        try:
+            listing.hub.check_access(
+                listing.repo_id, path, repo_type=listing.manifest.repo_type, revision=revision
+            )
+        except AuthRequiredError as exc:
+            return exc
+        except UnihubError as exc:  # transient trouble: the engine retries or moves on
+            logger.debug("access check on %s inconclusive: %s", listing.source, exc)
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(plan.listings))) as pool:
+        refusals = list(pool.map(check, plan.listings))
+    kept = [lst for lst, err in zip(plan.listings, refusals, strict=True) if err is None]
+    errors = [err for err in refusals if err is not None]
+    if not kept and errors:
+        raise errors[0]
+    for listing, err in zip(plan.listings, refusals, strict=True):
+        if err is not None:
+            logger.warning("not using %s: %s", listing.source, err)
+            listing.hub.close()
+    plan.listings = kept

@@ -90,6 +90,7 @@ def _result(
     ttfb_s: float | None = None,
     throughput_bps: float | None = None,
     manifest: Manifest | None = None,
+    error: UnihubError | None = None,
 ) -> ProbeResult:
     return ProbeResult(
         source=task.source,
@@ -103,6 +104,7 @@ def _result(
         ttfb_s=ttfb_s,
         throughput_bps=throughput_bps,
         manifest=manifest,
+        error=error,
     )
 
 
@@ -221,7 +223,7 @@ def _list_first(
             continue
         except UnihubError as exc:  # the source itself fails: other ids will not help
             status, reason = status_of(exc)
-            return _result(task, status, reason, repo_id_used=repo_id)
+            return _result(task, status, reason, repo_id_used=repo_id, error=exc)
         return manifest, repo_id, time.monotonic() - started
     if len(refusals) < len(task.ids):  # the deadline came before every id was tried
         untried = ", ".join(task.ids[len(refusals) :])

@@ -68,6 +68,7 @@ class ProbeResult:
     files_differing: int = 0
     manifest: Manifest | None = field(default=None, repr=False, compare=False)
     cached: bool = field(default=False, compare=False)
+    error: UnihubError | None = field(default=None, repr=False, compare=False)
 
     @property
     def usable(self) -> bool:

@@ -1,0 +1,150 @@
+"""The ``unihub`` command line, run as a real subprocess against fake hubs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unihub.cli import human_size
+from unihub.testing import FakeRepo
+
+HF_ID = "internlm/internlm2-chat-7b"
+MS_ID = "Shanghai_AI_Laboratory/internlm2-chat-7b"
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    full = {**os.environ, "UNIHUB_PROBE_TTL": "0", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "unihub", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def repo() -> FakeRepo:
+    return FakeRepo(
+        HF_ID,
+        files={
+            "config.json": '{"model_type": "gpt2"}',
+            "model.safetensors": 1_500_000,
+            "a/b.txt": "x",
+        },
+    )
+
+
+def test_download_local_dir_prints_the_folder(fake_hub_factory, repo, tmp_path):
+    hub = fake_hub_factory("hf", repos=[repo])
+    out = run("download", HF_ID, "--local-dir", str(tmp_path / "m"), "--source", hub.source, "-q")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str((tmp_path / "m").resolve())
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == repo.content("model.safetensors")
+
+
+def test_download_some_files_into_cache_from_two_sources(fake_hub_factory, repo, tmp_path):
+    hf = fake_hub_factory("hf", repos=[repo], blackhole=True)
+    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)])
+    out = run(
+        "download",
+        HF_ID,
+        "config.json",
+        "a/b.txt",
+        "--cache-dir",
+        str(tmp_path),
+        "--source",
+        hf.source,
+        "--source",
+        ms.source,
+        "--quiet",
+    )
+    assert out.returncode == 0, out.stderr
+    folder = Path(out.stdout.strip())
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
+        "a/b.txt",
+        "config.json",
+    ]
+    assert folder.parent.parent.name == "models--internlm--internlm2-chat-7b"
+
+
+def test_ls_lists_paths_sizes_and_total(fake_hub_factory, repo):
+    hub = fake_hub_factory("hf", repos=[repo])
+    out = run("ls", HF_ID, "--source", hub.source)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.endswith("model.safetensors") and "1.5 MB" in line for line in lines)
+    assert "total, 3 files" in lines[-1]
+    total = sum(len(repo.content(p)) for p in repo.files())
+    assert human_size(total) in lines[-1]
+
+
+def test_map_prints_the_modelscope_id():
+    out = run("map", HF_ID)
+    assert out.returncode == 0
+    assert out.stdout.strip() == MS_ID
+    back = run("map", f"ms:{MS_ID}")
+    assert back.stdout.strip() == HF_ID
+
+
+def test_probe_table(fake_hub_factory, repo):
+    hf = fake_hub_factory("hf", repos=[repo])
+    dead = fake_hub_factory("hf", repos=[repo], blackhole=True)
+    out = run("probe", HF_ID, "--source", hf.source, "--source", dead.source)
+    assert out.returncode == 0, out.stderr
+    rows = out.stdout.splitlines()
+    assert rows[0].split()[:3] == ["SOURCE", "PROTOCOL", "ID"]
+    assert any("timeout" in r for r in rows if dead.endpoint.split("//")[1] in r)
+    assert any(" ok" in r for r in rows if hf.endpoint.split("//")[1] in r)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("download", "org/missing"), "org/missing"),
+        (("download", HF_ID, "--source", "ftp=nowhere"), "invalid source"),
+        (("download", "../x"), "../x"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(fake_hub_factory, repo, tmp_path, args, needle):
+    hub = fake_hub_factory("hf", repos=[repo])
+    extra = () if "--source" in args else ("--source", hub.source)
+    out = run(*args, *extra, "--cache-dir", str(tmp_path))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("unihub: error:")]
+    assert len(lines) == 1 and needle in lines[0]
+    assert not list(tmp_path.iterdir()) or not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_offline_flag_and_env(fake_hub_factory, repo, tmp_path):
+    hub = fake_hub_factory("hf", repos=[repo])
+    assert (
+        run("download", HF_ID, "--cache-dir", str(tmp_path), "--source", hub.source).returncode == 0
+    )
+    hub.reset_stats()
+    out = run("download", HF_ID, "--cache-dir", str(tmp_path), "--offline")
+    assert out.returncode == 0 and Path(out.stdout.strip(), "config.json").is_file()
+    out = run("download", "org/other", "--cache-dir", str(tmp_path), env={"HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 1 and "offline" in out.stderr.lower()
+    assert hub.stats.requests == []
+
+
+def test_version_help_and_module_entry():
+    assert run("--version").stdout.startswith("unihub ")
+    out = run()
+    assert out.returncode == 2 and "download" in out.stderr
+
+
+def test_demo_runs_offline_end_to_end(tmp_path):
+    out = run("demo", "--size-mb", "4", "--keep", str(tmp_path / "demo"), timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert "every file hash-verified" in out.stdout
+    assert "timeout" in out.stdout  # the blackholed hub is reported as such
+    assert (tmp_path / "demo" / "config.json").is_file()
+    assert (tmp_path / "demo" / "model-00001-of-00002.safetensors").stat().st_size == 2_000_000
