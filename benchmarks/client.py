@@ -1,6 +1,6 @@
 """Child side of one benchmark run: download with one tool, print timings as one JSON line.
 
-Run as ``python benchmarks/client.py '<json job>'`` by :mod:`runners` in a fresh process, so
+Run as ``python benchmarks/client.py JOB.json`` by :mod:`runners` in a fresh process, so
 peak RSS and CPU time (taken by the parent from ``wait4``) belong to that tool alone. ``t0``
 is taken after the imports, right before the download call, and ``t1`` right after it: tool
 import time (huggingface_hub, modelscope) is not counted as download time.
@@ -8,7 +8,8 @@ import time (huggingface_hub, modelscope) is not counted as download time.
 Job keys: ``tool``, ``repo_id``, ``dest``, ``sources`` (``{"hf": URL, "ms": URL}``, the
 hubs this tool may use), ``specs`` (the same as unihub source specs ``"hf=URL"``),
 ``include`` (fnmatch patterns or null), ``urls`` (``[[url, path]]``, for tools that take
-URLs), ``files`` (``{path: {"size", "sha256"}}``), ``workers``.
+URLs), ``files`` (``{path: {"size", "sha256"}}``), ``mirrors`` (``{path: [[url, source]]}``
+on every hub unihub may use, for the engine-only fallback), ``workers``.
 """
 
 from __future__ import annotations
@@ -89,10 +90,10 @@ def _unihub(job: dict[str, Any]) -> str:
 
     dest = Path(job["dest"])
     jobs = []
-    for url, path in job["urls"]:
-        info = job["files"][path]
+    for path, info in job["files"].items():
+        mirrors = [Mirror(url=url, source=name) for url, name in job["mirrors"][path]]
         jobs.append(FileJob(dest=dest / path, size=int(info["size"]), sha256=info["sha256"],
-                            mirrors=[Mirror(url=url, source="hf")], label=path))
+                            mirrors=mirrors, label=path))
     _go()
     download_files(jobs, progress=False)
     return "unihub.transfer.download_files"
@@ -115,7 +116,7 @@ def _go() -> None:
 
 
 def main(argv: list[str]) -> int:
-    job = json.loads(argv[1])
+    job = json.loads(Path(argv[1]).read_text())
     out: dict[str, Any] = {}
     try:
         how = TOOLS[job["tool"]](job)

@@ -98,7 +98,8 @@ class HubProcess:
         return answer
 
     def stats(self) -> dict[str, Any]:
-        """``bytes_total``, ``requests``, ``file_gets``, ``statuses`` and ``first_file_get``."""
+        """``bytes_total``, ``requests``, ``file_gets``, ``statuses``, ``connections``,
+        ``peak_connections`` and ``first_file_get`` (wall-clock time of the first 200/206)."""
         return self._call({"cmd": "stats"})
 
     def reset(self, faults: dict[str, Any] | None = None) -> None:
@@ -153,6 +154,8 @@ def _stats(hub: Any) -> dict[str, Any]:
         "requests": len(st.requests),
         "file_gets": len(gets),
         "statuses": dict(Counter(str(r.status) for r in st.requests)),
+        "connections": getattr(st, "connections", 0),
+        "peak_connections": getattr(st, "peak_connections", 0),
         "first_file_get": min((r.time for r in gets if r.status in (200, 206)), default=None),
     }
 

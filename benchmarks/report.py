@@ -53,7 +53,8 @@ def _scenario_table(sc: dict[str, Any]) -> list[str]:
     u = runs.get("unihub")
     u_val = headline(u, metric) if u and u["ok"] else None
     head = ["tool", "result", "time (s)", _METRIC_HEAD[metric], "unihub advantage",
-            "peak RSS (MiB)", "CPU (s)", "files", "served / needed", "requests"]
+            "peak RSS (MiB)", "CPU (s)", "files", "served / needed", "requests",
+            "connections (peak)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in runs.items():
         val = headline(r, metric) if r["ok"] else None
@@ -65,10 +66,16 @@ def _scenario_table(sc: dict[str, Any]) -> list[str]:
         if r.get("runs", 1) > 1:
             time_s = r.get("wall")
         served = r["bytes_served"] / r["bytes"] if r.get("bytes") else None
+        served_cell = _num(served, "{:.3f}")
+        by_hub = r.get("served_by_hub") or {}
+        if len(by_hub) > 1 and r.get("bytes"):
+            served_cell += " (" + ", ".join(f"{h} {b / r['bytes']:.2f}"
+                                            for h, b in by_hub.items()) + ")"
         cells = [f"`{name}`", result, _num(time_s), _num(val, fmt),
                  "-" if name == "unihub" else _ratio(u_val, val, metric),
                  _num(r.get("peak_rss_mib"), "{:.0f}"), _num(r.get("cpu_seconds"), "{:.1f}"),
-                 str(r.get("files", "-")), _num(served, "{:.3f}"), str(r.get("requests", "-"))]
+                 str(r.get("files", "-")), served_cell, str(r.get("requests", "-")),
+                 f"{r.get('connections', 0)} ({r.get('peak_connections', 0)})"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -97,9 +97,13 @@ def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any) -> dic
                 skipped[name] = why
                 log(f"[{sc.key}] {name}: skipped ({why})")
                 continue
-            r = run_tool(tool, hubs, "bench/model", scratch, include=_include(sc, name),
-                         timeout=sc.timeout, kill_at_fraction=sc.kill_at_fraction,
-                         unihub_hubs=sc.unihub_hubs)
+            try:
+                r = run_tool(tool, hubs, "bench/model", scratch, include=_include(sc, name),
+                             timeout=sc.timeout, kill_at_fraction=sc.kill_at_fraction,
+                             unihub_hubs=sc.unihub_hubs)
+            except Exception as exc:  # a harness problem with one tool: report, go on
+                r = RunResult(name, error=f"harness error: {type(exc).__name__}: {exc}")
+                r.wall, r.peak_rss_mib = 0.0, 0.0
             results[name] = r
             secs = f"{r.seconds:.2f} s" if r.seconds is not None else f"wall {r.wall:.2f} s"
             log(f"[{sc.key}] {name}: {'ok' if r.ok else 'FAILED ' + str(r.error)[:200]}; "

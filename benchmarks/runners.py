@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from hubproc import ExpectedFile, HubProcess
 
@@ -93,7 +93,10 @@ class RunResult:
     files: int = 0
     bytes: int = 0  # bytes of the repo files this run had to fetch
     bytes_served: int = 0  # file body bytes all hubs sent during the run(s)
+    served_by_hub: dict[str, int] = field(default_factory=dict)
     requests: int = 0
+    connections: int = 0  # TCP connections accepted by the hubs
+    peak_connections: int = 0  # most open at once on one hub
     statuses: dict[str, int] = field(default_factory=dict)
     ttfb: float | None = None  # first successful file GET minus t0
     how: str | None = None
@@ -182,6 +185,14 @@ def resolve_url(endpoint: str, repo_id: str, path: str) -> str:
     return f"{endpoint}/{repo_id}/resolve/main/{quote(path)}"
 
 
+def file_url(hub: HubProcess, repo_id: str, path: str) -> str:
+    """Where ``path`` is served on ``hub`` (HF resolve URL or ModelScope file route)."""
+    if hub.kind == "ms":
+        return (f"{hub.endpoint}/api/v1/models/{repo_id}/repo?Revision=master"
+                f"&FilePath={quote_plus(path)}")
+    return resolve_url(hub.endpoint, repo_id, path)
+
+
 def selected(files: Mapping[str, ExpectedFile], include: list[str] | None
              ) -> dict[str, ExpectedFile]:
     if include is None:
@@ -214,7 +225,9 @@ def _command(tool: Tool, job: dict[str, Any], scratch: Path) -> list[str]:
             lines += [url, f"  dir={job['dest']}", f"  out={path}"]
         listing.write_text("\n".join(lines) + "\n")
         return ["aria2c", *tool.aria2_args, *_ARIA2_COMMON, "-i", str(listing)]
-    return [sys.executable, str(HERE / "client.py"), json.dumps(job)]
+    job_file = scratch / f"{tool.name}-job.json"
+    job_file.write_text(json.dumps(job))
+    return [sys.executable, str(HERE / "client.py"), str(job_file)]
 
 
 def _parse_client(stdout: str) -> dict[str, Any] | None:
@@ -257,6 +270,8 @@ def run_tool(tool: Tool, hubs: Mapping[str, HubProcess], repo_id: str, scratch: 
            "specs": [h.source for h in use.values()],
            "urls": [[resolve_url(primary.endpoint, repo_id, p), p] for p in expected],
            "files": {p: {"size": f.size, "sha256": f.sha256} for p, f in expected.items()},
+           "mirrors": {p: [[file_url(h, repo_id, p), n] for n, h in use.items()]
+                       for p in expected} if tool.kind == "any" else {},
            "workers": workers}
     for hub in hubs.values():
         hub.reset()
@@ -281,9 +296,13 @@ def run_tool(tool: Tool, hubs: Mapping[str, HubProcess], repo_id: str, scratch: 
     result.wall = sum(e.wall for e in exits)
     hwm = max(e.hwm_kib for e in exits)
     result.cpu_seconds = sum(e.rusage.ru_utime + e.rusage.ru_stime for e in exits)
-    stats = [h.stats() for h in hubs.values()]
+    by_name = {n: h.stats() for n, h in hubs.items()}
+    stats = list(by_name.values())
+    result.served_by_hub = {n: int(s["bytes_total"]) for n, s in by_name.items()}
     result.bytes_served = sum(int(s["bytes_total"]) for s in stats)
     result.requests = sum(int(s["requests"]) for s in stats)
+    result.connections = sum(int(s.get("connections") or 0) for s in stats)
+    result.peak_connections = max(int(s.get("peak_connections") or 0) for s in stats)
     for s in stats:
         for code, n in s["statuses"].items():
             result.statuses[code] = result.statuses.get(code, 0) + int(n)
