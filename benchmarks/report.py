@@ -178,10 +178,16 @@ def write_plot(data: dict[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
     for ax, sc in zip(axes.flat, scenarios, strict=False):
         names = list(sc["runs"])
+        metric = sc.get("plot_metric") or sc["metric"]
         values = []
         for n in names:
             r = sc["runs"][n]
-            v = headline(r, sc["metric"]) if r["ok"] else None
+            if metric == "rss":
+                v = r.get("peak_rss_mib")
+            elif metric == "served" or r["ok"]:
+                v = headline(r, metric)
+            else:
+                v = None
             values.append(0.0 if v is None or math.isnan(v) else v)
         colors = ["#d62728" if n.startswith("unihub") else "#7f7f7f" for n in names]
         bars = ax.bar(range(len(names)), values, color=colors)
@@ -191,8 +197,14 @@ def write_plot(data: dict[str, Any], path: Path) -> bool:
                             va="bottom", fontsize=7, rotation=90, color="#d62728")
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
+        for t in sc["targets"]:
+            if t.get("line") is not None and (t["kind"] == "rss") == (metric == "rss"):
+                ax.axhline(t["line"], color="#1f77b4", linestyle="--", linewidth=1)
+                ax.annotate("target", (len(names) - 0.5, t["line"]), ha="right", va="bottom",
+                            fontsize=7, color="#1f77b4")
         unit = {"MB/s": "MiB/s", "files/s": "files/s", "ttfb": "s to first byte (lower better)",
-                "served": "bytes served / repo (lower better)"}[sc["metric"]]
+                "served": "bytes served / repo (lower better)",
+                "rss": "peak RSS, MiB (lower better)"}[metric]
         ax.set_ylabel(unit, fontsize=8)
         ax.set_title(f"{sc['key']}: {sc['short']}", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)

@@ -112,13 +112,15 @@ def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any) -> dic
     targets = []
     for t in sc.targets:
         met, measured = t.check(results, sc.metric)
-        targets.append({"text": t.text, "met": met, "measured": measured})
+        targets.append({"text": t.text, "met": met, "measured": measured, "line": t.line(),
+                        "kind": t.kind})
         log(f"[{sc.key}] target {t.text}: {measured} -> {met}")
     runs: dict[str, Any] = {n: r.to_json() for n, r in results.items()}
     for n, why in skipped.items():
         runs[n] = RunResult(n, error=why).to_json() | {"skipped": why}
     return {"key": sc.key, "title": sc.title, "short": sc.short, "issue": sc.issue,
-            "metric": sc.metric, "timeout": sc.timeout, "notes": sc.notes,
+            "metric": sc.metric, "plot_metric": sc.plot_metric or sc.metric,
+            "timeout": sc.timeout, "notes": sc.notes,
             "hubs": sc.describe_hubs(), "targets": targets, "runs": runs,
             "elapsed": time.monotonic() - t0}
 
