@@ -82,9 +82,8 @@ def test_corrupt_raises_integrity_error(tmp_path: Path) -> None:
 def test_html_block_page_refused(tmp_path: Path) -> None:
     repo = FakeRepo("org/name", files={"big.bin": 4 * MiB})
     opts = replace(FAST, max_retries=2)
-    with FakeHub("hf", repos=[repo], html=True) as hub:
-        with pytest.raises(DownloadFailedError) as info:
-            download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
+    with FakeHub("hf", repos=[repo], html=True) as hub, pytest.raises(DownloadFailedError) as info:
+        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
     assert "HTML" in str(info.value)
     assert not (tmp_path / "big.bin").exists()
 
