@@ -180,3 +180,13 @@ def test_aria2c(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
     subprocess.run(cmd, check=True, timeout=60, env=env, capture_output=True)
     assert (tmp_path / "w.safetensors").read_bytes() == repo.content("w.safetensors")
     assert len([r for r in hub.stats.requests if r.range]) >= 2
+
+
+def test_renamed_repo_redirects(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
+    repo = _repo()
+    hub = fake_hub_factory("hf", repos=[repo], moved={"internlm/old-name": repo.repo_id})
+    path = snapshot_download("internlm/old-name", cache_dir=tmp_path, endpoint=hub.endpoint,
+                             token=False)
+    _assert_tree(path, repo)
+    assert (tmp_path / "models--internlm--old-name").is_dir()  # cache keeps the requested id
+    assert any(r.status == 307 for r in hub.stats.requests)

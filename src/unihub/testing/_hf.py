@@ -69,8 +69,22 @@ class HfApp:
             return two, 2
         return unquote(rest[0]), 1
 
+    def _moved(self, req: Request, repo_id: str) -> Response | None:
+        """A relative 307 to the same URL under the new id, if ``repo_id`` was renamed."""
+        new_id = self.hub.moved.get(repo_id)
+        if new_id is None:
+            return None
+        old, new = quote(repo_id), quote(new_id)
+        path = (req.raw_path + "/").replace(f"/{old}/", f"/{new}/", 1)[:-1]
+        location = path + (f"?{req.query}" if req.query else "")
+        return _json(307, {"message": f"Temporary Redirect. Redirecting to {location}"},
+                     {"Location": location})
+
     def _access(self, req: Request, repo_type: str, repo_id: str) -> FakeRepo | Response:
         """The repo if this request may see it, else the hub's 401/404 RepoNotFound answer."""
+        moved = self._moved(req, repo_id)
+        if moved is not None:
+            return moved
         repo = self.hub.get_repo(repo_id, repo_type)
         if repo is None or (repo_id in self.hub.private and req.token not in self.hub.tokens):
             status = 401 if req.token is None else 404

@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 from urllib.parse import unquote
@@ -44,10 +45,10 @@ class Faults:
     drop_mid_body: float = 0.0
     error_5xx: float = 0.0
     too_many_requests: int = 0
-    corrupt: frozenset[str] = frozenset()
+    corrupt: AbstractSet[str] = frozenset()
     ignore_range: bool = False
     stall: float = 0.0
-    hostile_entries: tuple[str, ...] = ()
+    hostile_entries: Sequence[str] = ()
     lying_sizes: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -86,7 +87,7 @@ class HubStats:
 
 
 _KNOBS = ("per_connection_rate", "total_rate", "latency", "blackhole", "faults", "html",
-          "status_override", "page_size")
+          "status_override", "page_size", "moved", "gated", "private", "tokens")
 
 
 class FakeHub:
@@ -97,6 +98,8 @@ class FakeHub:
     :meth:`configure`. ``cdn`` (HF only): ``"same-host"`` redirects LFS files to ``/cdn/<sha256>``
     on the same port, ``"other-host"`` to a second port (on 127.0.0.2 when available: another
     origin *and* another host), ``None`` serves LFS bytes from the resolve URL directly.
+    ``moved`` (HF only) maps old repo ids to new ones: requests for an old id get a relative
+    ``307`` to the same URL with the new id, as the real hub does for renamed repos.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class FakeHub:
         html: bool = False,
         status_override: int | None = None,
         page_size: int = 50,
+        moved: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -136,6 +140,7 @@ class FakeHub:
         self.html = html
         self.status_override = status_override
         self.page_size = page_size
+        self.moved = dict(moved or {})
         self.stats = HubStats()
         self.stopping = threading.Event()
         self._host, self._port = host, port
@@ -229,13 +234,19 @@ class FakeHub:
     # -- knobs and stats -----------------------------------------------------------------
     def configure(self, **knobs: Any) -> None:
         """Change knobs live: per_connection_rate, total_rate, latency, blackhole, faults, html,
-        status_override, page_size. New ``faults`` restart the fault sequence from its seed."""
+        status_override, page_size, moved, gated, private, tokens. New ``faults`` restart the
+        fault sequence from its seed."""
         for name, value in knobs.items():
             if name not in _KNOBS:
                 raise TypeError(f"unknown knob {name!r}; known: {', '.join(_KNOBS)}")
             setattr(self, name, value)
         if "total_rate" in knobs:
             self._bucket.rate = knobs["total_rate"]
+        for name in ("gated", "private", "tokens"):
+            if name in knobs:
+                setattr(self, name, set(knobs[name]))
+        if "moved" in knobs:
+            self.moved = dict(knobs["moved"] or {})
         if "faults" in knobs:
             self.faults = knobs["faults"] or Faults()
             with self._lock:
