@@ -258,3 +258,15 @@ def test_resolve_headers_and_stats(fake_hub_factory: HubFactory) -> None:
     assert last.status == 206 and last.range == "bytes=0-99" and last.method == "GET"
     hub.reset_stats()
     assert hub.stats.bytes_total == 0 and hub.stats.requests == []
+
+
+def test_stop_and_restart_keeps_the_endpoint(fake_hub_factory: HubFactory) -> None:
+    hub = fake_hub_factory("hf", repos=[_repo()], cdn="other-host")
+    endpoint, cdn = hub.endpoint, hub.cdn_endpoint
+    hub.stop()
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(f"{endpoint}/org/m/resolve/main/a.txt", timeout=2)
+    hub.start()
+    assert (hub.endpoint, hub.cdn_endpoint) == (endpoint, cdn)
+    r = httpx2.get(_url(hub), timeout=5, follow_redirects=True)
+    assert r.status_code == 200 and len(r.content) == 3 * MB

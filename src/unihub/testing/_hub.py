@@ -144,6 +144,7 @@ class FakeHub:
         self.stats = HubStats()
         self.stopping = threading.Event()
         self._host, self._port = host, port
+        self._cdn_host, self._cdn_port = "127.0.0.2", 0
         self._repos: dict[tuple[str, str], FakeRepo] = {}
         self._lock = threading.Lock()
         self._bucket = TokenBucket(total_rate)
@@ -187,17 +188,21 @@ class FakeHub:
             return self
         self.stopping.clear()
         self._listener = Listener(self, "main", self._host, self._port)
+        self._port = self._listener.port  # a restart after stop() keeps the endpoint
         self._listener.start()
         if self.cdn == "other-host":
             try:
-                self._cdn_listener = Listener(self, "cdn", "127.0.0.2", 0)
+                self._cdn_listener = Listener(self, "cdn", self._cdn_host, self._cdn_port)
             except OSError:
-                self._cdn_listener = Listener(self, "cdn", self._host, 0)
+                self._cdn_host = self._host
+                self._cdn_listener = Listener(self, "cdn", self._host, self._cdn_port)
+            self._cdn_port = self._cdn_listener.port
             self._cdn_listener.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving and close every open connection (idempotent)."""
+        """Stop serving and close every open connection (idempotent). ``start()`` again serves
+        on the same port(s): an outage and a recovery."""
         self.stopping.set()
         for listener in (self._listener, self._cdn_listener):
             if listener is not None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from ._repo import Blob
 
@@ -300,7 +300,3 @@ class Listener:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-
-def unquote_segment(segment: str) -> str:
-    """Decode one percent-encoded path segment (``refs%2Fpr%2F1`` -> ``refs/pr/1``)."""
-    return unquote(segment)
