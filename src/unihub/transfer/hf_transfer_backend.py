@@ -11,8 +11,11 @@ when the host is unchanged. So:
   passed with the mirror's headers only when it is on the mirror's origin;
 - it writes to its own temporary file (never our partial); on any error that file is removed
   and the caller falls back to the own engine, whose resume state is untouched;
-- progress comes from its per-chunk callback (which undercounts by one byte per chunk; the
-  difference is reported at the end).
+- ``hf_transfer.download`` holds the GIL for the whole transfer, which would freeze every
+  other thread of ours (other files' connections would time out, bars would stop), so it runs
+  in a child Python process; the request headers go through its stdin, never its argv;
+- progress comes from its per-chunk callback, printed by the child one number per line
+  (it undercounts by one byte per chunk; the difference is reported at the end).
 
 ``use_hf_transfer``: True = use it when the case fits; False = never; None (auto) = only when
 ``HF_HUB_ENABLE_HF_TRANSFER`` is set (the switch users of older huggingface_hub already know).
@@ -25,17 +28,22 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
+import subprocess
+import sys
+import threading
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..progress import EventKind, ProgressEvent
-from .filetask import Context
+from .filetask import Cancelled, Context
 from .jobs import FileJob
 from .verify import expected_digest, new_hasher
-from .worker import FetchError, MirrorState, WholeBody, open_range, origin
+from .worker import MirrorState, WholeBody, open_range, origin
 
 __all__ = ["available", "fits", "try_hf_transfer"]
 
@@ -66,10 +74,51 @@ def fits(job: FileJob, ctx: Context) -> bool:
     )
 
 
+_CHILD = """
+import json, sys, hf_transfer
+cfg = json.loads(sys.stdin.readline())
+def progress(n):
+    sys.stdout.write(f"{n}\\n")
+    sys.stdout.flush()
+hf_transfer.download(callback=progress, **cfg)
+"""
+
+
+def _run_child(cfg: dict[str, Any], ctx: Context, on_bytes: Callable[[int], None]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    errors: list[str] = []
+    stderr = proc.stderr
+    err_reader = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
+    err_reader.start()
+    try:
+        proc.stdin.write(json.dumps(cfg) + "\n")
+        proc.stdin.close()
+        for line in proc.stdout:
+            if ctx.cancel.is_set():
+                break
+            if line.strip().isdigit():
+                on_bytes(int(line))
+    finally:
+        if ctx.cancel.is_set() and proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        err_reader.join(5)
+    if ctx.cancel.is_set():
+        raise Cancelled
+    if proc.returncode != 0:
+        text = " ".join("".join(errors).split())[-300:]
+        raise OSError(f"hf_transfer exited with {proc.returncode}: {text}")
+
+
 def try_hf_transfer(job: FileJob, ctx: Context) -> Path | None:
     """Download ``job`` with hf_transfer; the published path, or None to fall back."""
-    import hf_transfer  # optional dependency
-
     ms = MirrorState(job.mirrors[0], 0)
     reported = 0
 
@@ -90,7 +139,7 @@ def try_hf_transfer(job: FileJob, ctx: Context) -> Path | None:
         headers = dict(ms.mirror.headers) if origin(url) == origin(ms.mirror.url) else {}
         emit("start")
         opts = ctx.options
-        kwargs: dict[str, Any] = {
+        cfg: dict[str, Any] = {
             "url": url,
             "filename": str(tmp),
             "max_files": max(1, opts.connections),
@@ -98,9 +147,8 @@ def try_hf_transfer(job: FileJob, ctx: Context) -> Path | None:
             "parallel_failures": min(3, max(1, opts.connections)),
             "max_retries": max(1, opts.max_retries),
             "headers": headers,
-            "callback": lambda n: emit("advance", int(n)),
         }
-        hf_transfer.download(**kwargs)
+        _run_child(cfg, ctx, lambda n: emit("advance", n))
         if tmp.stat().st_size != job.size:
             raise OSError(f"hf_transfer wrote {tmp.stat().st_size} bytes, expected {job.size}")
         expected = expected_digest(job.sha256, job.git_oid) if ctx.verify else None
@@ -117,7 +165,11 @@ def try_hf_transfer(job: FileJob, ctx: Context) -> Path | None:
         emit("advance", job.size - reported)
         emit("done")
         return job.dest
-    except (Exception, FetchError) as exc:  # anything: fall back to the own engine
+    except Cancelled:
+        if reported:
+            emit("advance", -reported)
+        raise
+    except Exception as exc:  # anything: fall back to the own engine
         log.warning("%s: hf_transfer failed (%s); using the own engine", job.name, exc)
         if reported:
             emit("advance", -reported)

@@ -1,0 +1,77 @@
+"""Delegation to hf_transfer (in a child process) and the fallback when it fails."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from transfer_helpers import FAST, MiB, job_for, sha256_file
+
+from unihub.progress import ProgressEvent
+from unihub.testing import FakeHub, FakeRepo
+from unihub.transfer import download_files
+
+pytest.importorskip("hf_transfer")
+
+SIZE = 8 * MiB
+OPTS = replace(FAST, use_hf_transfer=True, hf_transfer_min_size=1 * MiB, chunk_size=1 * MiB)
+
+
+def _probes(hub: FakeHub) -> list[tuple[str, int]]:
+    # ours resolves the redirect with one "bytes=0-0" GET on the hub, hf_transfer probes the
+    # final URL with its own "bytes=0-0" and then fetches chunks; our engine never asks 0-0
+    return [(r.host, r.status) for r in hub.stats.requests if r.range == "bytes=0-0"]
+
+
+def test_delegates_without_leaking_the_token(tmp_path: Path) -> None:
+    repo = FakeRepo("org/name", files={"big.safetensors": SIZE})
+    auth = {"Authorization": "Bearer tok"}
+    events: list[ProgressEvent] = []
+    with FakeHub("hf", repos=[repo], cdn="other-host", tokens=["tok"]) as hub:
+        job = job_for(hub, repo, "big.safetensors", tmp_path, headers=auth)
+        download_files([job], progress=events.append, options=OPTS)
+        hub_host = hub.endpoint.split("//")[1]
+    assert sha256_file(job.dest) == repo.files()["big.safetensors"].sha256
+    probes = _probes(hub)
+    assert probes == [(hub_host, 302), (probes[1][0], 206)] and probes[1][0] != hub_host
+    assert len(hub.stats.requests) >= 2 + SIZE // MiB
+    assert not any(r.has_auth for r in hub.stats.requests if r.host != hub_host)
+    assert sum(e.bytes for e in events) == SIZE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.safetensors"]
+
+
+def _kill_hf_transfer_children() -> bool:
+    me = str(os.getpid())
+    killed = False
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[1] == me and b"hf_transfer" in cmd:
+            os.kill(int(pid), signal.SIGKILL)
+            killed = True
+    return killed
+
+
+def test_falls_back_when_hf_transfer_dies(tmp_path: Path) -> None:
+    repo = FakeRepo("org/name", files={"big.safetensors": SIZE})
+    events: list[ProgressEvent] = []
+    killed: list[bool] = []
+
+    def on_progress(ev: ProgressEvent) -> None:
+        events.append(ev)
+        if ev.kind == "advance" and not killed:
+            killed.append(_kill_hf_transfer_children())
+
+    with FakeHub("hf", repos=[repo], per_connection_rate=4 * MiB) as hub:
+        job = job_for(hub, repo, "big.safetensors", tmp_path)
+        download_files([job], progress=on_progress, options=OPTS)
+    assert killed == [True]
+    assert sha256_file(job.dest) == repo.files()["big.safetensors"].sha256
+    assert sum(e.bytes for e in events) == SIZE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.safetensors"]
