@@ -96,6 +96,7 @@ def _one(job: FileJob, ctx: Context) -> Path:
             finally:
                 ctx.budget.release()
             if done is not None:
+                job.lock_path.unlink(missing_ok=True)
                 return done
         path = FileTransfer(job, ctx).run()
         # Published: remove the lock file while still holding it, so no clutter stays beside
