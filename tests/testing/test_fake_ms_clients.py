@@ -42,11 +42,13 @@ def _assert_tree(root: str | Path, repo: FakeRepo, revision: str | None = None) 
         assert (Path(root) / path).read_bytes() == repo.content(path, revision), path
 
 
-def test_snapshot_with_endpoint_argument(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cdn", [None, "other-host"])
+def test_snapshot_with_endpoint_argument(fake_hub_factory: HubFactory, tmp_path: Path,
+                                         cdn: str | None) -> None:
     from modelscope import snapshot_download
 
     repo = _repo()
-    hub = fake_hub_factory("ms", repos=[repo])
+    hub = fake_hub_factory("ms", repos=[repo], cdn=cdn)
     # owner looked up case-insensitively, as on modelscope.cn
     path = snapshot_download("shanghai_ai_laboratory/internlm2-chat-7b", cache_dir=str(tmp_path),
                              endpoint=hub.endpoint)
@@ -54,6 +56,8 @@ def test_snapshot_with_endpoint_argument(fake_hub_factory: HubFactory, tmp_path:
     assert hub.stats.bytes_total == sum(f.size for f in repo.files().values())
     listing = [r for r in hub.stats.requests if r.path.endswith("/repo/files")]
     assert listing and "Revision=master" in listing[0].query
+    redirected = [r for r in hub.stats.requests if r.status == 302]
+    assert len(redirected) == (1 if cdn else 0)  # model.safetensors is the one LFS file
 
 
 def test_snapshot_with_env_and_local_dir(fake_hub_factory: HubFactory, tmp_path: Path,

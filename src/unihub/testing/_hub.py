@@ -95,9 +95,11 @@ class FakeHub:
 
     Use as a context manager (or ``start()``/``stop()``); ``endpoint`` is its base URL and
     ``source`` the ``"hf=URL"``/``"ms=URL"`` spec. All knobs can be changed live with
-    :meth:`configure`. ``cdn`` (HF only): ``"same-host"`` redirects LFS files to ``/cdn/<sha256>``
+    :meth:`configure`. ``cdn``: ``"same-host"`` redirects LFS files to ``/cdn/<sha256>``
     on the same port, ``"other-host"`` to a second port (on 127.0.0.2 when available: another
-    origin *and* another host), ``None`` serves LFS bytes from the resolve URL directly.
+    origin *and* another host), ``None`` serves LFS bytes from the file URL directly;
+    ``"auto"`` (default) is ``"same-host"`` on HF and ``None`` on ModelScope (where a CDN
+    redirect of LFS files, as modelscope.cn does to OSS, is opt-in).
     ``moved`` (HF only) maps old repo ids to new ones: requests for an old id get a relative
     ``307`` to the same URL with the new id, as the real hub does for renamed repos.
     """
@@ -107,7 +109,7 @@ class FakeHub:
         kind: Literal["hf", "ms"] = "hf",
         repos: Iterable[FakeRepo] = (),
         *,
-        cdn: Literal["same-host", "other-host"] | None = "same-host",
+        cdn: Literal["same-host", "other-host", "auto"] | None = "auto",
         per_connection_rate: float | None = None,
         total_rate: float | None = None,
         latency: float = 0.0,
@@ -125,10 +127,12 @@ class FakeHub:
     ) -> None:
         if kind not in ("hf", "ms"):
             raise ValueError(f"kind must be 'hf' or 'ms', not {kind!r}")
-        if cdn not in ("same-host", "other-host", None):
-            raise ValueError(f"cdn must be 'same-host', 'other-host' or None, not {cdn!r}")
+        if cdn not in ("same-host", "other-host", "auto", None):
+            raise ValueError(f"cdn must be 'same-host', 'other-host', 'auto' or None, not {cdn!r}")
         self.kind = kind
-        self.cdn = cdn if kind == "hf" else None
+        if cdn == "auto":
+            cdn = "same-host" if kind == "hf" else None
+        self.cdn: Literal["same-host", "other-host"] | None = cdn
         self.per_connection_rate = per_connection_rate
         self.total_rate = total_rate
         self.latency = latency

@@ -110,9 +110,13 @@ class MsApp:
             blob = repo.blobs(sha).get(path) or self.hub.hostile_blob(path)
             if blob is None:
                 return _error(404, f"file {path} not found in {repo.repo_id}@{rev}")
+            stat_key = f"{repo.repo_id}/{path}"
+            if self.hub.cdn is not None and blob.info(path).lfs:
+                location = self.hub.cdn_url(req, blob, path, stat_key, sha)
+                return Response(302, {"Location": location, "Content-Type": "text/plain"})
             headers = {"Content-Type": "application/octet-stream",
                        "Content-Disposition": f'attachment; filename="{path.rsplit("/", 1)[-1]}"'}
-            return self.hub.serve_blob(req, blob, path, f"{repo.repo_id}/{path}", headers)
+            return self.hub.serve_blob(req, blob, path, stat_key, headers)
         return _error(404, "Not Found")
 
     def _openapi(self, req: Request, repo_type: str, repo_id: str) -> Response:
