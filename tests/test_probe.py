@@ -26,7 +26,13 @@ def _isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
     """Each test gets its own disk cache, an empty memory cache and no env surprises."""
     cache_dir = tmp_path / "unihub-cache"
     monkeypatch.setenv("UNIHUB_CACHE", str(cache_dir))
-    for name in ("UNIHUB_PROBE_TTL", "UNIHUB_SOURCES", "HF_TOKEN", "MODELSCOPE_API_TOKEN"):
+    for name in (
+        "UNIHUB_PROBE_TTL",
+        "UNIHUB_SOURCES",
+        "UNIHUB_ID_MAP",
+        "HF_TOKEN",
+        "MODELSCOPE_API_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
     clear_cache()
     yield cache_dir
@@ -35,11 +41,6 @@ def _isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
 
 def model(files: dict[str, bytes | str | int] | None = None) -> FakeRepo:
     return FakeRepo(HF_ID, files=files or {"config.json": b"{}", "model.safetensors": 2 * 2**20})
-
-
-def by_source(results: list[ProbeResult], hub: FakeHub) -> ProbeResult:
-    (found,) = [r for r in results if r.source.endpoint == hub.endpoint]
-    return found
 
 
 def requests_to(*hubs: FakeHub) -> int:
