@@ -190,3 +190,28 @@ def test_renamed_repo_redirects(fake_hub_factory: HubFactory, tmp_path: Path) ->
     _assert_tree(path, repo)
     assert (tmp_path / "models--internlm--old-name").is_dir()  # cache keeps the requested id
     assert any(r.status == 307 for r in hub.stats.requests)
+
+
+def test_hfapi_metadata_calls(fake_hub_factory: HubFactory) -> None:
+    from huggingface_hub import HfApi
+
+    repo = _repo()
+    repo.tag("v1")
+    second = repo.commit(files={"config.json": "{}"}, message="second")
+    hub = fake_hub_factory("hf", repos=[repo])
+    api = HfApi(endpoint=hub.endpoint, token=False)
+    info = api.model_info(repo.repo_id, files_metadata=True)
+    assert info.sha == second
+    sizes = {s.rfilename: s.size for s in info.siblings or []}
+    assert sizes == {p: f.size for p, f in repo.files().items()}
+    refs = api.list_repo_refs(repo.repo_id)
+    assert {t.name for t in refs.tags} == {"v1"} and refs.branches[0].target_commit == second
+    assert [c.title for c in api.list_repo_commits(repo.repo_id)] == ["second", "initial commit"]
+    paths = api.get_paths_info(repo.repo_id, ["config.json", "sub", "missing"])
+    assert [p.path for p in paths] == ["config.json", "sub"]
+    assert set(api.list_repo_files(repo.repo_id)) == set(repo.files())
+    top = [e.path for e in api.list_repo_tree(repo.repo_id, path_in_repo="sub")]
+    assert top == ["sub/deep", "sub/notes.txt"]
+    assert api.file_exists(repo.repo_id, "config.json")
+    assert not api.file_exists(repo.repo_id, "nope.txt")
+    assert api.revision_exists(repo.repo_id, "v1") and not api.repo_exists("org/nope")

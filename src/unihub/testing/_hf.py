@@ -5,6 +5,7 @@ Routes (see shared/protocols/huggingface.md §1-2):
 - ``GET /api/{models,datasets}/{id}[/revision/{rev}]``  repo info (``sha``, ``siblings``, ...)
 - ``GET /api/{models,datasets}/{id}/tree/{rev}[/{path}]``  listing, ``Link: rel="next"`` paging
 - ``GET /api/{models,datasets}/{id}/refs``  branches and tags
+- ``POST /api/{models,datasets}/{id}/paths-info/{rev}``, ``GET .../commits/{rev}``
 - ``HEAD|GET /[datasets/]{id}/resolve/{rev}/{path}``  file metadata headers / bytes; LFS files
   302 to the CDN (``/cdn/<sha256>``) unless the hub has ``cdn=None``
 
@@ -18,7 +19,7 @@ import hashlib
 import json
 import mimetypes
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from ._repo import Blob, FakeRepo
 from ._server import Request, Response
@@ -128,7 +129,35 @@ class HfApp:
             return self._tree(req, repo, sha, "/".join(unquote(s) for s in tail[2:]))
         if tail == ["refs"]:
             return _json(200, self._refs(repo))
+        if tail[0] in ("paths-info", "commits") and len(tail) == 2:
+            sha = self._revision(repo, unquote(tail[1]))
+            if isinstance(sha, Response):
+                return sha
+            if tail[0] == "commits":
+                return self._commits(req, repo, sha)
+            return self._paths_info(req, repo, sha)
         return _error(404, None, "Not Found")
+
+    def _paths_info(self, req: Request, repo: FakeRepo, sha: str) -> Response:
+        if "json" in (req.headers.get("Content-Type") or ""):
+            wanted = list(json.loads(req.body or b"{}").get("paths", []))
+        else:
+            wanted = parse_qs(req.body.decode(), keep_blank_values=True).get("paths", [])
+        blobs = repo.blobs(sha)
+        entries: list[dict[str, Any]] = []
+        for path in wanted:
+            path = path.strip("/")
+            if path in blobs:
+                entries.append(self._file_entry(path, blobs[path]))
+            elif any(p.startswith(path + "/") for p in blobs):
+                oid = hashlib.sha1(f"tree\0{sha}\0{path}".encode()).hexdigest()
+                entries.append({"type": "directory", "oid": oid, "size": 0, "path": path})
+        return _json(200, entries)
+
+    def _commits(self, req: Request, repo: FakeRepo, sha: str) -> Response:
+        items = [{"id": c, "title": repo.message(c), "message": "", "date": _DATE,
+                  "authors": [{"user": "fakehub"}]} for c in repo.history(sha)]
+        return _json(200, items)
 
     def _extra_files(self) -> dict[str, Blob]:
         extra: dict[str, Blob] = {}

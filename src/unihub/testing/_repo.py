@@ -242,6 +242,15 @@ class FakeRepo:
         """All commit shas, oldest first."""
         return list(self._commits)
 
+    def history(self, revision: str | None = None) -> list[str]:
+        """Commit shas from ``revision`` (default main) back to the first commit."""
+        shas: list[str] = []
+        cur: str | None = self._need(revision)
+        while cur is not None:
+            shas.append(cur)
+            cur = self._commits[cur].parent
+        return shas
+
     def message(self, sha: str) -> str:
         """Commit message of ``sha``."""
         return self._commits[sha].message

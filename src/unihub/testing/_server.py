@@ -39,6 +39,7 @@ class Request:
     headers: Message
     listener: str  # "main" or "cdn"
     scheme_host: str  # "http://127.0.0.1:PORT" as the client addressed us
+    body: bytes = b""
 
     @property
     def params(self) -> dict[str, str]:
@@ -168,12 +169,11 @@ class _Handler(BaseHTTPRequestHandler):
             raw = "/" + raw.split("://", 1)[1].partition("/")[2]
         path, _, query = raw.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
-        if length > 0:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length > 0 else b""
         addr = self.server.server_address
         host = self.headers.get("Host") or f"{addr[0]!s}:{addr[1]}"
         request = Request(self.command, path, query, self.headers, self.server.name,
-                          "http://" + host)
+                          "http://" + host, body)
         try:
             response = backend.dispatch(request)
         except Exception:  # a bug in a fake must be loud, not a silently dropped connection
