@@ -63,6 +63,8 @@ def run_demo(size_mb: int = 24, keep: str | None = None) -> int:
         print(f"$ unihub probe {HF_ID}")
         print(format_table(probe(HF_ID, sources=sources, use_cache=False)))
         print()
+        for hub in (blocked, mirror, modelscope):
+            hub.reset_stats()  # count only the download's bytes below, not the probe's samples
         with tempfile.TemporaryDirectory(prefix="unihub-demo-") as tmp:
             target = Path(keep) if keep else Path(tmp) / "internlm2-chat-7b"
             print(f"$ unihub download {HF_ID} --local-dir {target}")

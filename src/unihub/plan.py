@@ -38,6 +38,8 @@ __all__ = ["Plan", "SourceListing", "drop_refusing", "make_plan", "mirrors_for"]
 
 logger = logging.getLogger("unihub")
 
+LISTING_DEADLINE = 120.0  # seconds a source that answered may take to list every page
+
 
 @dataclass
 class SourceListing:
@@ -130,6 +132,8 @@ def make_plan(
         deadline=deadline,
         sample_bytes=0,
         use_cache=False,
+        # A source that answered within the deadline may keep listing a big repo (many pages).
+        listing_deadline=LISTING_DEADLINE,
     )
     usable = [r for r in results if r.manifest is not None]
     if not usable:
