@@ -94,21 +94,29 @@ class Context:
         )
 
 
+_pick_lock = threading.Lock()
+
+
 def pick_mirror(states: list[MirrorState]) -> MirrorState | None:
-    """Best measured bytes/s per active connection; an unmeasured mirror is tried first."""
-    alive = [m for m in states if not m.dropped]
-    if not alive:
-        return None
-    best: MirrorState | None = None
-    best_score = -1.0
-    known = [r for r in (m.rate() for m in alive) if r is not None]
-    default = max(known) * 2 if known else 1.0
-    for m in alive:
-        rate = m.rate()
-        score = (rate if rate is not None else default) / (m.active + 1)
-        if score > best_score:
-            best, best_score = m, score
-    return best
+    """Best measured bytes/s per active connection (an unmeasured mirror counts as the best
+    known one, so it gets tried); counts the caller as active on it (caller decrements)."""
+    with _pick_lock:
+        alive = [m for m in states if not m.dropped]
+        if not alive:
+            return None
+        best: MirrorState | None = None
+        best_score = -1.0
+        known = [r for r in (m.rate() for m in alive) if r is not None]
+        default = max(known) if known else 1.0
+        for m in alive:  # priority order breaks ties
+            rate = m.rate()
+            score = (rate if rate is not None else default) / (m.active + 1)
+            if score > best_score:
+                best, best_score = m, score
+        assert best is not None
+        with best.lock:
+            best.active += 1
+        return best
 
 
 class FileTransfer:
@@ -391,26 +399,24 @@ class FileTransfer:
             t0 = time.monotonic()
             before = pos
             try:
-                resp = open_range(
-                    self.ctx.client,
-                    ms,
-                    pos,
-                    end,
-                    self.size,
-                    timeout=self.ctx.timeout,
-                    expect_html=self._html(),
-                )
-                with ms.lock:
-                    ms.active += 1
                 try:
-                    self._stream(resp, a, ms)
+                    resp = open_range(
+                        self.ctx.client,
+                        ms,
+                        pos,
+                        end,
+                        self.size,
+                        timeout=self.ctx.timeout,
+                        expect_html=self._html(),
+                    )
+                    try:
+                        self._stream(resp, a, ms)
+                    finally:
+                        resp.close()
                 finally:
-                    resp.close()
                     with ms.lock:
                         ms.active -= 1
             except WholeBody as wb:
-                with ms.lock:
-                    ms.active += 1
                 try:
                     self._whole(wb.response, ms)
                     return
@@ -421,8 +427,6 @@ class FileTransfer:
                     continue
                 finally:
                     wb.response.close()
-                    with ms.lock:
-                        ms.active -= 1
             except FetchError as exc:
                 with self.sched.lock:
                     progressed = a.pos > before
@@ -500,24 +504,42 @@ class FileTransfer:
             self._emit("advance", new)
 
     def _stream(self, resp: httpx2.Response, a: Assignment, ms: MirrorState) -> None:
+        """Copy the body into ``[a.pos, a.end)``; ``a.end`` may shrink meanwhile (stolen tail).
+
+        Network-sized pieces are gathered into ``read_size`` blocks before one ``pwrite``,
+        so nothing that arrived before a shrink is thrown away and the syscall count stays low.
+        """
+        buf = bytearray()
         try:
-            for block in resp.iter_raw(self.opts.read_size):
+            for piece in resp.iter_raw():
                 if self.stop.is_set():
                     return
+                buf += piece
                 with self.sched.lock:
-                    pos, end = a.pos, a.end
-                n = min(len(block), end - pos)
-                if n > 0:
-                    self._write(memoryview(block)[:n], pos, ms)
-                    with self.sched.lock:
-                        a.pos = pos + n
-                if pos + n >= end:
-                    return  # done, or the tail was handed to another connection
+                    at_end = a.pos + len(buf) >= a.end
+                if (at_end or len(buf) >= self.opts.read_size) and self._flush(buf, a, ms):
+                    return
+            if buf and self._flush(buf, a, ms):
+                return
         except httpx2.HTTPError as exc:
+            if buf and not self.stop.is_set():
+                self._flush(buf, a, ms)  # keep what arrived before the failure
             raise FetchError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         with self.sched.lock:
             if a.pos < a.end:
                 raise FetchError(f"connection closed at byte {a.pos} of range ending {a.end}")
+
+    def _flush(self, buf: bytearray, a: Assignment, ms: MirrorState) -> bool:
+        """Write ``buf`` at ``a.pos`` up to ``a.end``; True when the range is complete."""
+        with self.sched.lock:
+            pos, end = a.pos, a.end
+        n = min(len(buf), end - pos)
+        if n > 0:
+            self._write(memoryview(buf)[:n], pos, ms)
+            with self.sched.lock:
+                a.pos = pos + n
+        del buf[:]
+        return pos + n >= end
 
     def _whole(self, resp: httpx2.Response, ms: MirrorState) -> None:
         """The server ignored Range: take the whole file from this one response, in order."""

@@ -1,0 +1,67 @@
+"""Several mirrors for one file: striping, dropping a failing mirror, blaming a corrupt one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transfer_helpers import FAST, MiB, sha256_file, url_of
+
+from unihub.testing import FakeHub, FakeRepo, Faults
+from unihub.transfer import FileJob, Mirror, download_files
+
+SIZE = 8 * MiB
+PATH = "big.safetensors"
+
+
+def _job(repo: FakeRepo, hubs: list[FakeHub], dest: Path) -> FileJob:
+    info = repo.files()[PATH]
+    return FileJob(
+        dest=dest / PATH,
+        size=info.size,
+        sha256=info.sha256,
+        mirrors=[Mirror(url_of(h, repo, PATH), source=f"m{i}") for i, h in enumerate(hubs)],
+        label=PATH,
+    )
+
+
+def test_striping_over_two_mirrors(tmp_path: Path) -> None:
+    repo = FakeRepo("org/name", files={PATH: SIZE})
+    rate = 512 * 1024
+    with (
+        FakeHub("hf", repos=[repo], per_connection_rate=rate) as a,
+        FakeHub("hf", repos=[repo], per_connection_rate=rate) as b,
+    ):
+        download_files([_job(repo, [a, b], tmp_path)], progress=False, options=FAST)
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    assert a.stats.bytes_total >= 1 * MiB and b.stats.bytes_total >= 1 * MiB
+    assert a.stats.bytes_total + b.stats.bytes_total <= SIZE * 1.05
+
+
+def test_failing_mirror_is_dropped(tmp_path: Path) -> None:
+    repo = FakeRepo("org/name", files={PATH: SIZE})
+    with (
+        FakeHub("hf", repos=[repo], faults=Faults(error_5xx=1.0)) as bad,
+        FakeHub("hf", repos=[repo], per_connection_rate=4 * MiB) as good,
+    ):
+        download_files([_job(repo, [bad, good], tmp_path)], progress=False, options=FAST)
+        bad_gets = [r for r in bad.stats.requests if r.status == 503]
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    assert bad.stats.bytes_total == 0
+    assert 1 <= len(bad_gets) <= 12  # dropped after a few failures, not retried forever
+
+
+def test_corrupt_mirror_chunks_refetched_from_primary(tmp_path: Path) -> None:
+    repo = FakeRepo("org/name", files={PATH: SIZE})
+    rate = 1 * MiB
+    with (
+        FakeHub("hf", repos=[repo], per_connection_rate=rate) as primary,
+        FakeHub(
+            "hf", repos=[repo], per_connection_rate=rate, faults=Faults(corrupt=frozenset({PATH}))
+        ) as corrupt,
+    ):
+        download_files([_job(repo, [primary, corrupt], tmp_path)], progress=False, options=FAST)
+        from_corrupt = corrupt.stats.bytes_total
+        from_primary = primary.stats.bytes_total
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    assert from_corrupt > 0  # it was used, then blamed
+    assert from_primary < SIZE + from_corrupt + 1 * MiB  # only its chunks were fetched again
