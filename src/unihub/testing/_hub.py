@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 from urllib.parse import unquote
 
+from ._hf import HfApp
+from ._ms import MsApp
 from ._repo import Blob, FakeRepo
 from ._server import Listener, Request, Response, TokenBucket
 
@@ -159,14 +161,7 @@ class FakeHub:
         self._cdn_listener: Listener | None = None
         for repo in repos:
             self.add_repo(repo)
-        if kind == "hf":
-            from ._hf import HfApp
-
-            self._app: Any = HfApp(self)
-        else:
-            from ._ms import MsApp
-
-            self._app = MsApp(self)
+        self._app: HfApp | MsApp = HfApp(self) if kind == "hf" else MsApp(self)
 
     # -- repos ---------------------------------------------------------------------------
     def _key(self, repo_type: str, repo_id: str) -> tuple[str, str]:
@@ -313,8 +308,7 @@ class FakeHub:
             return self._serve_cdn(request)
         if request.listener == "cdn":
             return Response(404, {"Content-Type": "text/plain"}, b"Not Found")
-        response: Response = self._app.handle(request)
-        return response
+        return self._app.handle(request)
 
     # -- helpers for the protocol apps -----------------------------------------------------
     def hostile_blob(self, path: str) -> Blob | None:
