@@ -215,3 +215,17 @@ def test_hfapi_metadata_calls(fake_hub_factory: HubFactory) -> None:
     assert api.file_exists(repo.repo_id, "config.json")
     assert not api.file_exists(repo.repo_id, "nope.txt")
     assert api.revision_exists(repo.repo_id, "v1") and not api.repo_exists("org/nope")
+
+
+def test_strict_tokens_reject_a_stale_token(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    repo = _repo()
+    hub = fake_hub_factory("hf", repos=[repo], tokens={"hf_good"}, strict_tokens=True)
+    with pytest.raises(HfHubHTTPError, match="Invalid credentials") as err:
+        hf_hub_download(repo.repo_id, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint,
+                        token="hf_stale")
+    assert not isinstance(err.value, RepositoryNotFoundError)
+    ok = hf_hub_download(repo.repo_id, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint,
+                         token=False)
+    assert Path(ok).read_bytes() == repo.content("config.json")

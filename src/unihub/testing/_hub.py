@@ -89,7 +89,7 @@ class HubStats:
 
 
 _KNOBS = ("per_connection_rate", "total_rate", "latency", "blackhole", "faults", "html",
-          "status_override", "page_size", "moved", "gated", "private", "tokens")
+          "status_override", "page_size", "moved", "gated", "private", "tokens", "strict_tokens")
 
 
 class FakeHub:
@@ -104,6 +104,8 @@ class FakeHub:
     redirect of LFS files, as modelscope.cn does to OSS, is opt-in).
     ``moved`` (HF only) maps old repo ids to new ones: requests for an old id get a relative
     ``307`` to the same URL with the new id, as the real hub does for renamed repos.
+    ``strict_tokens``: a token not in ``tokens`` gets ``401`` on every (non-CDN) request, as
+    huggingface.co answers "Invalid credentials in Authorization header" even on public repos.
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class FakeHub:
         status_override: int | None = None,
         page_size: int = 50,
         moved: Mapping[str, str] | None = None,
+        strict_tokens: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -147,6 +150,7 @@ class FakeHub:
         self.status_override = status_override
         self.page_size = page_size
         self.moved = dict(moved or {})
+        self.strict_tokens = strict_tokens
         self.stats = HubStats()
         self.stopping = threading.Event()
         self._host, self._port = host, port
@@ -308,6 +312,10 @@ class FakeHub:
             return self._serve_cdn(request)
         if request.listener == "cdn":
             return Response(404, {"Content-Type": "text/plain"}, b"Not Found")
+        if self.strict_tokens and request.token is not None and request.token not in self.tokens:
+            msg = "Invalid credentials in Authorization header"
+            return Response(401, {"Content-Type": "application/json", "X-Error-Message": msg},
+                            f'{{"error": "{msg}"}}'.encode())
         return self._app.handle(request)
 
     # -- helpers for the protocol apps -----------------------------------------------------
