@@ -43,6 +43,7 @@ def test_big_file_uses_many_connections(tmp_path: Path) -> None:
     throughput = size / elapsed
     assert throughput > 3 * RATE, f"{throughput / RATE:.1f}x one connection"
     assert _max_concurrent(hub, RATE) >= 6
+    assert hub.stats.peak_connections >= 8
     assert hub.stats.bytes_total <= size * 1.05
 
 
@@ -73,3 +74,16 @@ def test_many_small_files(tmp_path: Path) -> None:
     assert len(hub.stats.requests) == len(files)  # one GET each, no HEAD
     assert {r.method for r in hub.stats.requests} == {"GET"}
     assert elapsed < 20
+
+
+def test_ramp_stops_when_throughput_stops_rising(tmp_path: Path) -> None:
+    # 4 connections already fill the 2 MiB/s line: doubling once shows no gain, then it stops
+    size = 16 * MiB
+    repo = FakeRepo("org/name", files={"big.bin": size})
+    with FakeHub(
+        "hf", repos=[repo], cdn=None, per_connection_rate=RATE, total_rate=4 * RATE
+    ) as hub:
+        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=FAST)
+        peak = hub.stats.peak_connections
+    assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
+    assert 4 <= peak <= 10, peak

@@ -4,10 +4,11 @@ Life of a file (under the inter-process lock):
 
 1. Load the journal; if its identity matches, keep the done ranges, else start over.
    Open the partial file and ``ftruncate`` it to the final size (sparse preallocation).
-2. Start ``initial_connections`` connections; every ``ramp_interval`` the controller (this
-   thread) compares the aggregate throughput with the previous interval and, while it rose
-   by more than 15 %, doubles the connections (up to ``connections`` per file and what the
-   global budget allows). Two intervals without a rise stop the ramp for this file.
+2. Start ``initial_connections`` connections. The controller (this thread) works in
+   ``ramp_interval`` steps: one step lets new connections settle, the next measures the
+   aggregate throughput; if it is the first measurement or beat the one before the last
+   doubling by more than 15 %, the connections double (up to ``connections`` per file and
+   what the global budget allows); otherwise the ramp stops for this file.
 3. Each connection takes a range from the :class:`~unihub.transfer.ranges.Scheduler`, picks
    a mirror (best measured bytes/s per active connection; unmeasured mirrors get tried),
    streams the answer with ``os.pwrite`` at its offset, marks the bytes done and feeds the
@@ -135,7 +136,7 @@ class FileTransfer:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.error: BaseException | None = None
-        self.new_bytes = 0
+        self.received = 0
         self.sequential_owner: int | None = None
         self.reported = 0
 
@@ -299,9 +300,10 @@ class FileTransfer:
                     break
                 threads.append(self._spawn())
         last_ramp = last_save = time.monotonic()
-        last_bytes = self.new_bytes
-        last_rate = 0.0
-        flat = 0
+        last_bytes = self.received
+        baseline: float | None = None
+        settling = True  # the first interval after a change only lets new connections start
+        ramping = True
         try:
             while any(t.is_alive() for t in threads):
                 self.wake.wait(opts.journal_interval)
@@ -315,21 +317,26 @@ class FileTransfer:
                 if now - last_save >= opts.journal_interval:
                     self._save_journal()
                     last_save = now
-                if now - last_ramp >= opts.ramp_interval and flat < 2:
-                    rate = (self.new_bytes - last_bytes) / (now - last_ramp)
-                    last_bytes, last_ramp = self.new_bytes, now
-                    if rate > last_rate * 1.15:
-                        flat = 0
+                if ramping and now - last_ramp >= opts.ramp_interval:
+                    rate = (self.received - last_bytes) / (now - last_ramp)
+                    last_bytes, last_ramp = self.received, now
+                    if settling:
+                        settling = False
+                    elif baseline is None or rate > baseline * 1.15:
+                        baseline = rate
                         alive = sum(t.is_alive() for t in threads)
+                        added = 0
                         for _ in range(min(alive, opts.connections - alive)):
                             if not self._more_work(alive) or not self.ctx.budget.acquire(False):
                                 break
                             threads.append(self._spawn())
                             alive += 1
+                            added += 1
                         log.debug("%s: %.0f B/s, %d connections", self.job.name, rate, alive)
+                        settling = True
+                        ramping = added > 0 or alive < opts.connections
                     else:
-                        flat += 1
-                    last_rate = max(last_rate, rate)
+                        ramping = False  # more connections stopped paying off
         finally:
             if self.error is not None or self.ctx.cancel.is_set():
                 self.stop.set()
@@ -500,7 +507,6 @@ class FileTransfer:
             self.sched.done.add(pos, pos + n, ms.index)
         self.hasher.feed(pos, data)
         if new:
-            self.new_bytes += new
             self._emit("advance", new)
 
     def _stream(self, resp: httpx2.Response, a: Assignment, ms: MirrorState) -> None:
@@ -515,6 +521,7 @@ class FileTransfer:
                 if self.stop.is_set():
                     return
                 buf += piece
+                self.received += len(piece)  # for the ramp; races only blur a statistic
                 with self.sched.lock:
                     at_end = a.pos + len(buf) >= a.end
                 if (at_end or len(buf) >= self.opts.read_size) and self._flush(buf, a, ms):

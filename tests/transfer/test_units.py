@@ -1,0 +1,103 @@
+"""Pure pieces: range sets, the scheduler, the journal, Retry-After parsing, disk check."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from unihub.errors import DiskSpaceError
+from unihub.transfer.diskspace import check_free_space
+from unihub.transfer.journal import Journal
+from unihub.transfer.ranges import RangeSet, Scheduler
+from unihub.transfer.worker import retry_after_seconds
+
+MiB = 1 << 20
+
+
+def test_rangeset_merges_and_finds_gaps() -> None:
+    r = RangeSet()
+    r.add(10, 20, 0)
+    r.add(0, 10, 0)
+    r.add(30, 40, 1)
+    r.add(15, 35, 0)  # overlaps keep the first writer's mirror
+    assert r.to_list() == [[0, 30, 0], [30, 40, 1]]
+    assert r.gaps(0, 50) == [(40, 50)]
+    assert r.contiguous_end(0) == 40
+    assert r.contiguous_end(45) == 45
+    assert r.total() == 40
+    assert r.only_mirror(1).to_list() == [[30, 40, 1]]
+
+
+def test_scheduler_hands_out_chunks_then_steals_slow_tails() -> None:
+    s = Scheduler(10 * MiB, RangeSet(), 4 * MiB, 1 * MiB, 256 * 1024, steal_after=0.0)
+    a = s.next()
+    b = s.next()
+    c = s.next()
+    assert a and b and c
+    assert [(x.start, x.end) for x in (a, b, c)] == [
+        (0, 4 * MiB),
+        (4 * MiB, 8 * MiB),
+        (8 * MiB, 10 * MiB),
+    ]
+    a.t0 -= 10  # a has been slow: no byte in 10 s
+    d = s.next()  # nothing unassigned: split the biggest slow range
+    assert d is not None and d.end == 4 * MiB and a.end == d.start and d.start >= a.pos + 256 * 1024
+    s.done.add(0, 10 * MiB)
+    for x in (a, b, c, d):
+        s.release(x)
+    assert s.next() is None and s.complete()
+
+
+def test_journal_roundtrip_and_identity(tmp_path: Path) -> None:
+    path = tmp_path / "x.journal"
+    j = Journal(path, 100, "a" * 64, None)
+    j.mirror_index("https://m0/x")
+    j.etags["https://m0/x"] = '"e0"'
+    done = RangeSet([[0, 10, 0], [50, 60, 0]])
+    j.save(done)
+    again = Journal(path, 100, "a" * 64, None)
+    loaded = again.load()
+    assert loaded is not None and loaded.to_list() == done.to_list()
+    assert again.etags == {"https://m0/x": '"e0"'}
+    assert Journal(path, 101, "a" * 64, None).load() is None  # size changed
+    assert Journal(path, 100, "b" * 64, None).load() is None  # sha256 changed
+    path.write_text("{broken")
+    assert Journal(path, 100, "a" * 64, None).load() is None
+    assert "Authorization" not in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "3"}, 3.0),
+        ({"ratelimit": '"api";r=0;t=7'}, 7.0),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert retry_after_seconds(headers) == expected
+
+
+def test_retry_after_http_date() -> None:
+    import time
+    from email.utils import formatdate
+
+    got = retry_after_seconds({"retry-after": formatdate(time.time() + 30, usegmt=True)})
+    assert got is not None and 25 <= got <= 31
+
+
+def test_disk_check_sums_per_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = shutil.disk_usage
+
+    def fake(path: Any) -> Any:
+        u = real(path)
+        return type(u)(u.total, 0, 5 * MiB)
+
+    monkeypatch.setattr(shutil, "disk_usage", fake)
+    check_free_space([(tmp_path / "a", 2 * MiB), (tmp_path / "b" / "c", 1 * MiB)])
+    with pytest.raises(DiskSpaceError, match="missing"):
+        check_free_space([(tmp_path / "a", 3 * MiB), (tmp_path / "b", 2 * MiB)])
