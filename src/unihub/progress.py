@@ -10,7 +10,7 @@ of one file, so for a file that finished, the ``bytes`` of its events add up to 
 - ``error``: the file failed (``bytes`` = 0, ``message`` says why)
 
 Callbacks are called from worker threads; keep them quick and thread-safe.
-``progress=None`` means bars only when stderr is a TTY; ``False`` means silent.
+``progress=None`` means bars (on stderr) only when stderr is a TTY; ``False`` means silent.
 Log records go to ``logging.getLogger("unihub")``.
 """
 
@@ -66,6 +66,7 @@ class _Bars:
     """Rich progress: one overall bar plus one bar per file in flight (at most ``max_rows``)."""
 
     def __init__(self, max_rows: int = 8) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -82,6 +83,7 @@ class _Bars:
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             transient=False,
+            console=Console(stderr=True),
         )
         self.max_rows = max_rows
         self.lock = threading.Lock()

@@ -67,3 +67,28 @@ def test_verify_flag(tmp_path: Path, verify: bool) -> None:
         job = job_for(hub, repo, "big.bin", tmp_path)
         download_files([job], progress=False, verify=verify, options=FAST)
     assert (tmp_path / "big.bin").stat().st_size == 4 * MiB
+
+
+def test_bars_and_silence(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    repo = FakeRepo("org/name", files={"a.bin": 3 * MiB, "b.txt": b"b"})
+    with FakeHub("hf", repos=[repo]) as hub:
+        jobs = [job_for(hub, repo, p, tmp_path / "quiet") for p in ("a.bin", "b.txt")]
+        download_files(jobs, progress=None, options=FAST)  # not a TTY here: silent
+        assert capfd.readouterr().err == ""
+        jobs = [job_for(hub, repo, p, tmp_path / "bars") for p in ("a.bin", "b.txt")]
+        download_files(jobs, progress=True, options=FAST)  # forced bars
+    out = capfd.readouterr()
+    assert "total 2/2 files" in out.err
+
+
+def test_listing_size_differs_from_served(tmp_path: Path) -> None:
+    from unihub.errors import ContentChangedError
+
+    repo = FakeRepo("org/name", files={"big.bin": 4 * MiB})
+    with FakeHub("hf", repos=[repo]) as hub:
+        job = job_for(hub, repo, "big.bin", tmp_path)
+        job.size = 5 * MiB  # the listing lied (or the file changed since)
+        with pytest.raises(ContentChangedError) as info:
+            download_files([job], progress=False, options=FAST)
+    assert "big.bin" in str(info.value) and "size" in str(info.value)
+    assert not job.dest.exists()
