@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ..progress import EventKind, ProgressEvent
 from .diskspace import is_enospc
+from .fileio import open_rw, pwrite
 from .jobs import FileJob, TransferOptions
 from .journal import Journal
 from .ranges import Assignment, RangeSet, Scheduler
@@ -171,7 +172,7 @@ class FileTransfer:
             for m in job.mirrors
         ]
         try:
-            self.fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+            self.fd = open_rw(partial)
             if os.fstat(self.fd).st_size != self.size:
                 os.ftruncate(self.fd, self.size)
         except OSError as exc:
@@ -490,9 +491,7 @@ class FileTransfer:
     def _write(self, data: memoryview, pos: int, ms: MirrorState) -> None:
         """Write ``data`` at ``pos``, mark it done, hash it, report it."""
         try:
-            written = 0
-            while written < len(data):
-                written += os.pwrite(self.fd, data[written:], pos + written)
+            pwrite(self.fd, data, pos)
         except OSError as exc:
             if is_enospc(exc):
                 raise DiskSpaceError(

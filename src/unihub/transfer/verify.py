@@ -13,10 +13,11 @@ Hash state is never persisted (``hashlib`` cannot export it, and nothing secret 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Callable
 from typing import Protocol
+
+from .fileio import pread
 
 __all__ = ["PrefixHasher", "expected_digest", "new_hasher"]
 
@@ -84,7 +85,7 @@ class PrefixHasher:
             if end <= self.pos:
                 return
             n = min(end - self.pos, READ_BACK)
-            data = os.pread(self.fd, n, self.pos)
+            data = pread(self.fd, n, self.pos)
             if not data:
                 raise OSError(f"short read at {self.pos} of partial file")
             self.h.update(data)

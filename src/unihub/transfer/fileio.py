@@ -1,0 +1,44 @@
+"""Positional reads and writes on a raw file descriptor.
+
+``os.pwrite``/``os.pread`` write and read at an offset without moving a shared file
+position, so many connections can write one file at once. Windows has neither; there a lock
+around ``lseek`` + ``write``/``read`` does the same (slower, correct). Files are opened with
+``O_BINARY`` where it exists so Windows never translates newlines.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+__all__ = ["open_rw", "pread", "pwrite"]
+
+_seek_lock = threading.Lock()
+
+
+def open_rw(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+
+
+def pwrite(fd: int, data: memoryview | bytes, offset: int) -> None:
+    """Write all of ``data`` at ``offset``."""
+    view = memoryview(data)
+    if hasattr(os, "pwrite"):
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+        return
+    with _seek_lock:  # pragma: no cover - Windows
+        os.lseek(fd, offset, os.SEEK_SET)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+
+
+def pread(fd: int, n: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, n, offset)
+    with _seek_lock:  # pragma: no cover - Windows
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, n)
