@@ -229,3 +229,19 @@ def test_strict_tokens_reject_a_stale_token(fake_hub_factory: HubFactory, tmp_pa
     ok = hf_hub_download(repo.repo_id, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint,
                          token=False)
     assert Path(ok).read_bytes() == repo.content("config.json")
+
+
+def test_gzip_text_files(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
+    import httpx2
+
+    repo = _repo()
+    hub = fake_hub_factory("hf", repos=[repo], gzip=True)
+    got = hf_hub_download(repo.repo_id, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint,
+                          token=False)
+    assert Path(got).read_bytes() == repo.content("config.json")
+    r = httpx2.get(f"{hub.endpoint}/{repo.repo_id}/resolve/main/config.json",
+                   headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip" and r.content == repo.content("config.json")
+    raw = httpx2.get(f"{hub.endpoint}/{repo.repo_id}/resolve/main/config.json",
+                     headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in raw.headers

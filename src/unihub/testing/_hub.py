@@ -9,6 +9,7 @@ test can compute which request gets which fault.
 
 from __future__ import annotations
 
+import gzip
 import random
 import re
 import threading
@@ -20,8 +21,8 @@ from urllib.parse import unquote
 
 from ._hf import HfApp
 from ._ms import MsApp
-from ._repo import Blob, FakeRepo
-from ._server import Listener, Request, Response, TokenBucket
+from ._repo import Blob, FakeRepo, is_lfs
+from ._server import CORRUPT, Listener, Request, Response, TokenBucket
 
 __all__ = ["FakeHub", "Faults", "HubStats", "RequestRecord"]
 
@@ -89,7 +90,8 @@ class HubStats:
 
 
 _KNOBS = ("per_connection_rate", "total_rate", "latency", "blackhole", "faults", "html",
-          "status_override", "page_size", "moved", "gated", "private", "tokens", "strict_tokens")
+          "status_override", "page_size", "moved", "gated", "private", "tokens", "strict_tokens",
+          "gzip")
 
 
 class FakeHub:
@@ -106,6 +108,9 @@ class FakeHub:
     ``307`` to the same URL with the new id, as the real hub does for renamed repos.
     ``strict_tokens``: a token not in ``tokens`` gets ``401`` on every (non-CDN) request, as
     huggingface.co answers "Invalid credentials in Authorization header" even on public repos.
+    ``gzip``: whole-file GETs of non-LFS files that accept gzip are sent ``Content-Encoding:
+    gzip`` (as huggingface.co may do for git-stored text files); byte counts are then of the
+    compressed body.
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class FakeHub:
         page_size: int = 50,
         moved: Mapping[str, str] | None = None,
         strict_tokens: bool = False,
+        gzip: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -151,6 +157,7 @@ class FakeHub:
         self.page_size = page_size
         self.moved = dict(moved or {})
         self.strict_tokens = strict_tokens
+        self.gzip = gzip
         self.stats = HubStats()
         self.stopping = threading.Event()
         self._host, self._port = host, port
@@ -367,8 +374,15 @@ class FakeHub:
             if parsed is not None:
                 status, (start, end) = 206, parsed
                 headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        corrupt = path in self.faults.corrupt
+        accepts = request.headers.get("Accept-Encoding") or ""
+        if self.gzip and status == 200 and "gzip" in accepts and not is_lfs(path, size):
+            data = blob.read()
+            zipped = gzip.compress(data.translate(CORRUPT) if corrupt else data, mtime=0)
+            blob, corrupt, end = Blob(len(zipped), "gz", zipped), False, len(zipped)
+            headers["Content-Encoding"] = "gzip"
         resp = Response(status, headers, blob=blob, start=start, end=end, stat_key=stat_key,
-                        corrupt=path in self.faults.corrupt)
+                        corrupt=corrupt)
         if request.method == "GET":
             return self._apply_faults(resp)
         return resp

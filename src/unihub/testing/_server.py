@@ -24,9 +24,9 @@ from urllib.parse import parse_qsl
 
 from ._repo import Blob
 
-__all__ = ["Backend", "Listener", "Request", "Response", "TokenBucket"]
+__all__ = ["CORRUPT", "Backend", "Listener", "Request", "Response", "TokenBucket"]
 
-_CORRUPT = bytes((b ^ 0x5A) for b in range(256))
+CORRUPT = bytes((b ^ 0x5A) for b in range(256))
 
 
 @dataclass
@@ -207,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
         if response.fault is not None:
             limit = response.start + response.length // 2
         for piece in response.blob.chunks(response.start, limit, 256 * 1024):
-            self._write(piece.translate(_CORRUPT) if response.corrupt else piece,
+            self._write(piece.translate(CORRUPT) if response.corrupt else piece,
                         response.stat_key)
         if response.fault == "drop":
             self.close_connection = True
