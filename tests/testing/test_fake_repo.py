@@ -90,3 +90,12 @@ def test_commits_tags_branches_at_renamed() -> None:
         repo.commit(delete=["missing.txt"])
     with pytest.raises(ValueError):
         FakeRepo("o/n", repo_type="space")
+
+
+def test_public_names() -> None:
+    import unihub.testing
+
+    assert set(unihub.testing.__all__) == {
+        "FakeHub", "FakeRepo", "Faults", "FileInfo", "HubStats", "RequestRecord"}
+    for name in unihub.testing.__all__:
+        assert getattr(unihub.testing, name).__doc__
