@@ -6,6 +6,8 @@ Public surface: :class:`FileJob`, :class:`Mirror`, :class:`TransferOptions` and
 - ``jobs``: the value objects
 - ``engine``: ``download_files`` (files in parallel, connection budget, shared client)
 - ``filetask``: one large file (ranges, adaptive connections, mirrors, verification)
+- ``context``: what all files share (client, options, budget, cancel flag), mirror choice
+- ``fileio``: positional reads and writes (with a Windows fallback)
 - ``small``: one small file (a plain GET)
 - ``worker``: one HTTP range request and its protocol rules
 - ``ranges``: done-range sets and the range scheduler

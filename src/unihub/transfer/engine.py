@@ -28,8 +28,9 @@ from filelock import BaseFileLock, Timeout
 from ..errors import ConfigError, DownloadFailedError, UnihubError
 from ..progress import ProgressEvent, make_reporter
 from . import hf_transfer_backend
+from .context import Cancelled, Context
 from .diskspace import check_free_space
-from .filetask import Cancelled, Context, FileTransfer
+from .filetask import FileTransfer
 from .jobs import FileJob, TransferOptions
 from .journal import Journal
 from .locking import file_lock

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import EventKind, ProgressEvent
-from .filetask import Cancelled, Context
+from .context import Cancelled, Context
 from .jobs import FileJob
 from .verify import expected_digest, new_hasher
 from .worker import MirrorState, WholeBody, open_range, origin

@@ -20,8 +20,8 @@ import httpx2
 
 from ..errors import DiskSpaceError, DownloadFailedError, IntegrityError
 from ..progress import EventKind, ProgressEvent
+from .context import Cancelled, Context
 from .diskspace import is_enospc
-from .filetask import Cancelled, Context
 from .jobs import FileJob
 from .verify import expected_digest, new_hasher
 from .worker import FetchError, MirrorState, backoff_delay, open_range
