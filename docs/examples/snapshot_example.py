@@ -28,7 +28,10 @@ with (
 ):
     print(unihub.map_id("internlm/internlm2-chat-7b"))  # Shanghai_AI_Laboratory/internlm2-chat-7b
     path = unihub.snapshot(
-        "internlm/internlm2-chat-7b", sources=[hf.source, ms.source], cache_dir=cache, progress=False
+        "internlm/internlm2-chat-7b",
+        sources=[hf.source, ms.source],
+        cache_dir=cache,
+        progress=False,
     )
     print(path)  # .../models--internlm--internlm2-chat-7b/snapshots/<commit>
     assert Path(path, "model.safetensors").read_bytes() == repo.content("model.safetensors")
