@@ -4,11 +4,12 @@ Life of a file (under the inter-process lock):
 
 1. Load the journal; if its identity matches, keep the done ranges, else start over.
    Open the partial file and ``ftruncate`` it to the final size (sparse preallocation).
-2. Start ``initial_connections`` connections. The controller (this thread) works in
-   ``ramp_interval`` steps: one step lets new connections settle, the next measures the
-   aggregate throughput; if it is the first measurement or beat the one before the last
-   doubling by more than 15 %, the connections double (up to ``connections`` per file and
-   what the global budget allows); otherwise the ramp stops for this file.
+2. Start ``initial_connections`` connections. The controller (this thread) waits until
+   every connection has bytes flowing (at most 3 ``ramp_interval``), then measures the
+   aggregate throughput for one ``ramp_interval``; if it is the first measurement or beat
+   the one before the last doubling by more than 15 %, the connections double (up to
+   ``connections`` per file and what the global budget allows); otherwise the ramp stops
+   for this file.
 3. Each connection takes a range from the :class:`~unihub.transfer.ranges.Scheduler`, picks
    a mirror (best measured bytes/s per active connection; unmeasured mirrors get tried),
    streams the answer with ``os.pwrite`` at its offset, marks the bytes done and feeds the
@@ -72,6 +73,8 @@ class FileTransfer:
         self.wake = threading.Event()
         self.error: BaseException | None = None
         self.received = 0
+        self.flowing = 0  # connections that have received bytes
+        self._tls = threading.local()
         self.sequential_owner: int | None = None
         self.reported = 0
 
@@ -237,7 +240,10 @@ class FileTransfer:
         last_ramp = last_save = time.monotonic()
         last_bytes = self.received
         baseline: float | None = None
-        settling = True  # the first interval after a change only lets new connections start
+        # after each change, wait until every connection has bytes flowing (that takes a few
+        # round trips: TCP, TLS, redirect), then measure for one ramp_interval
+        settling = True
+        settle_start = last_ramp
         ramping = True
         try:
             while any(t.is_alive() for t in threads):
@@ -252,12 +258,15 @@ class FileTransfer:
                 if now - last_save >= opts.journal_interval:
                     self._save_journal()
                     last_save = now
-                if ramping and now - last_ramp >= opts.ramp_interval:
+                if ramping and settling:
+                    alive = sum(t.is_alive() for t in threads)
+                    if self.flowing >= alive or now - settle_start > 3 * opts.ramp_interval:
+                        settling = False
+                        last_bytes, last_ramp = self.received, now
+                elif ramping and now - last_ramp >= opts.ramp_interval:
                     rate = (self.received - last_bytes) / (now - last_ramp)
                     last_bytes, last_ramp = self.received, now
-                    if settling:
-                        settling = False
-                    elif baseline is None or rate > baseline * 1.15:
+                    if baseline is None or rate > baseline * 1.15:
                         baseline = rate
                         alive = sum(t.is_alive() for t in threads)
                         added = 0
@@ -268,8 +277,8 @@ class FileTransfer:
                             alive += 1
                             added += 1
                         log.debug("%s: %.0f B/s, %d connections", self.job.name, rate, alive)
-                        settling = True
-                        ramping = added > 0 or alive < opts.connections
+                        settling, settle_start = True, now
+                        ramping = added > 0
                     else:
                         ramping = False  # more connections stopped paying off
         finally:
@@ -455,6 +464,10 @@ class FileTransfer:
                     return
                 buf += piece
                 self.received += len(piece)  # for the ramp; races only blur a statistic
+                if not getattr(self._tls, "flowing", False):
+                    self._tls.flowing = True
+                    with self._fd_lock:
+                        self.flowing += 1
                 with self.sched.lock:
                     at_end = a.pos + len(buf) >= a.end
                 if (at_end or len(buf) >= self.opts.read_size) and self._flush(buf, a, ms):
