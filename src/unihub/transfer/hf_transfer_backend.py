@@ -22,6 +22,8 @@ when the host is unchanged. So:
 Auto does not turn it on by itself because on the links unihub is for (throttled per
 connection) the own engine reaches the same speed, resumes after interruption, and uses a
 fraction of hf_transfer's threads; hf_transfer wins only when the CPU is the bottleneck.
+Measured against FakeHub at 700 KB/s per connection, one 48 MiB file: own engine 6.0-6.5
+MB/s (ramps to 16 connections), hf_transfer 4.0 MB/s (8 MiB chunks, so 6 connections).
 """
 
 from __future__ import annotations
