@@ -77,6 +77,7 @@ def test_corrupt_raises_integrity_error(tmp_path: Path) -> None:
         assert path in str(info.value)
         assert not job.dest.exists()
         assert not job.partial_path.exists() and not job.journal_path.exists()
+        assert not job.lock_path.exists()
 
 
 def test_html_block_page_refused(tmp_path: Path) -> None:

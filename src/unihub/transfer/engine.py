@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx2
 from filelock import BaseFileLock, Timeout
 
-from ..errors import ConfigError, DownloadFailedError, UnihubError
+from ..errors import ConfigError, DownloadFailedError, IntegrityError, UnihubError
 from ..progress import ProgressEvent, make_reporter
 from . import hf_transfer_backend
 from .context import Cancelled, Context
@@ -99,7 +99,11 @@ def _one(job: FileJob, ctx: Context) -> Path:
             if done is not None:
                 job.lock_path.unlink(missing_ok=True)
                 return done
-        path = FileTransfer(job, ctx).run()
+        try:
+            path = FileTransfer(job, ctx).run()
+        except IntegrityError:
+            job.lock_path.unlink(missing_ok=True)  # the partial is gone too
+            raise
         # Published: remove the lock file while still holding it, so no clutter stays beside
         # the user's files. A process already waiting on it sees ``dest`` changed and returns.
         job.lock_path.unlink(missing_ok=True)
