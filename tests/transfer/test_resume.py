@@ -55,7 +55,8 @@ def _done_bytes(dest: Path, size: int, sha256: str) -> int:
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "term"])
+def test_resume_after_sigkill(tmp_path: Path, sig: signal.Signals) -> None:
     size = 32 * MiB
     repo = FakeRepo("org/name", files={"big.safetensors": size})
     info = repo.files()["big.safetensors"]
@@ -67,7 +68,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "child too slow"
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, sig)
         proc.wait()
         assert not dest.exists()
         before = hub.stats.bytes_total
