@@ -120,3 +120,28 @@ def test_errors_and_private(fake_hub_factory: HubFactory, tmp_path: Path) -> Non
     path = snapshot_download(repo.repo_id, cache_dir=str(tmp_path), endpoint=hub.endpoint,
                              token="ms-good")
     _assert_tree(path, repo)
+
+
+def test_commit_ids_are_per_hub(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
+    import httpx2
+    from modelscope import snapshot_download
+
+    repo = _repo()
+    first = repo.head()
+    repo.commit(files={"config.json": "{}"})
+    hub = fake_hub_factory("ms", repos=[repo], own_commit_ids=True)
+    ms_first = hub.commit_id(first)
+    assert ms_first != first
+    base = f"{hub.endpoint}/api/v1/models/{repo.repo_id}"
+    listing = httpx2.get(f"{base}/repo/files", params={"Revision": "master"}).json()
+    assert {f["CommitId"] for f in listing["Data"]["Files"]} == {hub.commit_id(repo.head())}
+    old = snapshot_download(repo.repo_id, revision=ms_first, cache_dir=str(tmp_path),
+                            endpoint=hub.endpoint)
+    _assert_tree(old, repo, first)
+    with pytest.raises(requests.HTTPError):  # a Hugging Face sha means nothing here
+        snapshot_download(repo.repo_id, revision=first, cache_dir=str(tmp_path / "x"),
+                          endpoint=hub.endpoint)
+    assert httpx2.get(f"{base}/repo/files", params={"Revision": "main"}).status_code == 404
+    hub.configure(own_commit_ids=False)
+    assert hub.commit_id(first) == first
+    assert httpx2.get(f"{base}/repo/files", params={"Revision": first}).status_code == 200

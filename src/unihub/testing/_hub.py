@@ -20,7 +20,7 @@ from typing import Any, Literal, NamedTuple
 from urllib.parse import unquote
 
 from ._hf import HfApp
-from ._ms import MsApp
+from ._ms import MsApp, ms_commit_id
 from ._repo import Blob, FakeRepo, is_lfs
 from ._server import CORRUPT, Listener, Request, Response, TokenBucket
 
@@ -91,7 +91,7 @@ class HubStats:
 
 _KNOBS = ("per_connection_rate", "total_rate", "latency", "blackhole", "faults", "html",
           "status_override", "page_size", "moved", "gated", "private", "tokens", "strict_tokens",
-          "gzip")
+          "gzip", "own_commit_ids")
 
 
 class FakeHub:
@@ -110,7 +110,9 @@ class FakeHub:
     huggingface.co answers "Invalid credentials in Authorization header" even on public repos.
     ``gzip``: whole-file GETs of non-LFS files that accept gzip are sent ``Content-Encoding:
     gzip`` (as huggingface.co may do for git-stored text files); byte counts are then of the
-    compressed body.
+    compressed body. ``own_commit_ids`` (ModelScope only): commit ids are derived per hub
+    (:meth:`commit_id`) instead of being the FakeRepo shas, as on the real hubs where the same
+    content has unrelated commit ids on huggingface.co and modelscope.cn.
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class FakeHub:
         moved: Mapping[str, str] | None = None,
         strict_tokens: bool = False,
         gzip: bool = False,
+        own_commit_ids: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -158,6 +161,7 @@ class FakeHub:
         self.moved = dict(moved or {})
         self.strict_tokens = strict_tokens
         self.gzip = gzip
+        self.own_commit_ids = own_commit_ids
         self.stats = HubStats()
         self.stopping = threading.Event()
         self._host, self._port = host, port
@@ -185,6 +189,11 @@ class FakeHub:
     def get_repo(self, repo_id: str, repo_type: str = "model") -> FakeRepo | None:
         """The served repo with this id (case-insensitive on ModelScope), or None."""
         return self._repos.get(self._key(repo_type, repo_id))
+
+    def commit_id(self, sha: str) -> str:
+        """The id this hub shows for FakeRepo commit ``sha``: the sha itself, except on a
+        ModelScope hub with ``own_commit_ids`` (commit ids are per hub on the real hubs)."""
+        return ms_commit_id(sha) if self.kind == "ms" and self.own_commit_ids else sha
 
     @property
     def repos(self) -> list[FakeRepo]:

@@ -10,14 +10,17 @@ _download.py):
 - ``GET /api/v1/{models,datasets}/{owner}/{name}`` and ``/openapi/v1/...`` repo info
 - ``/api/v1/repos/internalAccelerationInfo``  404 (the client tolerates it)
 
-The FakeRepo branch ``main`` is called ``master`` here (ModelScope's default branch). Ids are
-matched case-insensitively. Token: ``Authorization: Bearer`` or cookie ``m_session_id``.
+The FakeRepo branch ``main`` is called ``master`` here (ModelScope's default branch), repo ids
+are matched case-insensitively, and with ``own_commit_ids=True`` commit ids are this hub's own
+(:func:`ms_commit_id`) as on the real ModelScope, instead of the FakeRepo's shas.
+Token: ``Authorization: Bearer`` or cookie ``m_session_id``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -28,10 +31,17 @@ from ._server import Request, Response
 if TYPE_CHECKING:
     from ._hub import FakeHub
 
-__all__ = ["MsApp"]
+__all__ = ["MsApp", "ms_commit_id"]
 
 _TYPES = {"models": "model", "datasets": "dataset"}
+_HEX40 = re.compile(r"[0-9a-f]{40}")
 _TS = 1704067200  # 2024-01-01, a fixed timestamp keeps answers deterministic
+
+
+def ms_commit_id(sha: str) -> str:
+    """The commit id a ModelScope hub shows for FakeRepo commit ``sha``: commit ids are per hub
+    (the same content has another id on modelscope.cn than on huggingface.co)."""
+    return hashlib.sha1(f"modelscope\0{sha}".encode()).hexdigest()
 
 
 def _envelope(status: int, data: Any, message: str = "success") -> Response:
@@ -79,11 +89,14 @@ class MsApp:
         return repo
 
     def _revision(self, repo: FakeRepo, rev: str | None) -> str | None:
-        """Commit sha for ``rev``: ``master`` is the FakeRepo's ``main``; ``main`` is unknown."""
+        """FakeRepo commit for ``rev``: ``master`` is the FakeRepo's ``main``, ``main`` is
+        unknown; commit ids are :meth:`FakeHub.commit_id` (own ids with ``own_commit_ids``)."""
         if not rev or rev == "master":
             return repo.head("main")
         if rev == "main":
             return None
+        if _HEX40.fullmatch(rev):
+            return next((c for c in repo.commits() if self.hub.commit_id(c) == rev), None)
         return repo.resolve(rev)
 
     def _legacy(self, req: Request, repo_type: str, repo_id: str, tail: list[str]) -> Response:
@@ -146,7 +159,8 @@ class MsApp:
 
     def _revisions(self, repo: FakeRepo) -> dict[str, Any]:
         def entry(name: str, sha: str) -> dict[str, Any]:
-            return {"Revision": name, "CommitId": sha, "CreatedAt": _TS, "Message": ""}
+            return {"Revision": name, "CommitId": self.hub.commit_id(sha), "CreatedAt": _TS,
+                    "Message": ""}
 
         branches = [entry("master" if k == "main" else k, v) for k, v in repo.branches.items()]
         tags = [entry(k, v) for k, v in repo.tags.items()]
@@ -171,8 +185,9 @@ class MsApp:
                 continue
             name = p.rsplit("/", 1)[-1]
             if p in folders:
-                entries.append({"Path": p, "Name": name, "Type": "tree", "Size": 0,
-                                "Sha256": "", "IsLFS": False, "Revision": rev, "CommitId": sha})
+                entries.append({"Path": p, "Name": name, "Type": "tree", "Size": 0, "Sha256": "",
+                                "IsLFS": False, "Revision": rev,
+                                "CommitId": self.hub.commit_id(sha)})
             else:
                 entries.append(self._file_entry(p, blobs[p], rev, sha))
         if not root:
@@ -194,4 +209,4 @@ class MsApp:
         return {"Path": path, "Name": path.rsplit("/", 1)[-1], "Type": "blob",
                 "Size": self.hub.listed_size(path, info.size), "Sha256": info.sha256,
                 "IsLFS": info.lfs, "Id": info.git_oid, "Mode": "33188", "Revision": rev,
-                "CommitId": sha, "CommitMessage": "", "CommittedDate": _TS}
+                "CommitId": self.hub.commit_id(sha), "CommitMessage": "", "CommittedDate": _TS}
