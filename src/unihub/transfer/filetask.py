@@ -16,9 +16,10 @@ Life of a file (under the inter-process lock):
    :class:`~unihub.transfer.verify.PrefixHasher`. Failures are retried in place with backoff;
    a mirror failing ``mirror_max_failures`` times is dropped for the file (not the last one).
 4. The controller rewrites the journal every ``journal_interval`` seconds.
-5. When all bytes are there: hash check; on mismatch refetch (first only what other mirrors
-   sent, from the primary; then everything); a second mismatch raises IntegrityError and
-   deletes the partial. Then ``os.replace(partial, dest)`` and the journal is removed.
+5. When all bytes are there: hash check; on mismatch, each mirror in turn serves the whole
+   file alone (the first keeps its own chunks); a mirror whose file fails is condemned for
+   it. With one mirror, one full retry. When no mirror is left, IntegrityError, and the
+   partial is deleted. Then ``os.replace(partial, dest)`` and the journal is removed.
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ class FileTransfer:
         restarts = 0
         integrity_rounds = 0
         only: MirrorState | None = None
+        condemned: set[int] = set()  # mirrors that served a whole file alone and it was bad
         while True:
             try:
                 self._fetch_all(only)
@@ -168,31 +170,54 @@ class FileTransfer:
             if expected is None or digest == expected:
                 break
             integrity_rounds += 1
-            used = self.sched.done.mirrors()
-            alive = [m for m in self.mirrors if not m.dropped] or self.mirrors
             log.warning(
                 "%s: hash mismatch (got %s, want %s), refetching", job.name, digest, expected
             )
-            if integrity_rounds == 1 and len(used) > 1:
-                only = alive[0]
-                self._restart(self.sched.done.only_mirror(only.index))
-            elif integrity_rounds <= (2 if only is not None else 1):
-                self._restart(RangeSet())
-            else:
+            only = self._next_suspect_free(only, condemned)
+            if only is None and integrity_rounds > 1:
                 self.journal.remove()
                 os.ftruncate(self.fd, 0)
-                partial = job.partial_path
-                partial.unlink(missing_ok=True)
+                job.partial_path.unlink(missing_ok=True)
                 raise IntegrityError(
                     f"hash mismatch after download: expected {expected}, got {digest}",
                     path=job.name,
                     source=self._source_names(),
                     hint="The source serves corrupt data; try another source",
                 )
+            used = self.sched.done.mirrors()
+            if only is not None and only.index in used and len(used) > 1:
+                # Cheapest first: keep what this mirror sent, refetch the rest from it.
+                self._restart(self.sched.done.only_mirror(only.index))
+            else:
+                self._restart(RangeSet())
         job.partial_path.replace(job.dest)
         self.journal.remove()
         self._emit("done")
         return job.dest
+
+    def _next_suspect_free(
+        self, only: MirrorState | None, condemned: set[int]
+    ) -> MirrorState | None:
+        """The mirror to take the whole file from after a hash mismatch, or None.
+
+        A mirror that alone served a file that failed the check is condemned for this file;
+        with several mirrors each gets its turn (live ones first), so a corrupt mirror listed
+        first cannot sink the file while a good one is left. With one mirror, one full retry
+        (None) covers corruption in transit.
+        """
+        used = self.sched.done.mirrors()
+        if only is not None:
+            condemned.add(only.index)
+        elif len(used) == 1 and len(self.mirrors) > 1:
+            condemned.update(used)
+        candidates = sorted(
+            (m for m in self.mirrors if m.index not in condemned), key=lambda m: m.dropped
+        )
+        if candidates and len(self.mirrors) > 1:
+            for m in candidates:
+                m.dropped = False
+            return candidates[0]
+        return None
 
     def _restart(self, keep: RangeSet) -> None:
         self._emit("advance", keep.total() - self.reported)
