@@ -1,4 +1,4 @@
-"""Developer tasks: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s bench``, ``nox -s docs``."""
+"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``docs``."""
 
 from __future__ import annotations
 
