@@ -14,17 +14,9 @@ from typing import Literal
 
 from . import __version__
 from .errors import UnihubError
+from .units import human_size
 
 __all__ = ["human_size", "main"]
-
-
-def human_size(n: float) -> str:
-    """1536 -> '1.5 KB' (decimal units, as hubs show sizes)."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 def _common(p: argparse.ArgumentParser, *, patterns: bool = True) -> None:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .cli import human_size
+from .units import human_size
 
 __all__ = ["run_demo"]
 

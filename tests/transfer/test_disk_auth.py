@@ -33,7 +33,7 @@ def test_up_front_disk_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         jobs = [job_for(hub, repo, p, tmp_path) for p in ("a.bin", "b.bin")]
         with pytest.raises(DiskSpaceError) as info:
             download_files(jobs, progress=False, options=FAST)
-    assert "missing 3.0 MiB" in str(info.value)  # 12 MiB + 1 MiB margin - 10 MiB free
+    assert "missing 3.1 MB" in str(info.value)  # 12 MiB + 1 MiB margin - 10 MiB free
     assert hub.stats.requests == []
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from ..units import human_rate
 from .result import ProbeResult
 
 __all__ = ["format_table", "human_rate", "rank"]
@@ -42,18 +43,6 @@ def _key(r: ProbeResult) -> tuple[int, int, int, float, float]:
 def rank(results: Iterable[ProbeResult]) -> list[ProbeResult]:
     """Fastest usable first (see the module docstring); a stable sort, nothing dropped."""
     return sorted(results, key=_key)
-
-
-def human_rate(bps: float | None) -> str:
-    """12_300_000 -> '12.3 MB/s' (decimal units); None -> '-'."""
-    if bps is None:
-        return "-"
-    value = float(bps)
-    for unit in ("B/s", "KB/s", "MB/s", "GB/s"):
-        if value < 1000 or unit == "GB/s":
-            return f"{value:.0f} {unit}" if unit == "B/s" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB/s"  # pragma: no cover
 
 
 def _ms(seconds: float | None) -> str:

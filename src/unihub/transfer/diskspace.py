@@ -13,18 +13,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import DiskSpaceError
+from ..units import human_size
 
-__all__ = ["check_free_space", "human", "is_enospc"]
+__all__ = ["check_free_space", "is_enospc"]
 
 MARGIN = 1 << 20  # keep a little room for journals and metadata
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _existing_parent(path: Path) -> Path:
@@ -52,8 +45,8 @@ def check_free_space(needs: Iterable[tuple[Path, int]]) -> None:
         if free < remaining + MARGIN:
             missing = remaining + MARGIN - free
             raise DiskSpaceError(
-                f"not enough disk space in {where}: need {human(remaining)}, "
-                f"free {human(free)}, missing {human(missing)}",
+                f"not enough disk space in {where}: need {human_size(remaining)}, "
+                f"free {human_size(free)}, missing {human_size(missing)}",
                 hint="Free some space or choose another folder",
             )
 
