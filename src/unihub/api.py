@@ -164,6 +164,83 @@ def _fetch(
     return [layout.publish(target) for target in targets]
 
 
+def _offline_requested(offline: bool) -> bool:
+    return offline or _env_flag("HF_HUB_OFFLINE") or _env_flag("UNIHUB_OFFLINE")
+
+
+def _select(
+    manifest: Manifest,
+    include: list[str] | None,
+    exclude: list[str] | None,
+    paths: list[str] | None,
+) -> list[RepoFile]:
+    """The files asked for: exact ``paths`` (each must exist), else include/exclude."""
+    if paths is None:
+        return _filtered(manifest, include, exclude)
+    listed = manifest.by_path()
+    for path in paths:
+        if path not in listed:
+            raise EntryNotFoundError(
+                f"no file {path!r} at revision {manifest.revision}",
+                repo_id=manifest.repo_id,
+                source=manifest.source,
+                hint="`unihub ls REPO` lists the files",
+            )
+    return [listed[p] for p in paths]
+
+
+def _get(
+    repo_id: str,
+    *,
+    repo_type: str,
+    revision: str | None,
+    local_dir: str | os.PathLike[str] | None,
+    cache_dir: str | os.PathLike[str] | None,
+    sources: str | Source | Iterable[str | Source] | None,
+    include: list[str] | None,
+    exclude: list[str] | None,
+    paths: list[str] | None,
+    token: str | bool | None,
+    max_workers: int | None,
+    connections: int | None,
+    progress: ProgressArg,
+    verify: bool,
+    offline: bool,
+) -> tuple[Path, list[Path]]:
+    """The pipeline shared by snapshot and download: (folder, local path of each file)."""
+    rtype = _check_repo_type(repo_type)
+    plan_id, chosen = _resolve(repo_id, sources)
+    hf_id = _cache_key(plan_id)
+    if _offline_requested(offline):
+        folder, names = find_offline(
+            hf_id,
+            repo_type=rtype,
+            revision=revision,
+            local_dir=local_dir,
+            cache_dir=cache_dir,
+            include=include,
+            exclude=exclude,
+            paths=paths,
+        )
+        return Path(folder), [Path(folder) / name for name in names]
+    plan = _plan(plan_id, chosen, rtype, revision, token)
+    try:
+        files = _select(plan.manifest, include, exclude, paths)
+        layout = _layout(hf_id, rtype, local_dir, cache_dir)
+        local = _fetch(
+            plan,
+            files,
+            layout,
+            max_workers=max_workers,
+            connections=connections,
+            progress=progress,
+            verify=verify,
+        )
+        return _finalize(layout, plan.manifest, files, revision), local
+    finally:
+        plan.close()
+
+
 def snapshot(
     repo_id: str,
     *,
@@ -188,37 +265,24 @@ def snapshot(
     Hugging Face id whatever hub the bytes came from, so ``from_pretrained("org/name")``
     finds it offline.
     """
-    rtype = _check_repo_type(repo_type)
-    inc, exc = _patterns(include), _patterns(exclude)
-    plan_id, chosen = _resolve(repo_id, sources)
-    hf_id = _cache_key(plan_id)
-    if offline or _env_flag("HF_HUB_OFFLINE") or _env_flag("UNIHUB_OFFLINE"):
-        folder, _files = find_offline(
-            hf_id,
-            repo_type=rtype,
-            revision=revision,
-            local_dir=local_dir,
-            cache_dir=cache_dir,
-            include=inc,
-            exclude=exc,
-        )
-        return str(folder)
-    plan = _plan(plan_id, chosen, rtype, revision, token)
-    try:
-        files = _filtered(plan.manifest, inc, exc)
-        layout = _layout(hf_id, rtype, local_dir, cache_dir)
-        _fetch(
-            plan,
-            files,
-            layout,
-            max_workers=max_workers,
-            connections=connections,
-            progress=progress,
-            verify=verify,
-        )
-        return str(_finalize(layout, plan.manifest, files, revision))
-    finally:
-        plan.close()
+    folder, _ = _get(
+        repo_id,
+        repo_type=repo_type,
+        revision=revision,
+        local_dir=local_dir,
+        cache_dir=cache_dir,
+        sources=sources,
+        include=_patterns(include),
+        exclude=_patterns(exclude),
+        paths=None,
+        token=token,
+        max_workers=max_workers,
+        connections=connections,
+        progress=progress,
+        verify=verify,
+        offline=offline,
+    )
+    return str(folder)
 
 
 def _layout(
@@ -263,43 +327,24 @@ def download(
     offline: bool = False,
 ) -> str:
     """Download one file of a repo and return its local path."""
-    rtype = _check_repo_type(repo_type)
-    plan_id, chosen = _resolve(repo_id, sources)
-    hf_id = _cache_key(plan_id)
-    if offline or _env_flag("HF_HUB_OFFLINE") or _env_flag("UNIHUB_OFFLINE"):
-        folder, files = find_offline(
-            hf_id,
-            repo_type=rtype,
-            revision=revision,
-            local_dir=local_dir,
-            cache_dir=cache_dir,
-            paths=[filename],
-        )
-        return str(Path(folder) / files[0])
-    plan = _plan(plan_id, chosen, rtype, revision, token)
-    try:
-        wanted = [f for f in plan.manifest.files if f.path == filename]
-        if not wanted:
-            raise EntryNotFoundError(
-                f"no file {filename!r} at revision {plan.manifest.revision}",
-                repo_id=plan.manifest.repo_id,
-                source=plan.manifest.source,
-                hint="`unihub ls REPO` lists the files",
-            )
-        layout = _layout(hf_id, rtype, local_dir, cache_dir)
-        (path,) = _fetch(
-            plan,
-            wanted,
-            layout,
-            max_workers=max_workers,
-            connections=connections,
-            progress=progress,
-            verify=verify,
-        )
-        _finalize(layout, plan.manifest, wanted, revision)
-        return str(path)
-    finally:
-        plan.close()
+    _, (path,) = _get(
+        repo_id,
+        repo_type=repo_type,
+        revision=revision,
+        local_dir=local_dir,
+        cache_dir=cache_dir,
+        sources=sources,
+        include=None,
+        exclude=None,
+        paths=[filename],
+        token=token,
+        max_workers=max_workers,
+        connections=connections,
+        progress=progress,
+        verify=verify,
+        offline=offline,
+    )
+    return str(path)
 
 
 def list_files(
