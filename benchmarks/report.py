@@ -68,7 +68,7 @@ def _scenario_table(sc: dict[str, Any]) -> list[str]:
         served = r["bytes_served"] / r["bytes"] if r.get("bytes") else None
         served_cell = _num(served, "{:.3f}")
         by_hub = r.get("served_by_hub") or {}
-        if len(by_hub) > 1 and r.get("bytes"):
+        if sum(1 for b in by_hub.values() if b) > 1 and r.get("bytes"):
             served_cell += " (" + ", ".join(f"{h} {b / r['bytes']:.2f}"
                                             for h, b in by_hub.items()) + ")"
         cells = [f"`{name}`", result, _num(time_s), _num(val, fmt),
@@ -103,6 +103,8 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
         f" unihub commit `{data.get('commit') or 'unknown'}`",
         f"- Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['ram_gib']:.0f} GiB RAM,"
         f" {m['os']}, Python {m['python']}",
+        f"- Load average (1/5/15 min) before: {m.get('load_before')}, after:"
+        f" {m.get('load_after')} (other processes on the machine skew the ratios)",
         "- Tools: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()),
         "- unihub ran through: " + (", ".join(f"`{h}`" for h in sorted(
             {str(r.get("how")) for sc in data["scenarios"] for n, r in sc["runs"].items()
@@ -198,7 +200,8 @@ def write_plot(data: dict[str, Any], path: Path) -> bool:
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
         for t in sc["targets"]:
-            if t.get("line") is not None and (t["kind"] == "rss") == (metric == "rss"):
+            axis = {"cap_fraction": "MB/s", "rate": "MB/s"}.get(t["kind"], t["kind"])
+            if t.get("line") is not None and axis == metric:
                 ax.axhline(t["line"], color="#1f77b4", linestyle="--", linewidth=1)
                 ax.annotate("target", (len(names) - 0.5, t["line"]), ha="right", va="bottom",
                             fontsize=7, color="#1f77b4")

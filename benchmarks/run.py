@@ -3,6 +3,7 @@
     python benchmarks/run.py                 # full run (~15 min on 2 cores) -> docs/benchmarks.md
     python benchmarks/run.py --quick         # smaller repos, a couple of minutes
     python benchmarks/run.py --only A,E --tools unihub,huggingface_hub
+    python benchmarks/run.py --report-only benchmarks/results/latest.json   # after notes.md edits
 
 Each scenario starts its fake hubs (``hubproc.py``, one process per hub), runs every tool in its
 own process against them (``runners.py``), checks the targets (``scenarios.py``) and finally
@@ -134,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path,
                     help="folder for benchmarks.md, benchmarks.png and results.json")
     ap.add_argument("--scratch", type=Path, help="where downloads go (default: a temp dir)")
+    ap.add_argument("--report-only", type=Path, metavar="RESULTS_JSON",
+                    help="rewrite the markdown and plot from an earlier run's results (e.g."
+                    " after editing benchmarks/notes.md), no downloads")
     args = ap.parse_args(argv)
+    if args.report_only is not None:
+        return _report_only(args.report_only, args.out)
     profile = args.profile or ("quick" if args.quick else "full")
     scenarios = build(profile)
     if args.only:
@@ -163,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, flush=True)
 
     started = time.monotonic()
+    load_before = _load()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="unihub-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
@@ -178,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     used = sorted({n for sc in done for n in sc["runs"]}, key=list(TOOLS).index)
     data = {"command": command.strip(), "date": date, "profile": profile,
             "elapsed": time.monotonic() - started, "commit": _commit(),
-            "machine": _machine(), "versions": tool_versions(used),
+            "machine": _machine() | {"load_before": load_before, "load_after": _load()},
+            "versions": tool_versions(used),
             "results_path": _rel(js), "scenarios": done}
     js.parent.mkdir(parents=True, exist_ok=True)
     js.write_text(json.dumps(data, indent=1) + "\n")
@@ -188,6 +196,25 @@ def main(argv: list[str] | None = None) -> int:
     missed = [t for sc in done for t in sc["targets"] if t["met"] is False]
     log(f"{len(missed)} target(s) missed")
     return 0
+
+
+def _report_only(results: Path, out: Path | None) -> int:
+    data = json.loads(results.read_text())
+    base = out if out is not None else ROOT / "docs" if data["profile"] == "full" \
+        else results.parent
+    png, md = base / "benchmarks.png", base / "benchmarks.md"
+    plotted = write_plot(data, png)
+    write_markdown(data, md, png.name if plotted else None)
+    print(f"wrote {_rel(md)}" + (f", {_rel(png)}" if plotted else ""))
+    return 0
+
+
+def _load() -> list[float] | None:
+    """1/5/15-minute load averages: other work on the machine skews the ratios."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _rel(path: Path) -> str:
