@@ -13,15 +13,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_example_script_runs() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "docs/examples/testing_example.py")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "docs/examples/testing_example.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("ok")
 
 
 def test_serve_command_prints_endpoints_and_serves() -> None:
-    cmd = [sys.executable, "-m", "unihub.testing", "serve", "--repo", "a/b=A_Lab/b",
-           "--file", "x.txt=hi", "--file", "w.bin=2000000", "--duration", "30"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "unihub.testing",
+        "serve",
+        "--repo",
+        "a/b=A_Lab/b",
+        "--file",
+        "x.txt=hi",
+        "--file",
+        "w.bin=2000000",
+        "--duration",
+        "30",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

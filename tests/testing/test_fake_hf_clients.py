@@ -28,9 +28,14 @@ HubFactory = Callable[..., FakeHub]
 def _repo() -> FakeRepo:
     return FakeRepo(
         "internlm/internlm2-chat-7b",
-        files={"config.json": b'{"model_type":"gpt2"}', "model.safetensors": 3 * 2**20 + 7,
-               "sub/notes.txt": "hello", "sub/deep/tok en+#.json": "{}", "中文/模型.txt": "你好",
-               "%41.txt": "pct"},
+        files={
+            "config.json": b'{"model_type":"gpt2"}',
+            "model.safetensors": 3 * 2**20 + 7,
+            "sub/notes.txt": "hello",
+            "sub/deep/tok en+#.json": "{}",
+            "中文/模型.txt": "你好",
+            "%41.txt": "pct",
+        },
     )
 
 
@@ -46,8 +51,9 @@ def test_snapshot_cache_mode(fake_hub_factory: HubFactory, tmp_path: Path, cdn: 
     path = snapshot_download(repo.repo_id, cache_dir=tmp_path, endpoint=hub.endpoint, token=False)
     assert Path(path).name == repo.head()
     _assert_tree(path, repo)
-    assert (tmp_path / "models--internlm--internlm2-chat-7b" / "refs" / "main").read_text() == \
-        repo.head()
+    assert (
+        tmp_path / "models--internlm--internlm2-chat-7b" / "refs" / "main"
+    ).read_text() == repo.head()
     assert hub.stats.bytes_total == sum(f.size for f in repo.files().values())
     assert hub.stats.bytes_by_file[f"{repo.repo_id}/model.safetensors"] == 3 * 2**20 + 7
     cdn_gets = [r for r in hub.stats.requests if r.path.startswith("/cdn/")]
@@ -57,21 +63,37 @@ def test_snapshot_cache_mode(fake_hub_factory: HubFactory, tmp_path: Path, cdn: 
 def test_local_dir_and_single_file(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
     repo = _repo()
     hub = fake_hub_factory("hf", repos=[repo])
-    out = snapshot_download(repo.repo_id, local_dir=tmp_path / "ld", endpoint=hub.endpoint,
-                            token=False, cache_dir=tmp_path / "c")
+    out = snapshot_download(
+        repo.repo_id,
+        local_dir=tmp_path / "ld",
+        endpoint=hub.endpoint,
+        token=False,
+        cache_dir=tmp_path / "c",
+    )
     _assert_tree(out, repo)
-    one = hf_hub_download(repo.repo_id, "sub/deep/tok en+#.json", local_dir=tmp_path / "one",
-                          endpoint=hub.endpoint, token=False)
+    one = hf_hub_download(
+        repo.repo_id,
+        "sub/deep/tok en+#.json",
+        local_dir=tmp_path / "one",
+        endpoint=hub.endpoint,
+        token=False,
+    )
     assert Path(one).read_bytes() == b"{}"
-    cached = hf_hub_download(repo.repo_id, "model.safetensors", cache_dir=tmp_path / "c2",
-                             endpoint=hub.endpoint, token=False)
+    cached = hf_hub_download(
+        repo.repo_id,
+        "model.safetensors",
+        cache_dir=tmp_path / "c2",
+        endpoint=hub.endpoint,
+        token=False,
+    )
     assert Path(cached).read_bytes() == repo.content("model.safetensors")
     assert Path(cached).is_symlink()
 
 
 def test_dataset_tag_and_commit_revisions(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
-    ds = FakeRepo("org/ds", files={"data/train.parquet": 4096, "README.md": "v1"},
-                  repo_type="dataset")
+    ds = FakeRepo(
+        "org/ds", files={"data/train.parquet": 4096, "README.md": "v1"}, repo_type="dataset"
+    )
     first = ds.head()
     ds.tag("v1.0")
     second = ds.commit(files={"README.md": "v2"})
@@ -93,17 +115,25 @@ def test_pr_ref_revision_is_quoted(fake_hub_factory: HubFactory, tmp_path: Path)
     repo.branch("refs/pr/1")
     sha = repo.commit(files={"config.json": "{}"}, branch="refs/pr/1")
     hub = fake_hub_factory("hf", repos=[repo])
-    got = hf_hub_download(repo.repo_id, "config.json", revision="refs/pr/1", cache_dir=tmp_path,
-                          endpoint=hub.endpoint, token=False)
+    got = hf_hub_download(
+        repo.repo_id,
+        "config.json",
+        revision="refs/pr/1",
+        cache_dir=tmp_path,
+        endpoint=hub.endpoint,
+        token=False,
+    )
     assert Path(got).read_bytes() == b"{}" and sha in got
 
 
 def test_other_host_cdn_never_sees_the_token(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
     repo = _repo()
-    hub = fake_hub_factory("hf", repos=[repo], cdn="other-host", tokens={"hf_goodtoken"},
-                           private={repo.repo_id})
-    path = snapshot_download(repo.repo_id, cache_dir=tmp_path, endpoint=hub.endpoint,
-                             token="hf_goodtoken")
+    hub = fake_hub_factory(
+        "hf", repos=[repo], cdn="other-host", tokens={"hf_goodtoken"}, private={repo.repo_id}
+    )
+    path = snapshot_download(
+        repo.repo_id, cache_dir=tmp_path, endpoint=hub.endpoint, token="hf_goodtoken"
+    )
     _assert_tree(path, repo)
     cdn_host = hub.cdn_endpoint.split("://")[1]
     assert cdn_host != hub.endpoint.split("://")[1]
@@ -116,8 +146,13 @@ def test_errors_map_to_hf_exceptions(fake_hub_factory: HubFactory, tmp_path: Pat
     repo = _repo()
     gated = FakeRepo("org/gated", files={"a.txt": "secret"})
     private = FakeRepo("org/private", files={"a.txt": "secret"})
-    hub = fake_hub_factory("hf", repos=[repo, gated, private], gated={"org/gated"},
-                           private={"org/private"}, tokens={"hf_goodtoken"})
+    hub = fake_hub_factory(
+        "hf",
+        repos=[repo, gated, private],
+        gated={"org/gated"},
+        private={"org/private"},
+        tokens={"hf_goodtoken"},
+    )
     kw = dict(endpoint=hub.endpoint, cache_dir=tmp_path)
     with pytest.raises(GatedRepoError):
         hf_hub_download("org/gated", "a.txt", token=False, **kw)  # type: ignore[arg-type]
@@ -129,8 +164,12 @@ def test_errors_map_to_hf_exceptions(fake_hub_factory: HubFactory, tmp_path: Pat
         snapshot_download("org/missing", token=False, **kw)  # type: ignore[arg-type]
     with pytest.raises(RepositoryNotFoundError):
         hf_hub_download("org/private", "a.txt", token=False, **kw)  # type: ignore[arg-type]
-    assert Path(hf_hub_download("org/private", "a.txt", token="hf_goodtoken", **kw)  # type: ignore[arg-type]
-                ).read_bytes() == b"secret"
+    assert (
+        Path(
+            hf_hub_download("org/private", "a.txt", token="hf_goodtoken", **kw)  # type: ignore[arg-type]
+        ).read_bytes()
+        == b"secret"
+    )
     with pytest.raises(RevisionNotFoundError):
         snapshot_download(repo.repo_id, revision="nope", token=False, **kw)  # type: ignore[arg-type]
     with pytest.raises(RemoteEntryNotFoundError):
@@ -157,8 +196,10 @@ def test_hf_transfer(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
     out = tmp_path / "w.safetensors"
     # hf_transfer.download holds the GIL while it runs, so the client must live in another
     # process than the (threaded, in-process) fake hub.
-    code = ("import sys, hf_transfer; hf_transfer.download(url=sys.argv[1], filename=sys.argv[2],"
-            " max_files=8, chunk_size=1 << 20)")
+    code = (
+        "import sys, hf_transfer; hf_transfer.download(url=sys.argv[1], filename=sys.argv[2],"
+        " max_files=8, chunk_size=1 << 20)"
+    )
     url = f"{hub.endpoint}/org/m/resolve/main/w.safetensors"
     subprocess.run([sys.executable, "-c", code, url, str(out)], check=True, timeout=60)
     assert out.read_bytes() == repo.content("w.safetensors")
@@ -172,10 +213,25 @@ def test_aria2c(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
         pytest.skip("aria2c is not on PATH")
     repo = FakeRepo("org/m", files={"w.safetensors": 4 * 2**20 + 5})
     hub = fake_hub_factory("hf", repos=[repo], cdn="other-host")
-    cmd = [aria2c, "-x4", "-s4", "-k1M", "--allow-overwrite=true", "--auto-file-renaming=false",
-           "--console-log-level=warn", "--summary-interval=0", "--check-certificate=false",
-           "--connect-timeout=5", "--timeout=10", "--max-tries=2", "-d", str(tmp_path),
-           "-o", "w.safetensors", f"{hub.endpoint}/org/m/resolve/main/w.safetensors"]
+    cmd = [
+        aria2c,
+        "-x4",
+        "-s4",
+        "-k1M",
+        "--allow-overwrite=true",
+        "--auto-file-renaming=false",
+        "--console-log-level=warn",
+        "--summary-interval=0",
+        "--check-certificate=false",
+        "--connect-timeout=5",
+        "--timeout=10",
+        "--max-tries=2",
+        "-d",
+        str(tmp_path),
+        "-o",
+        "w.safetensors",
+        f"{hub.endpoint}/org/m/resolve/main/w.safetensors",
+    ]
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     subprocess.run(cmd, check=True, timeout=60, env=env, capture_output=True)
     assert (tmp_path / "w.safetensors").read_bytes() == repo.content("w.safetensors")
@@ -185,8 +241,9 @@ def test_aria2c(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
 def test_renamed_repo_redirects(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
     repo = _repo()
     hub = fake_hub_factory("hf", repos=[repo], moved={"internlm/old-name": repo.repo_id})
-    path = snapshot_download("internlm/old-name", cache_dir=tmp_path, endpoint=hub.endpoint,
-                             token=False)
+    path = snapshot_download(
+        "internlm/old-name", cache_dir=tmp_path, endpoint=hub.endpoint, token=False
+    )
     _assert_tree(path, repo)
     assert (tmp_path / "models--internlm--old-name").is_dir()  # cache keeps the requested id
     assert any(r.status == 307 for r in hub.stats.requests)
@@ -223,11 +280,13 @@ def test_strict_tokens_reject_a_stale_token(fake_hub_factory: HubFactory, tmp_pa
     repo = _repo()
     hub = fake_hub_factory("hf", repos=[repo], tokens={"hf_good"}, strict_tokens=True)
     with pytest.raises(HfHubHTTPError, match="Invalid credentials") as err:
-        hf_hub_download(repo.repo_id, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint,
-                        token="hf_stale")
+        hf_hub_download(
+            repo.repo_id, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint, token="hf_stale"
+        )
     assert not isinstance(err.value, RepositoryNotFoundError)
-    ok = hf_hub_download(repo.repo_id, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint,
-                         token=False)
+    ok = hf_hub_download(
+        repo.repo_id, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint, token=False
+    )
     assert Path(ok).read_bytes() == repo.content("config.json")
 
 
@@ -236,12 +295,17 @@ def test_gzip_text_files(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
 
     repo = _repo()
     hub = fake_hub_factory("hf", repos=[repo], gzip=True)
-    got = hf_hub_download(repo.repo_id, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint,
-                          token=False)
+    got = hf_hub_download(
+        repo.repo_id, "config.json", cache_dir=tmp_path, endpoint=hub.endpoint, token=False
+    )
     assert Path(got).read_bytes() == repo.content("config.json")
-    r = httpx2.get(f"{hub.endpoint}/{repo.repo_id}/resolve/main/config.json",
-                   headers={"Accept-Encoding": "gzip"})
+    r = httpx2.get(
+        f"{hub.endpoint}/{repo.repo_id}/resolve/main/config.json",
+        headers={"Accept-Encoding": "gzip"},
+    )
     assert r.headers["content-encoding"] == "gzip" and r.content == repo.content("config.json")
-    raw = httpx2.get(f"{hub.endpoint}/{repo.repo_id}/resolve/main/config.json",
-                     headers={"Accept-Encoding": "identity"})
+    raw = httpx2.get(
+        f"{hub.endpoint}/{repo.repo_id}/resolve/main/config.json",
+        headers={"Accept-Encoding": "identity"},
+    )
     assert "content-encoding" not in raw.headers

@@ -130,8 +130,9 @@ def test_corrupt_keeps_listing_hashes(fake_hub_factory: HubFactory) -> None:
     hub = fake_hub_factory("hf", repos=[repo], faults=Faults(corrupt={"a.txt", "w.bin"}))
     bad = httpx2.get(_url(hub, "a.txt"), timeout=5).content
     assert len(bad) == 5 and bad != b"hello"
-    part = httpx2.get(_url(hub), headers={"Range": "bytes=10-19"}, timeout=5,
-                      follow_redirects=True).content
+    part = httpx2.get(
+        _url(hub), headers={"Range": "bytes=10-19"}, timeout=5, follow_redirects=True
+    ).content
     assert len(part) == 10 and part != repo.content("w.bin")[10:20]
     tree = httpx2.get(f"{hub.endpoint}/api/models/org/m/tree/main", timeout=5).json()
     w = next(e for e in tree if e["path"] == "w.bin")
@@ -174,18 +175,24 @@ def test_hostile_entries_and_lying_sizes(fake_hub_factory: HubFactory, kind: str
     faults = Faults(hostile_entries=hostile, lying_sizes={"a.txt": 999})
     hub = fake_hub_factory(kind, repos=[_repo()], faults=faults)
     if kind == "hf":
-        entries = httpx2.get(f"{hub.endpoint}/api/models/org/m/tree/main?recursive=true",
-                             timeout=5).json()
+        entries = httpx2.get(
+            f"{hub.endpoint}/api/models/org/m/tree/main?recursive=true", timeout=5
+        ).json()
         sizes = {e["path"]: e["size"] for e in entries}
     else:
-        data = httpx2.get(f"{hub.endpoint}/api/v1/models/org/m/repo/files?Recursive=True",
-                          timeout=5).json()["Data"]["Files"]
+        data = httpx2.get(
+            f"{hub.endpoint}/api/v1/models/org/m/repo/files?Recursive=True", timeout=5
+        ).json()["Data"]["Files"]
         sizes = {e["Path"]: e["Size"] for e in data}
     assert set(hostile) <= set(sizes)
     assert sizes["a.txt"] == 999
-    served = httpx2.get(f"{hub.endpoint}/api/v1/models/org/m/repo",
-                        params={"FilePath": "a.txt"}, timeout=5) if kind == "ms" else \
-        httpx2.get(_url(hub, "a.txt"), timeout=5)
+    served = (
+        httpx2.get(
+            f"{hub.endpoint}/api/v1/models/org/m/repo", params={"FilePath": "a.txt"}, timeout=5
+        )
+        if kind == "ms"
+        else httpx2.get(_url(hub, "a.txt"), timeout=5)
+    )
     assert served.content == b"hello"
 
 
@@ -200,9 +207,10 @@ def test_64_concurrent_connections(fake_hub_factory: HubFactory) -> None:
 
     def one(i: int) -> None:
         barrier.wait(10)
-        r = client.get(_url(hub, "big.bin"),
-                       headers={"Range": f"bytes={i * step}-{(i + 1) * step - 1}"})
-        if r.status_code == 206 and r.content == content[i * step:(i + 1) * step]:
+        r = client.get(
+            _url(hub, "big.bin"), headers={"Range": f"bytes={i * step}-{(i + 1) * step - 1}"}
+        )
+        if r.status_code == 206 and r.content == content[i * step : (i + 1) * step]:
             ok.append(i)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(64)]

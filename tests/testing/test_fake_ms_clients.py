@@ -30,10 +30,17 @@ def _use_env_endpoint(monkeypatch: pytest.MonkeyPatch, hub: FakeHub) -> None:
 
 
 def _repo() -> FakeRepo:
-    hf = FakeRepo("internlm/internlm2-chat-7b",
-                  files={"config.json": '{"model_type": "internlm2"}', "model.safetensors": 3 << 20,
-                         "sub/notes.txt": "hello", "sub/deep/a b+c#?.txt": "space",
-                         "中文/模型.txt": "你好", "%41.txt": "pct"})
+    hf = FakeRepo(
+        "internlm/internlm2-chat-7b",
+        files={
+            "config.json": '{"model_type": "internlm2"}',
+            "model.safetensors": 3 << 20,
+            "sub/notes.txt": "hello",
+            "sub/deep/a b+c#?.txt": "space",
+            "中文/模型.txt": "你好",
+            "%41.txt": "pct",
+        },
+    )
     return hf.renamed("Shanghai_AI_Laboratory/internlm2-chat-7b")
 
 
@@ -43,15 +50,17 @@ def _assert_tree(root: str | Path, repo: FakeRepo, revision: str | None = None) 
 
 
 @pytest.mark.parametrize("cdn", [None, "other-host"])
-def test_snapshot_with_endpoint_argument(fake_hub_factory: HubFactory, tmp_path: Path,
-                                         cdn: str | None) -> None:
+def test_snapshot_with_endpoint_argument(
+    fake_hub_factory: HubFactory, tmp_path: Path, cdn: str | None
+) -> None:
     from modelscope import snapshot_download
 
     repo = _repo()
     hub = fake_hub_factory("ms", repos=[repo], cdn=cdn)
     # owner looked up case-insensitively, as on modelscope.cn
-    path = snapshot_download("shanghai_ai_laboratory/internlm2-chat-7b", cache_dir=str(tmp_path),
-                             endpoint=hub.endpoint)
+    path = snapshot_download(
+        "shanghai_ai_laboratory/internlm2-chat-7b", cache_dir=str(tmp_path), endpoint=hub.endpoint
+    )
     _assert_tree(path, repo)
     assert hub.stats.bytes_total == sum(f.size for f in repo.files().values())
     listing = [r for r in hub.stats.requests if r.path.endswith("/repo/files")]
@@ -60,8 +69,9 @@ def test_snapshot_with_endpoint_argument(fake_hub_factory: HubFactory, tmp_path:
     assert len(redirected) == (1 if cdn else 0)  # model.safetensors is the one LFS file
 
 
-def test_snapshot_with_env_and_local_dir(fake_hub_factory: HubFactory, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_snapshot_with_env_and_local_dir(
+    fake_hub_factory: HubFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from modelscope import snapshot_download
 
     repo = _repo()
@@ -71,8 +81,9 @@ def test_snapshot_with_env_and_local_dir(fake_hub_factory: HubFactory, tmp_path:
     _assert_tree(out, repo)
 
 
-def test_tag_revision_and_single_file(fake_hub_factory: HubFactory, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tag_revision_and_single_file(
+    fake_hub_factory: HubFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from modelscope import snapshot_download
     from modelscope.hub.file_download import model_file_download
 
@@ -85,11 +96,11 @@ def test_tag_revision_and_single_file(fake_hub_factory: HubFactory, tmp_path: Pa
     _assert_tree(tagged, repo, "v1.0")
     head = snapshot_download(repo.repo_id, cache_dir=str(tmp_path / "h"))
     assert (Path(head) / "config.json").read_bytes() == b"{}"
-    one = model_file_download(repo.repo_id, "sub/notes.txt", revision="master",
-                              cache_dir=str(tmp_path / "one"))
+    one = model_file_download(
+        repo.repo_id, "sub/notes.txt", revision="master", cache_dir=str(tmp_path / "one")
+    )
     assert Path(one).read_bytes() == b"hello"
-    assert any(r.path.endswith("/repo") and "Revision=v1.0" in r.query
-               for r in hub.stats.requests)
+    assert any(r.path.endswith("/repo") and "Revision=v1.0" in r.query for r in hub.stats.requests)
 
 
 def test_dataset_paged_tree(fake_hub_factory: HubFactory, tmp_path: Path) -> None:
@@ -115,10 +126,16 @@ def test_errors_and_private(fake_hub_factory: HubFactory, tmp_path: Path) -> Non
     with pytest.raises(requests.HTTPError):
         snapshot_download(repo.repo_id, cache_dir=str(tmp_path), endpoint=hub.endpoint)
     with pytest.raises(requests.HTTPError, match="revision"):
-        snapshot_download(repo.repo_id, revision="nope", cache_dir=str(tmp_path),
-                          endpoint=hub.endpoint, token="ms-good")
-    path = snapshot_download(repo.repo_id, cache_dir=str(tmp_path), endpoint=hub.endpoint,
-                             token="ms-good")
+        snapshot_download(
+            repo.repo_id,
+            revision="nope",
+            cache_dir=str(tmp_path),
+            endpoint=hub.endpoint,
+            token="ms-good",
+        )
+    path = snapshot_download(
+        repo.repo_id, cache_dir=str(tmp_path), endpoint=hub.endpoint, token="ms-good"
+    )
     _assert_tree(path, repo)
 
 
@@ -135,12 +152,14 @@ def test_commit_ids_are_per_hub(fake_hub_factory: HubFactory, tmp_path: Path) ->
     base = f"{hub.endpoint}/api/v1/models/{repo.repo_id}"
     listing = httpx2.get(f"{base}/repo/files", params={"Revision": "master"}).json()
     assert {f["CommitId"] for f in listing["Data"]["Files"]} == {hub.commit_id(repo.head())}
-    old = snapshot_download(repo.repo_id, revision=ms_first, cache_dir=str(tmp_path),
-                            endpoint=hub.endpoint)
+    old = snapshot_download(
+        repo.repo_id, revision=ms_first, cache_dir=str(tmp_path), endpoint=hub.endpoint
+    )
     _assert_tree(old, repo, first)
     with pytest.raises(requests.HTTPError):  # a Hugging Face sha means nothing here
-        snapshot_download(repo.repo_id, revision=first, cache_dir=str(tmp_path / "x"),
-                          endpoint=hub.endpoint)
+        snapshot_download(
+            repo.repo_id, revision=first, cache_dir=str(tmp_path / "x"), endpoint=hub.endpoint
+        )
     assert httpx2.get(f"{base}/repo/files", params={"Revision": "main"}).status_code == 404
     hub.configure(own_commit_ids=False)
     assert hub.commit_id(first) == first

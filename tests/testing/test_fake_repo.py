@@ -96,6 +96,12 @@ def test_public_names() -> None:
     import unihub.testing
 
     assert set(unihub.testing.__all__) == {
-        "FakeHub", "FakeRepo", "Faults", "FileInfo", "HubStats", "RequestRecord"}
+        "FakeHub",
+        "FakeRepo",
+        "Faults",
+        "FileInfo",
+        "HubStats",
+        "RequestRecord",
+    }
     for name in unihub.testing.__all__:
         assert getattr(unihub.testing, name).__doc__

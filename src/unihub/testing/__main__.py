@@ -37,17 +37,30 @@ def _file_value(spec: str) -> tuple[str, bytes | str | int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m unihub.testing",
-                                     description="Fake Hugging Face / ModelScope hubs on 127.0.0.1")
+    parser = argparse.ArgumentParser(
+        prog="python -m unihub.testing",
+        description="Fake Hugging Face / ModelScope hubs on 127.0.0.1",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve fake hubs until Ctrl+C or --duration")
     serve.add_argument("--hub", choices=["hf", "ms", "both"], default="both")
-    serve.add_argument("--repo", action="append", default=[], metavar="ID[=MS_ID]",
-                       help="model repo (repeatable; default org/model); =MS_ID renames it on ms")
-    serve.add_argument("--dataset", action="append", default=[], metavar="ID",
-                       help="dataset repo (repeatable)")
-    serve.add_argument("--file", action="append", default=[], metavar="PATH=SIZE|@FILE|TEXT",
-                       help="file of every repo (repeatable; default: a small demo set)")
+    serve.add_argument(
+        "--repo",
+        action="append",
+        default=[],
+        metavar="ID[=MS_ID]",
+        help="model repo (repeatable; default org/model); =MS_ID renames it on ms",
+    )
+    serve.add_argument(
+        "--dataset", action="append", default=[], metavar="ID", help="dataset repo (repeatable)"
+    )
+    serve.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="PATH=SIZE|@FILE|TEXT",
+        help="file of every repo (repeatable; default: a small demo set)",
+    )
     serve.add_argument("--cdn", choices=["same-host", "other-host", "none"], default="same-host")
     serve.add_argument("--rate", type=float, default=None, help="bytes/s per connection")
     serve.add_argument("--total-rate", type=float, default=None, help="bytes/s per hub")
@@ -76,13 +89,26 @@ def main(argv: list[str] | None = None) -> int:
         repo = FakeRepo(ds_id, files=files, repo_type="dataset")
         hf_repos.append(repo)
         ms_repos.append(repo)
-    common = dict(per_connection_rate=args.rate, total_rate=args.total_rate,
-                  latency=args.latency, tokens=args.token, gated=args.gated,
-                  private=args.private, page_size=args.page_size)
+    common = dict(
+        per_connection_rate=args.rate,
+        total_rate=args.total_rate,
+        latency=args.latency,
+        tokens=args.token,
+        gated=args.gated,
+        private=args.private,
+        page_size=args.page_size,
+    )
     hubs: list[FakeHub] = []
     if args.hub in ("hf", "both"):
-        hubs.append(FakeHub("hf", hf_repos, cdn=None if args.cdn == "none" else args.cdn,
-                            port=args.port, **common))
+        hubs.append(
+            FakeHub(
+                "hf",
+                hf_repos,
+                cdn=None if args.cdn == "none" else args.cdn,
+                port=args.port,
+                **common,
+            )
+        )
     if args.hub in ("ms", "both"):
         port = args.port + 1 if args.port else 0
         hubs.append(FakeHub("ms", ms_repos, port=port, **common))

@@ -35,12 +35,14 @@ _DATE = "2024-01-01T00:00:00.000Z"
 
 def _json(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(data).encode()
-    return Response(status, {"Content-Type": "application/json; charset=utf-8",
-                             **(headers or {})}, body)
+    return Response(
+        status, {"Content-Type": "application/json; charset=utf-8", **(headers or {})}, body
+    )
 
 
-def _error(status: int, code: str | None, message: str,
-           headers: dict[str, str] | None = None) -> Response:
+def _error(
+    status: int, code: str | None, message: str, headers: dict[str, str] | None = None
+) -> Response:
     extra = {"X-Error-Message": message, **(headers or {})}
     if code:
         extra["X-Error-Code"] = code
@@ -65,8 +67,9 @@ class HfApp:
     def _split_id(self, repo_type: str, rest: list[str], keywords: set[str]) -> tuple[str, int]:
         """Repo id and how many segments it took (ids have 1 or 2 segments)."""
         two = "/".join(unquote(s) for s in rest[:2])
-        if len(rest) >= 2 and (self.hub.get_repo(two, repo_type) is not None
-                               or rest[1] not in keywords):
+        if len(rest) >= 2 and (
+            self.hub.get_repo(two, repo_type) is not None or rest[1] not in keywords
+        ):
             return two, 2
         return unquote(rest[0]), 1
 
@@ -78,8 +81,11 @@ class HfApp:
         old, new = quote(repo_id), quote(new_id)
         path = (req.raw_path + "/").replace(f"/{old}/", f"/{new}/", 1)[:-1]
         location = path + (f"?{req.query}" if req.query else "")
-        return _json(307, {"message": f"Temporary Redirect. Redirecting to {location}"},
-                     {"Location": location})
+        return _json(
+            307,
+            {"message": f"Temporary Redirect. Redirecting to {location}"},
+            {"Location": location},
+        )
 
     def _access(self, req: Request, repo_type: str, repo_id: str) -> FakeRepo | Response:
         """The repo if this request may see it, else the hub's 401/404 RepoNotFound answer."""
@@ -89,18 +95,22 @@ class HfApp:
         repo = self.hub.get_repo(repo_id, repo_type)
         if repo is None or (repo_id in self.hub.private and req.token not in self.hub.tokens):
             status = 401 if req.token is None else 404
-            msg = (f"Repository Not Found for url: {req.scheme_host}{unquote(req.raw_path)}. "
-                   "Please make sure you specified the correct `repo_id` and `repo_type`. "
-                   "If you are trying to access a private or gated repo, make sure you are "
-                   "authenticated.")
+            msg = (
+                f"Repository Not Found for url: {req.scheme_host}{unquote(req.raw_path)}. "
+                "Please make sure you specified the correct `repo_id` and `repo_type`. "
+                "If you are trying to access a private or gated repo, make sure you are "
+                "authenticated."
+            )
             return _error(status, "RepoNotFound", msg)
         return repo
 
     def _gate(self, req: Request, repo: FakeRepo) -> Response | None:
         if repo.repo_id in self.hub.gated and req.token not in self.hub.tokens:
             status = 401 if req.token is None else 403
-            msg = (f"Access to model {repo.repo_id} is restricted. You must have access to it "
-                   "and be authenticated to access it. Please log in.")
+            msg = (
+                f"Access to model {repo.repo_id} is restricted. You must have access to it "
+                "and be authenticated to access it. Please log in."
+            )
             return _error(status, "GatedRepo", msg)
         return None
 
@@ -155,8 +165,16 @@ class HfApp:
         return _json(200, entries)
 
     def _commits(self, req: Request, repo: FakeRepo, sha: str) -> Response:
-        items = [{"id": c, "title": repo.message(c), "message": "", "date": _DATE,
-                  "authors": [{"user": "fakehub"}]} for c in repo.history(sha)]
+        items = [
+            {
+                "id": c,
+                "title": repo.message(c),
+                "message": "",
+                "date": _DATE,
+                "authors": [{"user": "fakehub"}],
+            }
+            for c in repo.history(sha)
+        ]
         return _json(200, items)
 
     def _extra_files(self) -> dict[str, Blob]:
@@ -177,16 +195,28 @@ class HfApp:
                 entry["size"] = self.hub.listed_size(path, fi.size)
                 entry["blobId"] = fi.git_oid
                 if fi.lfs:
-                    entry["lfs"] = {"sha256": fi.sha256, "size": entry["size"],
-                                    "pointerSize": fi.pointer_size}
+                    entry["lfs"] = {
+                        "sha256": fi.sha256,
+                        "size": entry["size"],
+                        "pointerSize": fi.pointer_size,
+                    }
             siblings.append(entry)
         author = repo.repo_id.split("/")[0] if "/" in repo.repo_id else None
         gated: Any = "manual" if repo.repo_id in self.hub.gated else False
         info: dict[str, Any] = {
             "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24],
-            "id": repo.repo_id, "author": author, "sha": sha, "lastModified": _DATE,
-            "createdAt": _DATE, "private": repo.repo_id in self.hub.private, "gated": gated,
-            "disabled": False, "downloads": 0, "likes": 0, "tags": [], "siblings": siblings,
+            "id": repo.repo_id,
+            "author": author,
+            "sha": sha,
+            "lastModified": _DATE,
+            "createdAt": _DATE,
+            "private": repo.repo_id in self.hub.private,
+            "gated": gated,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": siblings,
         }
         if repo.repo_type == "model":
             info["modelId"] = repo.repo_id
@@ -194,10 +224,14 @@ class HfApp:
 
     def _refs(self, repo: FakeRepo) -> dict[str, Any]:
         return {
-            "branches": [{"name": k, "ref": f"refs/heads/{k}", "targetCommit": v}
-                         for k, v in repo.branches.items()],
-            "tags": [{"name": k, "ref": f"refs/tags/{k}", "targetCommit": v}
-                     for k, v in repo.tags.items()],
+            "branches": [
+                {"name": k, "ref": f"refs/heads/{k}", "targetCommit": v}
+                for k, v in repo.branches.items()
+            ],
+            "tags": [
+                {"name": k, "ref": f"refs/tags/{k}", "targetCommit": v}
+                for k, v in repo.tags.items()
+            ],
             "converts": [],
         }
 
@@ -209,12 +243,13 @@ class HfApp:
             folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))
         prefix = f"{path}/" if path else ""
         if path and path not in folders:
-            return _error(404, "EntryNotFound", f"{path} does not exist on {sha}",
-                          {"X-Repo-Commit": sha})
+            return _error(
+                404, "EntryNotFound", f"{path} does not exist on {sha}", {"X-Repo-Commit": sha}
+            )
         recursive = req.params.get("recursive", "false").lower() in ("true", "1")
         entries: list[dict[str, Any]] = []
         for p in sorted(folders | set(blobs)):
-            if not p.startswith(prefix) or (not recursive and "/" in p[len(prefix):]):
+            if not p.startswith(prefix) or (not recursive and "/" in p[len(prefix) :]):
                 continue
             if p in folders:
                 oid = hashlib.sha1(f"tree\0{sha}\0{p}".encode()).hexdigest()
@@ -229,7 +264,7 @@ class HfApp:
             limit = max(1, min(int(params.get("limit", self.hub.page_size)), self.hub.page_size))
         except ValueError:
             return _error(400, None, "Invalid cursor or limit")
-        page = entries[cursor:cursor + limit]
+        page = entries[cursor : cursor + limit]
         headers: dict[str, str] = {}
         if cursor + limit < len(entries):
             params["cursor"] = str(cursor + limit)
@@ -265,19 +300,31 @@ class HfApp:
         path = unquote("/".join(rest[1:]))
         blob = repo.blobs(sha).get(path) or self.hub.hostile_blob(path)
         if blob is None:
-            return _error(404, "EntryNotFound", f"{path} does not exist on \"{rest[0]}\"",
-                          {"X-Repo-Commit": sha})
+            return _error(
+                404,
+                "EntryNotFound",
+                f'{path} does not exist on "{rest[0]}"',
+                {"X-Repo-Commit": sha},
+            )
         info = blob.info(path)
         name = path.rsplit("/", 1)[-1]
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        headers = {"X-Repo-Commit": sha, "Content-Type": ctype,
-                   "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)};"}
+        headers = {
+            "X-Repo-Commit": sha,
+            "Content-Type": ctype,
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)};",
+        }
         stat_key = f"{repo.repo_id}/{path}"
         if not info.lfs:
             headers["ETag"] = f'"{info.git_oid}"'
             return self.hub.serve_blob(req, blob, path, stat_key, headers)
-        headers.update({"ETag": f'"{info.sha256}"', "X-Linked-Etag": f'"{info.sha256}"',
-                        "X-Linked-Size": str(info.size)})
+        headers.update(
+            {
+                "ETag": f'"{info.sha256}"',
+                "X-Linked-Etag": f'"{info.sha256}"',
+                "X-Linked-Size": str(info.size),
+            }
+        )
         if self.hub.cdn is None:
             return self.hub.serve_blob(req, blob, path, stat_key, headers)
         headers["Location"] = self.hub.cdn_url(req, blob, path, stat_key, sha)

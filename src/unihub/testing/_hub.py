@@ -89,9 +89,23 @@ class HubStats:
     peak_connections: int = 0
 
 
-_KNOBS = ("per_connection_rate", "total_rate", "latency", "blackhole", "faults", "html",
-          "status_override", "page_size", "moved", "gated", "private", "tokens", "strict_tokens",
-          "gzip", "own_commit_ids")
+_KNOBS = (
+    "per_connection_rate",
+    "total_rate",
+    "latency",
+    "blackhole",
+    "faults",
+    "html",
+    "status_override",
+    "page_size",
+    "moved",
+    "gated",
+    "private",
+    "tokens",
+    "strict_tokens",
+    "gzip",
+    "own_commit_ids",
+)
 
 
 class FakeHub:
@@ -297,10 +311,16 @@ class FakeHub:
             self.stopping.wait(self.latency)
 
     def record(self, request: Request, status: int, started: float) -> None:
-        rec = RequestRecord(request.method, request.headers.get("Host") or "",
-                            unquote(request.raw_path), request.query, status,
-                            "Authorization" in request.headers, request.headers.get("Range"),
-                            started)
+        rec = RequestRecord(
+            request.method,
+            request.headers.get("Host") or "",
+            unquote(request.raw_path),
+            request.query,
+            status,
+            "Authorization" in request.headers,
+            request.headers.get("Range"),
+            started,
+        )
         with self._lock:
             self.stats.requests.append(rec)
 
@@ -330,8 +350,11 @@ class FakeHub:
             return Response(404, {"Content-Type": "text/plain"}, b"Not Found")
         if self.strict_tokens and request.token is not None and request.token not in self.tokens:
             msg = "Invalid credentials in Authorization header"
-            return Response(401, {"Content-Type": "application/json", "X-Error-Message": msg},
-                            f'{{"error": "{msg}"}}'.encode())
+            return Response(
+                401,
+                {"Content-Type": "application/json", "X-Error-Message": msg},
+                f'{{"error": "{msg}"}}'.encode(),
+            )
         return self._app.handle(request)
 
     # -- helpers for the protocol apps -----------------------------------------------------
@@ -345,8 +368,7 @@ class FakeHub:
         """The size a listing reports (``lying_sizes`` applied)."""
         return self.faults.lying_sizes.get(path, size)
 
-    def cdn_url(self, request: Request, blob: Blob, path: str, stat_key: str,
-                commit: str) -> str:
+    def cdn_url(self, request: Request, blob: Blob, path: str, stat_key: str, commit: str) -> str:
         """Register ``blob`` under its sha256 and return its CDN URL."""
         sha256 = blob.hashes()[0]
         with self._lock:
@@ -363,13 +385,18 @@ class FakeHub:
         sha256 = segs[1]
         # Hub headers too: huggingface_hub follows a same-origin redirect for metadata and
         # reads X-Repo-Commit and the etag from the final answer.
-        headers = {"Content-Type": "application/octet-stream", "ETag": f'"{sha256}"',
-                   "X-Repo-Commit": commit, "X-Linked-Etag": f'"{sha256}"',
-                   "X-Linked-Size": str(blob.size)}
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "ETag": f'"{sha256}"',
+            "X-Repo-Commit": commit,
+            "X-Linked-Etag": f'"{sha256}"',
+            "X-Linked-Size": str(blob.size),
+        }
         return self.serve_blob(request, blob, path, key, headers)
 
-    def serve_blob(self, request: Request, blob: Blob, path: str, stat_key: str,
-                   headers: dict[str, str]) -> Response:
+    def serve_blob(
+        self, request: Request, blob: Blob, path: str, stat_key: str, headers: dict[str, str]
+    ) -> Response:
         """Answer a file GET/HEAD with ``blob``: Range, 416, corrupt and the drawn faults."""
         headers = {"Accept-Ranges": "bytes", **headers}
         size = blob.size
@@ -390,8 +417,9 @@ class FakeHub:
             zipped = gzip.compress(data.translate(CORRUPT) if corrupt else data, mtime=0)
             blob, corrupt, end = Blob(len(zipped), "gz", zipped), False, len(zipped)
             headers["Content-Encoding"] = "gzip"
-        resp = Response(status, headers, blob=blob, start=start, end=end, stat_key=stat_key,
-                        corrupt=corrupt)
+        resp = Response(
+            status, headers, blob=blob, start=start, end=end, stat_key=stat_key, corrupt=corrupt
+        )
         if request.method == "GET":
             return self._apply_faults(resp)
         return resp
@@ -403,8 +431,11 @@ class FakeHub:
             n = self._file_gets
             r_err, r_drop, r_stall = self._rng.random(), self._rng.random(), self._rng.random()
         if n <= f.too_many_requests:
-            return Response(429, {"Retry-After": "1", "Content-Type": "application/json"},
-                            b'{"error": "Too Many Requests"}')
+            return Response(
+                429,
+                {"Retry-After": "1", "Content-Type": "application/json"},
+                b'{"error": "Too Many Requests"}',
+            )
         if r_err < f.error_5xx:
             return Response(503, {"Content-Type": "text/plain"}, b"Service Unavailable")
         if r_drop < f.drop_mid_body:
@@ -439,7 +470,9 @@ def parse_range(spec: str, size: int) -> tuple[int, int] | Literal["unsatisfiabl
 
 def block_page(status: int) -> Response:
     """A captive-portal / firewall HTML page with ``status``."""
-    body = (f"<!DOCTYPE html><html><head><title>Access blocked</title></head><body>"
-            f"<h1>Blocked ({status})</h1><p>This site is not reachable from your network."
-            f"</p></body></html>").encode()
+    body = (
+        f"<!DOCTYPE html><html><head><title>Access blocked</title></head><body>"
+        f"<h1>Blocked ({status})</h1><p>This site is not reachable from your network."
+        f"</p></body></html>"
+    ).encode()
     return Response(status, {"Content-Type": "text/html; charset=utf-8"}, body)

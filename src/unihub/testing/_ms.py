@@ -45,10 +45,16 @@ def ms_commit_id(sha: str) -> str:
 
 
 def _envelope(status: int, data: Any, message: str = "success") -> Response:
-    body = {"Code": 200 if status < 400 else status, "Data": data, "Message": message,
-            "RequestId": uuid.uuid4().hex, "Success": status < 400}
-    return Response(status, {"Content-Type": "application/json;charset=UTF-8"},
-                    json.dumps(body).encode())
+    body = {
+        "Code": 200 if status < 400 else status,
+        "Data": data,
+        "Message": message,
+        "RequestId": uuid.uuid4().hex,
+        "Success": status < 400,
+    }
+    return Response(
+        status, {"Content-Type": "application/json;charset=UTF-8"}, json.dumps(body).encode()
+    )
 
 
 def _error(status: int, message: str) -> Response:
@@ -127,8 +133,10 @@ class MsApp:
             if self.hub.cdn is not None and blob.info(path).lfs:
                 location = self.hub.cdn_url(req, blob, path, stat_key, sha)
                 return Response(302, {"Location": location, "Content-Type": "text/plain"})
-            headers = {"Content-Type": "application/octet-stream",
-                       "Content-Disposition": f'attachment; filename="{path.rsplit("/", 1)[-1]}"'}
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Disposition": f'attachment; filename="{path.rsplit("/", 1)[-1]}"',
+            }
             return self.hub.serve_blob(req, blob, path, stat_key, headers)
         return _error(404, "Not Found")
 
@@ -136,12 +144,20 @@ class MsApp:
         repo = self._access(req, repo_type, repo_id)
         body: dict[str, Any]
         if isinstance(repo, Response):
-            body = {"success": False, "code": "NotFound" if repo.status == 404 else "Unauthorized",
-                    "message": "repo not found", "request_id": uuid.uuid4().hex}
-            return Response(repo.status, {"Content-Type": "application/json"},
-                            json.dumps(body).encode())
-        body = {"success": True, "data": self._info(repo, legacy=False),
-                "request_id": uuid.uuid4().hex}
+            body = {
+                "success": False,
+                "code": "NotFound" if repo.status == 404 else "Unauthorized",
+                "message": "repo not found",
+                "request_id": uuid.uuid4().hex,
+            }
+            return Response(
+                repo.status, {"Content-Type": "application/json"}, json.dumps(body).encode()
+            )
+        body = {
+            "success": True,
+            "data": self._info(repo, legacy=False),
+            "request_id": uuid.uuid4().hex,
+        }
         return Response(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
 
     def _info(self, repo: FakeRepo, *, legacy: bool) -> dict[str, Any]:
@@ -149,25 +165,47 @@ class MsApp:
         private = repo.repo_id in self.hub.private
         if legacy:
             number = int(hashlib.sha1(repo.repo_id.encode()).hexdigest()[:6], 16)
-            return {"Id": number, "Name": name, "Path": owner,
-                    "ChineseName": "", "Description": "", "Visibility": 1 if private else 5,
-                    "Downloads": 0, "Stars": 0, "Tags": [], "CreatedTime": _TS,
-                    "LastUpdatedTime": _TS, "Revision": "master"}
-        return {"id": repo.repo_id, "owner": owner, "name": name, "private": private,
-                "gated": repo.repo_id in self.hub.gated, "downloads": 0, "likes": 0,
-                "tags": [], "created_at": _TS, "last_modified": _TS}
+            return {
+                "Id": number,
+                "Name": name,
+                "Path": owner,
+                "ChineseName": "",
+                "Description": "",
+                "Visibility": 1 if private else 5,
+                "Downloads": 0,
+                "Stars": 0,
+                "Tags": [],
+                "CreatedTime": _TS,
+                "LastUpdatedTime": _TS,
+                "Revision": "master",
+            }
+        return {
+            "id": repo.repo_id,
+            "owner": owner,
+            "name": name,
+            "private": private,
+            "gated": repo.repo_id in self.hub.gated,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "created_at": _TS,
+            "last_modified": _TS,
+        }
 
     def _revisions(self, repo: FakeRepo) -> dict[str, Any]:
         def entry(name: str, sha: str) -> dict[str, Any]:
-            return {"Revision": name, "CommitId": self.hub.commit_id(sha), "CreatedAt": _TS,
-                    "Message": ""}
+            return {
+                "Revision": name,
+                "CommitId": self.hub.commit_id(sha),
+                "CreatedAt": _TS,
+                "Message": "",
+            }
 
         branches = [entry("master" if k == "main" else k, v) for k, v in repo.branches.items()]
         tags = [entry(k, v) for k, v in repo.tags.items()]
         return {"RevisionMap": {"Branches": branches, "Tags": tags}}
 
-    def _files(self, req: Request, repo: FakeRepo, sha: str, rev: str, *,
-               paged: bool) -> Response:
+    def _files(self, req: Request, repo: FakeRepo, sha: str, rev: str, *, paged: bool) -> Response:
         params = req.params
         blobs: dict[str, Blob] = repo.blobs(sha)
         root = (params.get("Root") or "").strip("/")
@@ -181,13 +219,22 @@ class MsApp:
         prefix = f"{root}/" if root else ""
         entries: list[dict[str, Any]] = []
         for p in sorted(folders | set(blobs)):
-            if not p.startswith(prefix) or (not recursive and "/" in p[len(prefix):]):
+            if not p.startswith(prefix) or (not recursive and "/" in p[len(prefix) :]):
                 continue
             name = p.rsplit("/", 1)[-1]
             if p in folders:
-                entries.append({"Path": p, "Name": name, "Type": "tree", "Size": 0, "Sha256": "",
-                                "IsLFS": False, "Revision": rev,
-                                "CommitId": self.hub.commit_id(sha)})
+                entries.append(
+                    {
+                        "Path": p,
+                        "Name": name,
+                        "Type": "tree",
+                        "Size": 0,
+                        "Sha256": "",
+                        "IsLFS": False,
+                        "Revision": rev,
+                        "CommitId": self.hub.commit_id(sha),
+                    }
+                )
             else:
                 entries.append(self._file_entry(p, blobs[p], rev, sha))
         if not root:
@@ -201,12 +248,22 @@ class MsApp:
                 size = max(1, int(params.get("PageSize", "100")))
             except ValueError:
                 return _error(400, "invalid PageNumber or PageSize")
-            entries = entries[(number - 1) * size:number * size]
+            entries = entries[(number - 1) * size : number * size]
         return _envelope(200, {"Files": entries})
 
     def _file_entry(self, path: str, blob: Blob, rev: str, sha: str) -> dict[str, Any]:
         info = blob.info(path)
-        return {"Path": path, "Name": path.rsplit("/", 1)[-1], "Type": "blob",
-                "Size": self.hub.listed_size(path, info.size), "Sha256": info.sha256,
-                "IsLFS": info.lfs, "Id": info.git_oid, "Mode": "33188", "Revision": rev,
-                "CommitId": self.hub.commit_id(sha), "CommitMessage": "", "CommittedDate": _TS}
+        return {
+            "Path": path,
+            "Name": path.rsplit("/", 1)[-1],
+            "Type": "blob",
+            "Size": self.hub.listed_size(path, info.size),
+            "Sha256": info.sha256,
+            "IsLFS": info.lfs,
+            "Id": info.git_oid,
+            "Mode": "33188",
+            "Revision": rev,
+            "CommitId": self.hub.commit_id(sha),
+            "CommitMessage": "",
+            "CommittedDate": _TS,
+        }

@@ -22,8 +22,20 @@ from dataclasses import dataclass
 __all__ = ["LFS_SUFFIXES", "Blob", "FakeRepo", "FileInfo", "is_lfs"]
 
 LFS_SUFFIXES = frozenset(
-    {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".h5", ".msgpack",
-     ".npz", ".parquet", ".arrow"}
+    {
+        ".safetensors",
+        ".bin",
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".gguf",
+        ".onnx",
+        ".h5",
+        ".msgpack",
+        ".npz",
+        ".parquet",
+        ".arrow",
+    }
 )
 LFS_THRESHOLD = 1 << 20
 _BLOCK = 1 << 20
@@ -47,8 +59,9 @@ def is_lfs(path: str, size: int) -> bool:
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
     """The Git LFS pointer file that git stores instead of the content."""
-    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
-            ).encode()
+    return (
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
+    ).encode()
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -95,8 +108,9 @@ class Blob:
         data = value.encode() if isinstance(value, str) else bytes(value)
         return cls(len(data), "lit:" + hashlib.sha256(data).hexdigest(), data)
 
-    def chunks(self, start: int = 0, end: int | None = None,
-               chunk: int = _BLOCK) -> Iterator[bytes]:
+    def chunks(
+        self, start: int = 0, end: int | None = None, chunk: int = _BLOCK
+    ) -> Iterator[bytes]:
         """Yield the bytes of ``[start, end)`` in pieces of at most ``chunk`` bytes."""
         end = self.size if end is None else min(end, self.size)
         pos = start
@@ -104,13 +118,13 @@ class Blob:
         while pos < end:
             n = min(chunk, end - pos)
             if self._data is not None:
-                yield self._data[pos:pos + n]
+                yield self._data[pos : pos + n]
             else:
                 index, off = divmod(pos, _BLOCK)
                 if index != cached_index:  # generate each block once per pass
                     cached_index, cached = index, self._block(index)
                 n = min(n, _BLOCK - off)
-                yield cached[off:off + n]
+                yield cached[off : off + n]
             pos += n
 
     def _block(self, index: int) -> bytes:
@@ -171,8 +185,12 @@ class FakeRepo:
     True
     """
 
-    def __init__(self, repo_id: str, files: Mapping[str, bytes | str | int] | None = None,
-                 repo_type: str = "model") -> None:
+    def __init__(
+        self,
+        repo_id: str,
+        files: Mapping[str, bytes | str | int] | None = None,
+        repo_type: str = "model",
+    ) -> None:
         if repo_type not in ("model", "dataset"):
             raise ValueError(f"repo_type must be 'model' or 'dataset', not {repo_type!r}")
         self.repo_id = repo_id
@@ -187,8 +205,9 @@ class FakeRepo:
     def __repr__(self) -> str:
         return f"FakeRepo({self.repo_id!r}, repo_type={self.repo_type!r}, head={self.head()[:8]})"
 
-    def _add_commit(self, parent: str | None, message: str, files: dict[str, Blob],
-                    branch: str) -> str:
+    def _add_commit(
+        self, parent: str | None, message: str, files: dict[str, Blob], branch: str
+    ) -> str:
         h = hashlib.sha1(f"commit\0{parent}\0{message}\0{len(self._commits)}".encode())
         for path in sorted(files):
             h.update(f"{path}\0{files[path].key}\0".encode())
@@ -197,9 +216,13 @@ class FakeRepo:
         self._branches[branch] = sha
         return sha
 
-    def commit(self, files: Mapping[str, bytes | str | int] | None = None,
-               delete: list[str] | tuple[str, ...] = (), branch: str = "main",
-               message: str = "update") -> str:
+    def commit(
+        self,
+        files: Mapping[str, bytes | str | int] | None = None,
+        delete: list[str] | tuple[str, ...] = (),
+        branch: str = "main",
+        message: str = "update",
+    ) -> str:
         """Add a commit on ``branch`` (created from main if new); returns its 40-hex sha.
 
         Generated (``int``) files of a new commit get new content even if the size is unchanged.

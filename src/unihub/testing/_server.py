@@ -172,8 +172,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         addr = self.server.server_address
         host = self.headers.get("Host") or f"{addr[0]!s}:{addr[1]}"
-        request = Request(self.command, path, query, self.headers, self.server.name,
-                          "http://" + host, body)
+        request = Request(
+            self.command, path, query, self.headers, self.server.name, "http://" + host, body
+        )
         try:
             response = backend.dispatch(request)
         except Exception:  # a bug in a fake must be loud, not a silently dropped connection
@@ -207,8 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
         if response.fault is not None:
             limit = response.start + response.length // 2
         for piece in response.blob.chunks(response.start, limit, 256 * 1024):
-            self._write(piece.translate(CORRUPT) if response.corrupt else piece,
-                        response.stat_key)
+            self._write(piece.translate(CORRUPT) if response.corrupt else piece, response.stat_key)
         if response.fault == "drop":
             self.close_connection = True
             with contextlib.suppress(OSError):
@@ -236,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
             # Counted before the write, so a client that has read the body sees it counted.
             backend.count_bytes(key, len(piece))
             self.wfile.write(piece)
-            view = view[len(piece):]
+            view = view[len(piece) :]
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _serve
 
@@ -275,8 +275,9 @@ class _HTTPServer(ThreadingHTTPServer):
 class Listener:
     """One listening port serving ``backend`` in a background thread."""
 
-    def __init__(self, backend: Backend, name: str = "main", host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, backend: Backend, name: str = "main", host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._server = _HTTPServer(backend, name, host, port)
         self._thread: threading.Thread | None = None
         addr = self._server.server_address
@@ -289,8 +290,9 @@ class Listener:
 
     def start(self) -> None:
         serve: Callable[..., None] = self._server.serve_forever
-        self._thread = threading.Thread(target=serve, kwargs={"poll_interval": 0.05},
-                                        name=f"fakehub-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=serve, kwargs={"poll_interval": 0.05}, name=f"fakehub-{self.port}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -299,4 +301,3 @@ class Listener:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
