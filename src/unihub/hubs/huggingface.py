@@ -25,8 +25,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urljoin
 
-import httpx2
-
 from ..auth import hf_token
 from ..errors import (
     AuthRequiredError,
@@ -40,8 +38,8 @@ from ..errors import (
     UnsafePathError,
 )
 from ..models import GIT_OID_RE, SHA256_RE, Manifest, RepoFile, RepoType, is_commit_sha
-from ..sources import Source
-from ._http import HTML_HINT, HubHttp, Reply, parse_json, same_origin
+from ._adapter import HubAdapter
+from ._http import HTML_HINT, Reply, parse_json, same_origin
 from .base import check_repo_id, validate_repo_path
 
 __all__ = ["HuggingFaceHub"]
@@ -53,32 +51,11 @@ _BLOCKED_HINT = "The source refuses this request (region or network block); try 
 _PRIVATE_HINT = "Check the id, or pass a token if it is private (token= or HF_TOKEN)"
 
 
-class HuggingFaceHub:
+class HuggingFaceHub(HubAdapter):
     """One Hugging Face protocol source. See the module docstring for the requests."""
 
-    def __init__(
-        self,
-        source: Source,
-        *,
-        token: str | bool | None = None,
-        client: httpx2.Client | None = None,
-        timeout: float | httpx2.Timeout | None = None,
-    ) -> None:
-        self.source = source
-        self._token = hf_token(token)
-        self._http = HubHttp(source, client=client, timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"HuggingFaceHub({self.source.spec!r}, token={'yes' if self._token else 'no'})"
-
-    def __enter__(self) -> HuggingFaceHub:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
+    def _find_token(self, explicit: str | bool | None) -> str | None:
+        return hf_token(explicit)
 
     def auth_headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self._token}"} if self._token else {}
@@ -227,11 +204,6 @@ class HuggingFaceHub:
                 raise
             commit, repo_file = self._head(repo_id, path, repo_type, "main")
         return Manifest(repo_id, repo_type, rev, commit, self.source.name, [repo_file])
-
-    def file_info(
-        self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str | None = None
-    ) -> RepoFile:
-        return self.file_manifest(repo_id, path, repo_type=repo_type, revision=revision).files[0]
 
     def check_access(
         self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str

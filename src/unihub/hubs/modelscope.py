@@ -37,8 +37,6 @@ import re
 from typing import Any
 from urllib.parse import quote_plus
 
-import httpx2
-
 from ..auth import ms_token
 from ..errors import (
     AuthRequiredError,
@@ -52,8 +50,8 @@ from ..errors import (
     UnsafePathError,
 )
 from ..models import SHA256_RE, Manifest, RepoFile, RepoType
-from ..sources import Source
-from ._http import HTML_HINT, HubHttp, Reply, parse_json
+from ._adapter import HubAdapter
+from ._http import HTML_HINT, Reply, parse_json
 from .base import check_repo_id, validate_repo_path
 
 __all__ = ["ModelScopeHub"]
@@ -70,32 +68,11 @@ _BLOCKED_HINT = "The source refuses this request (region or network block); try 
 _NOT_FOUND_WORDS = ("not exist", "not found", "不存在", "notexist", "notfound")
 
 
-class ModelScopeHub:
+class ModelScopeHub(HubAdapter):
     """One ModelScope protocol source. See the module docstring for the requests."""
 
-    def __init__(
-        self,
-        source: Source,
-        *,
-        token: str | bool | None = None,
-        client: httpx2.Client | None = None,
-        timeout: float | httpx2.Timeout | None = None,
-    ) -> None:
-        self.source = source
-        self._token = ms_token(token)
-        self._http = HubHttp(source, client=client, timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"ModelScopeHub({self.source.spec!r}, token={'yes' if self._token else 'no'})"
-
-    def __enter__(self) -> ModelScopeHub:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
+    def _find_token(self, explicit: str | bool | None) -> str | None:
+        return ms_token(explicit)
 
     def auth_headers(self) -> dict[str, str]:
         if not self._token:
@@ -323,11 +300,6 @@ class ModelScopeHub:
             )
         manifest.files = [found]
         return manifest
-
-    def file_info(
-        self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str | None = None
-    ) -> RepoFile:
-        return self.file_manifest(repo_id, path, repo_type=repo_type, revision=revision).files[0]
 
     def check_access(
         self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str
