@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import ConfigError, EntryNotFoundError
@@ -36,6 +37,7 @@ logger = logging.getLogger("unihub")
 
 ProgressArg = bool | Callable[[ProgressEvent], None] | None
 _TRUTHY = {"1", "on", "yes", "true"}
+_PUBLISH_WORKERS = 8
 
 
 def _env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
@@ -161,7 +163,10 @@ def _fetch(
             progress=progress,
             verify=verify,
         )
-    return [layout.publish(target) for target in targets]
+    # Publishing is file-system work (locks, metadata, symlinks): done in parallel it costs
+    # little even for thousands of small files.
+    with ThreadPoolExecutor(max_workers=_PUBLISH_WORKERS) as pool:
+        return list(pool.map(layout.publish, targets))
 
 
 def _offline_requested(offline: bool) -> bool:

@@ -83,7 +83,8 @@ def test_ramp_stops_when_throughput_stops_rising(tmp_path: Path) -> None:
     with FakeHub(
         "hf", repos=[repo], cdn=None, per_connection_rate=RATE, total_rate=4 * RATE
     ) as hub:
-        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=FAST)
+        opts = replace(FAST, initial_connections=4)
+        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
         peak = hub.stats.peak_connections
     assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
     assert 4 <= peak <= 10, peak

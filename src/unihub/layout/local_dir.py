@@ -164,10 +164,9 @@ class LocalDirLayout:
         if etag is None:  # small regular file listed without git oid: compute it
             etag = git_blob_sha1(final)
             self._blob_ids[f.path] = etag
-        with self.lock(f.path):
-            atomic_write_text(
-                self.metadata_path(f.path), f"{target.commit}\n{etag}\n{time.time()}\n"
-            )
+        # No file lock: huggingface_hub locks because it writes in place; an atomic replace
+        # leaves readers either the old or the new metadata, and saves a lock file per file.
+        atomic_write_text(self.metadata_path(f.path), f"{target.commit}\n{etag}\n{time.time()}\n")
         return final
 
     def _bookkeeping(self) -> None:

@@ -1,11 +1,13 @@
 """``download_files``: many files in parallel under one connection budget.
 
 ``max_workers`` threads take files from a queue (largest first, so big files start early and
-small ones fill the gaps); a file of at most ``small_file_threshold`` bytes is one plain GET
-(:mod:`.small`), a larger one a ranged multi-connection transfer (:mod:`.filetask`) under
-an inter-process lock (:mod:`.locking`). Every connection of every file counts against
-``max_total_connections``. One shared ``httpx2.Client`` (keep-alive pool sized to the budget,
-``trust_env=True`` so HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply) serves everything.
+small ones fill the gaps), and up to ``small_file_workers`` more take only small files (those
+are bound by round trips, not bandwidth); a file of at most ``small_file_threshold`` bytes is
+one plain GET (:mod:`.small`), a larger one a ranged multi-connection transfer
+(:mod:`.filetask`) under an inter-process lock (:mod:`.locking`). Every connection of every
+file counts against ``max_total_connections``. One shared ``httpx2.Client`` (keep-alive pool
+sized to the budget, ``trust_env=True`` so HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply) serves
+everything.
 
 Errors: the first failure stops starting new files; files already running finish; then that
 failure is raised (only :mod:`unihub.errors` types). Ctrl+C sets a cancel flag that every
@@ -175,19 +177,30 @@ def download_files(
     ctx = Context(http, opts, reporter, verify)
     results: list[Path | None] = [None] * len(jobs)
     errors: list[BaseException] = []
-    todo: queue.Queue[int] = queue.Queue()
+    # Large files first (they start early, small ones fill the gaps); small files also get
+    # their own workers: they are bound by round trips, not bandwidth.
+    big: queue.Queue[int] = queue.Queue()
+    small: queue.Queue[int] = queue.Queue()
     for i in sorted(range(len(jobs)), key=lambda i: -jobs[i].size):
-        todo.put(i)
+        (small if jobs[i].size <= opts.small_file_threshold else big).put(i)
+    n_small = small.qsize()
     all_done = threading.Event()
     lock = threading.Lock()
     running = [0]
 
-    def work() -> None:
+    def next_job(queues: tuple[queue.Queue[int], ...]) -> int | None:
+        for q in queues:
+            try:
+                return q.get_nowait()
+            except queue.Empty:
+                continue
+        return None
+
+    def work(queues: tuple[queue.Queue[int], ...]) -> None:
         try:
             while not ctx.cancel.is_set() and not errors:
-                try:
-                    i = todo.get_nowait()
-                except queue.Empty:
+                i = next_job(queues)
+                if i is None:
                     return
                 job = jobs[i]
                 try:
@@ -206,11 +219,15 @@ def download_files(
                     all_done.set()
 
     reporter.start(sum(j.size for j in jobs), len(jobs))
-    n_threads = min(opts.max_workers, len(jobs))
-    running[0] = n_threads
+    n_general = min(opts.max_workers, len(jobs))
+    n_extra = min(opts.small_file_workers, max(0, n_small - n_general))
+    running[0] = n_general + n_extra
     threads = [
-        threading.Thread(target=work, daemon=True, name=f"unihub-file-{k}")
-        for k in range(n_threads)
+        threading.Thread(target=work, args=((big, small),), daemon=True, name=f"unihub-file-{k}")
+        for k in range(n_general)
+    ] + [
+        threading.Thread(target=work, args=((small,),), daemon=True, name=f"unihub-small-{k}")
+        for k in range(n_extra)
     ]
     try:
         for t in threads:

@@ -82,6 +82,8 @@ class TransferOptions:
       the bytes the server already pushed into the socket for the shortened range).
     - ``small_file_threshold``: files up to this size are fetched with one plain GET into a
       unique temporary file (no journal, no lock, no ranges).
+    - ``small_file_workers``: extra threads, beyond ``max_workers``, that take only small
+      files (many small files are bound by round trips, not bandwidth).
     - ``stall_timeout``: seconds without a byte after which a range request is reissued.
     - ``max_retries``: attempts per range without progress before the file fails.
     - ``mirror_max_failures``: failures after which a mirror is dropped for that file (the
@@ -91,7 +93,7 @@ class TransferOptions:
     """
 
     connections: int = 16
-    initial_connections: int = 4
+    initial_connections: int = 8
     max_workers: int = 8
     max_total_connections: int = 64
     chunk_size: int = 8 * MiB
@@ -99,6 +101,7 @@ class TransferOptions:
     steal_after: float = 2.0
     read_size: int = 256 * 1024
     small_file_threshold: int = 2 * MiB
+    small_file_workers: int = 24
     stall_timeout: float = 10.0
     connect_timeout: float = 10.0
     max_retries: int = 8
@@ -106,8 +109,8 @@ class TransferOptions:
     backoff_max: float = 10.0
     max_retry_after: float = 60.0
     mirror_max_failures: int = 4
-    ramp_interval: float = 1.0
-    journal_interval: float = 0.25
+    ramp_interval: float = 0.5
+    journal_interval: float = 0.05
     check_free_space: bool = True
     use_hf_transfer: bool | None = None
     hf_transfer_min_size: int = 64 * MiB
