@@ -1,7 +1,8 @@
 """The ``unihub`` command line (also ``python -m unihub``).
 
 Exit status 0 on success; on failure a one-line cause on stderr and a non-zero status
-(1: unihub error, 2: bad usage, 130: interrupted — run the same command again to resume).
+(1: unihub error, 2: bad usage, 3: internal error, 130: interrupted — run the same command
+again to resume).
 """
 
 from __future__ import annotations
@@ -205,6 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"unihub: error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a bug: still one line, the traceback only with -vv
+        if args.verbose >= 2:
+            logging.getLogger("unihub").exception("internal error")
+        print(
+            f"unihub: internal error: {type(exc).__name__}: {exc} (run with -vv for details, "
+            "and please report it)",
+            file=sys.stderr,
+        )
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover
