@@ -126,10 +126,14 @@ class FileTransfer:
             self._fd_release()
 
     def _reset_state(self, done: RangeSet) -> None:
+        # At least two chunks per possible connection, so added connections (and other
+        # mirrors) find unassigned work instead of waiting to split a busy range; chunk_size
+        # is the upper bound, min_split the lower one.
+        chunk = min(self.opts.chunk_size, self.size // (2 * max(1, self.opts.connections)))
         self.sched = Scheduler(
             self.size,
             done,
-            self.opts.chunk_size,
+            max(chunk, self.opts.min_split),
             self.opts.min_split,
             self.opts.read_size,
             self.opts.steal_after,
