@@ -6,7 +6,6 @@
     <local_dir>/.cache/huggingface/.gitignore                        "*"
     <local_dir>/.cache/huggingface/CACHEDIR.TAG
     <local_dir>/.cache/huggingface/download/<path>.metadata          "<commit>\\n<etag>\\n<time>\\n"
-    <local_dir>/.cache/huggingface/download/<path>.lock              metadata lock
     <local_dir>/.cache/huggingface/download/<path>.unihub-partial    engine's partial data + journal
     <local_dir>/.cache/huggingface/trees/<commit>.json               tree-listing cache
 
@@ -20,15 +19,11 @@ huggingface_hub's ``snapshot_download(local_dir=...)``, nothing is written to th
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from filelock import FileLock
 
 from ..errors import TransferError, UnsafePathError
 from ..models import Manifest, RepoFile, RepoType
@@ -85,8 +80,6 @@ class LocalDirLayout:
         self.repo_type: RepoType = repo_type
         self.hf_dir = self.root / ".cache" / "huggingface"
         self.download_dir = self.hf_dir / "download"
-        self._locks: dict[Path, FileLock] = {}
-        self._state = threading.Lock()
         self._blob_ids: dict[str, str] = {}
 
     def _parts(self, path: str) -> tuple[str, ...]:
@@ -105,18 +98,6 @@ class LocalDirLayout:
     def metadata_path(self, path: str) -> Path:
         parts = self._parts(path)
         return self.download_dir.joinpath(*parts[:-1], parts[-1] + ".metadata")
-
-    @contextlib.contextmanager
-    def lock(self, path: str) -> Iterator[None]:
-        """huggingface_hub's metadata lock for ``path`` (``download/<path>.lock``)."""
-        lock_path = self.metadata_path(path).with_suffix(".lock")
-        with self._state:
-            lock = self._locks.get(lock_path)
-            if lock is None:
-                lock_path.parent.mkdir(parents=True, exist_ok=True)
-                lock = self._locks[lock_path] = FileLock(lock_path, mode=0o664)
-        with lock:
-            yield
 
     def targets(self, manifest: Manifest, files: Sequence[RepoFile]) -> list[Target]:
         """One :class:`Target` per file; raises ``UnsafePathError`` before writing anything.
