@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .envflags import env_flag
 from .errors import ConfigError, EntryNotFoundError
 from .ids import map_id, parse_repo_ref
 from .layout import CacheLayout, LocalDirLayout, find_offline
@@ -36,12 +37,7 @@ __all__ = ["download", "list_files", "snapshot"]
 logger = logging.getLogger("unihub")
 
 ProgressArg = bool | Callable[[ProgressEvent], None] | None
-_TRUTHY = {"1", "on", "yes", "true"}
 _PUBLISH_WORKERS = 8
-
-
-def _env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
-    return (environ if environ is not None else os.environ).get(name, "").strip().lower() in _TRUTHY
 
 
 def _probe_deadline() -> float:
@@ -170,7 +166,7 @@ def _fetch(
 
 
 def _offline_requested(offline: bool) -> bool:
-    return offline or _env_flag("HF_HUB_OFFLINE") or _env_flag("UNIHUB_OFFLINE")
+    return offline or env_flag("HF_HUB_OFFLINE") or env_flag("UNIHUB_OFFLINE")
 
 
 def _select(

@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from .envflags import env_flag
 from .errors import ConfigError
 
 __all__ = ["hf_token", "ms_token"]
-
-_TRUE = {"1", "on", "yes", "true"}
 
 
 def _clean(token: str | None) -> str | None:
@@ -43,8 +42,7 @@ def hf_token(
         return _clean(explicit)
     if explicit is False:
         return None
-    env = os.environ if environ is None else environ
-    if explicit is None and env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN", "").strip().lower() in _TRUE:
+    if explicit is None and env_flag("HF_HUB_DISABLE_IMPLICIT_TOKEN", environ):
         return None
     try:
         from huggingface_hub import get_token

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from ..envflags import env_flag
 from ..errors import UnsafePathError
 from ..models import Manifest, RepoFile, RepoType, is_commit_sha
 
@@ -78,12 +79,6 @@ class Target:
     present: bool
     path: Path
     commit: str
-
-
-def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
-    """huggingface_hub's truthiness for env flags: ``1``, ``ON``, ``YES``, ``TRUE``."""
-    env = os.environ if environ is None else environ
-    return env.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..envflags import env_flag
 from ..progress import EventKind, ProgressEvent
 from .context import Cancelled, Context
 from .jobs import FileJob
@@ -57,8 +58,7 @@ def available() -> bool:
 
 
 def _env_on() -> bool:
-    value = os.environ.get("HF_HUB_ENABLE_HF_TRANSFER", "").strip().lower()
-    return value in ("1", "on", "yes", "true")
+    return env_flag("HF_HUB_ENABLE_HF_TRANSFER")
 
 
 def fits(job: FileJob, ctx: Context) -> bool:
