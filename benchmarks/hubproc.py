@@ -39,10 +39,16 @@ class HubSpec:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "repo_id": self.repo_id, "files": self.files,
-            "knobs": {"per_connection_rate": self.per_connection_rate,
-                      "total_rate": self.total_rate, "latency": self.latency,
-                      "blackhole": self.blackhole, "page_size": self.page_size},
+            "kind": self.kind,
+            "repo_id": self.repo_id,
+            "files": self.files,
+            "knobs": {
+                "per_connection_rate": self.per_connection_rate,
+                "total_rate": self.total_rate,
+                "latency": self.latency,
+                "blackhole": self.blackhole,
+                "page_size": self.page_size,
+            },
             "faults": self.faults,
         }
 
@@ -62,7 +68,10 @@ class HubProcess:
         self.spec = spec
         self._proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         self._lock = threading.Lock()
         hello = self._call(spec.to_json())
@@ -161,21 +170,6 @@ def _stats(hub: Any) -> dict[str, Any]:
     }
 
 
-def _no_nagle() -> None:
-    """Answer with TCP_NODELAY, as production HTTP servers and CDNs do.
-
-    Without it a keep-alive response (headers and body written separately) waits ~40 ms for
-    the client's delayed ACK: every request on a reused connection costs 40 ms more, which
-    capped every tool at ~150-200 small files/s regardless of concurrency. A bench-side
-    patch of the fake's handler class until ``unihub.testing`` sets it itself.
-    """
-    from unihub.testing import _server
-
-    handler = getattr(_server, "_Handler", None)
-    if handler is not None:
-        handler.disable_nagle_algorithm = True
-
-
 SMALL = 1 << 20
 
 
@@ -198,8 +192,6 @@ def _materialize_small(files: dict[str, int | str]) -> dict[str, bytes | int | s
 
 def _serve(stdin: IO[str], stdout: IO[str]) -> None:
     from unihub.testing import FakeHub, FakeRepo
-
-    _no_nagle()
 
     spec = json.loads(stdin.readline())
     repo = FakeRepo(spec["repo_id"], files=_materialize_small(spec["files"]))
