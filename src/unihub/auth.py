@@ -1,79 +1,75 @@
-"""Token discovery, per protocol: a token is looked up for one hub protocol and sent only there.
+"""Tokens, per protocol: a token is looked up for one hub protocol and sent only there.
 
-- ``hf_token``: the ``token=`` argument wins (``False``: none); otherwise
-  ``huggingface_hub.get_token()``, which honours ``HF_TOKEN`` (and the legacy
-  ``HUGGING_FACE_HUB_TOKEN``), the token file (``HF_TOKEN_PATH``, default
-  ``$HF_HOME/token``) and CI OIDC, exactly as huggingface_hub itself does. With
-  ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` set, only an explicit token (or ``True``) is used.
-- ``ms_token``: the argument wins, else ``MODELSCOPE_API_TOKEN``. The official client also reads
-  a *pickled* cookie jar under ``~/.modelscope/credentials``; unihub does not unpickle files.
+:func:`resolve_tokens` turns the ``token=`` argument and the :class:`~unihub.settings.Settings`
+into one :class:`Tokens` value for the whole call:
 
-Tokens are never logged and never put in exception messages.
+- ``hf`` (Hugging Face protocol sources): a string ``token=`` is used as is (empty: none);
+  ``False``: none; ``True``: the discovered token, which must exist; ``None``: the discovered
+  token (``HF_TOKEN``, the token file, as huggingface_hub's ``get_token``) unless
+  ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` is set.
+- ``ms`` (ModelScope sources): ``MODELSCOPE_API_TOKEN``, except with ``token=False``, which
+  means no implicit token for any hub. The official client also reads a *pickled* cookie jar
+  under ``~/.modelscope/credentials``; unihub does not unpickle files.
+
+Tokens are never logged, never put in exception messages, never shown by ``repr``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from .envflags import env_flag
 from .errors import ConfigError
+from .settings import Settings
 
-__all__ = ["hf_token", "ms_token"]
+__all__ = ["Tokens", "hf_token", "ms_token", "resolve_tokens"]
 
 
-def _clean(token: str | None) -> str | None:
-    if token is None:
-        return None
+@dataclass(frozen=True)
+class Tokens:
+    """The token of each protocol for one call (None: send none)."""
+
+    hf: str | None = field(default=None, repr=False)
+    ms: str | None = field(default=None, repr=False)
+
+    def for_protocol(self, protocol: str) -> str | None:
+        return self.hf if protocol == "hf" else self.ms if protocol == "ms" else None
+
+
+def _clean(token: str) -> str | None:
     return token.replace("\r", "").replace("\n", "").strip() or None
 
 
-def hf_token(
-    explicit: str | bool | None = None, environ: Mapping[str, str] | None = None
-) -> str | None:
-    """The Hugging Face token to send to ``hf`` sources, or None.
-
-    ``explicit``: a string is used as is (an empty string means none); ``False``: none;
-    ``True``: the discovered token, which must exist; ``None``: the discovered token unless
-    ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` is set. ``environ`` is read for that flag only;
-    ``huggingface_hub.get_token()`` reads the real environment and token file.
-    """
-    if isinstance(explicit, str):
-        return _clean(explicit)
-    if explicit is False:
-        return None
-    if explicit is None and env_flag("HF_HUB_DISABLE_IMPLICIT_TOKEN", environ):
-        return None
-    try:
-        from huggingface_hub import get_token
-
-        token = _clean(get_token())
-    except Exception as exc:  # OIDC exchange failure, unreadable token file, ...
+def resolve_tokens(explicit: str | bool | None, settings: Settings) -> Tokens:
+    """The tokens of one call, from the ``token=`` argument and the settings (see above)."""
+    if explicit is not None and not isinstance(explicit, (str, bool)):
         raise ConfigError(
-            f"could not read the Hugging Face token ({type(exc).__name__})",
+            f"token must be a string, True, False or None, not {type(explicit).__name__}"
+        )
+    if explicit is False:
+        return Tokens()
+    if isinstance(explicit, str):
+        return Tokens(hf=_clean(explicit), ms=settings.ms_token)
+    if explicit is None and not settings.implicit_token:
+        return Tokens(hf=None, ms=settings.ms_token)
+    if settings.hf_token_error and settings.hf_token is None:
+        raise ConfigError(
+            settings.hf_token_error,
             hint="Set HF_TOKEN, run `hf auth login`, or pass token=False",
-        ) from exc
-    if explicit is True and token is None:
+        )
+    if explicit is True and settings.hf_token is None:
         raise ConfigError(
             "token=True but no Hugging Face token was found",
             hint="Set HF_TOKEN or run `hf auth login`",
         )
-    return token
+    return Tokens(hf=settings.hf_token, ms=settings.ms_token)
 
 
-def ms_token(
-    explicit: str | bool | None = None, environ: Mapping[str, str] | None = None
-) -> str | None:
-    """The ModelScope token to send to ``ms`` sources, or None (argument, then env)."""
+# Compatibility for the hub adapters until they take a Session (removed with that change).
+def hf_token(explicit: str | bool | None = None, environ: object = None) -> str | None:
+    return resolve_tokens(explicit, Settings.from_env()).hf
+
+
+def ms_token(explicit: str | bool | None = None, environ: object = None) -> str | None:
     if isinstance(explicit, str):
         return _clean(explicit)
-    if explicit is False:
-        return None
-    env = os.environ if environ is None else environ
-    token = _clean(env.get("MODELSCOPE_API_TOKEN"))
-    if explicit is True and token is None:
-        raise ConfigError(
-            "token=True but no ModelScope token was found",
-            hint="Set MODELSCOPE_API_TOKEN or pass the token",
-        )
-    return token
+    return resolve_tokens(False if explicit is False else None, Settings.from_env()).ms

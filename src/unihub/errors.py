@@ -12,7 +12,7 @@
     │   │   └── GatedRepoError                     gated: accept the terms, pass a token
     │   ├── UnsafePathError (ValueError)           listing entry escapes the target folder
     │   └── BadResponseError                       HTML block page / captive portal / junk JSON
-    ├── SourceUnavailableError (ConnectionError)   could not talk to a source at all
+    ├── SourceUnavailableError (ConnectionError)   could not talk to a source at all; ``.kind``
     │   └── AllSourcesFailedError                  every source failed; ``.reasons`` per source
     ├── TransferError                       bytes did not arrive as promised
     │   ├── DownloadFailedError                    retry budget exhausted; partial data kept
@@ -22,11 +22,16 @@
     └── OfflineError                        offline mode and the files are not on disk
 
 Every error carries the repo, the source and a hint where they are known, and prints as
-one line suitable for the CLI. No exception of httpx2, huggingface_hub or modelscope leaves
-unihub: they are translated at the hub and transport boundaries (``raise ... from exc``).
+one line suitable for the CLI. What went wrong is a type (and, for ``SourceUnavailableError``
+and ``BadResponseError``, a :class:`Failure` ``kind``), never only words in a message: probe
+statuses and plan decisions are derived from those, not from message text. No exception of
+httpx2, huggingface_hub or modelscope leaves unihub: they are translated at the hub and
+transport boundaries (``raise ... from exc``).
 """
 
 from __future__ import annotations
+
+from enum import Enum
 
 __all__ = [
     "AllSourcesFailedError",
@@ -37,6 +42,7 @@ __all__ = [
     "DiskSpaceError",
     "DownloadFailedError",
     "EntryNotFoundError",
+    "Failure",
     "GatedRepoError",
     "HubError",
     "IntegrityError",
@@ -48,6 +54,26 @@ __all__ = [
     "UnihubError",
     "UnsafePathError",
 ]
+
+
+class Failure(str, Enum):
+    """Why a source could not be used: the structured ``kind`` of an error.
+
+    ``TIMEOUT``: no answer in time (blackhole, dead proxy); ``TOO_SLOW``: it answered but a
+    body came slower than the minimum rate or past its deadline; ``REFUSED``: could not connect
+    (refused, DNS, unroutable); ``DROPPED``: the connection broke mid-answer; ``BLOCKED``: a
+    403/451 or an HTML page (firewall, captive portal); ``SERVER``: 429/5xx; ``PROTOCOL``:
+    an answer that is not the hub's protocol (junk, wrong headers); ``OTHER``: anything else.
+    """
+
+    TIMEOUT = "timeout"
+    TOO_SLOW = "too-slow"
+    REFUSED = "refused"
+    DROPPED = "dropped"
+    BLOCKED = "blocked"
+    SERVER = "server"
+    PROTOCOL = "protocol"
+    OTHER = "other"
 
 
 class UnihubError(Exception):
@@ -133,11 +159,45 @@ class UnsafePathError(HubError, ValueError):
 
 
 class BadResponseError(HubError):
-    """The hub sent something that is not its protocol (an HTML block page, broken JSON)."""
+    """The hub sent something that is not its protocol (an HTML block page, broken JSON).
+
+    ``kind`` is :attr:`Failure.BLOCKED` for an HTML page, else :attr:`Failure.PROTOCOL`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: Failure = Failure.PROTOCOL,
+        repo_id: str | None = None,
+        source: str | None = None,
+        path: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, repo_id=repo_id, source=source, path=path, hint=hint)
+        self.kind = kind
 
 
 class SourceUnavailableError(UnihubError, ConnectionError):
-    """A source could not be reached or kept failing (DNS, refused, timeout, 5xx)."""
+    """A source could not be reached or kept failing (DNS, refused, timeout, 5xx).
+
+    ``kind`` (:class:`Failure`) says how; ``attempts`` how many tries were made.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: Failure = Failure.OTHER,
+        attempts: int = 1,
+        repo_id: str | None = None,
+        source: str | None = None,
+        path: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, repo_id=repo_id, source=source, path=path, hint=hint)
+        self.kind = kind
+        self.attempts = attempts
 
 
 class AllSourcesFailedError(SourceUnavailableError):
@@ -162,7 +222,23 @@ class TransferError(UnihubError):
 
 
 class DownloadFailedError(TransferError):
-    """The retry budget ran out; the partial file is kept for the next run."""
+    """The retry budget ran out; the partial file is kept for the next run.
+
+    ``attempts`` is the number of tries made on the last failing range (0 when unknown).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int = 0,
+        repo_id: str | None = None,
+        source: str | None = None,
+        path: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, repo_id=repo_id, source=source, path=path, hint=hint)
+        self.attempts = attempts
 
 
 class IntegrityError(TransferError):

@@ -1,48 +1,62 @@
-"""Where bytes may come from: parsing ``sources`` strings, defaults and env precedence.
+"""Where bytes may come from: parsing ``sources`` strings, defaults and precedence.
 
-A source is ``"<protocol>=<base url>"`` with protocol ``hf`` (Hugging Face protocol:
-huggingface.co, hf-mirror.com, any HF-compatible mirror) or ``ms`` (ModelScope protocol),
-or one of the names ``huggingface``, ``hf-mirror``, ``modelscope``.
+A source is ``"<protocol>=<base url>"`` with a protocol of the registry
+(:mod:`unihub.hubs.registry`: ``hf`` for Hugging Face, hf-mirror.com and any HF-compatible
+mirror, ``ms`` for ModelScope), or one of the public names ``huggingface``, ``hf-mirror``,
+``modelscope``.
 
-Precedence: the ``sources=`` argument, then ``UNIHUB_SOURCES`` (same strings, comma
-separated), then the defaults (all three public hubs, in that order). ``HF_ENDPOINT``
-replaces the default Hugging Face endpoint; ``MODELSCOPE_ENDPOINT`` (or the older
-``MODELSCOPE_DOMAIN``, scheme optional) the default ModelScope one.
+Precedence: the ``sources=`` argument, then ``UNIHUB_SOURCES`` (same strings, comma separated,
+read into :class:`~unihub.settings.Settings`), then the defaults (every public endpoint of the
+registry, in order). ``HF_ENDPOINT`` replaces the default Hugging Face endpoint;
+``MODELSCOPE_ENDPOINT`` (or the older ``MODELSCOPE_DOMAIN``) the default ModelScope one.
+
+Credentials in a URL (``hf=https://user:password@mirror.lan``) are taken out of it at parse
+time: ``Source.endpoint`` and ``Source.name`` never hold them (so no error, log or journal can),
+and the session sends them as HTTP basic auth to that origin only.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Literal
-from urllib.parse import urlsplit
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ConfigError
+from .hubs.registry import PROTOCOLS, ProtocolName
+from .settings import Settings
 
 __all__ = ["Protocol", "Source", "default_sources", "parse_source", "resolve_sources"]
 
-Protocol = Literal["hf", "ms"]
+Protocol = ProtocolName
 
-HUGGINGFACE_URL = "https://huggingface.co"
-HF_MIRROR_URL = "https://hf-mirror.com"
-MODELSCOPE_URL = "https://modelscope.cn"
+_SYNTAX_HINT = (
+    "Write sources as '<protocol>=https://host' ("
+    + ", ".join(f"{p}=" for p in PROTOCOLS)
+    + ") or one of: "
+    + ", ".join(name for s in PROTOCOLS.values() for name, _ in s.public)
+)
 
 
 @dataclass(frozen=True)
 class Source:
-    """One hub endpoint speaking one protocol. ``name`` is what logs and tables show."""
+    """One hub endpoint speaking one protocol. ``name`` is what logs and tables show.
+
+    ``basic_auth``: the ``Authorization`` value for credentials that were in the URL (never
+    shown, never compared).
+    """
 
     protocol: Protocol
     endpoint: str
     name: str
+    basic_auth: str | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return self.name
 
     @property
     def spec(self) -> str:
-        """The ``protocol=url`` string that parses back to this source."""
+        """The ``protocol=url`` string that parses back to this source (without credentials)."""
         return f"{self.protocol}={self.endpoint}"
 
     @property
@@ -50,78 +64,90 @@ class Source:
         return urlsplit(self.endpoint).netloc
 
 
-def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
-    return os.environ if environ is None else environ
+def _settings(settings: Settings | None) -> Settings:
+    return settings if settings is not None else Settings.from_env()
 
 
-def _hf_endpoint(environ: Mapping[str, str]) -> str:
-    return (environ.get("HF_ENDPOINT") or HUGGINGFACE_URL).rstrip("/")
+def _split_url(url: str, text: str) -> tuple[str, str | None]:
+    """(endpoint without credentials or trailing ``/``, basic auth value or None)."""
+
+    def bad(why: str) -> ConfigError:
+        # Never echo the URL itself: it may hold a password.
+        return ConfigError(f"invalid source: {why}", hint=_SYNTAX_HINT)
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a bad port
+        host = parts.hostname
+    except ValueError as exc:
+        raise bad(f"malformed URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise bad(f"not an http(s) URL with a host: {_shown(text)!r}")
+    auth = None
+    if parts.username is not None or parts.password is not None:
+        user = unquote(parts.username or "")
+        password = unquote(parts.password or "")
+        auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    netloc = parts.netloc.rpartition("@")[2]
+    del port
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")).rstrip("/"), auth
 
 
-def _ms_endpoint(environ: Mapping[str, str]) -> str:
-    url = environ.get("MODELSCOPE_ENDPOINT")
-    if not url and environ.get("MODELSCOPE_DOMAIN"):
-        url = environ["MODELSCOPE_DOMAIN"]
-        if "://" not in url:
-            url = "https://" + url
-    return (url or MODELSCOPE_URL).rstrip("/")
+def _shown(text: str) -> str:
+    """``text`` with any ``user:password@`` removed."""
+    head, sep, tail = text.partition("://")
+    if sep and "@" in tail.split("/", 1)[0]:
+        tail = tail.split("@", 1)[1]
+    return head + sep + tail
 
 
-def _check_url(url: str, text: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(
-            f"invalid source {text!r}: {url!r} is not an http(s) URL",
-            hint="Write sources as 'hf=https://host' or 'ms=https://host', "
-            "or one of: huggingface, hf-mirror, modelscope",
-        )
-    return url.rstrip("/")
+def _public(protocol: str, settings: Settings) -> list[tuple[str, str]]:
+    """(name, url) of a protocol's public endpoints, the first replaced by its env setting."""
+    entries = list(PROTOCOLS[protocol].public)
+    override = {"hf": settings.hf_endpoint, "ms": settings.ms_endpoint}.get(protocol)
+    if override:
+        entries[0] = (entries[0][0], override)
+    return entries
 
 
-def _name_for(protocol: Protocol, url: str, environ: Mapping[str, str]) -> str:
-    if protocol == "hf" and url == HUGGINGFACE_URL:
-        return "huggingface"
-    if protocol == "hf" and url == HF_MIRROR_URL:
-        return "hf-mirror"
-    if protocol == "ms" and url == MODELSCOPE_URL:
-        return "modelscope"
+def _name_for(protocol: str, url: str) -> str:
+    for name, public_url in PROTOCOLS[protocol].public:
+        if url == public_url:
+            return name
     return f"{protocol}:{urlsplit(url).netloc}"
 
 
-def parse_source(text: str, environ: Mapping[str, str] | None = None) -> Source:
+def _make(protocol: str, url: str, text: str) -> Source:
+    endpoint, auth = _split_url(url, text)
+    proto: Protocol = "hf" if protocol == "hf" else "ms"
+    return Source(proto, endpoint, _name_for(protocol, endpoint), auth)
+
+
+def parse_source(text: str, settings: Settings | None = None) -> Source:
     """Parse one source string. Raises :class:`ConfigError` on anything else."""
-    env = _env(environ)
+    if not isinstance(text, str):
+        raise ConfigError(f"a source must be a string, not {type(text).__name__}")
     raw = text.strip()
     key = raw.lower()
-    if key in ("huggingface", "hf"):
-        url = _hf_endpoint(env)
-        return Source(
-            "hf", url, "huggingface" if url == HUGGINGFACE_URL else _name_for("hf", url, env)
-        )
-    if key in ("hf-mirror", "hfmirror"):
-        return Source("hf", HF_MIRROR_URL, "hf-mirror")
-    if key in ("modelscope", "ms"):
-        url = _ms_endpoint(env)
-        return Source(
-            "ms", url, "modelscope" if url == MODELSCOPE_URL else _name_for("ms", url, env)
-        )
+    for protocol, hub in PROTOCOLS.items():
+        public = [name for name, _ in hub.public]
+        if key in public or key in hub.aliases:
+            index = public.index(key) if key in public else 0
+            name, url = _public(protocol, _settings(settings))[index]
+            return _make(protocol, url, name)
     proto, sep, url = raw.partition("=")
     proto = proto.strip().lower()
-    if not sep or proto not in ("hf", "ms"):
-        raise ConfigError(
-            f"invalid source {text!r}",
-            hint="Write sources as 'hf=https://host' or 'ms=https://host', "
-            "or one of: huggingface, hf-mirror, modelscope",
-        )
-    checked = _check_url(url.strip(), text)
-    protocol: Protocol = "hf" if proto == "hf" else "ms"
-    return Source(protocol, checked, _name_for(protocol, checked, env))
+    if not sep or proto not in PROTOCOLS:
+        raise ConfigError(f"invalid source {_shown(text)!r}", hint=_SYNTAX_HINT)
+    return _make(proto, url.strip(), text)
 
 
-def default_sources(environ: Mapping[str, str] | None = None) -> list[Source]:
-    """All three public hubs, with ``HF_ENDPOINT`` / ``MODELSCOPE_ENDPOINT`` applied."""
-    env = _env(environ)
-    return _dedupe(parse_source(n, env) for n in ("huggingface", "hf-mirror", "modelscope"))
+def default_sources(settings: Settings | None = None) -> list[Source]:
+    """Every public endpoint of the registry, with the endpoint settings applied."""
+    s = _settings(settings)
+    return _dedupe(
+        _make(protocol, url, name) for protocol in PROTOCOLS for name, url in _public(protocol, s)
+    )
 
 
 def _dedupe(sources: Iterable[Source]) -> list[Source]:
@@ -137,20 +163,25 @@ def _dedupe(sources: Iterable[Source]) -> list[Source]:
 
 def resolve_sources(
     sources: str | Source | Iterable[str | Source] | None = None,
-    environ: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> list[Source]:
     """The sources to use, in priority order: argument, then ``UNIHUB_SOURCES``, then defaults."""
-    env = _env(environ)
+    s = _settings(settings)
     if sources is None:
-        from_env = env.get("UNIHUB_SOURCES", "").strip()
-        if not from_env:
-            return default_sources(env)
-        sources = [s for s in from_env.split(",") if s.strip()]
+        if not s.sources:
+            return default_sources(s)
+        sources = list(s.sources)
     if isinstance(sources, (str, Source)):
         sources = (
-            [s for s in sources.split(",") if s.strip()] if isinstance(sources, str) else [sources]
+            [x for x in sources.split(",") if x.strip()] if isinstance(sources, str) else [sources]
         )
-    parsed = _dedupe(s if isinstance(s, Source) else parse_source(s, env) for s in sources)
+    try:
+        items = list(sources)
+    except TypeError:
+        raise ConfigError(
+            f"sources must be a string or a list of strings, not {type(sources).__name__}"
+        ) from None
+    parsed = _dedupe(x if isinstance(x, Source) else parse_source(x, s) for x in items)
     if not parsed:
         raise ConfigError("no sources given", hint="Pass at least one source, e.g. 'huggingface'")
     return parsed

@@ -1,0 +1,99 @@
+"""The registry of hub protocols: everything unihub knows about a protocol, in one place.
+
+Adding a protocol means one :class:`HubSpec` here and one adapter module; nothing else names
+protocols by string. The adapter class is imported on first use (as fsspec's registry does), so
+``import unihub`` loads none of them.
+
+======== ============================================ ========== =============================
+protocol adapter                                      default    public endpoints (name, URL)
+                                                      branch
+======== ============================================ ========== =============================
+``hf``   ``unihub.hubs.huggingface:HuggingFaceHub``   ``main``   huggingface, hf-mirror
+``ms``   ``unihub.hubs.modelscope:ModelScopeHub``     ``master`` modelscope
+======== ============================================ ========== =============================
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ._adapter import HubAdapter
+
+__all__ = ["PROTOCOLS", "HubSpec", "ProtocolName", "adapter_class", "spec"]
+
+ProtocolName = Literal["hf", "ms"]
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """One hub protocol.
+
+    ``public``: the well-known endpoints, as ``(name, url)``; the first is the one the
+    protocol's endpoint setting (``HF_ENDPOINT``, ``MODELSCOPE_ENDPOINT``) replaces.
+    ``aliases``: other names of the first public endpoint in ``sources`` strings.
+    ``ping_path``: a cheap request any hub of the protocol answers with JSON (for ``probe``
+    without a repo). ``token_hint``: where this protocol's token comes from, for messages.
+    """
+
+    protocol: ProtocolName
+    title: str
+    adapter: str
+    default_branch: str
+    public: tuple[tuple[str, str], ...]
+    aliases: tuple[str, ...]
+    ping_path: str
+    token_hint: str
+
+
+PROTOCOLS: Mapping[str, HubSpec] = MappingProxyType(
+    {
+        "hf": HubSpec(
+            protocol="hf",
+            title="Hugging Face",
+            adapter="unihub.hubs.huggingface:HuggingFaceHub",
+            default_branch="main",
+            public=(
+                ("huggingface", "https://huggingface.co"),
+                ("hf-mirror", "https://hf-mirror.com"),
+            ),
+            aliases=("hf", "hfmirror"),
+            ping_path="/api/models/openai-community/gpt2/revision/main",
+            token_hint="token=, HF_TOKEN or `hf auth login`",  # noqa: S106 - a hint
+        ),
+        "ms": HubSpec(
+            protocol="ms",
+            title="ModelScope",
+            adapter="unihub.hubs.modelscope:ModelScopeHub",
+            default_branch="master",
+            public=(("modelscope", "https://modelscope.cn"),),
+            aliases=("ms",),
+            ping_path="/api/v1/models/Qwen/Qwen2.5-0.5B-Instruct/revisions",
+            token_hint="MODELSCOPE_API_TOKEN",  # noqa: S106 - a hint
+        ),
+    }
+)
+
+
+def spec(protocol: str) -> HubSpec:
+    """The :class:`HubSpec` of ``protocol``; ConfigError for an unknown one."""
+    found = PROTOCOLS.get(protocol)
+    if found is None:
+        raise ConfigError(
+            f"unknown hub protocol {protocol!r}",
+            hint="Known protocols: " + ", ".join(sorted(PROTOCOLS)),
+        )
+    return found
+
+
+def adapter_class(protocol: str) -> type[HubAdapter]:
+    """Import and return the adapter class of ``protocol``."""
+    module, _, name = spec(protocol).adapter.partition(":")
+    cls: type[HubAdapter] = getattr(importlib.import_module(module), name)
+    return cls

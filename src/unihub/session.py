@@ -1,0 +1,241 @@
+"""One session per call: the HTTP client, the credentials, the opened hubs.
+
+Every API call (``snapshot``, ``download``, ``list_files``, ``probe``) creates one
+:class:`Session` at its entry; the probe, the plan and the transfer engine share it, so one call
+builds one TLS context, one connection pool, one user agent and opens each source's hub once
+(the probe's adapter and its kept-alive connections serve the download too).
+
+What the session owns (pip's ``network/session.py`` is the model: one factory, every policy):
+
+- the ``httpx2.Client``: TLS context (built once per process for the CA settings), user agent,
+  proxies from :class:`~unihub.settings.Settings` (``trust_env=False``: nothing is read from the
+  environment behind our back), a pool sized for the transfer budget, timeouts from
+  :class:`~unihub.timeouts.Timeouts`, no automatic redirects (callers follow them by hand so
+  that credentials are re-decided at every hop);
+- credentials: :class:`OriginAuth`, the client hook that adds a source's secret headers to a
+  request only when the request's origin (scheme, host, port) is that source's; the engine
+  uses the same hook per request for ``Mirror.headers``;
+- the tokens of the call (:class:`~unihub.auth.Tokens`) and the hubs opened with them.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import threading
+from collections.abc import Generator, Mapping
+from functools import lru_cache
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import httpx2
+
+from .auth import Tokens, resolve_tokens
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .hubs.base import Hub
+    from .sources import Source
+
+__all__ = [
+    "OriginAuth",
+    "Session",
+    "origin",
+    "proxy_mounts",
+    "same_origin",
+    "ssl_context",
+    "user_agent",
+]
+
+POOL_CONNECTIONS = 64
+_IPV4 = re.compile(
+    r"\d{1,3}(?:\.\d{1,3}){3}"
+)  # the transfer engine's default global connection budget
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port), the default port filled in: what "same origin" compares."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme))
+
+
+def same_origin(a: str, b: str) -> bool:
+    return origin(a) == origin(b)
+
+
+@lru_cache(maxsize=1)
+def user_agent() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"unihub/{version('unihub')}"
+    except Exception:
+        return "unihub"
+
+
+@lru_cache(maxsize=4)
+def ssl_context(ca_file: str | None = None, ca_dir: str | None = None) -> ssl.SSLContext:
+    """One TLS context per CA setting for the whole process: loading the CA bundle costs about
+    0.1 s of CPU, which every client would otherwise pay again."""
+    if ca_file or ca_dir:
+        return ssl.create_default_context(cafile=ca_file, capath=ca_dir)
+    return httpx2.create_ssl_context(trust_env=False)
+
+
+def proxy_mounts(proxies: Mapping[str, str]) -> dict[str, httpx2.HTTPTransport | None]:
+    """httpx2 mounts for ``{"http"|"https"|"all": url, "no": "host,..."}`` (curl's rules for
+    ``NO_PROXY``: ``*`` disables proxies, ``.example.com`` and ``example.com`` match subdomains).
+    """
+    mounts: dict[str, httpx2.HTTPTransport | None] = {}
+    no = [h.strip() for h in proxies.get("no", "").split(",") if h.strip()]
+    if "*" in no:
+        return mounts
+    for scheme in ("http", "https", "all"):
+        url = proxies.get(scheme)
+        if url:
+            mounts[f"{scheme}://"] = httpx2.HTTPTransport(
+                proxy=url if "://" in url else f"http://{url}"
+            )
+    if not mounts:
+        return mounts
+    for host in no:
+        if "://" in host:
+            mounts[host] = None
+        elif host.startswith(("*.", "[")) or host.lower() == "localhost" or _IPV4.fullmatch(host):
+            mounts[f"all://{host}"] = None
+        elif ":" in host:  # a bare IPv6 address
+            mounts[f"all://[{host}]"] = None
+        elif "/" not in host:
+            mounts[f"all://*{host}"] = None
+    return mounts
+
+
+class OriginAuth(httpx2.Auth):
+    """Adds secret headers to a request only when its origin is the one they belong to.
+
+    ``credentials`` maps a URL (only its origin counts) to headers. Used as the session client's
+    hook for hub credentials, and per request by the transfer engine for ``Mirror.headers``.
+    """
+
+    def __init__(self, credentials: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        self._by_origin: dict[tuple[str, str, int | None], dict[str, str]] = {}
+        self._lock = threading.Lock()
+        for url, headers in (credentials or {}).items():
+            self.add(url, headers)
+
+    def add(self, url: str, headers: Mapping[str, str]) -> None:
+        if headers:
+            with self._lock:
+                self._by_origin.setdefault(origin(url), {}).update(headers)
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._by_origin.get(origin(url), {}))
+
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        for name, value in self.headers_for(str(request.url)).items():
+            request.headers[name] = value
+        yield request
+
+
+class Session:
+    """The shared state of one API call. Use as a context manager, or call :meth:`close`.
+
+    ``token`` is the ``token=`` argument of the call (see :func:`unihub.auth.resolve_tokens`).
+    ``client``: an ``httpx2.Client`` to use instead of building one (not closed by us; its
+    redirects, proxies and TLS are then the caller's).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        token: str | bool | None = None,
+        client: httpx2.Client | None = None,
+        max_connections: int = POOL_CONNECTIONS,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        self.tokens: Tokens = resolve_tokens(token, self.settings)
+        self.auth = OriginAuth()
+        self._own_client = client is None
+        self._client = client
+        self._max_connections = max_connections
+        self._hubs: dict[tuple[str, str], Hub] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Session(hubs={len(self._hubs)}, closed={self._closed})"
+
+    @property
+    def client(self) -> httpx2.Client:
+        """The HTTP client of the call, built on first use."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._build_client()
+            return self._client
+
+    def _build_client(self) -> httpx2.Client:
+        s = self.settings
+        n = self._max_connections
+        return httpx2.Client(
+            auth=self.auth,
+            verify=ssl_context(s.ca_file, s.ca_dir),
+            trust_env=False,
+            mounts=proxy_mounts(s.proxies),
+            headers={"user-agent": user_agent()},
+            limits=httpx2.Limits(
+                max_connections=2 * n + 8, max_keepalive_connections=n + 8, keepalive_expiry=30.0
+            ),
+            timeout=s.timeouts.http(),
+            follow_redirects=False,
+        )
+
+    def credentials(self, source: Source) -> dict[str, str]:
+        """The secret headers for ``source``'s own origin: URL credentials, else its token."""
+        if source.basic_auth:
+            return {"authorization": source.basic_auth}
+        token = self.tokens.for_protocol(source.protocol)
+        if not token:
+            return {}
+        headers = {"authorization": f"Bearer {token}"}
+        if source.protocol == "ms":  # the official client sends both
+            headers["cookie"] = f"m_session_id={token}"
+        return headers
+
+    def hub(self, source: Source) -> Hub:
+        """The adapter for ``source``, opened once per session and reused."""
+        key = (source.protocol, source.endpoint)
+        with self._lock:
+            hub = self._hubs.get(key)
+        if hub is not None:
+            return hub
+        from .hubs.registry import adapter_class
+
+        created: Hub = adapter_class(source.protocol)(source, session=self)  # type: ignore[call-arg,assignment]
+        with self._lock:
+            hub = self._hubs.setdefault(key, created)
+        self.auth.add(source.endpoint, self.credentials(source))
+        return hub
+
+    def close(self) -> None:
+        """Close the client if the session built it (the hubs share it)."""
+        with self._lock:
+            self._closed = True
+            self._hubs.clear()
+            client, self._client = self._client, None
+        if client is not None and self._own_client:
+            client.close()

@@ -1,0 +1,194 @@
+"""Settings: the environment, read once at the entry (an API call or the CLI) into one value.
+
+Nothing below the entry reads ``os.environ``: every layer gets a :class:`Settings` (through the
+:class:`~unihub.session.Session` of the call), so behaviour cannot change in the middle of a
+run and tests can pass settings instead of patching the environment. Explicit parameters of an
+API call win over these; these win over the defaults.
+
+======================================= ===============================================
+variable                                field
+======================================= ===============================================
+``HF_ENDPOINT``                         ``hf_endpoint`` (default Hugging Face endpoint)
+``MODELSCOPE_ENDPOINT`` (or the older   ``ms_endpoint`` (default ModelScope endpoint)
+``MODELSCOPE_DOMAIN``, scheme optional)
+``UNIHUB_SOURCES``                      ``sources`` (comma separated source strings)
+``HF_TOKEN``, ``HUGGING_FACE_HUB_TOKEN``, ``hf_token`` (huggingface_hub's ``get_token``)
+token file (``HF_TOKEN_PATH``,
+``$HF_HOME/token``)
+``HF_HUB_DISABLE_IMPLICIT_TOKEN``       ``implicit_token`` False
+``MODELSCOPE_API_TOKEN``                ``ms_token``
+``HF_HUB_OFFLINE``, ``UNIHUB_OFFLINE``  ``offline``
+``HF_HUB_CACHE``, ``HUGGINGFACE_HUB_    ``hub_cache``
+CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``
+``HF_HUB_DISABLE_SYMLINKS``             ``symlinks`` False
+``HF_HUB_ENABLE_HF_TRANSFER``,          ``hf_transfer`` (True forces it on, False off,
+``UNIHUB_HF_TRANSFER`` (0/1)            None: the engine decides)
+``UNIHUB_ID_MAP``                       ``id_map_file``
+``UNIHUB_PROBE_TTL``                    ``probe_ttl``
+``UNIHUB_CACHE``                        ``unihub_cache`` (probe results)
+``HTTP(S)_PROXY``, ``ALL_PROXY``,       ``proxies``
+``NO_PROXY`` (any case)
+``SSL_CERT_FILE``, ``SSL_CERT_DIR``     ``ca_file``, ``ca_dir``
+``UNIHUB_*_TIMEOUT``, ``UNIHUB_MIN_*``  ``timeouts`` (see :mod:`unihub.timeouts`)
+======================================= ===============================================
+
+Flags use huggingface_hub's truthiness: ``1``, ``ON``, ``YES``, ``TRUE`` (any case).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .timeouts import Timeouts
+
+__all__ = ["Settings", "env_flag"]
+
+_TRUE = frozenset({"1", "ON", "YES", "TRUE"})
+_FALSE = frozenset({"0", "OFF", "NO", "FALSE"})
+
+
+def env_flag(name: str, environ: Mapping[str, str]) -> bool:
+    """huggingface_hub's truthiness for env flags: ``1``, ``ON``, ``YES``, ``TRUE`` (any case)."""
+    return environ.get(name, "").strip().upper() in _TRUE
+
+
+def _tri_state(name: str, environ: Mapping[str, str]) -> bool | None:
+    value = environ.get(name, "").strip().upper()
+    return True if value in _TRUE else False if value in _FALSE else None
+
+
+def _clean_token(token: str | None) -> str | None:
+    if token is None:
+        return None
+    return token.replace("\r", "").replace("\n", "").strip() or None
+
+
+def _hub_cache(env: Mapping[str, str]) -> Path:
+    explicit = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(os.path.expandvars(explicit)).expanduser()
+    xdg = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+    home = env.get("HF_HOME") or str(Path(xdg) / "huggingface")
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
+def _unihub_cache(env: Mapping[str, str]) -> Path:
+    explicit = env.get("UNIHUB_CACHE", "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = env.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "unihub"
+
+
+def _ms_endpoint(env: Mapping[str, str]) -> str | None:
+    url = env.get("MODELSCOPE_ENDPOINT", "").strip()
+    if not url and env.get("MODELSCOPE_DOMAIN", "").strip():
+        url = env["MODELSCOPE_DOMAIN"].strip()
+        if "://" not in url:
+            url = "https://" + url
+    return url.rstrip("/") or None
+
+
+def _proxies(environ: Mapping[str, str] | None) -> dict[str, str]:
+    """``{"http": url, "https": url, "all": url, "no": "host,..."}`` as urllib reads them."""
+    if environ is None:
+        found = urllib.request.getproxies()
+    else:
+        found = {}
+        for key, value in environ.items():
+            low = key.lower()
+            if low.endswith("_proxy") and value.strip():
+                found.setdefault(low[: -len("_proxy")], value.strip())
+    return {k: v for k, v in found.items() if k in ("http", "https", "all", "no") and v}
+
+
+def _discover_hf_token(environ: Mapping[str, str] | None) -> tuple[str | None, str | None]:
+    """(token, error): huggingface_hub's discovery on the real environment; with an explicit
+    ``environ``, the variables and the token file it names."""
+    if environ is not None:
+        token = environ.get("HF_TOKEN") or environ.get("HUGGING_FACE_HUB_TOKEN")
+        if token:
+            return _clean_token(token), None
+        path = environ.get("HF_TOKEN_PATH") or (
+            str(Path(environ["HF_HOME"]) / "token") if environ.get("HF_HOME") else None
+        )
+        if path:
+            try:
+                return _clean_token(Path(path).expanduser().read_text("utf-8")), None
+            except OSError:
+                return None, None
+        return None, None
+    try:
+        from huggingface_hub import get_token
+
+        return _clean_token(get_token()), None
+    except Exception as exc:  # OIDC exchange failure, unreadable token file, ...
+        return None, f"could not read the Hugging Face token ({type(exc).__name__})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the environment says, read once. See the module docstring for the variables.
+
+    ``hf_endpoint`` / ``ms_endpoint`` None: the protocol's public endpoint. Tokens are kept out
+    of ``repr``.
+    """
+
+    hf_endpoint: str | None = None
+    ms_endpoint: str | None = None
+    sources: tuple[str, ...] = ()
+    hf_token: str | None = field(default=None, repr=False)
+    hf_token_error: str | None = None
+    implicit_token: bool = True
+    ms_token: str | None = field(default=None, repr=False)
+    offline: bool = False
+    hub_cache: Path = field(default_factory=lambda: _hub_cache({}))
+    symlinks: bool = True
+    hf_transfer: bool | None = None
+    id_map_file: Path | None = None
+    probe_ttl: str | None = None
+    unihub_cache: Path = field(default_factory=lambda: _unihub_cache({}))
+    proxies: Mapping[str, str] = field(default_factory=dict)
+    ca_file: str | None = None
+    ca_dir: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read everything from ``environ`` (default: the process environment), once."""
+        env = os.environ if environ is None else environ
+        hf_token, hf_token_error = _discover_hf_token(environ)
+        implicit = not env_flag("HF_HUB_DISABLE_IMPLICIT_TOKEN", env)
+        hf_transfer = _tri_state("UNIHUB_HF_TRANSFER", env)
+        if hf_transfer is None and env_flag("HF_HUB_ENABLE_HF_TRANSFER", env):
+            hf_transfer = True
+        id_map = env.get("UNIHUB_ID_MAP", "").strip()
+        return cls(
+            hf_endpoint=(env.get("HF_ENDPOINT", "").strip().rstrip("/") or None),
+            ms_endpoint=_ms_endpoint(env),
+            sources=tuple(s.strip() for s in env.get("UNIHUB_SOURCES", "").split(",") if s.strip()),
+            hf_token=hf_token,
+            hf_token_error=hf_token_error,
+            implicit_token=implicit,
+            ms_token=_clean_token(env.get("MODELSCOPE_API_TOKEN")),
+            offline=env_flag("HF_HUB_OFFLINE", env) or env_flag("UNIHUB_OFFLINE", env),
+            hub_cache=_hub_cache(env),
+            symlinks=not env_flag("HF_HUB_DISABLE_SYMLINKS", env),
+            hf_transfer=hf_transfer,
+            id_map_file=Path(id_map).expanduser() if id_map else None,
+            probe_ttl=env.get("UNIHUB_PROBE_TTL", "").strip() or None,
+            unihub_cache=_unihub_cache(env),
+            proxies=_proxies(environ),
+            ca_file=env.get("SSL_CERT_FILE") or None,
+            ca_dir=env.get("SSL_CERT_DIR") or None,
+            timeouts=Timeouts.from_env(env),
+        )
+
+    def evolve(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (``settings.evolve(offline=True)``)."""
+        return replace(self, **changes)
