@@ -19,6 +19,8 @@
     │   ├── IntegrityError                         hash or size mismatch after download
     │   ├── ContentChangedError                    remote file changed under a resume
     │   └── DiskSpaceError (OSError)               not enough space / ENOSPC
+    ├── StorageError (OSError)              the target cannot be written: read-only, a file
+    │                                       where a folder must be, a name too long, ...
     └── OfflineError                        offline mode and the files are not on disk
 
 Every error carries the repo, the source and a hint where they are known, and prints as
@@ -31,6 +33,8 @@ transport boundaries (``raise ... from exc``).
 
 from __future__ import annotations
 
+import errno
+import os
 from enum import Enum
 
 __all__ = [
@@ -50,9 +54,11 @@ __all__ = [
     "RepoNotFoundError",
     "RevisionNotFoundError",
     "SourceUnavailableError",
+    "StorageError",
     "TransferError",
     "UnihubError",
     "UnsafePathError",
+    "from_oserror",
 ]
 
 
@@ -255,3 +261,66 @@ class DiskSpaceError(TransferError, OSError):
 
 class OfflineError(UnihubError):
     """Offline mode is on and the requested files are not on disk."""
+
+
+class StorageError(UnihubError, OSError):
+    """The target folder cannot be written: read-only, a file where a folder must be (or the
+    other way round), a name too long for the file system, ... ``errno`` is the OS's."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errno: int | None = None,
+        repo_id: str | None = None,
+        source: str | None = None,
+        path: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, repo_id=repo_id, source=source, path=path, hint=hint)
+        self.errno = errno
+
+
+_STORAGE_HINTS: dict[int, tuple[str, str]] = {
+    errno.EACCES: ("permission denied", "Choose a folder you can write to, or fix its permissions"),
+    errno.EPERM: ("operation not permitted", "Choose a folder you can write to"),
+    errno.EROFS: ("read-only file system", "Choose a folder on a writable file system"),
+    errno.ENAMETOOLONG: (
+        "a file name is too long for this file system",
+        "Use include/exclude to skip that file, or a file system that allows longer names",
+    ),
+    errno.ENOTDIR: (
+        "a file stands where a folder must be",
+        "Remove or rename that file, or choose another folder",
+    ),
+    errno.EISDIR: (
+        "a folder stands where a file must be",
+        "Remove or rename that folder, or choose another folder",
+    ),
+    errno.EEXIST: ("a file already exists where a folder must be", "Remove or rename it"),
+    errno.ELOOP: ("too many levels of symbolic links", "Remove the symlink loop"),
+}
+
+
+def from_oserror(
+    exc: OSError, *, path: str | os.PathLike[str] | None = None, repo_id: str | None = None
+) -> UnihubError:
+    """The unihub error for an ``OSError`` raised while writing the target (one translation).
+
+    ENOSPC/EDQUOT become :class:`DiskSpaceError`, everything else :class:`StorageError` with a
+    hint that fits the cause (never "run again", which would not help).
+    """
+    where = str(path if path is not None else exc.filename or "") or None
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskSpaceError(
+            "no space left on device",
+            path=where,
+            repo_id=repo_id,
+            hint="Partial files are kept; free some space and run again",
+        )
+    what, hint = _STORAGE_HINTS.get(
+        exc.errno or -1, (exc.strerror or type(exc).__name__, "Check the target folder")
+    )
+    return StorageError(
+        f"cannot write the target: {what}", errno=exc.errno, path=where, repo_id=repo_id, hint=hint
+    )

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .safety import check_repo_id
 
 __all__ = [
     "ENV_ID_MAP",
@@ -93,9 +93,6 @@ _HAND_REVERSE = {"zhipuai": "zai-org"}
 # Derived rules need this many agreeing table pairs (and no disagreeing one).
 _MIN_RULE_SUPPORT = 3
 
-_PART = re.compile(r"[A-Za-z0-9._-]+")
-_MAX_PART = 96
-
 
 @dataclass(frozen=True)
 class IdCandidate:
@@ -119,42 +116,10 @@ class IdCandidate:
 def validate_repo_id(repo_id: str, *, hub: Hub | None = None) -> str:
     """Return ``repo_id`` if it is ``owner/name`` (or a legacy one-part HF id like ``gpt2``).
 
-    Each part: letters, digits, ``.``, ``_``, ``-``; no ``..``; does not start or end with
-    ``-`` or ``.``; at most 96 characters. Raises :class:`ConfigError` otherwise.
+    The rules are :func:`unihub.safety.check_repo_id`'s (huggingface_hub's). Raises
+    :class:`ConfigError` otherwise.
     """
-    if not isinstance(repo_id, str):
-        raise ConfigError(
-            f"repo id must be a string, not {type(repo_id).__name__}",
-            hint="Pass an id like 'Qwen/Qwen2.5-7B-Instruct'",
-        )
-    parts = repo_id.split("/")
-    problem = None
-    if len(parts) > 2:
-        problem = "has more than one '/'"
-    elif hub == "ms" and len(parts) == 1:
-        problem = "has no owner (ModelScope ids are always 'owner/name')"
-    else:
-        for part in parts:
-            if not part:
-                problem = "has an empty part"
-            elif len(part) > _MAX_PART:
-                problem = f"has a part longer than {_MAX_PART} characters"
-            elif not _PART.fullmatch(part):
-                problem = "holds characters other than letters, digits, '.', '_' and '-'"
-            elif ".." in part:
-                problem = "contains '..'"
-            elif part[0] in "-." or part[-1] in "-.":
-                problem = "has a part starting or ending with '-' or '.'"
-            if problem:
-                break
-    if problem:
-        raise ConfigError(
-            f"invalid repo id {repo_id!r}: it {problem}",
-            repo_id=repo_id,
-            hint="Write 'owner/name' (for example 'Qwen/Qwen2.5-7B-Instruct'); prefix "
-            "'ms:' for a ModelScope id",
-        )
-    return repo_id
+    return check_repo_id(repo_id, hub=hub)
 
 
 def parse_repo_ref(repo_id: str) -> tuple[Hub | None, str]:
@@ -341,16 +306,21 @@ def _parse_id_map(path: Path) -> dict[str, str]:
     return result
 
 
-def _overrides(
-    overrides: Mapping[str, str] | None, environ: Mapping[str, str] | None
-) -> Iterator[tuple[str, str]]:
-    """(hf id, ms id) pairs: the argument first, then the UNIHUB_ID_MAP file."""
-    if overrides:
-        yield from overrides.items()
+def id_map_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The file named by ``UNIHUB_ID_MAP`` in ``environ`` (default: the process environment)."""
     env = os.environ if environ is None else environ
     path = env.get(ENV_ID_MAP, "").strip()
-    if path:
-        yield from _parse_id_map(Path(path).expanduser()).items()
+    return Path(path).expanduser() if path else None
+
+
+def _overrides(
+    overrides: Mapping[str, str] | None, map_file: Path | None
+) -> Iterator[tuple[str, str]]:
+    """(hf id, ms id) pairs: the argument first, then the id map file."""
+    if overrides:
+        yield from overrides.items()
+    if map_file is not None:
+        yield from _parse_id_map(map_file).items()
 
 
 def _clean(value: str, hub: Hub) -> str:
@@ -375,14 +345,16 @@ def candidates(
     repo_type: str = "model",
     overrides: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    map_file: Path | Literal[False] | None = False,
 ) -> list[IdCandidate]:
     """Every plausible id of ``repo_id`` on hub ``to``, best first, without duplicates.
 
     ``repo_id`` is a Hugging Face id when ``to="ms"`` and a ModelScope id when ``to="hf"``,
     unless it carries a ``ms:``/``hf:`` prefix; a prefix naming ``to`` itself returns that id
     unchanged. ``overrides`` maps Hugging Face ids to ModelScope ids and beats everything;
-    ``environ`` (default ``os.environ``) is where ``UNIHUB_ID_MAP`` is looked up.
-    Try the candidates in order and keep the first whose file hashes match.
+    ``map_file`` is the id map file (``Settings.id_map_file``; None: none); when not given,
+    ``UNIHUB_ID_MAP`` is looked up in ``environ`` (default ``os.environ``): this function is an
+    entry point. Try the candidates in order and keep the first whose file hashes match.
     """
     if to not in ("ms", "hf"):
         raise ConfigError(
@@ -403,7 +375,9 @@ def candidates(
             seen.add(cand.id.lower())
             found.append(cand)
 
-    for hf_id, ms_id in _overrides(overrides, environ):
+    if map_file is False:
+        map_file = id_map_file(environ)
+    for hf_id, ms_id in _overrides(overrides, map_file):
         hf_id, ms_id = _clean(hf_id, "hf"), _clean(ms_id, "ms")
         mine, other = (hf_id, ms_id) if to == "ms" else (ms_id, hf_id)
         if mine.lower() == key:
@@ -437,6 +411,7 @@ def map_id(
     repo_type: str = "model",
     overrides: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    map_file: Path | Literal[False] | None = False,
 ) -> str | None:
     """The best id of ``repo_id`` on hub ``to`` (first of :func:`candidates`).
 
@@ -444,7 +419,9 @@ def map_id(
     ``gpt2`` that neither an override nor the table maps (ModelScope ids always have an
     owner). The result is a guess to confirm by hashes, not a promise.
     """
-    found = candidates(repo_id, to, repo_type=repo_type, overrides=overrides, environ=environ)
+    found = candidates(
+        repo_id, to, repo_type=repo_type, overrides=overrides, environ=environ, map_file=map_file
+    )
     return found[0].id if found else None
 
 

@@ -68,10 +68,7 @@ class Manifest:
     commit: str | None  # resolved commit on that hub (None if the hub cannot say)
     source: str  # source name
     files: list[RepoFile] = field(default_factory=list)
+    protocol: str = "hf"  # the protocol of the hub that listed it (unihub.hubs.registry)
 
     def by_path(self) -> dict[str, RepoFile]:
         return {f.path: f for f in self.files}
-
-    @property
-    def total_size(self) -> int:
-        return sum(f.size for f in self.files)
