@@ -114,8 +114,8 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
         "## Method",
         "",
         "- `time` is the download call alone for the Python tools (measured inside the child,"
-        " after imports); for `aria2c` the process's wall time. Scenario D reports the wall time"
-        " of both runs.",
+        " after imports); for `aria2c` the process's wall time. Scenarios D and K report the wall"
+        " time of all runs (K: ten runs killed at random points, seeded, then one to the end).",
         "- Peak RSS is the `VmHWM` of the tool's process (polled every 20 ms; the Python"
         " tools also report their own at exit); CPU time comes from `wait4()`. Bytes served"
         " come from the hubs' own counters (file bodies only), reset before each tool.",

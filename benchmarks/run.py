@@ -101,6 +101,7 @@ def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any) -> dic
             try:
                 r = run_tool(tool, hubs, "bench/model", scratch, include=_include(sc, name),
                              timeout=sc.timeout, kill_at_fraction=sc.kill_at_fraction,
+                             kills=sc.kills,
                              unihub_hubs=sc.unihub_hubs)
             except Exception as exc:  # a harness problem with one tool: report, go on
                 r = RunResult(name, error=f"harness error: {type(exc).__name__}: {exc}")

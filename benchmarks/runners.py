@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -240,10 +241,12 @@ def _parse_client(stdout: str) -> dict[str, Any] | None:
 
 def run_tool(tool: Tool, hubs: Mapping[str, HubProcess], repo_id: str, scratch: Path, *,
              include: list[str] | None = None, timeout: float = 300.0,
-             kill_at_fraction: float | None = None, workers: int = 8,
+             kill_at_fraction: float | None = None, kills: int = 0, workers: int = 8,
              unihub_hubs: Iterable[str] = ("hf",)) -> RunResult:
     """Run ``tool`` once (twice with ``kill_at_fraction``: SIGKILL when the hubs have served
-    that fraction of the bytes, then rerun into the same folder) and verify its output.
+    that fraction of the bytes, then rerun into the same folder; ``kills`` > 0: SIGKILL that
+    many times at random points, seeded, each run resuming the last, then a final run) and
+    verify its output.
 
     ``hubs`` are all hubs of the scenario (their counters are reset and summed); a baseline
     uses the hub of its protocol, unihub the ``unihub_hubs`` among them."""
@@ -280,19 +283,24 @@ def run_tool(tool: Tool, hubs: Mapping[str, HubProcess], repo_id: str, scratch: 
     def served() -> int:
         return sum(int(h.stats()["bytes_total"]) for h in hubs.values())
 
-    kill_when = None
-    if kill_at_fraction is not None:
-        limit = kill_at_fraction * result.bytes
-        kill_when = lambda: served() >= limit  # noqa: E731
-    ex = _spawn(cmd, env, timeout, kill_when)
-    exits = [ex]
-    if ex.killed:
-        result.killed_at = served()
-        ex = _spawn(cmd, env, timeout)
+    points = [kill_at_fraction] if kill_at_fraction is not None else []
+    if kills:  # random points of the download, in order (served bytes only grow)
+        rng = random.Random(20261202)
+        points = sorted(rng.uniform(0.05, 0.95) for _ in range(kills))
+    exits: list[_Exit] = []
+    for k, fraction in enumerate(points):
+        limit = served() + fraction * result.bytes - (points[k - 1] * result.bytes if k else 0)
+        ex = _spawn(cmd, env, timeout, lambda limit=limit: served() >= limit)
         exits.append(ex)
-        result.runs = 2
-    elif kill_at_fraction is not None:
-        result.note = "finished before the kill point"
+        if not ex.killed:
+            result.note = f"finished before kill {k + 1} of {len(points)}"
+            break
+        if result.killed_at is None:
+            result.killed_at = served()
+    if not exits or exits[-1].killed:
+        exits.append(_spawn(cmd, env, timeout))
+    ex = exits[-1]
+    result.runs = len(exits)
     result.wall = sum(e.wall for e in exits)
     hwm = max(e.hwm_kib for e in exits)
     result.cpu_seconds = sum(e.rusage.ru_utime + e.rusage.ru_stime for e in exits)

@@ -27,7 +27,8 @@ ALL = ("unihub", "huggingface_hub", "hf_transfer-16", "hf_transfer-100", "models
        "aria2c-k1M")
 
 SHORT = {"A": "capped links", "B": "unthrottled, 2 big files", "C": "drops, 503, 429",
-         "D": "kill -9, rerun", "E": "many small files", "F": "one huge file (peak RSS)",
+         "D": "kill -9, rerun", "K": "10 random kill -9", "E": "many small files",
+         "F": "one huge file (peak RSS)",
          "G": "blackholed HF hub", "H": "two hubs", "I": "corrupt mirror"}
 
 
@@ -96,6 +97,7 @@ class Scenario:
     timeout: float = 300.0
     unihub_hubs: tuple[str, ...] = ("hf",)
     kill_at_fraction: float | None = None
+    kills: int = 0  # scenario K: this many SIGKILLs at random points, then a final run
     file_limits: dict[str, int] = field(default_factory=dict)  # tool -> files (scenario E)
     shard: int = 0  # files per include-able folder (scenario E)
     issue: int = 4
@@ -190,6 +192,15 @@ def build(profile: str) -> list[Scenario]:
             [Target("completes, verified", "completes"),
              Target("total bytes served <= 1.05x repo size", "served", 1.05)],
             timeout=240 * slow, kill_at_fraction=0.5),
+        Scenario(
+            "K", "Ten kill -9 at random points, each run resuming the last (32 MB/s aggregate, "
+            f"8 MB/s per connection); 2 x {3 * big // 8 // MiB} MB + 8 files of 2 MB",
+            _pair(_lfs(2, 3 * big // 8) | {f"extra/part-{i}.bin": 2 * MiB for i in range(8)},
+                  per_connection_rate=8 * MiB, total_rate=32 * MiB),
+            ("unihub", "huggingface_hub", "aria2c"), "served",
+            [Target("completes, verified", "completes"),
+             Target("total bytes served <= 1.15x repo size", "served", 1.15)],
+            timeout=240 * slow, kills=10, issue=9),
         Scenario(
             "E", f"{n_small:,} files of 4 KB, +20 ms latency",
             _pair(small, latency=0.02),

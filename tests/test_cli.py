@@ -104,18 +104,24 @@ def test_probe_table(fake_hub_factory, repo):
 
 
 @pytest.mark.parametrize(
-    ("args", "needle"),
+    ("args", "needle", "code"),
     [
-        (("download", "org/missing"), "org/missing"),
-        (("download", HF_ID, "--source", "ftp=nowhere"), "invalid source"),
-        (("download", "../x"), "../x"),
+        (("download", "org/missing"), "org/missing", 1),
+        (("download", HF_ID, "config.jsn"), "config.jsn", 1),  # a misspelt file is an error
+        (("download", HF_ID, "--source", "ftp=nowhere"), "invalid source", 2),
+        (("download", HF_ID, "--source", "hf=http://[::1"), "invalid source", 2),
+        (("download", "../x"), "../x", 2),
+        (("download", HF_ID, "--revision", ".."), "revision", 2),
+        (("download", HF_ID, "--include", "*.nothing"), "no file matches", 1),
     ],
 )
-def test_errors_are_one_line_without_traceback(fake_hub_factory, repo, tmp_path, args, needle):
+def test_errors_are_one_line_without_traceback(
+    fake_hub_factory, repo, tmp_path, args, needle, code
+):
     hub = fake_hub_factory("hf", repos=[repo])
     extra = () if "--source" in args else ("--source", hub.source)
     out = run(*args, *extra, "--cache-dir", str(tmp_path))
-    assert out.returncode == 1
+    assert out.returncode == code, out.stderr
     assert "Traceback" not in out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith("unihub: error:")]
     assert len(lines) == 1 and needle in lines[0]

@@ -12,6 +12,7 @@ from .errors import (
     DiskSpaceError,
     DownloadFailedError,
     EntryNotFoundError,
+    Failure,
     GatedRepoError,
     HubError,
     IntegrityError,
@@ -19,6 +20,7 @@ from .errors import (
     RepoNotFoundError,
     RevisionNotFoundError,
     SourceUnavailableError,
+    StorageError,
     TransferError,
     UnihubError,
     UnsafePathError,
@@ -27,7 +29,10 @@ from .ids import IdCandidate, candidates, map_id, parse_repo_ref
 from .models import Manifest, RepoFile
 from .probe import ProbeResult, probe
 from .progress import ProgressEvent
+from .retry import Retry
+from .settings import Settings
 from .sources import Source
+from .timeouts import Timeouts
 
 __version__ = "0.1.0"
 
@@ -40,6 +45,7 @@ __all__ = [
     "DiskSpaceError",
     "DownloadFailedError",
     "EntryNotFoundError",
+    "Failure",
     "GatedRepoError",
     "HubError",
     "IdCandidate",
@@ -50,9 +56,13 @@ __all__ = [
     "ProgressEvent",
     "RepoFile",
     "RepoNotFoundError",
+    "Retry",
     "RevisionNotFoundError",
+    "Settings",
     "Source",
     "SourceUnavailableError",
+    "StorageError",
+    "Timeouts",
     "TransferError",
     "UnihubError",
     "UnsafePathError",

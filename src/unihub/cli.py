@@ -1,8 +1,9 @@
 """The ``unihub`` command line (also ``python -m unihub``).
 
 Exit status 0 on success; on failure a one-line cause on stderr and a non-zero status
-(1: unihub error, 2: bad usage, 3: internal error, 130: interrupted — run the same command
-again to resume).
+(1: unihub error, 2: bad usage — an unknown option, a malformed source, an invalid id or
+argument —, 3: internal error, 130: interrupted — run the same command again to resume).
+Positional FILES of ``download`` are exact names: each must exist in the repo.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from . import __version__
-from .errors import UnihubError
+from .errors import ConfigError, UnihubError
 from .units import human_size
 
 __all__ = ["human_size", "main"]
@@ -57,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("download", help="download a repo, or some of its files")
     d.add_argument("repo", help="Hugging Face id (org/name), or ms:Owner/Name for a ModelScope id")
-    d.add_argument("files", nargs="*", help="only these files (default: the whole repo)")
+    d.add_argument(
+        "files", nargs="*", help="only these files, exact names (default: the whole repo)"
+    )
     d.add_argument("--local-dir", default=None, help="plain files here (default: the HF cache)")
     d.add_argument("--cache-dir", default=None, help="HF cache folder (default: HF_HUB_CACHE)")
     _common(d)
@@ -95,17 +98,15 @@ def _ids(value: list[str] | None) -> list[str] | None:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from .api import snapshot
+    from .api import fetch_paths, snapshot
 
-    include = list(args.files or []) + list(args.include or [])
-    path = snapshot(
-        args.repo,
+    kwargs = dict(
         repo_type=args.repo_type,
         revision=args.revision,
         local_dir=args.local_dir,
         cache_dir=args.cache_dir,
         sources=_ids(args.sources),
-        include=include or None,
+        include=_ids(args.include),
         exclude=_ids(args.exclude),
         token=args.token,
         max_workers=args.max_workers,
@@ -114,6 +115,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         offline=args.offline,
     )
+    if args.files:
+        path = fetch_paths(args.repo, list(args.files), **kwargs)
+    else:
+        path = snapshot(args.repo, **kwargs)  # type: ignore[arg-type]
     print(path)
     return 0
 
@@ -197,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"unihub: error: {exc}", file=sys.stderr)
+        return 2
     except UnihubError as exc:
         print(f"unihub: error: {exc}", file=sys.stderr)
         return 1

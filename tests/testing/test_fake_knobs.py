@@ -36,7 +36,8 @@ def test_per_connection_rate(fake_hub_factory: HubFactory) -> None:
     hub = fake_hub_factory("hf", repos=[repo], cdn=None, per_connection_rate=1 * MB)
     elapsed, body = _timed_get(_url(hub))
     assert body == repo.content("w.bin")
-    assert 3 / 1.2 <= elapsed <= 3 / 0.8, elapsed  # 1 MB/s within +-20%
+    # Never faster than the cap (+20 % slack); slower only by a generous margin (a loaded machine).
+    assert 3 / 1.2 <= elapsed <= 3 / 0.3, elapsed
 
 
 def test_total_rate_caps_connections_together(fake_hub_factory: HubFactory) -> None:
@@ -57,22 +58,22 @@ def test_total_rate_caps_connections_together(fake_hub_factory: HubFactory) -> N
         t.join(30)
     total = time.monotonic() - t0
     assert len(results) == 3
-    assert 1.5 / 1.25 <= total <= 1.5 / 0.75, total  # 3 MB at 2 MB/s together
+    assert 1.5 / 1.25 <= total <= 1.5 / 0.3, total  # 3 MB at 2 MB/s together
 
 
 def test_configure_rate_live(fake_hub_factory: HubFactory) -> None:
     hub = fake_hub_factory("hf", repos=[_repo()], cdn=None, per_connection_rate=100_000)
     hub.configure(per_connection_rate=None)
     elapsed, _ = _timed_get(_url(hub))
-    assert elapsed < 2.0  # would take 30 s at the old rate
+    assert elapsed < 15.0  # would take 30 s at the old rate
 
 
 def test_latency(fake_hub_factory: HubFactory) -> None:
-    hub = fake_hub_factory("hf", repos=[_repo()], latency=0.4)
+    hub = fake_hub_factory("hf", repos=[_repo()], latency=2.0)
     elapsed, body = _timed_get(_url(hub, "a.txt"))
-    assert body == b"hello" and elapsed >= 0.4
+    assert body == b"hello" and elapsed >= 2.0
     hub.configure(latency=0.0)
-    assert _timed_get(_url(hub, "a.txt"))[0] < 0.4
+    assert _timed_get(_url(hub, "a.txt"))[0] < 1.5
 
 
 def test_blackhole_accepts_but_never_answers(fake_hub_factory: HubFactory) -> None:
