@@ -144,13 +144,16 @@ class CacheLayout:
     def snapshot_dir(self, commit: str) -> Path:
         return self.storage / "snapshots" / commit
 
+    def _lock_path(self, blob_name: str) -> Path:
+        return self.cache_dir / ".locks" / self.folder_name / f"{blob_name}.lock"
+
     @contextlib.contextmanager
     def lock(self, blob_name: str) -> Iterator[None]:
         """huggingface_hub's per-blob lock ``.locks/<repo folder>/<blob name>.lock``.
 
         Re-entrant in one thread; also excludes other threads and processes (and huggingface_hub).
         """
-        path = self.cache_dir / ".locks" / self.folder_name / f"{blob_name}.lock"
+        path = self._lock_path(blob_name)
         with self._state:
             lock = self._locks.get(path)
             if lock is None:
@@ -198,6 +201,7 @@ class CacheLayout:
         for t in out:
             ensure_inside(self.storage, t.path, repo_id=self.repo_id, rel=t.file.path)
         self._inside(self.blobs / "x", self.storage / "refs" / "x", self.storage / "trees" / "x")
+        ensure_inside(self.cache_dir, self._lock_path("x"), repo_id=self.repo_id)
         self.blobs.mkdir(parents=True, exist_ok=True)
         self._sweep_stale_staging()
         with self._state:

@@ -135,6 +135,7 @@ class LocalDirLayout:
         for f, parts in planned:
             self._inside(self.root.joinpath(*parts), f.path)
             self._inside(self.metadata_path(f.path), f.path)
+        self._inside(self.hf_dir / "trees" / "x")
         self._bookkeeping()
         out = []
         for f, parts in planned:
