@@ -176,28 +176,7 @@ class CacheLayout:
         snapshot = self.snapshot_dir(commit)
         planned = [(f, path_parts(f.path, repo_id=self.repo_id)) for f in files]
         check_tree((f.path for f in files), repo_id=self.repo_id)
-        out: list[Target] = []
-        for f, parts in planned:
-            if f.etag is not None:
-                name = _checked_hash(f.etag, f, self.repo_id)
-                final = self.blobs / name
-            else:
-                # No git oid (ModelScope, regular file): stage by sha256, rename in publish().
-                # The token keeps concurrent processes off each other's staged files.
-                key = _checked_hash(f.sha256 or "", f, self.repo_id)
-                name = f"{key}.{self._token}{STAGED_SUFFIX}"
-                final = self.blobs / name
-            pointer = snapshot.joinpath(*parts)
-            out.append(
-                Target(
-                    file=f,
-                    final=final,
-                    partial=self.blobs / (name.removesuffix(STAGED_SUFFIX) + PARTIAL_SUFFIX),
-                    present=False,
-                    path=pointer,
-                    commit=commit,
-                )
-            )
+        out = [self._target(f, snapshot.joinpath(*parts), commit) for f, parts in planned]
         for t in out:
             ensure_inside(self.storage, t.path, repo_id=self.repo_id, rel=t.file.path)
         self._inside(self.blobs / "x", self.storage / "refs" / "x", self.storage / "trees" / "x")
@@ -215,6 +194,17 @@ class CacheLayout:
                 downloading.add(t.final)
             result.append(_with_present(t, present))
         return result
+
+    def _target(self, f: RepoFile, pointer: Path, commit: str) -> Target:
+        """``blobs/<etag>``; without git oid (ModelScope regular file) a staged name by sha256,
+        renamed in :meth:`publish` (the token keeps concurrent processes off each other's)."""
+        if f.etag is not None:
+            name = _checked_hash(f.etag, f, self.repo_id)
+        else:
+            key = _checked_hash(f.sha256 or "", f, self.repo_id)
+            name = f"{key}.{self._token}{STAGED_SUFFIX}"
+        partial = self.blobs / (name.removesuffix(STAGED_SUFFIX) + PARTIAL_SUFFIX)
+        return Target(f, self.blobs / name, partial, False, pointer, commit)
 
     def _inside(self, *paths: Path) -> None:
         """Refuse bookkeeping paths whose existing folders lead out of the repo folder."""
