@@ -55,7 +55,7 @@ def ms_manifest(
         RepoFile(path=p, size=i.size, sha256=i.sha256, lfs=i.lfs, source="modelscope")
         for p, i in sorted(repo.files().items())
     ]
-    return Manifest(repo.repo_id, "model", revision, commit, "modelscope", files)
+    return Manifest(repo.repo_id, "model", revision, commit, "modelscope", files, protocol="ms")
 
 
 def fake_engine(targets: list[Target], repo: FakeRepo, revision: str = "main") -> int:
@@ -83,7 +83,7 @@ def run_layout(
     fake_engine(targets, repo)
     for t in targets:
         layout.publish(t)
-    return layout.finalize(manifest, chosen), targets
+    return layout.finalize(manifest, chosen, revision=manifest.revision), targets
 
 
 def run_python(code: str, env: dict[str, str], timeout: float = 120) -> Any:
@@ -130,4 +130,4 @@ def publish_in_process(cache: str, manifest: Manifest, contents: dict[str, bytes
             os.replace(tmp, t.final)
     for t in targets:
         layout.publish(t)
-    return str(layout.finalize(manifest, manifest.files))
+    return str(layout.finalize(manifest, manifest.files, revision=manifest.revision))

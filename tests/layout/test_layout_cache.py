@@ -24,7 +24,8 @@ from layout_helpers import (
 )
 
 from unihub.errors import OfflineError, TransferError
-from unihub.layout import CacheLayout, derive_commit, find_offline
+from unihub.layout import CacheLayout, LocalDirLayout, derive_commit, make_layout
+from unihub.settings import Settings
 from unihub.testing import FakeHub, FakeRepo
 
 pytestmark = pytest.mark.timeout(120)
@@ -178,11 +179,10 @@ def test_identical_files_are_downloaded_once(tmp_path: Path) -> None:
         assert not list((cache / "models--org--name" / "blobs").glob("*.unihub-*"))
 
 
-def test_copy_fallback_without_symlinks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_DISABLE_SYMLINKS", "1")
+def test_copy_fallback_without_symlinks(tmp_path: Path) -> None:
     repo = small_repo()
     cache = tmp_path / "ours"
-    layout = CacheLayout(cache, repo_id="org/name")
+    layout = CacheLayout(cache, repo_id="org/name", symlinks=False)
     assert layout.symlinks is False
     folder, _ = run_layout(layout, hf_manifest(repo), repo)
     theirs = _hf_reference(repo, tmp_path / "theirs", HF_HUB_DISABLE_SYMLINKS="1")
@@ -213,7 +213,8 @@ def test_dataset_repo_folder_and_nested_ref(tmp_path: Path) -> None:
     assert (storage / "refs" / "refs" / "pr" / "1").read_text() == repo.head()
 
     by_commit = hf_manifest(repo, revision=repo.head())
-    CacheLayout(tmp_path / "c2", repo_id="org/data", repo_type="dataset").finalize(by_commit)
+    c2 = CacheLayout(tmp_path / "c2", repo_id="org/data", repo_type="dataset")
+    c2.finalize(by_commit, [], revision=repo.head())
     assert not (tmp_path / "c2" / "datasets--org--data" / "refs").exists()
 
 
@@ -223,30 +224,29 @@ def test_find_offline_in_cache(tmp_path: Path) -> None:
     subset = [f for f in manifest.files if f.path.endswith(".json")]
     folder, _ = run_layout(CacheLayout(tmp_path, repo_id="org/name"), manifest, repo, subset)
 
-    hit = find_offline("org/name", cache_dir=tmp_path, include=["*.json"])
+    layout = CacheLayout(tmp_path, repo_id="org/name")
+    hit = layout.find_offline(include=["*.json"])
     assert hit == (folder, ["config.json"])
-    folder2, files = find_offline(
-        "org/name", cache_dir=tmp_path, revision=repo.head(), paths=["config.json"]
-    )
+    folder2, files = layout.find_offline(revision=repo.head(), paths=["config.json"])
     assert (folder2, files) == (folder, ["config.json"])
     # The cached tree listing says the rest of the repo is missing.
     with pytest.raises(OfflineError, match="not on disk"):
-        find_offline("org/name", cache_dir=tmp_path)
+        layout.find_offline()
     with pytest.raises(OfflineError, match="Run once online"):
-        find_offline("org/name", cache_dir=tmp_path, revision="v2")
+        layout.find_offline(revision="v2")
     with pytest.raises(OfflineError):
-        find_offline("org/other", cache_dir=tmp_path)
+        CacheLayout(tmp_path, repo_id="org/other").find_offline()
     # Caches without a tree listing (older huggingface_hub): the files on disk count.
     for listing in (tmp_path / "models--org--name" / "trees").iterdir():
         listing.unlink()
-    assert find_offline("org/name", cache_dir=tmp_path) == (folder, ["config.json"])
+    assert layout.find_offline() == (folder, ["config.json"])
 
 
 def test_find_offline_reads_a_cache_written_by_huggingface_hub(tmp_path: Path) -> None:
     repo = small_repo()
     with FakeHub("hf", repos=[repo]) as hub:
         snap = snapshot_download("org/name", endpoint=hub.endpoint, cache_dir=tmp_path)
-    hit = find_offline("org/name", cache_dir=tmp_path)
+    hit = CacheLayout(tmp_path, repo_id="org/name").find_offline()
     assert hit.folder == Path(snap)
     assert sorted(hit.files) == sorted(repo.files())
     # and unihub sees every file as present
@@ -257,16 +257,33 @@ def test_find_offline_reads_a_cache_written_by_huggingface_hub(tmp_path: Path) -
     )
 
 
-def test_default_cache_dir_follows_env_at_call_time(
+def test_make_layout_follows_settings_not_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
-    assert CacheLayout(repo_id="org/name").cache_dir == tmp_path / "home" / "hub"
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "explicit"))
-    assert CacheLayout(repo_id="org/name").cache_dir == tmp_path / "explicit"
-    assert CacheLayout(tmp_path / "arg", repo_id="org/name").cache_dir == tmp_path / "arg"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "env"))
+    monkeypatch.setenv("HF_HUB_DISABLE_SYMLINKS", "1")
+    settings = Settings(hub_cache=tmp_path / "settings")
+    layout = make_layout("org/name", "model", local_dir=None, cache_dir=None, settings=settings)
+    assert isinstance(layout, CacheLayout)
+    assert layout.cache_dir == tmp_path / "settings"
+    assert layout.symlinks is True  # the settings say so (probed), whatever the env says
+    arg = make_layout(
+        "org/name", "model", local_dir=None, cache_dir=tmp_path / "arg", settings=settings
+    )
+    assert isinstance(arg, CacheLayout) and arg.cache_dir == tmp_path / "arg"
+    off = make_layout(
+        "org/name",
+        "model",
+        local_dir=None,
+        cache_dir=None,
+        settings=settings.evolve(symlinks=False),
+    )
+    assert isinstance(off, CacheLayout) and off.symlinks is False
+    ld = make_layout(
+        "org/name", "model", local_dir=tmp_path / "ld", cache_dir=None, settings=settings
+    )
+    assert isinstance(ld, LocalDirLayout) and ld.root == tmp_path / "ld"
+    assert not (tmp_path / "env").exists()
 
 
 def test_finalize_refuses_missing_files_and_publish_without_bytes(tmp_path: Path) -> None:

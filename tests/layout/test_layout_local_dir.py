@@ -20,7 +20,7 @@ from layout_helpers import (
 )
 
 from unihub.errors import OfflineError
-from unihub.layout import LocalDirLayout, find_offline
+from unihub.layout import LocalDirLayout
 from unihub.layout.common import CACHEDIR_TAG_CONTENT
 from unihub.testing import FakeHub
 
@@ -157,12 +157,13 @@ def test_find_offline_local_dir(tmp_path: Path) -> None:
     folder, _ = run_layout(
         LocalDirLayout(tmp_path / "ld", repo_id="org/name"), manifest, repo, subset
     )
-    hit = find_offline("org/name", local_dir=tmp_path / "ld", include="sub/")
+    layout = LocalDirLayout(tmp_path / "ld", repo_id="org/name")
+    hit = layout.find_offline(include=["sub/"])
     assert hit == (folder, ["sub/a.txt", "sub/deep/e.txt"])
     with pytest.raises(OfflineError, match="not on disk"):
-        find_offline("org/name", local_dir=tmp_path / "ld")  # the cached listing has more
+        layout.find_offline()  # the cached listing has more
     with pytest.raises(OfflineError):
-        find_offline("org/name", local_dir=tmp_path / "missing")
+        LocalDirLayout(tmp_path / "missing", repo_id="org/name").find_offline()
 
 
 def test_huggingface_hub_and_transformers_read_our_local_dir_offline(tmp_path: Path) -> None:

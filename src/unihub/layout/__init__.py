@@ -1,58 +1,65 @@
 """Where downloaded files go: the HF cache layout and the plain ``local_dir`` layout.
 
 Both write exactly what huggingface_hub 2.4.0 writes, so huggingface_hub, transformers and
-unihub find each other's files (offline too). The API drives a layout in three steps::
+unihub find each other's files (offline too). Both implement one :class:`Layout` protocol, which
+the API drives without knowing which one it holds::
 
-    layout = CacheLayout(cache_dir, repo_id=hf_id)       # or LocalDirLayout(dir, repo_id=...)
+    layout = make_layout(hf_id, repo_type, local_dir=..., cache_dir=..., settings=settings)
     targets = layout.targets(manifest, selected_files)   # validates every path, decides `present`
     for t in targets:
         if not t.present:                                 # engine: write t.partial, verify,
-            engine_job(dest=t.final, partial=t.partial)   #   os.replace to t.final
+            engine_job(dest=t.final, partial=t.partial,   #   os.replace to t.final
+                       present_at=(t.path,))
         layout.publish(t)                                 # after the file is in place (or present)
-    folder = layout.finalize(manifest, selected_files)   # refs, tree cache, tags; the user's folder
+    folder = layout.finalize(manifest, selected_files, revision=asked)  # refs, tree cache, tags
+    hit = layout.find_offline(revision=asked, include=..., exclude=..., paths=...)  # no network
 
 - ``Target.final`` is ``blobs/<etag>`` (cache) or ``<local_dir>/<path>``. Targets with identical
   content share ``final``; only the first is not ``present``, so it is downloaded once. Publish
   after the downloads. ``present`` in a local_dir may cost a hash of files without metadata.
-- ``finalize(..., revision=)`` names the ref to record (default ``manifest.revision``; a
-  ModelScope ``master`` becomes ``main``). Nothing but ``finalize`` writes ``refs/``.
+- ``finalize(..., revision=)``: the name the user asked for (None: the default branch), recorded
+  in ``refs/`` under its Hugging Face name: a hub's default branch (``PROTOCOLS[p]
+  .default_branch``, ModelScope's ``master``) is ``main``. Nothing but ``finalize`` writes
+  ``refs/``; a local_dir records none.
 - A regular file listed without git oid (ModelScope) is verified by sha256 and staged as
   ``blobs/<sha256>.<token>.unihub-staged`` (token: per layout object, so concurrent processes
-  never share it; such files are small, resuming them across runs is not worth a shared name);
-  ``publish`` computes its git blob sha1 and renames it to ``blobs/<git oid>``, the name
-  huggingface_hub gives it.
+  never share it); ``publish`` computes its git blob sha1 and renames it to ``blobs/<git oid>``,
+  the name huggingface_hub gives it.
 - ``Target.partial`` (``*.unihub-partial``, journal beside it) is never a name huggingface_hub
   reads as a finished file: ``blobs/<etag>.unihub-partial`` in the cache,
   ``.cache/huggingface/download/<path>.unihub-partial`` in a local_dir.
 - Commit: when ``manifest.commit`` is not a 40-hex sha (ModelScope branch names, None), a stable
-  id is derived from the whole listing (:func:`derive_commit`: sha1 over sorted path, hash,
-  size), so ``snapshots/<id>`` and ``refs/main`` work for offline huggingface_hub. Blobs are
-  named by content, so a later huggingface_hub download of the real HF commit reuses them.
-- Unsafe listing paths (``..``, absolute, drives, UNC, backslashes, NUL, symlinked folders
-  leading out, ``.cache/huggingface/...`` in a local_dir) raise ``UnsafePathError`` before
-  anything is written.
-- Offline: :func:`find_offline` resolves refs and checks the cached tree listing, no network;
-  ``paths=[filename]`` asks for exact files (no pattern matching), for single-file downloads.
+  id is derived from the whole listing (:func:`derive_commit`), so ``snapshots/<id>`` and
+  ``refs/main`` work for offline huggingface_hub.
+- Safety: the rules of :mod:`unihub.safety`, the same the hub adapters apply to a listing.
+  ``targets`` refuses (``UnsafePathError``, before anything is written) unsafe names, a file and
+  a folder of the same name, ``.cache/huggingface/...`` in a local_dir, and any target or
+  bookkeeping path (metadata, partials, trees, refs, blobs, locks, CACHEDIR.TAG, .gitignore)
+  under a symlinked folder leading out. Bookkeeping files are written with ``open_nofollow``.
+- Errors: every public method raises unihub errors only; an ``OSError`` becomes
+  ``StorageError``/``DiskSpaceError`` (:func:`unihub.errors.from_oserror`).
 - Cache mode takes huggingface_hub's per-blob file lock (``CacheLayout.lock``) while
-  publishing; local_dir mode its per-file metadata lock.
+  publishing; local_dir mode writes metadata atomically instead.
 """
 
 from __future__ import annotations
 
+from .base import Layout, find_offline, make_layout
 from .cache import CacheLayout, symlinks_supported
-from .common import Target, default_cache_dir, derive_commit, effective_commit, repo_folder_name
+from .common import Target, derive_commit, effective_commit, repo_folder_name
 from .local_dir import LocalDirLayout
-from .offline import OfflineHit, find_offline
+from .offline import OfflineHit
 
 __all__ = [
     "CacheLayout",
+    "Layout",
     "LocalDirLayout",
     "OfflineHit",
     "Target",
-    "default_cache_dir",
     "derive_commit",
     "effective_commit",
     "find_offline",
+    "make_layout",
     "repo_folder_name",
     "symlinks_supported",
 ]

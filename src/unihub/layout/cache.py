@@ -13,8 +13,12 @@
 
 The repo folder is keyed by the Hugging Face id whatever hub the bytes came from, so
 ``from_pretrained("org/name")`` finds them offline. Without symlink support (probed in the cache
-folder, or ``HF_HUB_DISABLE_SYMLINKS=1``) the blob of a new download is moved to the snapshot
-path and an existing one copied, as huggingface_hub does.
+folder, or ``symlinks=False`` from ``HF_HUB_DISABLE_SYMLINKS=1`` via the settings) the blob of a
+new download is moved to the snapshot path and an existing one copied, as huggingface_hub does;
+another process that downloaded the same blob finds the snapshot file already in place.
+
+``blobs/``, ``snapshots/``, ``refs/``, ``trees/`` (inside the repo folder) and ``.locks/``
+(inside the cache) that are symlinks leading out are refused (``UnsafePathError``).
 """
 
 from __future__ import annotations
@@ -33,25 +37,31 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ..errors import TransferError, UnsafePathError
-from ..models import GIT_OID_RE, SHA256_RE, Manifest, RepoFile, RepoType
+from ..errors import OfflineError, TransferError, UnsafePathError
+from ..models import GIT_OID_RE, SHA256_RE, Manifest, RepoFile, RepoType, is_commit_sha
+from ..safety import (
+    check_revision,
+    check_tree,
+    ensure_inside,
+    is_safe_path,
+    open_nofollow,
+    path_parts,
+)
 from .common import (
     PARTIAL_SUFFIX,
     Target,
     atomic_write_text,
-    default_cache_dir,
     effective_commit,
-    ensure_inside,
-    env_flag,
     git_blob_sha1,
-    hf_revision,
-    is_safe,
+    hf_ref,
     match_umask,
+    read_tree_json,
     repo_folder_name,
-    safe_parts,
+    translate_oserror,
     write_cachedir_tag,
     write_tree_json,
 )
+from .offline import OFFLINE_HINT, OfflineHit, select, walk
 
 __all__ = ["CacheLayout", "symlinks_supported"]
 
@@ -67,10 +77,8 @@ _symlink_lock = threading.Lock()
 def symlinks_supported(folder: Path) -> bool:
     """Whether relative symlinks work in ``folder`` (probed once per folder, like huggingface_hub).
 
-    ``HF_HUB_DISABLE_SYMLINKS=1`` (read now, not at import) always answers False.
+    ``HF_HUB_DISABLE_SYMLINKS=1`` arrives as ``CacheLayout(symlinks=False)``: no probe then.
     """
-    if env_flag("HF_HUB_DISABLE_SYMLINKS"):
-        return False
     folder.mkdir(parents=True, exist_ok=True)
     key = os.path.realpath(folder)
     with _symlink_lock:
@@ -97,22 +105,24 @@ def _checked_hash(value: str, file: RepoFile, repo_id: str) -> str:
 class CacheLayout:
     """Writes one repo into the HF cache: ``targets`` -> (engine) -> ``publish`` -> ``finalize``.
 
-    ``cache_dir`` None means the HF default (``HF_HUB_CACHE``, ``HF_HOME``; read when called).
-    ``repo_id`` is the Hugging Face id, even when the bytes come from ModelScope. ``symlinks``
-    None probes the cache folder.
+    ``cache_dir``: the HF hub cache (``Settings.hub_cache`` unless the caller names one; see
+    :func:`unihub.layout.make_layout`). ``repo_id`` is the Hugging Face id, even when the bytes
+    come from ModelScope (ConfigError if malformed). ``symlinks`` None probes the cache folder.
     """
 
     def __init__(
         self,
-        cache_dir: str | os.PathLike[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None,
         *,
         repo_id: str,
         repo_type: RepoType = "model",
         symlinks: bool | None = None,
     ) -> None:
-        self.cache_dir = (
-            Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        )
+        if cache_dir is None:  # compat for the current api.py only: delete with it
+            from ..settings import Settings
+
+            cache_dir = Settings.from_env().hub_cache
+        self.cache_dir = Path(cache_dir).expanduser()
         self.repo_id = repo_id
         self.repo_type: RepoType = repo_type
         self.folder_name = repo_folder_name(repo_id, repo_type)
@@ -134,16 +144,20 @@ class CacheLayout:
     def snapshot_dir(self, commit: str) -> Path:
         return self.storage / "snapshots" / commit
 
+    def _lock_path(self, blob_name: str) -> Path:
+        return self.cache_dir / ".locks" / self.folder_name / f"{blob_name}.lock"
+
     @contextlib.contextmanager
     def lock(self, blob_name: str) -> Iterator[None]:
         """huggingface_hub's per-blob lock ``.locks/<repo folder>/<blob name>.lock``.
 
         Re-entrant in one thread; also excludes other threads and processes (and huggingface_hub).
         """
-        path = self.cache_dir / ".locks" / self.folder_name / f"{blob_name}.lock"
+        path = self._lock_path(blob_name)
         with self._state:
             lock = self._locks.get(path)
             if lock is None:
+                ensure_inside(self.cache_dir, path, repo_id=self.repo_id)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 lock = self._locks[path] = FileLock(path, mode=0o664)
         with lock:
@@ -151,6 +165,7 @@ class CacheLayout:
 
     # -- planning ---------------------------------------------------------------------------
 
+    @translate_oserror
     def targets(self, manifest: Manifest, files: Sequence[RepoFile]) -> list[Target]:
         """One :class:`Target` per file; raises ``UnsafePathError`` before writing anything.
 
@@ -159,33 +174,15 @@ class CacheLayout:
         """
         commit = effective_commit(manifest.commit, manifest.files)
         snapshot = self.snapshot_dir(commit)
-        planned = [(f, safe_parts(f.path, repo_id=self.repo_id)) for f in files]
-        out: list[Target] = []
-        for f, parts in planned:
-            if f.etag is not None:
-                name = _checked_hash(f.etag, f, self.repo_id)
-                final = self.blobs / name
-            else:
-                # No git oid (ModelScope, regular file): stage by sha256, rename in publish().
-                # The token keeps concurrent processes off each other's staged files.
-                key = _checked_hash(f.sha256 or "", f, self.repo_id)
-                name = f"{key}.{self._token}{STAGED_SUFFIX}"
-                final = self.blobs / name
-            pointer = snapshot.joinpath(*parts)
-            out.append(
-                Target(
-                    file=f,
-                    final=final,
-                    partial=self.blobs / (name.removesuffix(STAGED_SUFFIX) + PARTIAL_SUFFIX),
-                    present=False,
-                    path=pointer,
-                    commit=commit,
-                )
-            )
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        self._sweep_stale_staging()
+        planned = [(f, path_parts(f.path, repo_id=self.repo_id)) for f in files]
+        check_tree((f.path for f in files), repo_id=self.repo_id)
+        out = [self._target(f, snapshot.joinpath(*parts), commit) for f, parts in planned]
         for t in out:
             ensure_inside(self.storage, t.path, repo_id=self.repo_id, rel=t.file.path)
+        self._inside(self.blobs / "x", self.storage / "refs" / "x", self.storage / "trees" / "x")
+        ensure_inside(self.cache_dir, self._lock_path("x"), repo_id=self.repo_id)
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self._sweep_stale_staging()
         with self._state:
             for t in out:
                 self._pending[t.final] += 1
@@ -197,6 +194,22 @@ class CacheLayout:
                 downloading.add(t.final)
             result.append(_with_present(t, present))
         return result
+
+    def _target(self, f: RepoFile, pointer: Path, commit: str) -> Target:
+        """``blobs/<etag>``; without git oid (ModelScope regular file) a staged name by sha256,
+        renamed in :meth:`publish` (the token keeps concurrent processes off each other's)."""
+        if f.etag is not None:
+            name = _checked_hash(f.etag, f, self.repo_id)
+        else:
+            key = _checked_hash(f.sha256 or "", f, self.repo_id)
+            name = f"{key}.{self._token}{STAGED_SUFFIX}"
+        partial = self.blobs / (name.removesuffix(STAGED_SUFFIX) + PARTIAL_SUFFIX)
+        return Target(f, self.blobs / name, partial, False, pointer, commit)
+
+    def _inside(self, *paths: Path) -> None:
+        """Refuse bookkeeping paths whose existing folders lead out of the repo folder."""
+        for path in paths:
+            ensure_inside(self.storage, path, repo_id=self.repo_id)
 
     def _sweep_stale_staging(self) -> None:
         cutoff = time.time() - STALE_STAGING_SECONDS
@@ -218,8 +231,13 @@ class CacheLayout:
 
     # -- publishing ---------------------------------------------------------------------------
 
+    @translate_oserror
     def publish(self, target: Target) -> Path:
-        """Make ``snapshots/<commit>/<path>`` point at the blob; returns that path."""
+        """Make ``snapshots/<commit>/<path>`` point at the blob; returns that path.
+
+        Without symlinks, a snapshot file another process already moved there (same size) is
+        taken as published.
+        """
         f, pointer = target.file, target.path
         try:
             if f.etag is None:
@@ -260,10 +278,11 @@ class CacheLayout:
             elif last:
                 staged.replace(blob)
             else:
-                _copy_atomic(staged, blob)
+                _copy_atomic(staged, blob, root=self.storage)
         return blob
 
     def _link(self, blob: Path, pointer: Path, *, new_blob: bool) -> None:
+        ensure_inside(self.storage, pointer, repo_id=self.repo_id)
         pointer.parent.mkdir(parents=True, exist_ok=True)
         tmp = pointer.with_name(f".{pointer.name}.{uuid.uuid4().hex[:8]}.unihub-tmp")
         if self.symlinks:
@@ -279,11 +298,12 @@ class CacheLayout:
             if new_blob and not shared:
                 blob.replace(pointer)  # as huggingface_hub: the new blob moves, no duplicate
             else:
-                _copy_atomic(blob, pointer)
+                _copy_atomic(blob, pointer, root=self.storage)
         except FileNotFoundError as exc:
             # Without symlinks another process may have moved the blob into its own snapshot.
             raise TransferError(
-                "blob vanished before it could be copied into the snapshot",
+                "blob vanished before it could be copied into the snapshot (another process "
+                "moved it)",
                 repo_id=self.repo_id,
                 path=str(pointer),
                 hint="Run the download again",
@@ -291,43 +311,80 @@ class CacheLayout:
 
     # -- finishing ---------------------------------------------------------------------------
 
+    @translate_oserror
     def finalize(
         self, manifest: Manifest, files: Sequence[RepoFile] = (), *, revision: str | None = None
     ) -> Path:
         """Write ``refs/<revision>``, the tree cache and CACHEDIR.TAG; return the snapshot folder.
 
-        ``revision`` (default ``manifest.revision``, with ModelScope's ``master`` read as
-        ``main``) is the Hugging Face name to record. Raises
-        ``TransferError`` if one of ``files`` is not in place.
+        ``revision``: the name the user asked for (None: the default branch), recorded under its
+        Hugging Face name (:func:`~unihub.layout.common.hf_ref`: a hub's default branch is
+        ``main``); ConfigError if it is not a safe revision name. Raises ``TransferError`` if one
+        of ``files`` is not in place.
         """
+        ref = hf_ref(revision, manifest.protocol)
         commit = effective_commit(manifest.commit, manifest.files)
         snapshot = self.snapshot_dir(commit)
         for f in files:
-            if not (snapshot.joinpath(*safe_parts(f.path, repo_id=self.repo_id))).is_file():
+            if not (snapshot.joinpath(*path_parts(f.path, repo_id=self.repo_id))).is_file():
                 raise TransferError(
                     "file not in the snapshot after download", repo_id=self.repo_id, path=f.path
                 )
+        self._inside(snapshot / "x", self.storage / "refs" / "x", self.storage / "trees" / "x")
         snapshot.mkdir(parents=True, exist_ok=True)
-        write_cachedir_tag(self.cache_dir)
-        ref = revision or hf_revision(manifest)
-        if ref and ref != commit:
-            ref_path = self.storage.joinpath(
-                "refs", *safe_parts(ref, what="revision", repo_id=self.repo_id)
-            )
+        write_cachedir_tag(self.cache_dir, root=self.cache_dir)
+        if ref != commit:
+            ref_path = self.storage.joinpath("refs", *path_parts(ref, what="revision"))
             try:
                 current = ref_path.read_text(encoding="utf-8")
             except OSError:
                 current = None
             if current != commit:
-                atomic_write_text(ref_path, commit)
+                atomic_write_text(ref_path, commit, root=self.storage)
         blob_ids = dict(self._blob_ids)
         for f in manifest.files:
-            if f.etag is None and f.path not in blob_ids and is_safe(f.path):
-                pointer = snapshot.joinpath(*safe_parts(f.path, repo_id=self.repo_id))
+            if f.etag is None and f.path not in blob_ids and is_safe_path(f.path):
+                pointer = snapshot.joinpath(*path_parts(f.path))
                 if pointer.is_file() and pointer.stat().st_size == f.size:
                     blob_ids[f.path] = git_blob_sha1(pointer)
-        write_tree_json(self.storage / "trees" / f"{commit}.json", manifest.files, blob_ids)
+        trees = self.storage / "trees" / f"{commit}.json"
+        write_tree_json(trees, manifest.files, blob_ids, root=self.storage)
         return snapshot
+
+    # -- offline ----------------------------------------------------------------------------
+
+    @translate_oserror
+    def find_offline(
+        self,
+        *,
+        revision: str | None = None,
+        include: str | Sequence[str] | None = None,
+        exclude: str | Sequence[str] | None = None,
+        paths: Sequence[str] | None = None,
+    ) -> OfflineHit:
+        """The snapshot of ``revision`` (None: ``main``) and the selected files in it, or
+        ``OfflineError``. ``paths`` asks for exact files; else ``include``/``exclude`` filter
+        like huggingface_hub's ``allow_patterns``/``ignore_patterns``. No network call."""
+        rev = check_revision(revision) if revision is not None else "main"
+        commit: str | None = rev if is_commit_sha(rev) else None
+        if commit is None:
+            try:
+                commit = self.storage.joinpath("refs", *path_parts(rev)).read_text("utf-8")
+            except OSError:
+                commit = None
+        snapshot = self.snapshot_dir(commit.strip()) if commit else None
+        if snapshot is None or not is_commit_sha(snapshot.name) or not snapshot.is_dir():
+            raise OfflineError(
+                f"revision {rev!r} is not in the cache {self.cache_dir}",
+                repo_id=self.repo_id,
+                hint=OFFLINE_HINT,
+            )
+        listing = read_tree_json(self.storage / "trees" / f"{snapshot.name}.json")
+        names = sorted(listing) if listing is not None else walk(snapshot)
+        wanted = select(
+            snapshot, self.repo_id, names, include, exclude, paths, from_listing=listing is not None
+        )
+        return OfflineHit(snapshot, wanted)
 
 
 def _with_present(t: Target, present: bool) -> Target:
@@ -343,10 +400,14 @@ def _points_to(pointer: Path, blob: Path, size: int) -> bool:
     return pointer.is_file() and pointer.stat().st_size == size
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
+def _copy_atomic(src: Path, dst: Path, *, root: Path) -> None:
+    """Copy ``src`` to ``dst`` (inside ``root``) through an exclusive, non-following temp file."""
+    ensure_inside(root, dst)
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.unihub-tmp")
     try:
-        shutil.copyfile(src, tmp)
+        fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 20)
         tmp.replace(dst)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""Pieces both layouts share: path safety, hashes, atomic writes, the huggingface_hub files.
+"""Pieces both layouts share: hashes, safe atomic writes, the huggingface_hub files.
 
 Everything here reproduces what huggingface_hub 2.4.0 writes byte for byte (see
 ``/work/shared/protocols/huggingface.md`` §4-§5), because its readers (``hf_hub_download``,
@@ -6,45 +6,49 @@ Everything here reproduces what huggingface_hub 2.4.0 writes byte for byte (see
 must accept theirs. We hand-write these few helpers instead of importing huggingface_hub's
 private ones (``_local_folder``, ``_tree_cache``, ``file_download._create_symlink``): private
 names move between releases, while the on-disk format is what both tools have to agree on.
+
+Path and id rules are :mod:`unihub.safety`'s (the same ones the hub adapters apply to a
+listing); every file written here goes through ``ensure_inside(root, ...)`` and
+``open_nofollow``, so a symlinked bookkeeping folder or file never leads a write outside.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import stat
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
+from typing import ParamSpec, TypeVar
 
-from ..envflags import env_flag
-from ..errors import UnsafePathError
-from ..models import Manifest, RepoFile, RepoType, is_commit_sha
+from ..errors import UnihubError, UnsafePathError, from_oserror
+from ..hubs.registry import spec
+from ..models import RepoFile, RepoType, is_commit_sha
+from ..safety import check_repo_id, check_revision, check_tree, ensure_inside, is_safe_path
+from ..safety import open_nofollow as open_nofollow
 
 __all__ = [
     "CACHEDIR_TAG_CONTENT",
     "TREE_FORMAT_VERSION",
     "Target",
     "atomic_write_text",
-    "default_cache_dir",
     "derive_commit",
     "effective_commit",
-    "ensure_inside",
-    "env_flag",
     "file_sha256",
     "filter_paths",
     "git_blob_sha1",
-    "hf_revision",
-    "is_safe",
+    "hf_ref",
     "lfs_pointer_oid",
     "match_umask",
     "read_tree_json",
     "repo_folder_name",
-    "safe_parts",
+    "translate_oserror",
     "write_cachedir_tag",
     "write_tree_json",
 ]
@@ -58,6 +62,8 @@ CACHEDIR_TAG_CONTENT = (
 TREE_FORMAT_VERSION = 1
 PARTIAL_SUFFIX = ".unihub-partial"
 _CHUNK = 1 << 20
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -81,84 +87,33 @@ class Target:
     commit: str
 
 
-def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The HF hub cache, read from the environment now (huggingface_hub reads it at import).
-
-    ``HF_HUB_CACHE``, then legacy ``HUGGINGFACE_HUB_CACHE``, then ``$HF_HOME/hub`` where
-    ``HF_HOME`` defaults to ``$XDG_CACHE_HOME/huggingface`` or ``~/.cache/huggingface``.
-    """
-    env = os.environ if environ is None else environ
-    explicit = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return Path(os.path.expandvars(explicit)).expanduser()
-    xdg = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-    home = env.get("HF_HOME") or str(Path(xdg) / "huggingface")
-    return Path(os.path.expandvars(home)).expanduser() / "hub"
-
-
 def repo_folder_name(repo_id: str, repo_type: RepoType) -> str:
-    """``models--org--name`` / ``datasets--org--name`` (huggingface_hub's ``repo_folder_name``)."""
-    parts = repo_id.split("/")
-    if not repo_id or len(parts) > 2 or any(p in ("", ".", "..") or "\\" in p for p in parts):
-        raise UnsafePathError(f"invalid repo id {repo_id!r}", repo_id=repo_id)
-    return "--".join([f"{repo_type}s", *parts])
+    """``models--org--name`` / ``datasets--org--name`` (huggingface_hub's ``repo_folder_name``).
 
-
-def safe_parts(path: str, *, what: str = "file", repo_id: str | None = None) -> tuple[str, ...]:
-    """Split a repo path into segments, refusing anything that could leave the target folder.
-
-    Refused: empty paths or segments, ``.``/``..`` segments, absolute paths, Windows drives,
-    UNC or root-relative segments (checked on every OS, so a folder written on Linux stays safe
-    when copied to Windows), backslashes and NUL bytes.
+    ``repo_id`` must pass :func:`unihub.safety.check_repo_id` (ConfigError otherwise).
     """
-    bad = (
-        not path
-        or "\0" in path
-        or "\\" in path
-        or path.startswith("/")
-        or PurePosixPath(path).is_absolute()
-    )
-    parts = tuple(path.split("/"))
-    if not bad:
-        for part in parts:
-            win = PureWindowsPath(part)
-            if part in ("", ".", "..") or win.drive or win.root:
-                bad = True
-                break
-    if bad:
-        raise UnsafePathError(
-            f"refusing unsafe {what} path {path!r}",
-            repo_id=repo_id,
-            path=path,
-            hint="The listing names a path outside the target folder; report it to the repo owner",
-        )
-    return parts
+    return "--".join([f"{repo_type}s", *check_repo_id(repo_id).split("/")])
 
 
-def is_safe(path: str) -> bool:
-    """Whether :func:`safe_parts` accepts ``path``."""
-    try:
-        safe_parts(path)
-    except UnsafePathError:
-        return False
-    return True
+def translate_oserror(method: Callable[P, R]) -> Callable[P, R]:
+    """Raise a unihub error instead of a raw ``OSError`` from a layout's public method.
 
+    The one place a layout turns ``OSError`` into :func:`unihub.errors.from_oserror`'s
+    ``StorageError``/``DiskSpaceError`` (our own errors, some of which are ``OSError`` too,
+    pass unchanged).
+    """
 
-def ensure_inside(root: Path, path: Path, *, repo_id: str | None = None, rel: str = "") -> None:
-    """Refuse ``path`` if its existing parent folders resolve outside ``root`` (symlinked dirs)."""
-    if not root.exists():
-        return  # nothing below it exists yet, so nothing can lead out
-    real_root = os.path.realpath(root)
-    probe = path.parent
-    while probe != root and not probe.exists() and root in probe.parents:
-        probe = probe.parent
-    real = os.path.realpath(probe)
-    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
-        raise UnsafePathError(
-            f"refusing to write through a folder that leads outside {root}",
-            repo_id=repo_id,
-            path=rel or str(path),
-        )
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except UnihubError:
+            raise
+        except OSError as exc:
+            repo_id = getattr(args[0], "repo_id", None) if args else None
+            raise from_oserror(exc, repo_id=repo_id) from exc
+
+    return wrapper
 
 
 def filter_paths(
@@ -237,24 +192,41 @@ def effective_commit(commit: str | None, files: Iterable[RepoFile]) -> str:
     return derive_commit(files)
 
 
-def hf_revision(manifest: Manifest) -> str:
-    """The name to record in ``refs/``: Hugging Face's ``main`` for ModelScope's ``master``.
+def hf_ref(revision: str | None, protocol: str) -> str:
+    """The Hugging Face name to record in ``refs/`` for the revision the user asked for.
 
-    ModelScope sources are named ``modelscope`` or ``ms:<host>`` (see ``unihub.sources``).
+    None (the default branch) and the listing protocol's default branch (ModelScope's
+    ``master``, per :mod:`unihub.hubs.registry`) are Hugging Face's default branch ``main``;
+    anything else must pass :func:`unihub.safety.check_revision` (ConfigError).
     """
-    source = manifest.source
-    if manifest.revision == "master" and (source == "modelscope" or source.startswith("ms:")):
-        return "main"
-    return manifest.revision
+    hf_default = spec("hf").default_branch
+    if revision is None or revision == spec(protocol).default_branch:
+        return hf_default
+    return check_revision(revision)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a unique temp name next to ``path``, then ``os.replace`` it there."""
+def write_new(path: Path, data: bytes, *, root: Path) -> None:
+    """Create ``path`` (inside ``root``) with ``data``: never through a symlink, never twice.
+
+    FileExistsError if it exists (the caller decides whether that is fine).
+    """
+    ensure_inside(root, path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def atomic_write_text(path: Path, text: str, *, root: Path) -> None:
+    """Write ``text`` to a unique temp name next to ``path``, then ``os.replace`` it there.
+
+    ``path`` must lie inside ``root`` (no symlinked folder leading out); the temp file is
+    created exclusively and without following a symlink, and a symlink at ``path`` is replaced,
+    not written through.
+    """
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        write_new(tmp, text.encode("utf-8"), root=root)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -290,14 +262,15 @@ def match_umask(path: Path) -> None:
         pass  # best effort, as huggingface_hub
 
 
-def write_cachedir_tag(folder: Path) -> None:
+def write_cachedir_tag(folder: Path, *, root: Path) -> None:
+    """``folder/CACHEDIR.TAG`` unless it exists (best effort, as huggingface_hub)."""
     tag = folder / "CACHEDIR.TAG"
-    if not tag.exists():
-        folder.mkdir(parents=True, exist_ok=True)
+    ensure_inside(root, tag)
+    if not os.path.lexists(tag):
         try:
-            tag.write_text(CACHEDIR_TAG_CONTENT, encoding="utf-8")
+            write_new(tag, CACHEDIR_TAG_CONTENT.encode(), root=root)
         except OSError:
-            pass  # best effort, as huggingface_hub
+            pass
 
 
 def tree_entry(file: RepoFile, blob_id: str) -> dict[str, object]:
@@ -321,17 +294,24 @@ def read_tree_json(path: Path) -> dict[str, dict[str, object]] | None:
     return files if isinstance(files, dict) else None
 
 
-def write_tree_json(path: Path, files: Sequence[RepoFile], blob_ids: Mapping[str, str]) -> bool:
+def write_tree_json(
+    path: Path, files: Sequence[RepoFile], blob_ids: Mapping[str, str], *, root: Path
+) -> bool:
     """Write the tree cache for a whole listing; False (nothing written) if a blob id is unknown.
 
     A partial listing would be worse than none: huggingface_hub trusts the cached tree of a
     commit instead of asking the Hub, so files missing from it would never be fetched. An
     existing valid file is kept (it may hold ``xet_hash`` values we do not know).
     """
+    ensure_inside(root, path)
     if read_tree_json(path) is not None:
         return True
-    if not all(is_safe(f.path) for f in files):
+    if not all(is_safe_path(f.path) for f in files):
         return False  # huggingface_hub would look for those paths; never point it outside
+    try:
+        check_tree(f.path for f in files)
+    except UnsafePathError:
+        return False
     entries: dict[str, dict[str, object]] = {}
     for f in files:
         blob_id = f.git_oid or blob_ids.get(f.path)
@@ -344,5 +324,5 @@ def write_tree_json(path: Path, files: Sequence[RepoFile], blob_ids: Mapping[str
         "format_version": TREE_FORMAT_VERSION,
         "files": {p: entries[p] for p in sorted(entries)},
     }
-    atomic_write_text(path, json.dumps(data, indent=1))
+    atomic_write_text(path, json.dumps(data, indent=1), root=root)
     return True

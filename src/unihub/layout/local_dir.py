@@ -15,6 +15,10 @@ the file was not modified after the metadata was written (``mtime - 1 <= timesta
 no valid metadata, when its sha256 (or git blob sha1) matches the listing. Unlike
 huggingface_hub's ``snapshot_download(local_dir=...)``, nothing is written to the main HF cache
 (it records ``refs/<revision>`` there).
+
+Every bookkeeping path (metadata, partials, trees, CACHEDIR.TAG, .gitignore) must stay inside
+``local_dir``: a symlinked ``.cache`` (or ``.cache/huggingface``, ``.../download``) leading out is
+refused like a symlinked repo folder, and files are written without following symlinks.
 """
 
 from __future__ import annotations
@@ -25,22 +29,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TransferError, UnsafePathError
-from ..models import Manifest, RepoFile, RepoType
+from ..errors import ConfigError, OfflineError, StorageError, TransferError, UnsafePathError
+from ..models import Manifest, RepoFile, RepoType, is_commit_sha
+from ..safety import check_revision, check_tree, ensure_inside, is_safe_path, path_parts
 from .common import (
     PARTIAL_SUFFIX,
     Target,
     atomic_write_text,
     effective_commit,
-    ensure_inside,
     file_sha256,
     git_blob_sha1,
-    is_safe,
     match_umask,
-    safe_parts,
+    read_tree_json,
+    translate_oserror,
     write_cachedir_tag,
     write_tree_json,
 )
+from .offline import OFFLINE_HINT, OfflineHit, metadata_commit, select, walk
 
 __all__ = ["DownloadMetadata", "LocalDirLayout", "read_metadata"]
 
@@ -70,12 +75,27 @@ def read_metadata(metadata_path: Path, file_path: Path) -> DownloadMetadata | No
 
 
 class LocalDirLayout:
-    """Writes one repo as plain files under ``local_dir``: targets -> publish -> finalize."""
+    """Writes one repo as plain files under ``local_dir``: targets -> publish -> finalize.
+
+    ``local_dir`` ``""`` is a ConfigError (not the current folder); an existing file there is a
+    StorageError, both before anything is written.
+    """
 
     def __init__(
         self, local_dir: str | os.PathLike[str], *, repo_id: str, repo_type: RepoType = "model"
     ) -> None:
+        if not os.fspath(local_dir):
+            raise ConfigError(
+                "local_dir is empty", repo_id=repo_id, hint="Name a folder, e.g. local_dir='.'"
+            )
         self.root = Path(local_dir).expanduser()
+        if self.root.exists() and not self.root.is_dir():
+            raise StorageError(
+                "local_dir is not a folder",
+                path=str(self.root),
+                repo_id=repo_id,
+                hint="Choose a folder (it is created if missing), or remove that file",
+            )
         self.repo_id = repo_id
         self.repo_type: RepoType = repo_type
         self.hf_dir = self.root / ".cache" / "huggingface"
@@ -83,7 +103,7 @@ class LocalDirLayout:
         self._blob_ids: dict[str, str] = {}
 
     def _parts(self, path: str) -> tuple[str, ...]:
-        parts = safe_parts(path, repo_id=self.repo_id)
+        parts = path_parts(path, repo_id=self.repo_id)
         if parts[:2] == (".cache", "huggingface"):
             raise UnsafePathError(
                 "refusing a repo file inside .cache/huggingface (download bookkeeping)",
@@ -99,6 +119,11 @@ class LocalDirLayout:
         parts = self._parts(path)
         return self.download_dir.joinpath(*parts[:-1], parts[-1] + ".metadata")
 
+    def _inside(self, path: Path, rel: str = "") -> Path:
+        ensure_inside(self.root, path, repo_id=self.repo_id, rel=rel)
+        return path
+
+    @translate_oserror
     def targets(self, manifest: Manifest, files: Sequence[RepoFile]) -> list[Target]:
         """One :class:`Target` per file; raises ``UnsafePathError`` before writing anything.
 
@@ -106,16 +131,19 @@ class LocalDirLayout:
         """
         commit = effective_commit(manifest.commit, manifest.files)
         planned = [(f, self._parts(f.path)) for f in files]
+        check_tree((f.path for f in files), repo_id=self.repo_id)
         for f, parts in planned:
-            ensure_inside(self.root, self.root.joinpath(*parts), repo_id=self.repo_id, rel=f.path)
+            self._inside(self.root.joinpath(*parts), f.path)
+            self._inside(self.metadata_path(f.path), f.path)
+        self._inside(self.hf_dir / "trees" / "x")
         self._bookkeeping()
         out = []
         for f, parts in planned:
-            final = self.root.joinpath(*parts)
+            final = self._inside(self.root.joinpath(*parts), f.path)
             partial = self.download_dir.joinpath(*parts[:-1], parts[-1] + PARTIAL_SUFFIX)
+            self._inside(partial, f.path)
             final.parent.mkdir(parents=True, exist_ok=True)
             partial.parent.mkdir(parents=True, exist_ok=True)
-            ensure_inside(self.root, final, repo_id=self.repo_id, rel=f.path)
             present = self._present(f, final)
             out.append(Target(f, final, partial, present, final, commit))
         return out
@@ -132,6 +160,7 @@ class LocalDirLayout:
             return git_blob_sha1(final) == f.git_oid
         return False
 
+    @translate_oserror
     def publish(self, target: Target) -> Path:
         """Write the huggingface_hub metadata of a verified (or present) file; returns the file."""
         f, final = target.file, target.final
@@ -147,20 +176,27 @@ class LocalDirLayout:
             self._blob_ids[f.path] = etag
         # No file lock: huggingface_hub locks because it writes in place; an atomic replace
         # leaves readers either the old or the new metadata, and saves a lock file per file.
-        atomic_write_text(self.metadata_path(f.path), f"{target.commit}\n{etag}\n{time.time()}\n")
+        meta = f"{target.commit}\n{etag}\n{time.time()}\n"
+        atomic_write_text(self.metadata_path(f.path), meta, root=self.root)
         return final
 
     def _bookkeeping(self) -> None:
-        write_cachedir_tag(self.hf_dir)
-        gitignore = self.hf_dir / ".gitignore"
-        if not gitignore.exists():
-            atomic_write_text(gitignore, "*")
+        write_cachedir_tag(self.hf_dir, root=self.root)
+        gitignore = self._inside(self.hf_dir / ".gitignore")
+        if not os.path.lexists(gitignore):
+            atomic_write_text(gitignore, "*", root=self.root)
 
-    def finalize(self, manifest: Manifest, files: Sequence[RepoFile] = ()) -> Path:
+    @translate_oserror
+    def finalize(
+        self, manifest: Manifest, files: Sequence[RepoFile] = (), *, revision: str | None = None
+    ) -> Path:
         """Write .gitignore, CACHEDIR.TAG and the tree cache; return ``realpath(local_dir)``.
 
+        ``revision`` is only checked (ConfigError if unsafe): a local_dir records no refs.
         Raises ``TransferError`` if one of ``files`` is not in place.
         """
+        if revision is not None:
+            check_revision(revision)
         commit = effective_commit(manifest.commit, manifest.files)
         for f in files:
             if not self.file_path(f.path).is_file():
@@ -170,9 +206,43 @@ class LocalDirLayout:
         self._bookkeeping()
         blob_ids = dict(self._blob_ids)
         for f in manifest.files:
-            if f.etag is None and f.path not in blob_ids and is_safe(f.path):
+            if f.etag is None and f.path not in blob_ids and is_safe_path(f.path):
                 meta = read_metadata(self.metadata_path(f.path), self.file_path(f.path))
                 if meta is not None and meta.commit == commit:
                     blob_ids[f.path] = meta.etag
-        write_tree_json(self.hf_dir / "trees" / f"{commit}.json", manifest.files, blob_ids)
+        trees = self.hf_dir / "trees" / f"{commit}.json"
+        write_tree_json(trees, manifest.files, blob_ids, root=self.root)
         return Path(os.path.realpath(self.root))
+
+    @translate_oserror
+    def find_offline(
+        self,
+        *,
+        revision: str | None = None,
+        include: str | Sequence[str] | None = None,
+        exclude: str | Sequence[str] | None = None,
+        paths: Sequence[str] | None = None,
+    ) -> OfflineHit:
+        """``realpath(local_dir)`` and the selected files in it, or ``OfflineError``.
+
+        A commit ``revision`` picks that tree listing; otherwise the commit most metadata
+        files name. No network call.
+        """
+        rev = check_revision(revision) if revision is not None else "main"
+        if not self.root.is_dir():
+            raise OfflineError(
+                f"{self.root} does not exist", repo_id=self.repo_id, hint=OFFLINE_HINT
+            )
+        commit = rev if is_commit_sha(rev) else metadata_commit(self.download_dir)
+        listing = read_tree_json(self.hf_dir / "trees" / f"{commit}.json") if commit else None
+        names = sorted(listing) if listing is not None else walk(self.root, skip=self.hf_dir)
+        wanted = select(
+            self.root,
+            self.repo_id,
+            names,
+            include,
+            exclude,
+            paths,
+            from_listing=listing is not None,
+        )
+        return OfflineHit(Path(os.path.realpath(self.root)), wanted)
