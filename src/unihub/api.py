@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import EntryNotFoundError, UnihubError, from_oserror
-from .layout import Layout, Target, filter_paths, make_layout
+from .layout import Layout, Target, make_layout
+from .layout.common import filter_paths
 from .models import Manifest, RepoFile
 from .plan import Plan, drop_refusing, make_plan, mirrors_for
 from .request import ProgressArg, Request, check_request
@@ -258,7 +259,12 @@ def fetch_paths(
     include/exclude matches, when patterns are given). For the CLI's ``download REPO FILES``."""
     settings = Settings.from_env()
     req = check_request(
-        settings, repo_id, include=include, exclude=exclude, paths=paths, **kwargs  # type: ignore[arg-type]
+        settings,
+        repo_id,
+        include=include,
+        exclude=exclude,
+        paths=paths,
+        **kwargs,  # type: ignore[arg-type]
     )
     folder, _ = _run(req, settings)
     return str(folder)

@@ -147,7 +147,9 @@ def check_request(
     if plan_id.startswith("ms:"):
         chosen = [s for s in chosen if s.protocol == "ms"]
     if token is not None and not isinstance(token, (str, bool)):
-        raise ConfigError(f"token must be a string, True, False or None, not {type(token).__name__}")
+        raise ConfigError(
+            f"token must be a string, True, False or None, not {type(token).__name__}"
+        )
     return Request(
         plan_id=plan_id,
         hf_id=hf_id,

@@ -44,7 +44,7 @@ the API drives without knowing which one it holds::
 
 from __future__ import annotations
 
-from .base import Layout, find_offline, make_layout
+from .base import Layout, make_layout
 from .cache import CacheLayout, symlinks_supported
 from .common import Target, derive_commit, effective_commit, repo_folder_name
 from .local_dir import LocalDirLayout
@@ -58,7 +58,6 @@ __all__ = [
     "Target",
     "derive_commit",
     "effective_commit",
-    "find_offline",
     "make_layout",
     "repo_folder_name",
     "symlinks_supported",

@@ -18,7 +18,7 @@ from .common import Target
 from .local_dir import LocalDirLayout
 from .offline import OfflineHit
 
-__all__ = ["Layout", "find_offline", "make_layout"]
+__all__ = ["Layout", "make_layout"]
 
 
 class Layout(Protocol):
@@ -71,23 +71,3 @@ def make_layout(
         repo_type=repo_type,
         symlinks=None if settings.symlinks else False,
     )
-
-
-def find_offline(
-    repo_id: str,
-    *,
-    repo_type: RepoType = "model",
-    revision: str | None = None,
-    local_dir: str | os.PathLike[str] | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
-    paths: Sequence[str] | None = None,
-) -> OfflineHit:
-    """Compat shim for the current ``api.py`` (reads the settings here): delete once the API
-    calls ``make_layout(...).find_offline(...)``."""
-    settings = Settings.from_env() if local_dir is None and cache_dir is None else Settings()
-    layout = make_layout(
-        repo_id, repo_type, local_dir=local_dir, cache_dir=cache_dir, settings=settings
-    )
-    return layout.find_offline(revision=revision, include=include, exclude=exclude, paths=paths)

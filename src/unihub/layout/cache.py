@@ -112,16 +112,12 @@ class CacheLayout:
 
     def __init__(
         self,
-        cache_dir: str | os.PathLike[str] | None,
+        cache_dir: str | os.PathLike[str],
         *,
         repo_id: str,
         repo_type: RepoType = "model",
         symlinks: bool | None = None,
     ) -> None:
-        if cache_dir is None:  # compat for the current api.py only: delete with it
-            from ..settings import Settings
-
-            cache_dir = Settings.from_env().hub_cache
         self.cache_dir = Path(cache_dir).expanduser()
         self.repo_id = repo_id
         self.repo_type: RepoType = repo_type
