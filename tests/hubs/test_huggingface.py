@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import httpx2
 import pytest
-from hub_helpers import model_repo
+from hub_helpers import hub_of, model_repo
 from huggingface_hub import hf_hub_url
 
 from unihub.errors import (
@@ -31,7 +31,7 @@ def hf_fake(fake_hub_factory: Callable[..., FakeHub]) -> Callable[..., FakeHub]:
 
 
 def _hub(fake: FakeHub, token: str | bool | None = False) -> HuggingFaceHub:
-    return HuggingFaceHub(parse_source(fake.source), token=token)
+    return hub_of(parse_source(fake.source), token=token)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def _hub(fake: FakeHub, token: str | bool | None = False) -> HuggingFaceHub:
     ],
 )
 def test_file_url_is_hf_hub_url(repo_id: str, path: str, repo_type: str, revision: str) -> None:
-    hub = HuggingFaceHub(Source("hf", ENDPOINT, "x"), token=False)
+    hub = hub_of(Source("hf", ENDPOINT, "x"), token=False)
     ours = hub.file_url(repo_id, path, repo_type=repo_type, revision=revision)  # type: ignore[arg-type]
     theirs = hf_hub_url(repo_id, path, repo_type=repo_type, revision=revision, endpoint=ENDPOINT)
     assert ours == theirs
@@ -135,7 +135,7 @@ def test_5xx_after_first_contact_is_retried(hf_fake: Callable[..., FakeHub]) -> 
 
 def _mock_hub(handler: Callable[[httpx2.Request], httpx2.Response]) -> Iterator[HuggingFaceHub]:
     client = httpx2.Client(transport=httpx2.MockTransport(handler))
-    hub = HuggingFaceHub(Source("hf", ENDPOINT, "mock"), token="tok_x", client=client)
+    hub = hub_of(Source("hf", ENDPOINT, "mock"), token="tok_x", client=client)
     yield hub
     hub.close()
     client.close()

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from hub_helpers import model_repo
+from hub_helpers import hub_of, model_repo
 
 from unihub.errors import (
     AuthRequiredError,
@@ -30,7 +30,7 @@ def ms_fake(fake_hub_factory: Callable[..., FakeHub]) -> Callable[..., FakeHub]:
 
 
 def _hub(fake: FakeHub, token: str | bool | None = False) -> ModelScopeHub:
-    return ModelScopeHub(parse_source(fake.source), token=token)
+    return hub_of(parse_source(fake.source), token=token)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_file_url_is_the_official_clients(repo_type: str, path: str, revision: s
     theirs = LegacyClient(token=None, endpoint=ENDPOINT).get_download_url(
         "org/name", repo_type, path, revision
     )
-    hub = ModelScopeHub(Source("ms", ENDPOINT, "x"), token=False)
+    hub = hub_of(Source("ms", ENDPOINT, "x"), token=False)
     assert hub.file_url("org/name", path, repo_type=repo_type, revision=revision) == theirs  # type: ignore[arg-type]
 
 
@@ -117,7 +117,7 @@ def _mock_hub(routes: dict[str, Any]) -> Iterator[ModelScopeHub]:
         return httpx2.Response(404, json={"Code": 404, "Success": False, "Message": "Not Found"})
 
     client = httpx2.Client(transport=httpx2.MockTransport(handler))
-    hub = ModelScopeHub(Source("ms", ENDPOINT, "mock"), token=False, client=client)
+    hub = hub_of(Source("ms", ENDPOINT, "mock"), token=False, client=client)
     yield hub
     hub.close()
     client.close()
@@ -215,7 +215,7 @@ def test_walk_recovers_what_a_truncating_server_cut() -> None:
         return httpx2.Response(200, json={"Code": 200, "Success": True, "Data": data})
 
     client = httpx2.Client(transport=httpx2.MockTransport(handler))
-    with ModelScopeHub(Source("ms", ENDPOINT, "mock"), token=False, client=client) as hub:
+    with hub_of(Source("ms", ENDPOINT, "mock"), token=False, client=client) as hub:
         m = hub.list_repo("org/huge")
     client.close()
     assert sorted(m.by_path()) == sorted(every)
