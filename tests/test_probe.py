@@ -468,18 +468,34 @@ def test_a_hub_slower_than_the_deadline_is_a_timeout(fake_hub_factory: Factory) 
     assert r_quick.usable and r_quick.latency_s is not None and r_quick.latency_s >= 0.05
 
 
-def test_a_hugging_face_commit_is_not_asked_of_modelscope(fake_hub_factory: Factory) -> None:
+def test_a_hugging_face_commit_unknown_to_modelscope_lists_its_default_branch(
+    fake_hub_factory: Factory,
+) -> None:
     repo = model()
     first = repo.head()
     repo.commit(files={"config.json": b'{"v": 2}'}, message="v2")
     hf = fake_hub_factory("hf", repos=[repo])
-    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)])
+    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)], own_commit_ids=True)
     r_hf, r_ms = probe(HF_ID, sources=[hf.source, ms.source], revision=first, use_cache=False)
-    assert r_hf.commit == first
-    assert r_ms.usable and r_ms.commit == repo.head()  # its default branch, compared by hashes
-    assert "commit ids differ" in (r_ms.reason or "")
+    assert r_hf.commit == first and r_hf.manifest is not None
+    assert r_hf.manifest.revision == first
+    # ModelScope does not know that commit: its default branch, a by-hash mirror only
+    assert r_ms.usable and r_ms.commit == ms.commit_id(repo.head())
+    assert r_ms.manifest is not None and r_ms.manifest.revision == "master"
+    assert "not on this hub" in (r_ms.reason or "")
     assert r_ms.confirmed is True  # the weights are the same ...
     assert r_ms.files_differing == 0  # ... and config.json has no sha256 on the HF side
+
+
+def test_a_commit_both_hubs_know_is_listed_at_that_commit(fake_hub_factory: Factory) -> None:
+    repo = model()
+    first = repo.head()
+    repo.commit(files={"config.json": b'{"v": 2}'}, message="v2")
+    hf = fake_hub_factory("hf", repos=[repo])
+    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)])  # same commit ids as HF
+    _, r_ms = probe(HF_ID, sources=[hf.source, ms.source], revision=first, use_cache=False)
+    assert r_ms.usable and r_ms.commit == first
+    assert r_ms.manifest is not None and r_ms.manifest.revision == first
 
 
 def test_a_modelscope_id_is_mapped_back_for_hugging_face_sources(fake_hub_factory: Factory) -> None:
