@@ -119,7 +119,7 @@ def test_a_refused_stale_token_says_renew_not_accept_the_terms(fake_hub_factory:
 
 def test_a_gated_repo_is_gated(fake_hub_factory: Factory) -> None:
     hf = fake_hub_factory("hf", repos=[two_commits()[0]], gated={HF_ID})
-    session, plan = plan_for([hf.source])
+    _, plan = plan_for([hf.source])
     with pytest.raises(GatedRepoError):
         drop_refusing(plan, plan.manifest.files)  # type: ignore[arg-type,attr-defined]
 

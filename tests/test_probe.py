@@ -538,3 +538,51 @@ def test_listing_deadline_lets_a_live_source_finish_a_long_listing(
         HF_ID, sources=sources, deadline=0.8, listing_deadline=1.0, use_cache=False
     )
     assert r_slow.status == "timeout" and "did not finish listing" in (r_slow.reason or "")
+
+
+def test_statuses_come_from_types_and_kinds_not_words() -> None:
+    from unihub.errors import (
+        AuthRequiredError,
+        BadResponseError,
+        Failure,
+        GatedRepoError,
+        SourceUnavailableError,
+    )
+    from unihub.probing.result import status_of
+
+    misleading = "blocked, timed out, could not connect"
+    assert status_of(SourceUnavailableError(misleading, kind=Failure.DROPPED))[0] == "error"
+    assert status_of(SourceUnavailableError("x", kind=Failure.TIMEOUT))[0] == "timeout"
+    assert status_of(SourceUnavailableError("x", kind=Failure.TOO_SLOW))[0] == "timeout"
+    assert status_of(SourceUnavailableError("x", kind=Failure.REFUSED))[0] == "refused"
+    assert status_of(SourceUnavailableError("x", kind=Failure.BLOCKED))[0] == "blocked"
+    assert status_of(BadResponseError("html", kind=Failure.PROTOCOL))[0] == "error"
+    assert status_of(BadResponseError("x", kind=Failure.BLOCKED))[0] == "blocked"
+    assert status_of(GatedRepoError("x"))[0] == "gated"
+    assert status_of(AuthRequiredError("the token was refused"))[0] == "denied"
+
+
+def test_a_refused_token_is_denied_not_gated(fake_hub_factory: Factory) -> None:
+    hf = fake_hub_factory("hf", repos=[model()], tokens={"good"}, strict_tokens=True)
+    (r,) = probe(HF_ID, sources=[hf.source], token="stale", use_cache=False)
+    assert r.status == "denied" and r.reachable and not r.usable
+
+
+def test_probe_with_a_session_uses_its_hubs_and_client(fake_hub_factory: Factory) -> None:
+    from unihub.session import Session
+    from unihub.settings import Settings
+    from unihub.sources import parse_source
+
+    hf = fake_hub_factory("hf", repos=[model()])
+    with Session(Settings()) as session:
+        hub = session.hub(parse_source(hf.source))
+        (r,) = probe(HF_ID, sources=[hf.source], session=session, use_cache=False)
+        assert r.usable and session.hub(parse_source(hf.source)) is hub
+    assert hf.stats.connections == 1  # revision, tree and sample on one kept-alive connection
+    with pytest.raises(ConfigError):
+        probe(HF_ID, sources=[hf.source], session=Session(Settings()), token="x")
+
+
+def test_public_probe_refuses_an_unsafe_revision() -> None:
+    with pytest.raises(ConfigError):
+        probe(HF_ID, sources=["hf=http://127.0.0.1:9"], revision="..", use_cache=False)

@@ -1,4 +1,4 @@
-"""The listing rules the adapters apply (unihub.safety): what may be joined onto a local folder or put in a URL."""
+"""The listing rules the adapters apply (unihub.safety): what may join a folder or a URL."""
 
 from __future__ import annotations
 

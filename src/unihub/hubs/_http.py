@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -52,6 +53,7 @@ logger = logging.getLogger("unihub.hubs")
 
 MAX_BODY = 64 * 2**20
 MAX_REDIRECTS = 10
+_USERINFO = re.compile(r"//[^/@\s]*@")  # credentials of a URL inside an error's text
 HTML_HINT = "got an HTML page: a captive portal or block page?"
 
 
@@ -282,8 +284,9 @@ def _translate(exc: Exception, where: dict[str, Any], first: bool) -> Exception:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return redact_url(text.splitlines()[0][:200])
+    """The first line of ``exc``'s text, any ``user:password@`` of a URL in it removed."""
+    text = (str(exc) or type(exc).__name__).splitlines()[0]
+    return _USERINFO.sub("//", text)[:200]
 
 
 def loads(body: bytes) -> Any:

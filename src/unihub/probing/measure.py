@@ -250,10 +250,22 @@ def _open(session: Session, url: str, headers: dict[str, str], stop_at: float) -
         location = resp.headers.get("location")
         if not (300 <= resp.status_code < 400 and location):
             return resp
-        resp.close()
+        _drain(resp)
         url = urljoin(str(resp.url), location)
         logger.debug("sample redirected to %s", redact_url(url))
     raise httpx2.TooManyRedirects("too many redirects")
+
+
+def _drain(resp: httpx2.Response, limit: int = _CHUNK) -> None:
+    """Read a small redirect body so its kept-alive connection is reused; then close."""
+    got = 0
+    try:
+        for chunk in resp.iter_raw():
+            got += len(chunk)
+            if got > limit:
+                break
+    finally:
+        resp.close()
 
 
 def _refused_sample(resp: httpx2.Response) -> tuple[Status, str] | None:
