@@ -24,8 +24,10 @@ from unihub.errors import (
 )
 from unihub.hubs._http import deadline
 from unihub.hubs.huggingface import HuggingFaceHub
+from unihub.settings import Settings
 from unihub.sources import Source, parse_source
 from unihub.testing import FakeHub, FakeRepo
+from unihub.timeouts import Timeouts
 
 ENDPOINT = "https://hub.example"
 COMMIT = "a" * 40
@@ -352,9 +354,12 @@ def test_redirect_credentials_are_redacted_from_errors_and_logs(
 def test_the_deadline_scope_caps_a_silent_source(hf_fake: Callable[..., FakeHub]) -> None:
     fake = hf_fake(repos=[model_repo("org/model")], blackhole=True)
     started = time.monotonic()
-    with _hub(fake) as hub, deadline(time.monotonic() + 0.5):
-        with pytest.raises(SourceUnavailableError) as err:
-            hub.list_repo("org/model")
+    with (
+        _hub(fake) as hub,
+        deadline(time.monotonic() + 0.5),
+        pytest.raises(SourceUnavailableError) as err,
+    ):
+        hub.list_repo("org/model")
     assert err.value.kind is Failure.TIMEOUT
     assert time.monotonic() - started < 2.5  # not the 3 s first-contact timeout
 
@@ -365,3 +370,29 @@ def test_on_answer_is_called_when_the_source_answers(hf_fake: Callable[..., Fake
     with _hub(fake) as hub, deadline(None, on_answer=lambda: answers.append(1)):
         hub.list_repo("org/model")
     assert len(answers) == len(fake.stats.requests) >= 2
+
+
+def test_a_slow_drip_listing_is_too_slow() -> None:
+    """Metadata bodies obey the minimum-rate rule too (hostile 4 for listings)."""
+
+    def drip() -> Iterator[bytes]:
+        yield b"["
+        for _ in range(50):
+            time.sleep(0.05)
+            yield b" "
+        yield b"]"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if "/revision/" in request.url.path:
+            return httpx2.Response(200, json={"sha": COMMIT})
+        return httpx2.Response(200, content=drip())
+
+    settings = Settings(timeouts=Timeouts(min_rate=1000.0, min_rate_window=0.3))
+    client = httpx2.Client(transport=httpx2.MockTransport(handler))
+    started = time.monotonic()
+    hub = hub_of(Source("hf", ENDPOINT, "mock"), client=client, settings=settings)
+    with hub, pytest.raises(SourceUnavailableError) as err:
+        hub.list_repo("org/name")
+    assert err.value.kind is Failure.TOO_SLOW and "minimum rate" in str(err.value)
+    assert time.monotonic() - started < 2.0  # not the 2.5 s of the whole drip
+    client.close()

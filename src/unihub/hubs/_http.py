@@ -9,7 +9,8 @@ exception must become a :mod:`unihub.errors` one. Policy, per hub object:
   the session's :class:`~unihub.session.OriginAuth` hook (adapters never add them by hand).
 - Timeouts come from :class:`~unihub.timeouts.Timeouts`: ``first_contact`` until the source
   has answered once, then ``connect``/``read``. Every body is read whole against a deadline of
-  ``listing`` seconds and a size cap, so a slow-drip server cannot hold a listing forever.
+  ``listing`` seconds, the minimum-rate rule (``min_rate`` over ``min_rate_window``) and a
+  size cap, so a slow-drip server cannot hold a listing for long.
 - A :func:`deadline` scope (a context variable, so per thread) caps every request's timeouts
   and body deadline by the time left (the probe runs each source under one), and may carry an
   ``on_answer`` callback called whenever the source answers (headers received).
@@ -234,7 +235,7 @@ class HubHttp:
             on_answer = _SCOPE.get().on_answer
             if on_answer is not None:
                 on_answer()
-            body = b"" if method == "HEAD" else _read(resp, body_until, limit, where)
+            body = b"" if method == "HEAD" else self._read(resp, body_until, limit, where)
             logger.debug("%s %s -> %s", method, redact_url(str(resp.url)), resp.status_code)
             links = {str(k): v for k, v in resp.links.items() if k}
             return Reply(resp.status_code, resp.headers, body, str(resp.url), links)
@@ -243,25 +244,32 @@ class HubHttp:
         finally:
             resp.close()
 
+    def _read(
+        self, resp: httpx2.Response, until: float, limit: int | None, where: dict[str, Any]
+    ) -> bytes:
+        """The body, bounded by size, by the ``until`` deadline and by the minimum rate."""
+        if resp.status_code >= 400:
+            limit = None  # error bodies are read whole (they are small and say why)
+        speed = self.session.settings.timeouts.speed_check()
+        body = bytearray()
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if limit is not None and len(body) >= limit:
+                del body[limit:]
+                break
+            if len(body) > MAX_BODY:
+                raise BadResponseError(
+                    f"response larger than {MAX_BODY // 2**20} MiB", kind=Failure.PROTOCOL, **where
+                )
+            if time.monotonic() > until:
+                raise _too_slow(where, "deadline exceeded")
+            if speed.add(len(chunk)):
+                raise _too_slow(where, "below the minimum rate")
+        return bytes(body)
 
-def _read(resp: httpx2.Response, until: float, limit: int | None, where: dict[str, Any]) -> bytes:
-    if resp.status_code >= 400:
-        limit = None  # error bodies are read whole (they are small and say why)
-    body = bytearray()
-    for chunk in resp.iter_bytes():
-        body += chunk
-        if limit is not None and len(body) >= limit:
-            del body[limit:]
-            break
-        if len(body) > MAX_BODY:
-            raise BadResponseError(
-                f"response larger than {MAX_BODY // 2**20} MiB", kind=Failure.PROTOCOL, **where
-            )
-        if time.monotonic() > until:
-            raise SourceUnavailableError(
-                "response too slow (deadline exceeded)", kind=Failure.TOO_SLOW, **where
-            )
-    return bytes(body)
+
+def _too_slow(where: dict[str, Any], why: str) -> SourceUnavailableError:
+    return SourceUnavailableError(f"response too slow ({why})", kind=Failure.TOO_SLOW, **where)
 
 
 def _translate(exc: Exception, where: dict[str, Any], first: bool) -> Exception:
