@@ -35,7 +35,7 @@ from .errors import (
     UnsafePathError,
 )
 from .hubs.base import Hub
-from .hubs.registry import spec
+from .hubs.registry import REFERENCE, spec
 from .models import Manifest, RepoFile, RepoType
 from .probing import ProbeResult, probe_sources, rank
 from .session import Session
@@ -45,8 +45,6 @@ from .transfer import Mirror
 __all__ = ["Plan", "SourceListing", "drop_refusing", "make_plan", "mirrors_for"]
 
 logger = logging.getLogger("unihub")
-
-_AUTHORITATIVE = "hf"  # the protocol whose listing is the truth when several agree to serve
 
 
 @dataclass
@@ -85,7 +83,7 @@ def _pick_manifest(listings: Sequence[SourceListing], revision: str | None) -> S
     """The truth: a listing of exactly ``revision``, Hugging Face protocol first."""
     pinned = [lst for lst in listings if revision is None or lst.manifest.revision == revision]
     for listing in pinned:
-        if listing.source.protocol == _AUTHORITATIVE:
+        if listing.source.protocol == REFERENCE:
             return listing
     return pinned[0] if pinned else None
 
@@ -178,7 +176,7 @@ def make_plan(
             "a branch or tag",
         )
     confirmed: bool | None = None
-    if truth.source.protocol != _AUTHORITATIVE:
+    if truth.source.protocol != REFERENCE:
         logger.warning(
             "no Hugging Face-protocol source answered for %s: using %s's listing of %s "
             "(mapping unconfirmed by hashes)",

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from ..errors import ConfigError
+from ..hubs.registry import REFERENCE
 from ..ids import candidates, parse_repo_ref
 from ..models import RepoType, is_commit_sha
 from ..safety import check_revision
@@ -37,7 +38,6 @@ __all__ = ["DEFAULT_DEADLINE", "SAMPLE_BYTES", "probe", "probe_sources"]
 
 DEFAULT_DEADLINE = Timeouts().probe  # the default of ``Timeouts.probe``
 SAMPLE_BYTES = 2**20
-_UNPREFIXED = "hf"  # an id without a hub prefix is a Hugging Face id (unihub.ids)
 
 
 def probe(
@@ -157,7 +157,7 @@ def _tasks(
     if repo_id is None:
         return [SourceTask(s, None, repo_type, revision, 0) for s in sources]
     hub, bare = parse_repo_ref(repo_id)
-    given = hub or _UNPREFIXED
+    given = hub or REFERENCE  # an id without a prefix is a reference-hub id
     mapped: dict[str, tuple[str, ...]] = {}
     tasks = []
     for s in sources:
