@@ -66,7 +66,6 @@ class SourceTask:
     revision: str | None
     sample_bytes: int
     fallback: bool = False
-    note: str | None = None  # shown as the reason when nothing else is said
 
 
 def _remaining(stop_at: float) -> float:
@@ -122,7 +121,7 @@ def probe_source(
                 hub.ping()
                 return _result(task, "ok", None, latency_s=time.monotonic() - started)
             if not task.ids:
-                return _result(task, "not-found", task.note or "no known id on this hub")
+                return _result(task, "not-found", "no known id on this hub")
             return _list_and_sample(task, hub, session, stop_at)
     except Exception as exc:  # a bug or a foreign error must not kill the whole probe
         logger.debug("probe of %s failed", task.source, exc_info=True)
@@ -139,7 +138,7 @@ def _list_and_sample(task: SourceTask, hub: Hub, session: Session, stop_at: floa
     return _result(
         task,
         status,
-        reason or note or task.note,
+        reason or note,
         repo_id_used=repo_id,
         commit=manifest.commit,
         latency_s=latency,
