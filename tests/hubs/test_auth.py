@@ -10,6 +10,7 @@ import pytest
 from unihub.auth import Tokens, resolve_tokens
 from unihub.errors import ConfigError
 from unihub.hubs.base import open_hub
+from unihub.session import Session
 from unihub.settings import Settings
 from unihub.sources import parse_source
 from unihub.testing import FakeHub, FakeRepo
@@ -118,3 +119,18 @@ def test_ms_token_never_reaches_hugging_face(
             ms.close()
     assert hf_fake.stats.requests and not any(r.has_auth for r in hf_fake.stats.requests)
     assert ms_fake.stats.requests and all(r.has_auth for r in ms_fake.stats.requests)
+
+
+def test_redirects_to_another_origin_carry_no_credentials(
+    no_tokens: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Metadata redirects are followed by hand: the session's hook re-decides per hop."""
+    monkeypatch.setenv("MODELSCOPE_API_TOKEN", "ms_secret")
+    repo = FakeRepo("org/model", files={"model.safetensors": 2**20})
+    with FakeHub("ms", repos=[repo], cdn="other-host") as fake, Session(Settings.from_env()) as s:
+        hub = s.hub(parse_source(fake.source))
+        hub.check_access("org/model", "model.safetensors", revision="master")
+    own = [r for r in fake.stats.requests if "/cdn/" not in r.path]
+    cdn = [r for r in fake.stats.requests if "/cdn/" in r.path]
+    assert own and all(r.has_auth for r in own)
+    assert cdn and not any(r.has_auth for r in cdn)
