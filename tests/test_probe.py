@@ -468,18 +468,34 @@ def test_a_hub_slower_than_the_deadline_is_a_timeout(fake_hub_factory: Factory) 
     assert r_quick.usable and r_quick.latency_s is not None and r_quick.latency_s >= 0.05
 
 
-def test_a_hugging_face_commit_is_not_asked_of_modelscope(fake_hub_factory: Factory) -> None:
+def test_a_hugging_face_commit_unknown_to_modelscope_lists_its_default_branch(
+    fake_hub_factory: Factory,
+) -> None:
     repo = model()
     first = repo.head()
     repo.commit(files={"config.json": b'{"v": 2}'}, message="v2")
     hf = fake_hub_factory("hf", repos=[repo])
-    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)])
+    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)], own_commit_ids=True)
     r_hf, r_ms = probe(HF_ID, sources=[hf.source, ms.source], revision=first, use_cache=False)
-    assert r_hf.commit == first
-    assert r_ms.usable and r_ms.commit == repo.head()  # its default branch, compared by hashes
-    assert "commit ids differ" in (r_ms.reason or "")
+    assert r_hf.commit == first and r_hf.manifest is not None
+    assert r_hf.manifest.revision == first
+    # ModelScope does not know that commit: its default branch, a by-hash mirror only
+    assert r_ms.usable and r_ms.commit == ms.commit_id(repo.head())
+    assert r_ms.manifest is not None and r_ms.manifest.revision == "master"
+    assert "not on this hub" in (r_ms.reason or "")
     assert r_ms.confirmed is True  # the weights are the same ...
     assert r_ms.files_differing == 0  # ... and config.json has no sha256 on the HF side
+
+
+def test_a_commit_both_hubs_know_is_listed_at_that_commit(fake_hub_factory: Factory) -> None:
+    repo = model()
+    first = repo.head()
+    repo.commit(files={"config.json": b'{"v": 2}'}, message="v2")
+    hf = fake_hub_factory("hf", repos=[repo])
+    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)])  # same commit ids as HF
+    _, r_ms = probe(HF_ID, sources=[hf.source, ms.source], revision=first, use_cache=False)
+    assert r_ms.usable and r_ms.commit == first
+    assert r_ms.manifest is not None and r_ms.manifest.revision == first
 
 
 def test_a_modelscope_id_is_mapped_back_for_hugging_face_sources(fake_hub_factory: Factory) -> None:
@@ -522,3 +538,51 @@ def test_listing_deadline_lets_a_live_source_finish_a_long_listing(
         HF_ID, sources=sources, deadline=0.8, listing_deadline=1.0, use_cache=False
     )
     assert r_slow.status == "timeout" and "did not finish listing" in (r_slow.reason or "")
+
+
+def test_statuses_come_from_types_and_kinds_not_words() -> None:
+    from unihub.errors import (
+        AuthRequiredError,
+        BadResponseError,
+        Failure,
+        GatedRepoError,
+        SourceUnavailableError,
+    )
+    from unihub.probing.result import status_of
+
+    misleading = "blocked, timed out, could not connect"
+    assert status_of(SourceUnavailableError(misleading, kind=Failure.DROPPED))[0] == "error"
+    assert status_of(SourceUnavailableError("x", kind=Failure.TIMEOUT))[0] == "timeout"
+    assert status_of(SourceUnavailableError("x", kind=Failure.TOO_SLOW))[0] == "timeout"
+    assert status_of(SourceUnavailableError("x", kind=Failure.REFUSED))[0] == "refused"
+    assert status_of(SourceUnavailableError("x", kind=Failure.BLOCKED))[0] == "blocked"
+    assert status_of(BadResponseError("html", kind=Failure.PROTOCOL))[0] == "error"
+    assert status_of(BadResponseError("x", kind=Failure.BLOCKED))[0] == "blocked"
+    assert status_of(GatedRepoError("x"))[0] == "gated"
+    assert status_of(AuthRequiredError("the token was refused"))[0] == "denied"
+
+
+def test_a_refused_token_is_denied_not_gated(fake_hub_factory: Factory) -> None:
+    hf = fake_hub_factory("hf", repos=[model()], tokens={"good"}, strict_tokens=True)
+    (r,) = probe(HF_ID, sources=[hf.source], token="stale", use_cache=False)
+    assert r.status == "denied" and r.reachable and not r.usable
+
+
+def test_probe_with_a_session_uses_its_hubs_and_client(fake_hub_factory: Factory) -> None:
+    from unihub.session import Session
+    from unihub.settings import Settings
+    from unihub.sources import parse_source
+
+    hf = fake_hub_factory("hf", repos=[model()])
+    with Session(Settings()) as session:
+        hub = session.hub(parse_source(hf.source))
+        (r,) = probe(HF_ID, sources=[hf.source], session=session, use_cache=False)
+        assert r.usable and session.hub(parse_source(hf.source)) is hub
+    assert hf.stats.connections == 1  # revision, tree and sample on one kept-alive connection
+    with pytest.raises(ConfigError):
+        probe(HF_ID, sources=[hf.source], session=Session(Settings()), token="x")
+
+
+def test_public_probe_refuses_an_unsafe_revision() -> None:
+    with pytest.raises(ConfigError):
+        probe(HF_ID, sources=["hf=http://127.0.0.1:9"], revision="..", use_cache=False)

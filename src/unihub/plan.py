@@ -1,14 +1,20 @@
 """Planning a download: which listing is the truth, and where each file's bytes may come from.
 
 *Manifest first, bytes from anywhere.* All sources are listed at once under a deadline
-(through :func:`unihub.probe.probe`, so a blackholed hub costs at most the deadline). The
-manifest comes from the most authoritative reachable source: the first Hugging Face-protocol
-source in priority order that listed the repo, else ModelScope through the id mapping (then
-the mapping is *unconfirmed* and logged as such). A file's bytes may then come from every
-source whose listing has the same hash for that path, fastest first; sources that share no
-hash with the manifest for that path (ModelScope gives sha256, Hugging Face only a git oid
-for small files) are kept as last-resort mirrors: the engine verifies every byte against
-the manifest anyway, so a wrong mirror costs time, never correctness.
+(through :func:`unihub.probing.probe_sources`, with the call's session, so a blackholed hub
+costs at most the deadline and each source's hub is opened once for the probe and the
+download). The manifest comes from the most authoritative reachable source that resolved
+*the revision asked for*: the first Hugging Face-protocol one in priority order, else
+ModelScope through the id mapping (then the mapping is *unconfirmed* and logged as such). A
+listing of another revision (a commit id pinned for the other hub: that hub's default branch)
+is never the truth; with no source that resolved the pinned revision, the plan fails with
+:class:`RevisionNotFoundError`. A file's bytes may then come from every source whose listing
+has the same hash for that path, fastest first; sources that share no hash with the manifest
+for that path (ModelScope gives sha256, Hugging Face only a git oid for small files) are kept
+as last-resort mirrors: the engine verifies every byte against the manifest anyway, so a
+wrong mirror costs time, never correctness.
+
+Errors are built from the types of the sources' errors, never from their words.
 """
 
 from __future__ import annotations
@@ -28,17 +34,17 @@ from .errors import (
     UnihubError,
     UnsafePathError,
 )
-from .hubs.base import Hub, open_hub
+from .hubs.base import Hub
+from .hubs.registry import REFERENCE, spec
 from .models import Manifest, RepoFile, RepoType
-from .probe import ProbeResult, probe, rank
+from .probing import ProbeResult, probe_sources, rank
+from .session import Session
 from .sources import Source
 from .transfer import Mirror
 
 __all__ = ["Plan", "SourceListing", "drop_refusing", "make_plan", "mirrors_for"]
 
 logger = logging.getLogger("unihub")
-
-LISTING_DEADLINE = 120.0  # seconds a source that answered may take to list every page
 
 
 @dataclass
@@ -70,35 +76,48 @@ class Plan:
     confirmed: bool | None = None  # None: manifest from ModelScope, no HF listing to compare
 
     def close(self) -> None:
-        for listing in self.listings:
-            listing.hub.close()
+        """Nothing to release: the session owns the hubs (kept for callers)."""
 
 
-def _pick_manifest(listings: Sequence[SourceListing]) -> SourceListing:
-    for listing in listings:
-        if listing.source.protocol == "hf":
+def _pick_manifest(listings: Sequence[SourceListing], revision: str | None) -> SourceListing | None:
+    """The truth: a listing of exactly ``revision``, Hugging Face protocol first."""
+    pinned = [lst for lst in listings if revision is None or lst.manifest.revision == revision]
+    for listing in pinned:
+        if listing.source.protocol == REFERENCE:
             return listing
-    return listings[0]
+    return pinned[0] if pinned else None
 
 
-def _error_for(results: Sequence[ProbeResult], repo_id: str) -> UnihubError:
-    """One clear error from every source's reason; a definite 'no' wins over 'unreachable'."""
+def _token_hint(session: Session, results: Sequence[ProbeResult]) -> str:
+    protocols = {r.source.protocol for r in results if isinstance(r.error, AuthRequiredError)}
+    where = "; ".join(f"{spec(p).title}: {spec(p).token_hint}" for p in sorted(protocols))
+    if any(session.tokens.for_protocol(p) for p in protocols):
+        return f"The token was refused or lacks access: check it or renew it ({where})"
+    return f"The repo is private: pass a token that can read it ({where})"
+
+
+def _error_for(results: Sequence[ProbeResult], repo_id: str, session: Session) -> UnihubError:
+    """One clear error from every source's outcome; a definite 'no' wins over 'unreachable'."""
     reasons = {str(r.source): f"{r.status}: {r.reason}" if r.reason else r.status for r in results}
     listed = "; ".join(f"{k}: {v}" for k, v in reasons.items())
-    statuses = {r.status for r in results}
-    unsafe = [r.error for r in results if isinstance(r.error, UnsafePathError)]
+    errors = [r.error for r in results if r.error is not None]
+    unsafe = [e for e in errors if isinstance(e, UnsafePathError)]
     if unsafe:  # a hostile listing is refused outright, never "retried elsewhere" silently
         return unsafe[0]
-    if "gated" in statuses:
+    if any(isinstance(e, GatedRepoError) for e in errors):
         return GatedRepoError(
             f"access denied ({listed})",
             repo_id=repo_id,
             hint="Accept the repo's terms on its hub page and pass a token "
             "(token=, HF_TOKEN or `hf auth login`; MODELSCOPE_API_TOKEN for ModelScope)",
         )
+    if any(isinstance(e, AuthRequiredError) for e in errors):
+        return AuthRequiredError(
+            f"access denied ({listed})", repo_id=repo_id, hint=_token_hint(session, results)
+        )
     answered = [r for r in results if r.status == "not-found"]
     if answered and all(r.status in ("not-found", "timeout", "refused") for r in results):
-        revision = any("revision" in (r.reason or "").lower() for r in answered)
+        revision = any(isinstance(r.error, RevisionNotFoundError) for r in answered)
         cls: type[HubError] = RevisionNotFoundError if revision else RepoNotFoundError
         return cls(
             f"not found on any reachable source ({listed})",
@@ -116,43 +135,53 @@ def _error_for(results: Sequence[ProbeResult], repo_id: str) -> UnihubError:
 def make_plan(
     repo_id: str,
     *,
+    session: Session,
     sources: Sequence[Source],
     repo_type: RepoType,
     revision: str | None,
-    token: str | bool | None,
-    deadline: float,
 ) -> Plan:
-    """List the repo on every source at once and decide the manifest."""
-    results = probe(
+    """List the repo on every source at once (arguments already checked) and decide the
+    manifest. Deadlines: ``Timeouts.probe`` for sources to answer, ``Timeouts.listing`` for
+    those that answered to finish listing."""
+    timeouts = session.settings.timeouts
+    results = probe_sources(
+        session,
         repo_id,
-        sources=list(sources),
+        sources,
         repo_type=repo_type,
         revision=revision,
-        token=token,
-        deadline=deadline,
+        deadline=timeouts.probe,
         sample_bytes=0,
         use_cache=False,
-        # A source that answered within the deadline may keep listing a big repo (many pages).
-        listing_deadline=LISTING_DEADLINE,
+        listing_deadline=timeouts.listing,
     )
     usable = [r for r in results if r.manifest is not None]
     if not usable:
-        raise _error_for(results, repo_id)
+        raise _error_for(results, repo_id, session)
     order = {s: i for i, s in enumerate(sources)}
     # Priority order decides the truth; the ranking (speed) decides the mirrors' order.
     by_priority = sorted(usable, key=lambda r: order.get(r.source, len(order)))
-    listings: list[SourceListing] = []
-    for r in by_priority:
-        assert r.manifest is not None
-        hub_token = token if r.source.protocol == "hf" else None
-        listings.append(SourceListing(r.source, open_hub(r.source, token=hub_token), r.manifest, r))
-    truth = _pick_manifest(listings)
+    listings = [
+        SourceListing(r.source, session.hub(r.source), r.manifest, r)
+        for r in by_priority
+        if r.manifest is not None
+    ]
+    truth = _pick_manifest(listings, revision)
+    if truth is None:
+        raise RevisionNotFoundError(
+            f"revision {revision!r} not found on any source (listed only at their default "
+            f"branch: {', '.join(str(lst.source) for lst in listings)})",
+            repo_id=repo_id,
+            hint="A commit id belongs to one hub: pin it with a source of that hub, or pass "
+            "a branch or tag",
+        )
     confirmed: bool | None = None
-    if truth.source.protocol == "ms":
+    if truth.source.protocol != REFERENCE:
         logger.warning(
-            "no Hugging Face-protocol source answered for %s: using ModelScope's listing of %s "
+            "no Hugging Face-protocol source answered for %s: using %s's listing of %s "
             "(mapping unconfirmed by hashes)",
             repo_id,
+            truth.source,
             truth.repo_id,
         )
     else:
@@ -225,5 +254,4 @@ def drop_refusing(plan: Plan, files: Sequence[RepoFile]) -> None:
     for listing, err in zip(plan.listings, refusals, strict=True):
         if err is not None:
             logger.warning("not using %s: %s", listing.source, err)
-            listing.hub.close()
     plan.listings = kept

@@ -11,6 +11,7 @@ from .probing import (
     format_table,
     human_rate,
     probe,
+    probe_sources,
     rank,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "format_table",
     "human_rate",
     "probe",
+    "probe_sources",
     "rank",
 ]

@@ -225,7 +225,7 @@ class Session:
             return hub
         from .hubs.registry import adapter_class
 
-        created: Hub = adapter_class(source.protocol)(source, session=self)  # type: ignore[call-arg,assignment]
+        created: Hub = adapter_class(source.protocol)(source, session=self)  # type: ignore[assignment]
         with self._lock:
             hub = self._hubs.setdefault(key, created)
         self.auth.add(source.endpoint, self.credentials(source))

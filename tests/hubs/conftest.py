@@ -6,9 +6,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hub_helpers import Served, model_repo, ms_id
+from hub_helpers import Served, hub_of, model_repo, ms_id
 
-from unihub.hubs.base import Hub, open_hub
+from unihub.hubs.base import Hub
+from unihub.settings import Settings
 from unihub.sources import parse_source
 from unihub.testing import FakeHub, FakeRepo
 
@@ -36,7 +37,9 @@ def serve(kind: str, fake_hub_factory: Callable[..., FakeHub]) -> Iterator[Calla
                 if key in knobs:
                     knobs[key] = {ms_id(i) for i in knobs[key]}
         fake = fake_hub_factory(kind, repos=repos, **knobs)
-        hub = open_hub(parse_source(fake.source), token=token)
+        # token= is a Hugging Face token; a ModelScope hub's comes from the settings.
+        ms_token = token if kind == "ms" and isinstance(token, str) else None
+        hub = hub_of(parse_source(fake.source), token=token, settings=Settings(ms_token=ms_token))
         hubs.append(hub)
         return Served(kind, fake, repos[0], hub)
 

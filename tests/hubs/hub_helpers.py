@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import httpx2
 
 from unihub.hubs.base import Hub
+from unihub.session import Session
+from unihub.settings import Settings
+from unihub.sources import Source
 from unihub.testing import FakeHub, FakeRepo
 
 HF_ID = "internlm/internlm2-chat-7b"
@@ -51,3 +57,18 @@ class Served:
     @property
     def default_branch(self) -> str:
         return "main" if self.kind == "hf" else "master"
+
+
+def hub_of(
+    source: Source,
+    *,
+    token: str | bool | None = False,
+    client: httpx2.Client | None = None,
+    settings: Settings | None = None,
+) -> Any:
+    """The adapter of ``source`` in a session of its own (closed with the hub); the settings
+    are the defaults (nothing from the environment) unless given."""
+    session = Session(settings or Settings(), token=token, client=client)
+    hub = session.hub(source)
+    hub.owns_session = True  # type: ignore[attr-defined]
+    return hub

@@ -7,9 +7,11 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 
-from unihub.auth import hf_token, ms_token
+from unihub.auth import Tokens, resolve_tokens
 from unihub.errors import ConfigError
 from unihub.hubs.base import open_hub
+from unihub.session import Session
+from unihub.settings import Settings
 from unihub.sources import parse_source
 from unihub.testing import FakeHub, FakeRepo
 
@@ -25,21 +27,25 @@ def no_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return token_file
 
 
+def _tokens(token: str | bool | None) -> Tokens:
+    return resolve_tokens(token, Settings.from_env())
+
+
 def test_hf_explicit_wins(no_tokens: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_env")
-    assert hf_token("hf_explicit") == "hf_explicit"
-    assert hf_token(" hf_spaced\n") == "hf_spaced"
-    assert hf_token("") is None
-    assert hf_token(False) is None
+    assert _tokens("hf_explicit").hf == "hf_explicit"
+    assert _tokens(" hf_spaced\n").hf == "hf_spaced"
+    assert _tokens("").hf is None
+    assert _tokens(False).hf is None
 
 
 def test_hf_env_then_token_file(no_tokens: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert hf_token(None) is None
+    assert _tokens(None).hf is None
     no_tokens.write_text("hf_from_file\n")
-    assert hf_token(None) == "hf_from_file"
+    assert _tokens(None).hf == "hf_from_file"
     monkeypatch.setenv("HF_TOKEN", "hf_env")
-    assert hf_token(None) == "hf_env"
-    assert hf_token(True) == "hf_env"
+    assert _tokens(None).hf == "hf_env"
+    assert _tokens(True).hf == "hf_env"
 
 
 def test_hf_implicit_token_can_be_disabled(
@@ -47,25 +53,23 @@ def test_hf_implicit_token_can_be_disabled(
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
-    assert hf_token(None) is None
-    assert hf_token(True) == "hf_env"  # asked for explicitly
-    assert hf_token("hf_explicit") == "hf_explicit"
+    assert _tokens(None).hf is None
+    assert _tokens(True).hf == "hf_env"  # asked for explicitly
+    assert _tokens("hf_explicit").hf == "hf_explicit"
 
 
 def test_hf_true_without_token_is_an_error(no_tokens: Path) -> None:
     with pytest.raises(ConfigError, match="no Hugging Face token"):
-        hf_token(True)
+        _tokens(True)
 
 
 def test_ms_token(no_tokens: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_env")
-    assert ms_token(None) is None  # never the Hugging Face token
+    assert _tokens(None).ms is None  # never the Hugging Face token
     monkeypatch.setenv("MODELSCOPE_API_TOKEN", "ms_env")
-    assert ms_token(None) == "ms_env"
-    assert ms_token("ms_explicit") == "ms_explicit"
-    assert ms_token(False) is None
-    with pytest.raises(ConfigError):
-        ms_token(True, environ={})
+    assert _tokens(None).ms == "ms_env"
+    assert _tokens("hf_explicit").ms == "ms_env"  # token= is a Hugging Face token
+    assert _tokens(False).ms is None  # False: no implicit token for any hub
 
 
 def _both_hubs() -> tuple[FakeHub, FakeHub]:
@@ -115,3 +119,18 @@ def test_ms_token_never_reaches_hugging_face(
             ms.close()
     assert hf_fake.stats.requests and not any(r.has_auth for r in hf_fake.stats.requests)
     assert ms_fake.stats.requests and all(r.has_auth for r in ms_fake.stats.requests)
+
+
+def test_redirects_to_another_origin_carry_no_credentials(
+    no_tokens: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Metadata redirects are followed by hand: the session's hook re-decides per hop."""
+    monkeypatch.setenv("MODELSCOPE_API_TOKEN", "ms_secret")
+    repo = FakeRepo("org/model", files={"model.safetensors": 2**20})
+    with FakeHub("ms", repos=[repo], cdn="other-host") as fake, Session(Settings.from_env()) as s:
+        hub = s.hub(parse_source(fake.source))
+        hub.check_access("org/model", "model.safetensors", revision="master")
+    own = [r for r in fake.stats.requests if "/cdn/" not in r.path]
+    cdn = [r for r in fake.stats.requests if "/cdn/" in r.path]
+    assert own and all(r.has_auth for r in own)
+    assert cdn and not any(r.has_auth for r in cdn)

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
+import logging
+import time
 from collections.abc import Callable, Iterator
 
 import httpx2
 import pytest
-from hub_helpers import model_repo
+from hub_helpers import hub_of, model_repo
 from huggingface_hub import hf_hub_url
 
 from unihub.errors import (
     AuthRequiredError,
     BadResponseError,
+    Failure,
     GatedRepoError,
     RepoNotFoundError,
     SourceUnavailableError,
+    UnsafePathError,
 )
+from unihub.hubs._http import deadline
 from unihub.hubs.huggingface import HuggingFaceHub
+from unihub.settings import Settings
 from unihub.sources import Source, parse_source
 from unihub.testing import FakeHub, FakeRepo
+from unihub.timeouts import Timeouts
 
 ENDPOINT = "https://hub.example"
 COMMIT = "a" * 40
@@ -31,7 +39,7 @@ def hf_fake(fake_hub_factory: Callable[..., FakeHub]) -> Callable[..., FakeHub]:
 
 
 def _hub(fake: FakeHub, token: str | bool | None = False) -> HuggingFaceHub:
-    return HuggingFaceHub(parse_source(fake.source), token=token)
+    return hub_of(parse_source(fake.source), token=token)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +52,7 @@ def _hub(fake: FakeHub, token: str | bool | None = False) -> HuggingFaceHub:
     ],
 )
 def test_file_url_is_hf_hub_url(repo_id: str, path: str, repo_type: str, revision: str) -> None:
-    hub = HuggingFaceHub(Source("hf", ENDPOINT, "x"), token=False)
+    hub = hub_of(Source("hf", ENDPOINT, "x"), token=False)
     ours = hub.file_url(repo_id, path, repo_type=repo_type, revision=revision)  # type: ignore[arg-type]
     theirs = hf_hub_url(repo_id, path, repo_type=repo_type, revision=revision, endpoint=ENDPOINT)
     assert ours == theirs
@@ -135,7 +143,7 @@ def test_5xx_after_first_contact_is_retried(hf_fake: Callable[..., FakeHub]) -> 
 
 def _mock_hub(handler: Callable[[httpx2.Request], httpx2.Response]) -> Iterator[HuggingFaceHub]:
     client = httpx2.Client(transport=httpx2.MockTransport(handler))
-    hub = HuggingFaceHub(Source("hf", ENDPOINT, "mock"), token="tok_x", client=client)
+    hub = hub_of(Source("hf", ENDPOINT, "mock"), token="tok_x", client=client)
     yield hub
     hub.close()
     client.close()
@@ -264,3 +272,127 @@ def test_head_to_another_origin_is_not_followed() -> None:
         f = hub.file_info("org/name", "model.safetensors")
         assert (f.size, f.sha256, f.lfs) == (123, "e" * 64, True)
     assert hosts == ["hub.example"]
+
+
+def test_a_file_and_a_folder_with_one_name_are_refused() -> None:
+    entries = [
+        {"type": "file", "path": "a", "size": 1, "oid": "0" * 40},
+        {"type": "file", "path": "a/b", "size": 1, "oid": "1" * 40},
+    ]
+    for hub in _mock_hub(_tree_answer(entries)):
+        with pytest.raises(UnsafePathError, match="both a file and a folder"):
+            hub.list_repo("org/name")
+
+
+def test_listings_say_their_protocol() -> None:
+    for hub in _mock_hub(_tree_answer([{"type": "file", "path": "a", "size": 1}])):
+        assert hub.list_repo("org/name").protocol == "hf"
+
+
+def test_deeply_nested_json_is_a_bad_response() -> None:
+    """Hostile 5: nesting too deep for the parser is junk, not an internal error."""
+    deep = "[" * 100_000 + "]" * 100_000
+    for hub in _mock_hub(lambda r: httpx2.Response(200, text=deep)):
+        with pytest.raises(BadResponseError, match="expected JSON") as err:
+            hub.list_repo("org/name")
+        assert err.value.kind is Failure.PROTOCOL
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    calls: list[float] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        calls.append(time.monotonic())
+        if len(calls) == 2:  # the first is the revision, answered: the source is alive
+            when = email.utils.formatdate(time.time() + 1.5, usegmt=True)
+            return httpx2.Response(503, headers={"Retry-After": when})
+        if "/revision/" in request.url.path:
+            return httpx2.Response(200, json={"sha": COMMIT})
+        return httpx2.Response(200, json=[])
+
+    for hub in _mock_hub(handler):
+        hub.list_repo("org/name")
+    assert len(calls) == 3 and 0.3 <= calls[2] - calls[1] < 5.0
+
+
+def test_errors_carry_a_failure_kind_and_attempts() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if "/revision/" in request.url.path:
+            return httpx2.Response(200, json={"sha": COMMIT})
+        return httpx2.Response(503, headers={"Retry-After": "0"})
+
+    for hub in _mock_hub(handler):
+        with pytest.raises(SourceUnavailableError) as err:
+            hub.list_repo("org/name")
+    assert err.value.kind is Failure.SERVER and err.value.attempts == 3
+    for hub in _mock_hub(lambda r: httpx2.Response(403, headers={"Content-Type": "text/html"})):
+        with pytest.raises(SourceUnavailableError) as blocked:
+            hub.list_repo("org/name")
+    assert blocked.value.kind is Failure.BLOCKED
+    for hub in _mock_hub(lambda r: httpx2.Response(200, text="<html>portal</html>")):
+        with pytest.raises(BadResponseError) as page:
+            hub.list_repo("org/name")
+    assert page.value.kind is Failure.BLOCKED
+
+
+def test_redirect_credentials_are_redacted_from_errors_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.host == "hub.example":
+            return httpx2.Response(302, headers={"Location": "https://u:pw_secret@cdn.example/x"})
+        raise httpx2.ConnectError(f"cannot reach {request.url}")
+
+    caplog.set_level(logging.DEBUG, logger="unihub")
+    for hub in _mock_hub(handler):
+        with pytest.raises(SourceUnavailableError) as err:
+            hub.list_repo("org/name")
+    assert err.value.kind is Failure.REFUSED
+    assert "pw_secret" not in str(err.value) + caplog.text
+
+
+def test_the_deadline_scope_caps_a_silent_source(hf_fake: Callable[..., FakeHub]) -> None:
+    fake = hf_fake(repos=[model_repo("org/model")], blackhole=True)
+    started = time.monotonic()
+    with (
+        _hub(fake) as hub,
+        deadline(time.monotonic() + 0.5),
+        pytest.raises(SourceUnavailableError) as err,
+    ):
+        hub.list_repo("org/model")
+    assert err.value.kind is Failure.TIMEOUT
+    assert time.monotonic() - started < 2.5  # not the 3 s first-contact timeout
+
+
+def test_on_answer_is_called_when_the_source_answers(hf_fake: Callable[..., FakeHub]) -> None:
+    fake = hf_fake(repos=[model_repo("org/model")])
+    answers: list[int] = []
+    with _hub(fake) as hub, deadline(None, on_answer=lambda: answers.append(1)):
+        hub.list_repo("org/model")
+    assert len(answers) == len(fake.stats.requests) >= 2
+
+
+def test_a_slow_drip_listing_is_too_slow() -> None:
+    """Metadata bodies obey the minimum-rate rule too (hostile 4 for listings)."""
+
+    def drip() -> Iterator[bytes]:
+        yield b"["
+        for _ in range(50):
+            time.sleep(0.05)
+            yield b" "
+        yield b"]"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if "/revision/" in request.url.path:
+            return httpx2.Response(200, json={"sha": COMMIT})
+        return httpx2.Response(200, content=drip())
+
+    settings = Settings(timeouts=Timeouts(min_rate=1000.0, min_rate_window=0.3))
+    client = httpx2.Client(transport=httpx2.MockTransport(handler))
+    started = time.monotonic()
+    hub = hub_of(Source("hf", ENDPOINT, "mock"), client=client, settings=settings)
+    with hub, pytest.raises(SourceUnavailableError) as err:
+        hub.list_repo("org/name")
+    assert err.value.kind is Failure.TOO_SLOW and "minimum rate" in str(err.value)
+    assert time.monotonic() - started < 2.0  # not the 2.5 s of the whole drip
+    client.close()

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from hub_helpers import model_repo
+from hub_helpers import hub_of, model_repo
 
 from unihub.errors import (
     AuthRequiredError,
@@ -15,6 +15,7 @@ from unihub.errors import (
     RepoNotFoundError,
     RevisionNotFoundError,
     SourceUnavailableError,
+    UnsafePathError,
 )
 from unihub.hubs.modelscope import FILES_LIMIT, ModelScopeHub
 from unihub.sources import Source, parse_source
@@ -30,7 +31,7 @@ def ms_fake(fake_hub_factory: Callable[..., FakeHub]) -> Callable[..., FakeHub]:
 
 
 def _hub(fake: FakeHub, token: str | bool | None = False) -> ModelScopeHub:
-    return ModelScopeHub(parse_source(fake.source), token=token)
+    return hub_of(parse_source(fake.source), token=token)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,7 @@ def test_file_url_is_the_official_clients(repo_type: str, path: str, revision: s
     theirs = LegacyClient(token=None, endpoint=ENDPOINT).get_download_url(
         "org/name", repo_type, path, revision
     )
-    hub = ModelScopeHub(Source("ms", ENDPOINT, "x"), token=False)
+    hub = hub_of(Source("ms", ENDPOINT, "x"), token=False)
     assert hub.file_url("org/name", path, repo_type=repo_type, revision=revision) == theirs  # type: ignore[arg-type]
 
 
@@ -93,7 +94,7 @@ def test_truncated_model_listing_is_walked(ms_fake: Callable[..., FakeHub]) -> N
 
 
 def test_hostile_entry_in_a_dataset(ms_fake: Callable[..., FakeHub]) -> None:
-    from unihub.errors import UnsafePathError
+
     from unihub.testing import Faults
 
     repo = FakeRepo("org/data", files={"a.txt": "a"}, repo_type="dataset")
@@ -117,7 +118,7 @@ def _mock_hub(routes: dict[str, Any]) -> Iterator[ModelScopeHub]:
         return httpx2.Response(404, json={"Code": 404, "Success": False, "Message": "Not Found"})
 
     client = httpx2.Client(transport=httpx2.MockTransport(handler))
-    hub = ModelScopeHub(Source("ms", ENDPOINT, "mock"), token=False, client=client)
+    hub = hub_of(Source("ms", ENDPOINT, "mock"), token=False, client=client)
     yield hub
     hub.close()
     client.close()
@@ -215,8 +216,38 @@ def test_walk_recovers_what_a_truncating_server_cut() -> None:
         return httpx2.Response(200, json={"Code": 200, "Success": True, "Data": data})
 
     client = httpx2.Client(transport=httpx2.MockTransport(handler))
-    with ModelScopeHub(Source("ms", ENDPOINT, "mock"), token=False, client=client) as hub:
+    with hub_of(Source("ms", ENDPOINT, "mock"), token=False, client=client) as hub:
         m = hub.list_repo("org/huge")
     client.close()
     assert sorted(m.by_path()) == sorted(every)
     assert len(every) > FILES_LIMIT
+
+
+def test_deeply_nested_json_in_an_error_answer_is_a_bad_response() -> None:
+    """Hostile 5: it escaped as RecursionError (an internal error, exit 3)."""
+    deep = "[" * 100_000 + "]" * 100_000
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(400, text=deep)
+
+    client = httpx2.Client(transport=httpx2.MockTransport(handler))
+    with hub_of(Source("ms", ENDPOINT, "mock"), client=client) as hub:
+        with pytest.raises(BadResponseError):
+            hub.list_repo("org/name")
+        with pytest.raises(BadResponseError):  # the error answer of the file route
+            hub.check_access("org/name", "a.txt", revision="master")
+    client.close()
+
+
+def test_a_file_and_a_folder_with_one_name_are_refused() -> None:
+    clash = [FILE, {**FILE, "Path": "a.txt/b"}]
+    routes = {"/revisions": _ok({"RevisionMap": {}}), "/repo/files": _ok({"Files": clash})}
+    for hub in _mock_hub(routes):
+        with pytest.raises(UnsafePathError, match="both a file and a folder"):
+            hub.list_repo("org/name")
+
+
+def test_listings_say_their_protocol() -> None:
+    routes = {"/revisions": _ok({"RevisionMap": {}}), "/repo/files": _ok({"Files": [FILE]})}
+    for hub in _mock_hub(routes):
+        assert hub.list_repo("org/name").protocol == "ms"

@@ -1,11 +1,12 @@
-"""validate_repo_path and check_repo_id: what may be joined onto a local folder or put in a URL."""
+"""The listing rules the adapters apply (unihub.safety): what may join a folder or a URL."""
 
 from __future__ import annotations
 
 import pytest
 
 from unihub.errors import ConfigError, UnsafePathError
-from unihub.hubs.base import check_repo_id, validate_repo_path
+from unihub.safety import check_repo_id
+from unihub.safety import check_repo_path as validate_repo_path
 
 GOOD = [
     "config.json",

@@ -1,11 +1,11 @@
 """Hub protocol adapters: one module per protocol behind the small :class:`Hub` protocol.
 
-``open_hub(source)`` picks the adapter for ``source.protocol`` (``hf``: Hugging Face and its
-mirrors, ``ms``: ModelScope); ``validate_repo_path`` is the path check every listing passes.
+``open_hub(source)`` opens the adapter the registry (:mod:`unihub.hubs.registry`) names for
+``source.protocol`` (``hf``: Hugging Face and its mirrors, ``ms``: ModelScope).
 """
 
 from __future__ import annotations
 
-from .base import Hub, check_repo_id, default_revision, open_hub, validate_repo_path
+from .base import Hub, default_revision, open_hub
 
-__all__ = ["Hub", "check_repo_id", "default_revision", "open_hub", "validate_repo_path"]
+__all__ = ["Hub", "default_revision", "open_hub"]

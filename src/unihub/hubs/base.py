@@ -1,4 +1,4 @@
-"""The seam between unihub and a hub protocol: the ``Hub`` protocol, ``open_hub`` and path checks.
+"""The seam between unihub and a hub protocol: the ``Hub`` protocol and ``open_hub``.
 
 A hub adapter answers three questions about one source: *what is in this repo at this
 revision* (``list_repo`` -> :class:`~unihub.models.Manifest`, revision resolved to a commit),
@@ -6,37 +6,28 @@ revision* (``list_repo`` -> :class:`~unihub.models.Manifest`, revision resolved 
 (``file_info`` / ``file_manifest``, for single-file downloads). Transfers, layouts and ranking
 live above this seam and never speak a hub protocol themselves.
 
-``validate_repo_path`` is the one place that decides whether a path from a listing may be
-joined onto a local folder. Every adapter runs it on every listed path and layouts may run it
-again; it rejects rather than "fixes" a path, so a hostile listing fails loudly.
+Every adapter runs :func:`unihub.safety.check_repo_path` on every listed path and
+:func:`unihub.safety.check_tree` on every listing (the layouts run the same rules again); a
+hostile listing is refused, never "fixed".
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ..errors import ConfigError, UnsafePathError
+from ..errors import ConfigError
 from ..models import Manifest, RepoFile, RepoType
+from ..timeouts import Timeouts
+from ._adapter import HubAdapter
+from .registry import spec
 
 if TYPE_CHECKING:
     import httpx2
 
+    from ..session import Session
     from ..sources import Source
 
-__all__ = ["Hub", "check_repo_id", "default_revision", "open_hub", "validate_repo_path"]
-
-# A Windows drive ("C:", "c:foo") or anything with a colon, which Windows reads as a drive or
-# an alternate data stream ("file.txt:stream").
-_COLON = ":"
-# Segments made only of dots and spaces: Windows strips trailing dots and spaces, so "... "
-# or ". ." may resolve to "." or "..".
-_DOTS_AND_SPACES = re.compile(r"[. ]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# "owner/name" (or a bare legacy name such as "gpt2" on Hugging Face): each part starts with a
-# letter, digit or underscore and holds only letters, digits, "_", "-" and ".". Repo ids go
-# into URL paths unquoted (as huggingface_hub does), so nothing else may pass.
-_REPO_ID = re.compile(r"[A-Za-z0-9_][\w.\-]*(?:/[A-Za-z0-9_][\w.\-]*)?", re.ASCII)
+__all__ = ["Hub", "default_revision", "open_hub"]
 
 
 @runtime_checkable
@@ -83,87 +74,55 @@ class Hub(Protocol):
         """
         ...
 
+    def ping(self) -> None:
+        """One cheap request to the endpoint (no repo): raises if the source is unusable."""
+        ...
+
     def auth_headers(self) -> dict[str, str]:
-        """Token headers for this hub's own origin only (empty without a token)."""
+        """Secret headers for this hub's own origin only (``session.credentials(source)``)."""
         ...
 
     def close(self) -> None:
-        """Release the HTTP client if the hub created it."""
+        """Close the private session ``open_hub`` built for this hub, if any."""
         ...
 
 
-def validate_repo_path(path: str) -> str:
-    """Return ``path`` if it is a safe relative POSIX path, else raise :class:`UnsafePathError`.
-
-    Safe means it cannot leave the folder it is joined onto, on POSIX or on Windows: no ``..``
-    or ``.`` segment, no empty segment (``a//b``, leading or trailing ``/``), not absolute, no
-    drive letter, UNC prefix or colon, no backslash at all (Windows reads it as a separator),
-    no NUL or other control character, no segment made only of dots and spaces. The path is
-    not rewritten: a listing that needs rewriting is refused.
-    """
-    if not isinstance(path, str) or not path:
-        raise UnsafePathError("empty path in listing", path=repr(path))
-    reason = _unsafe_reason(path)
-    if reason:
-        raise UnsafePathError(f"unsafe path in listing: {reason}", path=repr(path))
-    return path
-
-
-def _unsafe_reason(path: str) -> str | None:
-    if _CONTROL.search(path):
-        return "control character"
-    if "\\" in path:
-        return "backslash"
-    if path.startswith("/"):
-        return "absolute path"
-    if _COLON in path:
-        return "drive letter or colon"
-    for segment in path.split("/"):
-        if not segment:
-            return "empty segment"
-        if segment in (".", ".."):
-            return f"'{segment}' segment"
-        if _DOTS_AND_SPACES.fullmatch(segment):
-            return "segment of only dots and spaces"
-    return None
-
-
-def check_repo_id(repo_id: str, source: str | None = None) -> str:
-    """Return ``repo_id`` if it is a well-formed hub id, else raise :class:`ConfigError`."""
-    if not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id) or ".." in repo_id:
-        raise ConfigError(
-            f"invalid repo id {repo_id!r}",
-            source=source,
-            hint="Write it as 'owner/name', e.g. 'internlm/internlm2-chat-7b'",
-        )
-    return repo_id
-
-
 def default_revision(protocol: str) -> str:
-    """The default branch name: ``main`` on Hugging Face, ``master`` on ModelScope."""
-    return "master" if protocol == "ms" else "main"
+    """The default branch name of ``protocol`` (from the registry)."""
+    return spec(protocol).default_branch
 
 
 def open_hub(
     source: Source,
     *,
+    session: Session | None = None,
     token: str | bool | None = None,
     client: httpx2.Client | None = None,
-    timeout: float | httpx2.Timeout | None = None,
+    timeout: float | Timeouts | None = None,
 ) -> Hub:
-    """Open the adapter for ``source``'s protocol.
+    """The adapter for ``source``'s protocol (from :mod:`unihub.hubs.registry`).
 
-    ``token``: a string is used as is, ``False`` sends none, ``None`` looks it up for this
-    protocol only (``HF_TOKEN`` / the huggingface_hub token file for ``hf``,
-    ``MODELSCOPE_API_TOKEN`` for ``ms``). ``client``: a shared ``httpx2.Client`` (not closed by
-    ``close()``). ``timeout``: replaces the short metadata timeouts (see ``hubs._http``).
+    With ``session``: the session's adapter (opened once per session, ``token``/``client``/
+    ``timeout`` must not be given). Without: a private :class:`~unihub.session.Session` built
+    from the environment with ``token`` (see :func:`unihub.auth.resolve_tokens`), ``client``
+    (a shared ``httpx2.Client``, not closed) and ``timeout`` (a :class:`Timeouts`, or seconds
+    for every phase of every metadata request); ``close()`` on the hub closes it.
     """
-    if source.protocol == "hf":
-        from .huggingface import HuggingFaceHub
+    if session is not None:
+        if token is not None or client is not None or timeout is not None:
+            raise ConfigError("open_hub: pass either session= or token=/client=/timeout=")
+        return session.hub(source)
+    from ..session import Session
+    from ..settings import Settings
 
-        return HuggingFaceHub(source, token=token, client=client, timeout=timeout)
-    if source.protocol == "ms":
-        from .modelscope import ModelScopeHub
-
-        return ModelScopeHub(source, token=token, client=client, timeout=timeout)
-    raise ConfigError(f"unknown hub protocol {source.protocol!r}", source=source.name)
+    settings = Settings.from_env()
+    if timeout is not None:
+        t = timeout
+        if not isinstance(t, Timeouts):
+            t = settings.timeouts.evolve(first_contact=t, connect=t, read=t)
+        settings = settings.evolve(timeouts=t)
+    own = Session(settings, token=token, client=client)
+    hub = own.hub(source)
+    if isinstance(hub, HubAdapter):
+        hub.owns_session = True
+    return hub

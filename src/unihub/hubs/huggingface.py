@@ -17,7 +17,7 @@ Requests (as huggingface_hub 2.x's ``snapshot_download`` / ``hf_hub_download`` m
 The HTTP is done with httpx2 through :mod:`unihub.hubs._http` rather than ``HfApi``, so that
 unihub owns the timeouts, deadlines and retries (a blackholed source costs ~3 s) and every
 error is translated here. Errors are mapped on ``X-Error-Code`` like ``hf_raise_for_status``.
-Token discovery is huggingface_hub's own (:func:`unihub.auth.hf_token`).
+The token and the HTTP client are the session's (:mod:`unihub.session`).
 """
 
 from __future__ import annotations
@@ -25,22 +25,23 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urljoin
 
-from ..auth import hf_token
 from ..errors import (
     AuthRequiredError,
     BadResponseError,
     EntryNotFoundError,
+    Failure,
     GatedRepoError,
     RepoNotFoundError,
     RevisionNotFoundError,
     SourceUnavailableError,
     UnihubError,
-    UnsafePathError,
 )
 from ..models import GIT_OID_RE, SHA256_RE, Manifest, RepoFile, RepoType, is_commit_sha
+from ..safety import check_repo_id, check_repo_path, check_tree
+from ..session import same_origin
 from ._adapter import HubAdapter
-from ._http import HTML_HINT, Reply, parse_json, same_origin
-from .base import check_repo_id, validate_repo_path
+from ._http import HTML_HINT, Reply, parse_json
+from .registry import spec
 
 __all__ = ["HuggingFaceHub"]
 
@@ -48,35 +49,30 @@ MAX_PAGES = 100_000  # 1000 entries a page: far beyond any real repo
 MAX_REDIRECTS = 10
 _NO_ACCESS_HINT = "Check the id; the token may lack access to it"
 _BLOCKED_HINT = "The source refuses this request (region or network block); try another source"
+_MS_DEFAULT = spec("ms").default_branch
 _PRIVATE_HINT = "Check the id, or pass a token if it is private (token= or HF_TOKEN)"
 
 
 class HuggingFaceHub(HubAdapter):
     """One Hugging Face protocol source. See the module docstring for the requests."""
 
-    def _find_token(self, explicit: str | bool | None) -> str | None:
-        return hf_token(explicit)
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self._token}"} if self._token else {}
-
     # -- listing ---------------------------------------------------------------------------
 
     def list_repo(
         self, repo_id: str, *, repo_type: RepoType = "model", revision: str | None = None
     ) -> Manifest:
-        check_repo_id(repo_id, self.source.name)
-        rev = revision or "main"
+        check_repo_id(repo_id, hub="hf", source=self.source.name)
+        rev = revision or self.default_branch
         commit = self._resolve(repo_id, repo_type, rev)
         files = self._tree(repo_id, repo_type, commit)
-        return Manifest(repo_id, repo_type, rev, commit, self.source.name, files)
+        check_tree((f.path for f in files), repo_id=repo_id, source=self.source.name)
+        return Manifest(repo_id, repo_type, rev, commit, self.source.name, files, protocol="hf")
 
     def _api(self, repo_type: RepoType, repo_id: str) -> str:
         return f"{self.source.endpoint}/api/{repo_type}s/{repo_id}"
 
     def _get(self, url: str, repo_id: str, **kw: Any) -> Reply:
-        headers = self.auth_headers() if same_origin(url, self.source.endpoint) else {}
-        return self._http.request(url, repo_id=repo_id, headers=headers, **kw)
+        return self._http.request(url, repo_id=repo_id, **kw)
 
     def _resolve(self, repo_id: str, repo_type: RepoType, rev: str) -> str:
         if is_commit_sha(rev):
@@ -86,8 +82,8 @@ class HuggingFaceHub(HubAdapter):
         try:
             self._check(reply, repo_id, revision=rev)
         except RevisionNotFoundError:
-            if rev == "master":  # ModelScope's default branch name, asked of a HF hub
-                return self._resolve(repo_id, repo_type, "main")
+            if rev == _MS_DEFAULT:  # ModelScope's default branch name, asked of a HF hub
+                return self._resolve(repo_id, repo_type, self.default_branch)
             raise
         data = parse_json(reply, repo_id=repo_id, source=self.source.name)
         sha = data.get("sha") if isinstance(data, dict) else None
@@ -145,12 +141,7 @@ class HuggingFaceHub(HubAdapter):
             raise BadResponseError(
                 "tree entry without a path", repo_id=repo_id, source=self.source.name
             )
-        try:
-            validate_repo_path(path)
-        except UnsafePathError as exc:
-            raise UnsafePathError(
-                exc.message, repo_id=repo_id, source=self.source.name, path=exc.path
-            ) from None
+        check_repo_path(path, repo_id=repo_id, source=self.source.name)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BadResponseError(
                 f"tree entry with a bad size {size!r}",
@@ -185,8 +176,8 @@ class HuggingFaceHub(HubAdapter):
     def file_url(
         self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str
     ) -> str:
-        check_repo_id(repo_id, self.source.name)
-        validate_repo_path(path)
+        check_repo_id(repo_id, hub="hf", source=self.source.name)
+        check_repo_path(path, repo_id=repo_id, source=self.source.name)
         prefix = "datasets/" if repo_type == "dataset" else ""
         return (
             f"{self.source.endpoint}/{prefix}{repo_id}/resolve/"
@@ -196,14 +187,16 @@ class HuggingFaceHub(HubAdapter):
     def file_manifest(
         self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str | None = None
     ) -> Manifest:
-        rev = revision or "main"
+        rev = revision or self.default_branch
         try:
             commit, repo_file = self._head(repo_id, path, repo_type, rev)
         except RevisionNotFoundError:
-            if rev != "master":
+            if rev != _MS_DEFAULT:
                 raise
-            commit, repo_file = self._head(repo_id, path, repo_type, "main")
-        return Manifest(repo_id, repo_type, rev, commit, self.source.name, [repo_file])
+            commit, repo_file = self._head(repo_id, path, repo_type, self.default_branch)
+        return Manifest(
+            repo_id, repo_type, rev, commit, self.source.name, [repo_file], protocol="hf"
+        )
 
     def check_access(
         self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str
@@ -212,12 +205,7 @@ class HuggingFaceHub(HubAdapter):
         self._head(repo_id, path, repo_type, revision)
 
     def _head(self, repo_id: str, path: str, repo_type: RepoType, rev: str) -> tuple[str, RepoFile]:
-        try:
-            url = self.file_url(repo_id, path, repo_type=repo_type, revision=rev)
-        except UnsafePathError as exc:
-            raise UnsafePathError(
-                exc.message, repo_id=repo_id, source=self.source.name, path=exc.path
-            ) from None
+        url = self.file_url(repo_id, path, repo_type=repo_type, revision=rev)
         # Follow same-origin redirects only (renamed repos answer a relative 307); a redirect
         # to a CDN carries the X-Linked-* headers itself, as huggingface_hub relies on.
         for _ in range(MAX_REDIRECTS):
@@ -227,10 +215,7 @@ class HuggingFaceHub(HubAdapter):
                 method="HEAD",
                 follow_redirects=False,
                 path=path,
-                headers={
-                    "accept-encoding": "identity",
-                    **(self.auth_headers() if same_origin(url, self.source.endpoint) else {}),
-                },
+                headers={"accept-encoding": "identity"},
             )
             location = reply.headers.get("location")
             if 300 <= reply.status < 400 and location:
@@ -248,14 +233,14 @@ class HuggingFaceHub(HubAdapter):
 
     def _file_from_headers(self, reply: Reply, repo_id: str, path: str) -> tuple[str, RepoFile]:
         h = reply.headers
-        where = {"repo_id": repo_id, "source": self.source.name, "path": path}
+        where: dict[str, Any] = {"repo_id": repo_id, "source": self.source.name, "path": path}
         commit = h.get("x-repo-commit", "")
         etag = (h.get("x-linked-etag") or h.get("etag") or "").strip()
         etag = etag[2:] if etag.startswith("W/") else etag
         etag = etag.strip('"')
         if not is_commit_sha(commit) or not etag:
             if reply.looks_html():
-                raise BadResponseError(HTML_HINT, **where)
+                raise BadResponseError(HTML_HINT, kind=Failure.BLOCKED, **where)
             raise BadResponseError(
                 "no X-Repo-Commit/ETag headers: not a Hugging Face hub?",
                 hint="Check the endpoint (HF_ENDPOINT) and any proxy",
@@ -291,7 +276,7 @@ class HuggingFaceHub(HubAdapter):
             return
         code = reply.headers.get("x-error-code", "")
         message = reply.headers.get("x-error-message", "")
-        where = {"repo_id": repo_id, "source": self.source.name}
+        where: dict[str, Any] = {"repo_id": repo_id, "source": self.source.name}
         err: UnihubError
         if code == "RevisionNotFound":
             err = RevisionNotFoundError(
@@ -315,19 +300,24 @@ class HuggingFaceHub(HubAdapter):
         elif code == "RepoNotFound" or status == 401:
             err = RepoNotFoundError(
                 "repository not found",
-                hint=_PRIVATE_HINT if not self._token else _NO_ACCESS_HINT,
+                hint=_PRIVATE_HINT if not self.has_token else _NO_ACCESS_HINT,
                 **where,
             )
         elif status in (403, 451):
             err = SourceUnavailableError(
                 f"blocked (HTTP {status}{': ' + message if message else ''})",
+                kind=Failure.BLOCKED,
                 hint=_BLOCKED_HINT,
                 **where,
             )
         elif status == 429 or status >= 500:
-            err = SourceUnavailableError(f"HTTP {status} from the hub", **where)
+            err = SourceUnavailableError(
+                f"HTTP {status} from the hub", kind=Failure.SERVER, **where
+            )
         elif reply.looks_html():
-            err = BadResponseError(f"HTTP {status}: {HTML_HINT}", path=path, **where)
+            err = BadResponseError(
+                f"HTTP {status}: {HTML_HINT}", kind=Failure.BLOCKED, path=path, **where
+            )
         elif status == 404:
             if path is not None:
                 err = EntryNotFoundError("file not found (HTTP 404)", path=path, **where)

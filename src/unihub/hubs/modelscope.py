@@ -21,8 +21,12 @@ The default branch is ``master``: ``None`` means ``master``, and ``main`` means 
 unless the repo really has a ``main`` branch.
 
 Auth: ``Authorization: Bearer <token>`` plus the ``m_session_id`` cookie, as the client sends
-both. The token comes from :func:`unihub.auth.ms_token` (``MODELSCOPE_API_TOKEN``), never from
-Hugging Face settings.
+both, added by the session's origin-scoped hook (:meth:`unihub.session.Session.credentials`);
+the token is ``MODELSCOPE_API_TOKEN`` (:mod:`unihub.auth`), never a Hugging Face one.
+
+A pinned revision is honoured or refused: a commit id the repo's revisions do not list is
+asked for as such (the hub answers with its files or "revision not found"), never replaced by
+the default branch.
 
 Why not call the ``modelscope`` package: it is an optional dependency, heavy to import, runs on
 ``requests`` with its own retry and timeout policy (minutes on a blackholed host) and its own
@@ -32,31 +36,31 @@ HTTP client, one timeout policy and one error mapping (:mod:`unihub.hubs._http`)
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import quote_plus
 
-from ..auth import ms_token
 from ..errors import (
     AuthRequiredError,
     BadResponseError,
     EntryNotFoundError,
+    Failure,
     GatedRepoError,
     RepoNotFoundError,
     RevisionNotFoundError,
     SourceUnavailableError,
     UnihubError,
-    UnsafePathError,
 )
 from ..models import SHA256_RE, Manifest, RepoFile, RepoType
+from ..safety import check_repo_id, check_repo_path, check_tree
 from ._adapter import HubAdapter
-from ._http import HTML_HINT, Reply, parse_json
-from .base import check_repo_id, validate_repo_path
+from ._http import HTML_HINT, Reply, loads, parse_json
+from .registry import spec
 
 __all__ = ["ModelScopeHub"]
 
-DEFAULT_BRANCH = "master"
+DEFAULT_BRANCH = spec("ms").default_branch
+_HF_DEFAULT = spec("hf").default_branch
 FILES_LIMIT = 3000  # repo/files answers at most this many entries (modelscope_hub constants)
 PAGE_SIZE = 200
 MAX_PAGES = 50_000
@@ -71,14 +75,6 @@ _NOT_FOUND_WORDS = ("not exist", "not found", "不存在", "notexist", "notfound
 class ModelScopeHub(HubAdapter):
     """One ModelScope protocol source. See the module docstring for the requests."""
 
-    def _find_token(self, explicit: str | bool | None) -> str | None:
-        return ms_token(explicit)
-
-    def auth_headers(self) -> dict[str, str]:
-        if not self._token:
-            return {}
-        return {"authorization": f"Bearer {self._token}", "cookie": f"m_session_id={self._token}"}
-
     def _base(self, repo_type: RepoType, repo_id: str) -> str:
         segment = "datasets" if repo_type == "dataset" else "models"
         return f"{self.source.endpoint}/api/v1/{segment}/{repo_id}"
@@ -86,16 +82,14 @@ class ModelScopeHub(HubAdapter):
     def _get(
         self, url: str, repo_id: str, *, headers_extra: dict[str, str] | None = None, **kw: Any
     ) -> Reply:
-        # Every URL here is on the hub's own origin; httpx2 drops the auth on a redirect away.
-        headers = {**self.auth_headers(), **(headers_extra or {})}
-        return self._http.request(url, repo_id=repo_id, headers=headers, **kw)
+        return self._http.request(url, repo_id=repo_id, headers=headers_extra, **kw)
 
     # -- listing ---------------------------------------------------------------------------
 
     def list_repo(
         self, repo_id: str, *, repo_type: RepoType = "model", revision: str | None = None
     ) -> Manifest:
-        check_repo_id(repo_id, self.source.name)
+        check_repo_id(repo_id, hub="ms", source=self.source.name)
         requested = revision or DEFAULT_BRANCH
         ref, commit, confirmed = self._resolve(repo_id, repo_type, requested)
         try:
@@ -109,7 +103,10 @@ class ModelScopeHub(HubAdapter):
                 source=self.source.name,
                 hint="Check the branch, tag or commit",
             ) from None
-        return Manifest(repo_id, repo_type, requested, commit or ref, self.source.name, files)
+        check_tree((f.path for f in files), repo_id=repo_id, source=self.source.name)
+        return Manifest(
+            repo_id, repo_type, requested, commit or ref, self.source.name, files, protocol="ms"
+        )
 
     def _resolve(
         self, repo_id: str, repo_type: RepoType, requested: str
@@ -130,8 +127,8 @@ class ModelScopeHub(HubAdapter):
         for table in (branches, tags):
             if requested in table:
                 return requested, table[requested], True
-        if requested in ("main", "master"):
-            other = "master" if requested == "main" else "main"
+        if requested in (_HF_DEFAULT, DEFAULT_BRANCH):
+            other = DEFAULT_BRANCH if requested == _HF_DEFAULT else _HF_DEFAULT
             if other in branches:
                 return other, branches[other], True
         if _SHA_LIKE.fullmatch(requested) or not (branches or tags):
@@ -248,12 +245,7 @@ class ModelScopeHub(HubAdapter):
         if _is_dir(entry):
             return None
         path = _path_of(entry)
-        try:
-            validate_repo_path(path)
-        except UnsafePathError as exc:
-            raise UnsafePathError(
-                exc.message, repo_id=repo_id, source=self.source.name, path=exc.path
-            ) from None
+        check_repo_path(path, repo_id=repo_id, source=self.source.name)
         size = entry.get("Size", entry.get("size"))
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BadResponseError(
@@ -278,8 +270,8 @@ class ModelScopeHub(HubAdapter):
     def file_url(
         self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str
     ) -> str:
-        check_repo_id(repo_id, self.source.name)
-        validate_repo_path(path)
+        check_repo_id(repo_id, hub="ms", source=self.source.name)
+        check_repo_path(path, repo_id=repo_id, source=self.source.name)
         return (
             f"{self._base(repo_type, repo_id)}/repo"
             f"?Revision={quote_plus(revision)}&FilePath={quote_plus(path)}"
@@ -310,10 +302,14 @@ class ModelScopeHub(HubAdapter):
         if reply.status < 400:
             if reply.looks_html():
                 raise BadResponseError(
-                    HTML_HINT, repo_id=repo_id, source=self.source.name, path=path
+                    HTML_HINT,
+                    kind=Failure.BLOCKED,
+                    repo_id=repo_id,
+                    source=self.source.name,
+                    path=path,
                 )
             return
-        where = {"repo_id": repo_id, "source": self.source.name, "path": path}
+        where: dict[str, Any] = {"repo_id": repo_id, "source": self.source.name, "path": path}
         if reply.status == 403 and not reply.looks_html():
             envelope = _envelope_of(reply)
             message = str(envelope.get("Message") or "").strip()[:200]
@@ -333,14 +329,20 @@ class ModelScopeHub(HubAdapter):
         ``missing`` names what a 404 means for this request (``"repo"`` or ``"file"``).
         """
         status = reply.status
-        where = {"repo_id": repo_id, "source": self.source.name, "path": path}
+        where: dict[str, Any] = {"repo_id": repo_id, "source": self.source.name, "path": path}
         if status == 451 or (status == 403 and reply.looks_html()):
-            raise SourceUnavailableError(f"blocked (HTTP {status})", hint=_BLOCKED_HINT, **where)
+            raise SourceUnavailableError(
+                f"blocked (HTTP {status})", kind=Failure.BLOCKED, hint=_BLOCKED_HINT, **where
+            )
         if status == 429 or status >= 500:
-            raise SourceUnavailableError(f"HTTP {status} from the hub", **where)
+            raise SourceUnavailableError(
+                f"HTTP {status} from the hub", kind=Failure.SERVER, **where
+            )
         if reply.looks_html():
             raise BadResponseError(
-                HTML_HINT if status < 400 else f"HTTP {status}: {HTML_HINT}", **where
+                HTML_HINT if status < 400 else f"HTTP {status}: {HTML_HINT}",
+                kind=Failure.BLOCKED,
+                **where,
             )
         if status < 400:
             body = parse_json(reply, repo_id=repo_id, source=self.source.name, path=path)
@@ -376,7 +378,7 @@ class ModelScopeHub(HubAdapter):
             return AuthRequiredError(
                 f"access denied (HTTP {status}){said}",
                 hint="Check the token (MODELSCOPE_API_TOKEN) and its access to this repo"
-                if self._token
+                if self.has_token
                 else _PRIVATE_HINT,
                 **where,
             )
@@ -393,14 +395,14 @@ class ModelScopeHub(HubAdapter):
 def _envelope_of(reply: Reply) -> dict[str, Any]:
     """The JSON envelope of an error answer, or {} when the body is not one."""
     try:
-        body = json.loads(reply.body)
+        body = loads(reply.body)  # nesting too deep is a ValueError too
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
 
 
 def _default_alias(requested: str) -> str:
-    return DEFAULT_BRANCH if requested == "main" else requested
+    return DEFAULT_BRANCH if requested == _HF_DEFAULT else requested
 
 
 def _path_of(entry: dict[str, Any]) -> str:

@@ -26,9 +26,13 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from ._adapter import HubAdapter
 
-__all__ = ["PROTOCOLS", "HubSpec", "ProtocolName", "adapter_class", "spec"]
+__all__ = ["PROTOCOLS", "REFERENCE", "HubSpec", "ProtocolName", "adapter_class", "spec"]
 
 ProtocolName = Literal["hf", "ms"]
+
+# The reference protocol: repo ids without a hub prefix are its ids, and its listing is the
+# truth when it has one; other protocols' ids are mapped to it and confirmed by hashes.
+REFERENCE: ProtocolName = "hf"
 
 
 @dataclass(frozen=True)

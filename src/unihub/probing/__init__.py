@@ -16,7 +16,7 @@ from __future__ import annotations
 from .cache import clear_cache
 from .rank import format_table, human_rate, rank
 from .result import ProbeResult, Status
-from .run import DEFAULT_DEADLINE, SAMPLE_BYTES, probe
+from .run import DEFAULT_DEADLINE, SAMPLE_BYTES, probe, probe_sources
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -27,5 +27,6 @@ __all__ = [
     "format_table",
     "human_rate",
     "probe",
+    "probe_sources",
     "rank",
 ]

@@ -1,15 +1,18 @@
 """A short memory of probe results, so back-to-back calls and CLI runs do not re-probe.
 
 Two levels, both keyed per source by ``(source spec, repo id, repo type, revision, token)``
-(the token only as a short hash, so a token added after a "gated" answer is a new key):
+(the token the session sends to that source, only as a short hash, so a token added after a
+"gated" answer is a new key):
 
 - in process: a dict with monotonic expiry (default 60 s), holding whole results with their
   manifests;
-- on disk: JSON at ``$UNIHUB_CACHE/probe.json`` (default ``$XDG_CACHE_HOME/unihub`` or
-  ``~/.cache/unihub``), wall-clock expiry (default 300 s), written atomically (temp file +
-  ``os.replace``). Only the numbers and words: manifests are never written.
+- on disk: JSON at ``probe.json`` in ``Settings.unihub_cache`` (``$UNIHUB_CACHE``, default
+  ``$XDG_CACHE_HOME/unihub`` or ``~/.cache/unihub``), wall-clock expiry (default 300 s),
+  written atomically (temp file + ``os.replace``). Only the numbers and words: manifests
+  are never written.
 
-``UNIHUB_PROBE_TTL`` (seconds) sets both lifetimes; ``0`` turns the cache off. A cache that
+``Settings.probe_ttl`` (``UNIHUB_PROBE_TTL``, seconds) sets both lifetimes; ``0`` turns the
+cache off. Nothing here reads the environment. A cache that
 cannot be read or written is ignored: it may only ever save time, never fail a probe.
 """
 
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..settings import Settings
 from .result import ProbeResult
 
 __all__ = [
@@ -52,10 +56,9 @@ _memory: dict[str, tuple[float, bool, ProbeResult]] = {}  # key -> (expiry, samp
 _lock = threading.Lock()
 
 
-def ttls(environ: Mapping[str, str] | None = None) -> tuple[float, float]:
-    """(memory TTL, disk TTL) in seconds, from ``UNIHUB_PROBE_TTL`` or the defaults."""
-    env = os.environ if environ is None else environ
-    raw = env.get("UNIHUB_PROBE_TTL", "").strip()
+def ttls(probe_ttl: str | None) -> tuple[float, float]:
+    """(memory TTL, disk TTL) in seconds, from ``Settings.probe_ttl`` or the defaults."""
+    raw = (probe_ttl or "").strip()
     if not raw:
         return MEMORY_TTL, DISK_TTL
     try:
@@ -67,43 +70,35 @@ def ttls(environ: Mapping[str, str] | None = None) -> tuple[float, float]:
     return value, value
 
 
-def cache_file(environ: Mapping[str, str] | None = None) -> Path:
+def cache_file(settings: Settings) -> Path:
     """Where the disk cache lives."""
-    env = os.environ if environ is None else environ
-    root = env.get("UNIHUB_CACHE")
-    if not root:
-        xdg = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-        root = str(Path(xdg) / "unihub")
-    return Path(root).expanduser() / "probe.json"
+    return settings.unihub_cache / "probe.json"
 
 
 def cache_key(
-    spec: str, repo_id: str | None, repo_type: str, revision: str | None, token: str | bool | None
+    spec: str, repo_id: str | None, repo_type: str, revision: str | None, token: str | None
 ) -> str:
-    """One string per (source, repo, type, revision, token) combination."""
-    if isinstance(token, str):
-        tok = "t:" + hashlib.sha256(token.encode()).hexdigest()[:12]
-    else:
-        tok = {None: "env", False: "none", True: "env"}[token]
+    """One string per (source, repo, type, revision, token sent) combination."""
+    tok = "t:" + hashlib.sha256(token.encode()).hexdigest()[:12] if token else "none"
     return "\x1f".join([spec, repo_id or "", repo_type, revision or "", tok])
 
 
-def clear_cache(*, disk: bool = False) -> None:
+def clear_cache(*, disk: bool = False, settings: Settings | None = None) -> None:
     """Forget the in-process results (and the disk file with ``disk=True``)."""
     with _lock:
         _memory.clear()
     if disk:
         with contextlib.suppress(OSError):
-            cache_file().unlink()
+            cache_file(settings if settings is not None else Settings.from_env()).unlink()
 
 
-def load(keys: list[str], *, sampled: bool) -> list[ProbeResult] | None:
+def load(keys: list[str], *, sampled: bool, settings: Settings) -> list[ProbeResult] | None:
     """The cached result of every key, or None unless all are fresh (memory, then disk).
 
     ``sampled``: the caller wants throughput numbers; a result probed without a sample does
     not satisfy it.
     """
-    mem_ttl, disk_ttl = ttls()
+    mem_ttl, disk_ttl = ttls(settings.probe_ttl)
     if not keys or (mem_ttl <= 0 and disk_ttl <= 0):
         return None
     found: dict[str, ProbeResult] = {}
@@ -115,15 +110,15 @@ def load(keys: list[str], *, sampled: bool) -> list[ProbeResult] | None:
                 found[key] = entry[2]
     missing = [k for k in keys if k not in found]
     if missing and disk_ttl > 0:
-        found.update(_load_disk(missing, sampled=sampled, ttl=disk_ttl))
+        found.update(_load_disk(cache_file(settings), missing, sampled=sampled, ttl=disk_ttl))
     if len(found) != len(keys):
         return None
     return [found[k].evolve(cached=True) for k in keys]
 
 
-def store(entries: Mapping[str, ProbeResult], *, sampled: bool) -> None:
+def store(entries: Mapping[str, ProbeResult], *, sampled: bool, settings: Settings) -> None:
     """Remember fresh results in memory and on disk (best effort)."""
-    mem_ttl, disk_ttl = ttls()
+    mem_ttl, disk_ttl = ttls(settings.probe_ttl)
     if mem_ttl > 0:
         expiry = time.monotonic() + mem_ttl
         with _lock:
@@ -133,7 +128,7 @@ def store(entries: Mapping[str, ProbeResult], *, sampled: bool) -> None:
             for key, result in entries.items():
                 _memory[key] = (expiry, sampled, result)
     if disk_ttl > 0 and entries:
-        _store_disk(entries, sampled=sampled, ttl=disk_ttl)
+        _store_disk(cache_file(settings), entries, sampled=sampled, ttl=disk_ttl)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -147,8 +142,8 @@ def _read(path: Path) -> dict[str, Any]:
     return entries if isinstance(entries, dict) else {}
 
 
-def _load_disk(keys: list[str], *, sampled: bool, ttl: float) -> dict[str, ProbeResult]:
-    entries = _read(cache_file())
+def _load_disk(path: Path, keys: list[str], *, sampled: bool, ttl: float) -> dict[str, ProbeResult]:
+    entries = _read(path)
     now = time.time()
     out: dict[str, ProbeResult] = {}
     for key in keys:
@@ -167,8 +162,9 @@ def _load_disk(keys: list[str], *, sampled: bool, ttl: float) -> dict[str, Probe
     return out
 
 
-def _store_disk(entries: Mapping[str, ProbeResult], *, sampled: bool, ttl: float) -> None:
-    path = cache_file()
+def _store_disk(
+    path: Path, entries: Mapping[str, ProbeResult], *, sampled: bool, ttl: float
+) -> None:
     now = time.time()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

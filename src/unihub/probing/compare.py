@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..hubs.registry import REFERENCE
 from ..models import Manifest
 from .result import ProbeResult
 
@@ -46,12 +47,14 @@ def compare_listings(
 
 def annotate(results: Sequence[ProbeResult]) -> list[ProbeResult]:
     """``results`` with ``confirmed``, ``stale`` and ``files_differing`` filled in."""
-    reference = next((r for r in results if r.protocol == "hf" and r.manifest is not None), None)
+    reference = next(
+        (r for r in results if r.protocol == REFERENCE and r.manifest is not None), None
+    )
     out: list[ProbeResult] = []
     for r in results:
         if r.manifest is None:
             out.append(r)
-        elif r.protocol == "hf":
+        elif r.protocol == REFERENCE:
             out.append(_hf(r, reference))
         else:
             out.append(_ms(r, reference))

@@ -1,25 +1,29 @@
 """Probing one source: list the repo under each candidate id, then sample its bytes.
 
-Runs in a worker thread until ``stop_at`` (a ``time.monotonic()`` instant). Every HTTP call
-gets a timeout of at most 3 s and at most the time left when the source was opened, and no
-new candidate id or sample starts after ``stop_at``, so a worker ends soon after the deadline
-even when nobody waits for it any more (the hard bound is the join in ``run``). Never raises:
-every failure becomes a status.
+Runs in a worker thread until ``stop_at`` (a ``time.monotonic()`` instant), with the source's
+hub from the call's :class:`~unihub.session.Session` (the adapter, its client and its
+kept-alive connections then serve the download). Every hub request is capped by a
+:func:`unihub.hubs._http.deadline` scope: the time left until ``stop_at`` while the source
+is silent, and until ``list_until`` once it has answered (a big listing may go on); no new
+candidate id or sample starts after ``stop_at``. Never raises: every failure becomes a status.
+
+A pinned commit of the other hub (``task.fallback``): the source is asked for that commit
+first; when it does not know it, its default branch is listed instead, and the result says so
+(``manifest.revision`` is then not the one asked for: such a listing may serve bytes by hash,
+never be the truth).
 
 The throughput sample is one ranged GET (``Range: bytes=0-N``) of the repo's largest file,
-redirects followed (to a CDN: httpx2 drops ``Authorization`` when the origin changes), read
-until N bytes or ``stop_at``. It measures what a download would see: the same URL the
-transfer engine will use, through the same proxy settings.
+redirects followed by hand (credentials re-decided per hop by the session's hook), read until
+N bytes or ``stop_at``: what a download would see, through the same client.
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from urllib.parse import urljoin
 
 import httpx2
 
@@ -30,53 +34,42 @@ from ..errors import (
     RevisionNotFoundError,
     UnihubError,
 )
-from ..hubs._http import user_agent
-from ..hubs.base import Hub, open_hub
+from ..hubs._http import deadline
+from ..hubs.base import Hub
 from ..models import Manifest, RepoType
+from ..safety import redact_url
+from ..session import Session
 from ..sources import Source
 from .result import REACHABLE_STATUSES, ProbeResult, Status, status_of
 
-__all__ = ["SourceTask", "first_ids", "probe_source", "ssl_context"]
+__all__ = ["SourceTask", "first_ids", "probe_source"]
 
 logger = logging.getLogger("unihub.probe")
 
-MAX_TIMEOUT = 3.0  # no single probe request may wait longer than this
 MIN_SAMPLE_WINDOW = 0.1  # below this, a throughput number would be noise: skip the sample
+MAX_REDIRECTS = 10
 _CHUNK = 64 * 1024
-# Cheap requests that any hub of the protocol answers with JSON (a JSON 404 is an answer too):
-# the revision lookups of small, well-known public repos, which every client makes.
-_PING_PATH = {
-    "hf": "/api/models/openai-community/gpt2/revision/main",
-    "ms": "/api/v1/models/Qwen/Qwen2.5-0.5B-Instruct/revisions",
-}
+_REFUSALS = (RepoNotFoundError, RevisionNotFoundError, AuthRequiredError, ConfigError)
 
 
 @dataclass(frozen=True)
 class SourceTask:
-    """What to ask one source. ``ids`` None: endpoint only; empty: no id known on this hub."""
+    """What to ask one source. ``ids`` None: endpoint only; empty: no id known on this hub.
+
+    ``fallback``: ``revision`` is a commit id given for another hub; list the default branch
+    when this source does not know it (a by-hash mirror, never the truth).
+    """
 
     source: Source
     ids: tuple[str, ...] | None
     repo_type: RepoType
     revision: str | None
-    token: str | bool | None
     sample_bytes: int
-    note: str | None = None  # shown as the reason when nothing else is said
-
-
-@lru_cache(maxsize=1)
-def ssl_context() -> ssl.SSLContext:
-    """One TLS context for every probe client: loading the CA bundle costs ~0.1 s of CPU,
-    which three probe threads would otherwise pay in turn, inside the deadline."""
-    return httpx2.create_ssl_context(trust_env=True)
+    fallback: bool = False
 
 
 def _remaining(stop_at: float) -> float:
     return stop_at - time.monotonic()
-
-
-def _timeout(stop_at: float) -> httpx2.Timeout:
-    return httpx2.Timeout(max(0.05, min(MAX_TIMEOUT, _remaining(stop_at))))
 
 
 def _result(
@@ -109,135 +102,99 @@ def _result(
 
 
 def probe_source(
-    task: SourceTask, stop_at: float, on_answer: Callable[[], None] | None = None
+    task: SourceTask,
+    session: Session,
+    stop_at: float,
+    *,
+    list_until: float | None = None,
+    on_answer: Callable[[], None] | None = None,
 ) -> ProbeResult:
-    """Probe one source until ``stop_at``; never raises.
-
-    ``on_answer`` is called on every HTTP response from the source (headers received): the
-    caller learns that the source is alive even while a long listing is still running.
+    """Probe one source until ``stop_at`` (listing until ``list_until`` once it answered);
+    never raises. ``on_answer`` is called on every answer of the source (headers received):
+    the caller learns that it is alive even while a long listing is still running.
     """
-    hooks: dict[str, list[Callable[[httpx2.Response], None]]] = {}
-    if on_answer is not None:
-        hooks["response"] = [lambda _response: on_answer()]
     try:
-        with httpx2.Client(
-            trust_env=True,
-            verify=ssl_context(),
-            headers={"user-agent": user_agent()},
-            event_hooks=hooks,
-        ) as client:
+        with deadline(list_until or stop_at, answer_by=stop_at, on_answer=on_answer):
+            hub = session.hub(task.source)
             if task.ids is None:
-                return _ping(task, client, stop_at)
+                started = time.monotonic()
+                hub.ping()
+                return _result(task, "ok", None, latency_s=time.monotonic() - started)
             if not task.ids:
-                return _result(task, "not-found", task.note or "no known id on this hub")
-            return _list_and_sample(task, client, stop_at)
+                return _result(task, "not-found", "no known id on this hub")
+            return _list_and_sample(task, hub, session, stop_at)
     except Exception as exc:  # a bug or a foreign error must not kill the whole probe
         logger.debug("probe of %s failed", task.source, exc_info=True)
         status, reason = status_of(exc)
-        return _result(task, status, reason)
+        return _result(task, status, reason, error=exc if isinstance(exc, UnihubError) else None)
 
 
-def _http_failure(exc: httpx2.HTTPError) -> tuple[Status, str]:
-    text = (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
-    if isinstance(exc, httpx2.TimeoutException):
-        return "timeout", f"timed out ({type(exc).__name__})"
-    if isinstance(exc, httpx2.ConnectError):
-        return "refused", f"could not connect: {text}"
-    return "error", f"{type(exc).__name__}: {text}"
+def _list_and_sample(task: SourceTask, hub: Hub, session: Session, stop_at: float) -> ProbeResult:
+    found = _list_first(hub, task, stop_at)
+    if isinstance(found, ProbeResult):
+        return found
+    manifest, repo_id, latency, note = found
+    ttfb, bps, status, reason = _sample(hub, session, manifest, task.sample_bytes, stop_at)
+    return _result(
+        task,
+        status,
+        reason or note,
+        repo_id_used=repo_id,
+        commit=manifest.commit,
+        latency_s=latency,
+        ttfb_s=ttfb,
+        throughput_bps=bps,
+        manifest=manifest,
+    )
 
 
-def _ping(task: SourceTask, client: httpx2.Client, stop_at: float) -> ProbeResult:
-    url = task.source.endpoint + _PING_PATH[task.source.protocol]
-    started = time.monotonic()
+def _list_one(hub: Hub, task: SourceTask, repo_id: str) -> tuple[Manifest, str | None]:
+    """The listing of ``repo_id`` at the task's revision (see ``fallback``), and a note."""
     try:
-        with client.stream("GET", url, timeout=_timeout(stop_at), follow_redirects=True) as resp:
-            head = b""
-            for chunk in resp.iter_raw(_CHUNK):
-                head += chunk
-                if len(head) >= 512 or time.monotonic() >= stop_at:
-                    break
-            latency = time.monotonic() - started
-            ctype = resp.headers.get("content-type", "").lower()
-    except httpx2.HTTPError as exc:
-        status, reason = _http_failure(exc)
-        return _result(task, status, reason)
-    code = resp.status_code
-    looks_html = "html" in ctype or head.lstrip().lower().startswith((b"<!doctype", b"<html"))
-    if code in (403, 451):
-        return _result(task, "blocked", f"blocked (HTTP {code})", latency_s=latency)
-    if code == 429 or code >= 500:
-        return _result(task, "error", f"HTTP {code} from the hub", latency_s=latency)
-    if looks_html and code >= 400:
-        return _result(
-            task, "error", f"HTTP {code} with an HTML page: not a hub API?", latency_s=latency
-        )
-    if looks_html:
-        return _result(
-            task, "blocked", "got an HTML page: a captive portal or block page?", latency_s=latency
-        )
-    return _result(task, "ok", None, latency_s=latency)
-
-
-def _list_and_sample(task: SourceTask, client: httpx2.Client, stop_at: float) -> ProbeResult:
-    # The token given is a Hugging Face one; ModelScope sources find their own (env).
-    hub_token: str | bool | None = task.token
-    if task.source.protocol != "hf":
-        hub_token = False if task.token is False else None
-    hub = open_hub(task.source, token=hub_token, client=client, timeout=_timeout(stop_at))
-    try:
-        found = _list_first(hub, task, stop_at)
-        if isinstance(found, ProbeResult):
-            return found
-        manifest, repo_id, latency = found
-        ttfb, bps, status, reason = _sample(hub, client, manifest, task.sample_bytes, stop_at)
-        return _result(
-            task,
-            status,
-            reason or task.note,
-            repo_id_used=repo_id,
-            commit=manifest.commit,
-            latency_s=latency,
-            ttfb_s=ttfb,
-            throughput_bps=bps,
-            manifest=manifest,
-        )
-    finally:
-        hub.close()
+        return hub.list_repo(repo_id, repo_type=task.repo_type, revision=task.revision), None
+    except RevisionNotFoundError:
+        if not task.fallback:
+            raise
+    manifest = hub.list_repo(repo_id, repo_type=task.repo_type, revision=None)
+    return manifest, (
+        f"commit {task.revision} is not on this hub: listed the default branch "
+        "(a by-hash mirror only)"
+    )
 
 
 def _list_first(
     hub: Hub, task: SourceTask, stop_at: float
-) -> tuple[Manifest, str, float] | ProbeResult:
+) -> tuple[Manifest, str, float, str | None] | ProbeResult:
     """The first candidate id that lists; a failure result if none does."""
     assert task.ids
-    refusals: list[tuple[Status, str, str]] = []  # (status, reason, id) of hub-level "no"
+    refusals: list[tuple[Status, str, str, UnihubError]] = []  # hub-level "no" per id
     for repo_id in task.ids:
         if _remaining(stop_at) <= 0:
             break
         started = time.monotonic()
         try:
-            manifest = hub.list_repo(repo_id, repo_type=task.repo_type, revision=task.revision)
-        except (RepoNotFoundError, RevisionNotFoundError, AuthRequiredError, ConfigError) as exc:
+            manifest, note = _list_one(hub, task, repo_id)
+        except _REFUSALS as exc:
             status, reason = status_of(exc)
-            refusals.append((status, reason, repo_id))
+            refusals.append((status, reason, repo_id, exc))
             continue
         except UnihubError as exc:  # the source itself fails: other ids will not help
             status, reason = status_of(exc)
             return _result(task, status, reason, repo_id_used=repo_id, error=exc)
-        return manifest, repo_id, time.monotonic() - started
+        return manifest, repo_id, time.monotonic() - started, note
     if len(refusals) < len(task.ids):  # the deadline came before every id was tried
         untried = ", ".join(task.ids[len(refusals) :])
         return _result(task, "timeout", f"no answer before the deadline for {untried}")
-    # A gated answer says more than a not-found one; report the first of the best kind.
-    refusals.sort(key=lambda r: 0 if r[0] == "gated" else 1)
-    status, reason, repo_id = refusals[0]
+    # An access refusal says more than a not-found one; report the first of the best kind.
+    refusals.sort(key=lambda r: 0 if isinstance(r[3], AuthRequiredError) else 1)
+    status, reason, repo_id, error = refusals[0]
     if len(task.ids) > 1:
         reason += f" (tried {', '.join(task.ids[: len(refusals)])})"
-    return _result(task, status, reason, repo_id_used=repo_id)
+    return _result(task, status, reason, repo_id_used=repo_id, error=error)
 
 
 def _sample(
-    hub: Hub, client: httpx2.Client, manifest: Manifest, sample_bytes: int, stop_at: float
+    hub: Hub, session: Session, manifest: Manifest, sample_bytes: int, stop_at: float
 ) -> tuple[float | None, float | None, Status, str | None]:
     """(ttfb, bytes/s, status, reason) of a ranged GET of the largest file."""
     files = [f for f in manifest.files if f.size > 0]
@@ -253,14 +210,13 @@ def _sample(
         repo_type=manifest.repo_type,
         revision=manifest.commit or manifest.revision,
     )
-    headers = {**hub.auth_headers(), "range": f"bytes=0-{want - 1}", "accept-encoding": "identity"}
+    headers = {"range": f"bytes=0-{want - 1}", "accept-encoding": "identity"}
     started = time.monotonic()
     got, first_at, first_len, last_at = 0, 0.0, 0, started
     ttfb: float | None = None
     try:
-        with client.stream(
-            "GET", url, headers=headers, timeout=_timeout(stop_at), follow_redirects=True
-        ) as resp:
+        resp = _open(session, url, headers, stop_at)
+        try:
             ttfb = time.monotonic() - started
             blocked = _refused_sample(resp)
             if blocked is not None:
@@ -273,12 +229,42 @@ def _sample(
                 last_at = now
                 if got >= want or now >= stop_at:
                     break
-    except httpx2.HTTPError as exc:
+        finally:
+            resp.close()
+    except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as exc:
         if not got:
-            status, reason = _http_failure(exc)
-            bps = 0.0 if status == "timeout" else None
-            return ttfb, bps, "ok", f"throughput sample: {reason}"
+            timed_out = isinstance(exc, httpx2.TimeoutException)
+            reason = "timed out" if timed_out else f"{type(exc).__name__}"
+            return ttfb, 0.0 if timed_out else None, "ok", f"throughput sample: {reason}"
     return ttfb, _rate(got, started, first_at, first_len, last_at), "ok", None
+
+
+def _open(session: Session, url: str, headers: dict[str, str], stop_at: float) -> httpx2.Response:
+    """A streamed GET, redirects followed by hand through the session's auth hook."""
+    client = session.client
+    for _ in range(MAX_REDIRECTS):
+        timeout = session.settings.timeouts.http(first_contact=True, cap=_remaining(stop_at))
+        request = client.build_request("GET", url, headers=headers, timeout=timeout)
+        resp = client.send(request, auth=session.auth, stream=True, follow_redirects=False)
+        location = resp.headers.get("location")
+        if not (300 <= resp.status_code < 400 and location):
+            return resp
+        _drain(resp)
+        url = urljoin(str(resp.url), location)
+        logger.debug("sample redirected to %s", redact_url(url))
+    raise httpx2.TooManyRedirects("too many redirects")
+
+
+def _drain(resp: httpx2.Response, limit: int = _CHUNK) -> None:
+    """Read a small redirect body so its kept-alive connection is reused; then close."""
+    got = 0
+    try:
+        for chunk in resp.iter_raw():
+            got += len(chunk)
+            if got > limit:
+                break
+    finally:
+        resp.close()
 
 
 def _refused_sample(resp: httpx2.Response) -> tuple[Status, str] | None:

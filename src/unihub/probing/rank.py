@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from ..hubs.registry import REFERENCE
 from ..units import human_rate
 from .result import ProbeResult
 
@@ -22,7 +23,7 @@ __all__ = ["format_table", "human_rate", "rank"]
 def _trust(r: ProbeResult) -> int:
     if r.confirmed is False:
         return 2
-    if r.stale or (r.protocol == "ms" and r.confirmed is None):
+    if r.stale or (r.protocol != REFERENCE and r.confirmed is None):
         return 1
     return 0
 
@@ -59,7 +60,7 @@ def _status(r: ProbeResult) -> str:
         parts.append(r.reason)
     if r.stale:
         parts.append(f"stale: {_files_differ(r.files_differing)}")
-    if r.usable and r.protocol == "ms" and r.repo_id_used is not None:
+    if r.usable and r.protocol != REFERENCE and r.repo_id_used is not None:
         if r.confirmed is None:
             parts.append("unconfirmed mapping")
         elif r.confirmed is False:

@@ -8,35 +8,40 @@ A status is one word a table and a planner can act on:
 ``refused``   could not connect: connection refused, DNS failure, unroutable host
 ``blocked``   403/451 or an HTML page instead of the protocol (firewall, captive portal)
 ``not-found`` the hub answered: no such repo / revision (under any id tried)
-``gated``     the hub answered: a token is needed, or it was refused
+``gated``     the hub answered: the repo is gated (accept its terms, pass a token)
+``denied``    the hub answered: a token is needed (private repo), or the token was refused
 ``error``     anything else (5xx, dropped connection, junk answer)
 =========== ==================================================================================
 
 ``reachable`` is True when the hub answered in its own protocol (``ok``, ``not-found``,
-``gated``): the source works, whatever it said about this repo.
+``gated``, ``denied``): the source works, whatever it said about this repo.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ..errors import (
     AuthRequiredError,
     BadResponseError,
     ConfigError,
+    Failure,
+    GatedRepoError,
     RepoNotFoundError,
     RevisionNotFoundError,
     SourceUnavailableError,
     UnihubError,
 )
+from ..hubs.registry import PROTOCOLS
 from ..models import Manifest
 from ..sources import Source
 
 __all__ = ["REACHABLE_STATUSES", "ProbeResult", "Status", "status_of"]
 
-Status = Literal["ok", "timeout", "refused", "blocked", "not-found", "gated", "error"]
-REACHABLE_STATUSES: frozenset[str] = frozenset({"ok", "not-found", "gated"})
+Status = Literal["ok", "timeout", "refused", "blocked", "not-found", "gated", "denied", "error"]
+REACHABLE_STATUSES: frozenset[str] = frozenset({"ok", "not-found", "gated", "denied"})
+_STATUSES: frozenset[str] = frozenset(get_args(Status))
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ class ProbeResult:
         """Inverse of :meth:`to_json` (``manifest`` None). Raises on malformed data."""
         src = data["source"]
         protocol = src["protocol"]
-        if protocol not in ("hf", "ms") or data["status"] not in _STATUSES:
+        if protocol not in PROTOCOLS or data["status"] not in _STATUSES:
             raise ValueError("bad cached probe result")
         return cls(
             source=Source(protocol, str(src["endpoint"]), str(src["name"])),
@@ -125,9 +130,6 @@ class ProbeResult:
         )
 
 
-_STATUSES = frozenset({"ok", "timeout", "refused", "blocked", "not-found", "gated", "error"})
-
-
 def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -140,27 +142,27 @@ def _opt_float(value: object) -> float | None:
     raise ValueError(f"not a number: {value!r}")
 
 
+_KIND_STATUS: dict[Failure, Status] = {
+    Failure.BLOCKED: "blocked",
+    Failure.TIMEOUT: "timeout",
+    Failure.TOO_SLOW: "timeout",
+    Failure.REFUSED: "refused",
+}
+
+
 def status_of(error: BaseException) -> tuple[Status, str]:
-    """(status, one-line reason) for an error raised while probing a source."""
-    if isinstance(error, UnihubError):
-        reason = error.message
-        low = reason.lower()
-        if isinstance(error, AuthRequiredError):
-            return "gated", reason
-        if isinstance(error, (RepoNotFoundError, RevisionNotFoundError)):
-            return "not-found", reason
-        if isinstance(error, BadResponseError):
-            return ("blocked" if "html" in low else "error"), reason
-        if isinstance(error, SourceUnavailableError):
-            if "blocked" in low:
-                return "blocked", reason
-            if "timed out" in low or "deadline" in low or "too slow" in low:
-                return "timeout", reason
-            if "could not connect" in low:
-                return "refused", reason
-            return "error", reason
-        if isinstance(error, ConfigError):
-            return "not-found", reason
-        return "error", reason
-    text = str(error).splitlines()[0][:200] if str(error) else ""
-    return "error", f"{type(error).__name__}: {text}" if text else type(error).__name__
+    """(status, one-line reason) for an error raised while probing a source: from its type
+    and, for unreachable sources and bad answers, its :class:`Failure` kind."""
+    if not isinstance(error, UnihubError):
+        text = str(error).splitlines()[0][:200] if str(error) else ""
+        return "error", f"{type(error).__name__}: {text}" if text else type(error).__name__
+    reason = error.message
+    if isinstance(error, GatedRepoError):
+        return "gated", reason
+    if isinstance(error, AuthRequiredError):
+        return "denied", reason
+    if isinstance(error, (RepoNotFoundError, RevisionNotFoundError, ConfigError)):
+        return "not-found", reason  # ConfigError: the id cannot exist on this hub
+    if isinstance(error, (BadResponseError, SourceUnavailableError)):
+        return _KIND_STATUS.get(error.kind, "error"), reason
+    return "error", reason

@@ -4,8 +4,13 @@ Why threads and a deadline on the join, not only HTTP timeouts: a blackholed hos
 never answers), a dead proxy or a slow DNS can each eat a full timeout, and retries or a
 second candidate id would add up. Each source gets a daemon thread; ``probe()`` waits for all
 of them *until the deadline* and reports whoever has not finished as ``timeout``. Workers also
-carry the deadline themselves (every request's timeout is capped by the time left), so they
-end soon after and never hold the process.
+carry the deadline themselves (every hub request's timeouts are capped by the time left, see
+:func:`unihub.hubs._http.deadline`), so they end soon after and never hold the process.
+
+:func:`probe` is an entry point (it validates its arguments and builds a
+:class:`~unihub.session.Session` from the environment when none is given);
+:func:`probe_sources` is what the plan calls with the call's session and arguments already
+checked by the API.
 """
 
 from __future__ import annotations
@@ -14,20 +19,24 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Literal
 
 from ..errors import ConfigError
-from ..hubs.base import check_repo_id
+from ..hubs.registry import REFERENCE
+from ..ids import candidates, parse_repo_ref
 from ..models import RepoType, is_commit_sha
+from ..safety import check_revision
+from ..session import Session
+from ..settings import Settings
 from ..sources import Source, resolve_sources
+from ..timeouts import Timeouts
 from . import cache
 from .compare import annotate
-from .measure import SourceTask, first_ids, probe_source, ssl_context
+from .measure import SourceTask, first_ids, probe_source
 from .result import ProbeResult
 
-__all__ = ["DEFAULT_DEADLINE", "SAMPLE_BYTES", "probe"]
+__all__ = ["DEFAULT_DEADLINE", "SAMPLE_BYTES", "probe", "probe_sources"]
 
-DEFAULT_DEADLINE = 3.0
+DEFAULT_DEADLINE = Timeouts().probe  # the default of ``Timeouts.probe``
 SAMPLE_BYTES = 2**20
 
 
@@ -38,21 +47,23 @@ def probe(
     repo_type: RepoType = "model",
     revision: str | None = None,
     token: str | bool | None = None,
-    deadline: float = DEFAULT_DEADLINE,
+    deadline: float | None = None,
     sample_bytes: int = SAMPLE_BYTES,
     use_cache: bool = True,
     listing_deadline: float | None = None,
+    session: Session | None = None,
 ) -> list[ProbeResult]:
     """Probe every source at once; results in source priority order (see :func:`rank`).
 
     With ``repo_id`` (a Hugging Face id, or ``ms:Owner/Name``): list the repo on each source
     (ModelScope ids mapped through :mod:`unihub.ids`, candidates tried in order), then time a
     ranged GET of up to ``sample_bytes`` of its largest file (0: no sample). Without: one cheap
-    request per endpoint. Returns within ``deadline`` seconds whatever the network does;
-    sources that did not answer in time are reported as ``timeout``. ``token`` is for
-    Hugging Face sources (ModelScope ones use ``MODELSCOPE_API_TOKEN``). Results are cached
-    briefly (see :mod:`unihub.probing.cache`); ``use_cache=False`` neither reads nor writes
-    the cache.
+    request per endpoint. Returns within ``deadline`` seconds (None: ``Timeouts.probe``,
+    ``UNIHUB_PROBE_TIMEOUT``) whatever the network does; sources that did not answer in time
+    are reported as ``timeout``. ``token`` as for downloads (:func:`unihub.auth.resolve_tokens`;
+    ``False``: no token for any hub); with ``session``, the session's tokens are used and
+    ``token`` must be None. Results are cached briefly (see :mod:`unihub.probing.cache`);
+    ``use_cache=False`` neither reads nor writes the cache.
 
     ``listing_deadline`` (seconds, > ``deadline``): a source that has *answered* within
     ``deadline`` may go on listing until then (a repo of 100k files takes many pages), while
@@ -60,57 +71,113 @@ def probe(
     """
     started = time.monotonic()  # the deadline counts from here, id lookups included
     for name, value in (("deadline", deadline), ("listing_deadline", listing_deadline)):
-        if value is not None and not (value > 0 and math.isfinite(value)):
+        if value is not None and not (
+            isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
+        ):
             raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
     if repo_type not in ("model", "dataset"):
         raise ConfigError(f"repo_type must be 'model' or 'dataset', not {repo_type!r}")
-    chosen = resolve_sources(sources)
-    tasks = _tasks(repo_id, chosen, repo_type, revision, token, max(0, int(sample_bytes)))
-    keys = [cache.cache_key(t.source.spec, repo_id, repo_type, revision, token) for t in tasks]
+    if revision is not None:
+        check_revision(revision)
+    if session is not None and token is not None:
+        raise ConfigError("probe: pass token= or session=, not both")
+    own = session is None
+    call = Session(Settings.from_env(), token=token) if session is None else session
+    try:
+        chosen = resolve_sources(sources, call.settings)
+        if repo_id is not None:
+            parse_repo_ref(repo_id)  # validates the id
+        return probe_sources(
+            call,
+            repo_id,
+            chosen,
+            repo_type=repo_type,
+            revision=revision,
+            deadline=deadline,
+            sample_bytes=sample_bytes,
+            use_cache=use_cache,
+            listing_deadline=listing_deadline,
+            started=started,
+        )
+    finally:
+        if own:
+            call.close()
+
+
+def probe_sources(
+    session: Session,
+    repo_id: str | None,
+    sources: Sequence[Source],
+    *,
+    repo_type: RepoType,
+    revision: str | None,
+    deadline: float | None = None,
+    sample_bytes: int = SAMPLE_BYTES,
+    use_cache: bool = True,
+    listing_deadline: float | None = None,
+    started: float | None = None,
+) -> list[ProbeResult]:
+    """:func:`probe` on checked arguments, with the call's session (its hubs are reused)."""
+    started = time.monotonic() if started is None else started
+    deadline = session.settings.timeouts.probe if deadline is None else deadline
+    tasks = _tasks(session, repo_id, sources, repo_type, revision, max(0, int(sample_bytes)))
+    keys = [
+        cache.cache_key(
+            t.source.spec,
+            repo_id,
+            repo_type,
+            revision,
+            session.tokens.for_protocol(t.source.protocol) or t.source.basic_auth,
+        )
+        for t in tasks
+    ]
     sampled = repo_id is not None and sample_bytes > 0
     if use_cache:
-        hit = cache.load(keys, sampled=sampled)
+        hit = cache.load(keys, sampled=sampled, settings=session.settings)
         if hit is not None:
             return hit
     results = annotate(
-        run_tasks(tasks, deadline, started=started, listing_deadline=listing_deadline)
+        run_tasks(session, tasks, deadline, started=started, listing_deadline=listing_deadline)
     )
     if use_cache:
-        cache.store(dict(zip(keys, results, strict=True)), sampled=sampled)
+        cache.store(
+            dict(zip(keys, results, strict=True)), sampled=sampled, settings=session.settings
+        )
     return results
 
 
 def _tasks(
+    session: Session,
     repo_id: str | None,
     sources: Sequence[Source],
     repo_type: RepoType,
     revision: str | None,
-    token: str | bool | None,
     sample_bytes: int,
 ) -> list[SourceTask]:
     if repo_id is None:
-        return [SourceTask(s, None, repo_type, revision, token, 0) for s in sources]
-    from ..ids import candidates, parse_repo_ref
-
+        return [SourceTask(s, None, repo_type, revision, 0) for s in sources]
     hub, bare = parse_repo_ref(repo_id)
-    check_repo_id(bare)
-    given: Literal["hf", "ms"] = "ms" if hub == "ms" else "hf"
-    other: Literal["hf", "ms"] = "hf" if given == "ms" else "ms"
-    mapped = first_ids([c.id for c in candidates(bare, to=other, repo_type=repo_type)], bare)
+    given = hub or REFERENCE  # an id without a prefix is a reference-hub id
+    mapped: dict[str, tuple[str, ...]] = {}
     tasks = []
     for s in sources:
         if s.protocol == given:
-            tasks.append(SourceTask(s, (bare,), repo_type, revision, token, sample_bytes))
+            tasks.append(SourceTask(s, (bare,), repo_type, revision, sample_bytes))
             continue
-        rev, note = revision, None
-        if is_commit_sha(revision):
-            # Commit ids are per hub: list the other hub's default branch, compare by hashes.
-            rev, note = None, "commit ids differ between hubs: listed the default branch"
-        tasks.append(SourceTask(s, mapped, repo_type, rev, token, sample_bytes, note))
+        if s.protocol not in mapped:
+            found = candidates(
+                bare, to=s.protocol, repo_type=repo_type, map_file=session.settings.id_map_file
+            )
+            mapped[s.protocol] = first_ids([c.id for c in found], bare)
+        # A commit id is per hub: ask this one for it, else list its default branch (a mirror
+        # by hash, never the truth: see unihub.plan).
+        fallback = is_commit_sha(revision)
+        tasks.append(SourceTask(s, mapped[s.protocol], repo_type, revision, sample_bytes, fallback))
     return tasks
 
 
 def run_tasks(
+    session: Session,
     tasks: Sequence[SourceTask],
     deadline: float,
     *,
@@ -125,11 +192,15 @@ def run_tasks(
     work_until = start + max(deadline - 0.15, deadline * 0.8)
     results: list[ProbeResult | None] = [None] * len(tasks)
     answered = [threading.Event() for _ in tasks]
-    ssl_context()  # built once, here, rather than raced for by the workers
+    extended = listing_deadline is not None and listing_deadline > deadline
+    list_until = start + listing_deadline if listing_deadline and extended else None
+    session.client  # built once, here, rather than raced for by the workers  # noqa: B018
     done = threading.Condition()
 
     def work(index: int, task: SourceTask) -> None:
-        result = probe_source(task, work_until, answered[index].set)
+        result = probe_source(
+            task, session, work_until, list_until=list_until, on_answer=answered[index].set
+        )
         with done:
             results[index] = result
             done.notify_all()
