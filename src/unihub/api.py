@@ -264,7 +264,7 @@ def fetch_paths(
         include=include,
         exclude=exclude,
         paths=paths,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
     folder, _ = _run(req, settings)
     return str(folder)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 from .settings import Settings
 
-__all__ = ["Tokens", "hf_token", "ms_token", "resolve_tokens"]
+__all__ = ["Tokens", "resolve_tokens"]
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,3 @@ def resolve_tokens(explicit: str | bool | None, settings: Settings) -> Tokens:
             hint="Set HF_TOKEN or run `hf auth login`",
         )
     return Tokens(hf=settings.hf_token, ms=settings.ms_token)
-
-
-# Compatibility for the hub adapters until they take a Session (removed with that change).
-def hf_token(explicit: str | bool | None = None, environ: object = None) -> str | None:
-    return resolve_tokens(explicit, Settings.from_env()).hf
-
-
-def ms_token(explicit: str | bool | None = None, environ: object = None) -> str | None:
-    if isinstance(explicit, str):
-        return _clean(explicit)
-    return resolve_tokens(False if explicit is False else None, Settings.from_env()).ms

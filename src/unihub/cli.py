@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from . import __version__
 from .errors import ConfigError, UnihubError
@@ -100,7 +100,7 @@ def _ids(value: list[str] | None) -> list[str] | None:
 def _cmd_download(args: argparse.Namespace) -> int:
     from .api import fetch_paths, snapshot
 
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         repo_type=args.repo_type,
         revision=args.revision,
         local_dir=args.local_dir,
@@ -118,7 +118,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     if args.files:
         path = fetch_paths(args.repo, list(args.files), **kwargs)
     else:
-        path = snapshot(args.repo, **kwargs)  # type: ignore[arg-type]
+        path = snapshot(args.repo, **kwargs)
     print(path)
     return 0
 

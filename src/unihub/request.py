@@ -99,7 +99,7 @@ def _folder(name: str, value: object) -> Path | None:
 
 def _progress(value: object) -> ProgressArg:
     if value is None or isinstance(value, bool) or callable(value):
-        return value  # type: ignore[return-value]
+        return value
     raise ConfigError(f"progress must be None, True, False or a callable, not {value!r}")
 
 

@@ -182,8 +182,10 @@ class Session:
 
     @property
     def client(self) -> httpx2.Client:
-        """The HTTP client of the call, built on first use."""
+        """The HTTP client of the call, built on first use (not after :meth:`close`)."""
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the session is closed")
             if self._client is None:
                 self._client = self._build_client()
             return self._client
