@@ -51,9 +51,10 @@ def main(kills: int = 10, seed: int = 0) -> float:
     rnd = random.Random(seed)
     repo = FakeRepo("org/name", files=FILES)
     size = sum(FILES.values())
-    with tempfile.TemporaryDirectory() as tmp, FakeHub(
-        "hf", repos=[repo], total_rate=32 * MB
-    ) as hub:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FakeHub("hf", repos=[repo], total_rate=32 * MB) as hub,
+    ):
         dest = Path(tmp)
         for _ in range(kills):
             proc = subprocess.Popen(

@@ -6,7 +6,8 @@ Public surface: :class:`FileJob`, :class:`Mirror`, :class:`TransferOptions` and
 - ``jobs``: the value objects
 - ``engine``: ``download_files`` (files in parallel, connection budget, shared client)
 - ``filetask``: one large file (ranges, adaptive connections, mirrors, verification)
-- ``context``: what all files share (client, options, budget, cancel flag), mirror choice
+- ``context``: what all files share (client, options, budget, cancel flag)
+- ``mirrors``: the mirrors of one file: choice, rotation, give-up
 - ``fileio``: positional reads and writes (with a Windows fallback)
 - ``small``: one small file (a plain GET)
 - ``worker``: one HTTP range request and its protocol rules
@@ -18,7 +19,7 @@ Public surface: :class:`FileJob`, :class:`Mirror`, :class:`TransferOptions` and
 
 from __future__ import annotations
 
-from .engine import download_files, make_client
+from .engine import download_files
 from .jobs import FileJob, Mirror, TransferOptions
 
-__all__ = ["FileJob", "Mirror", "TransferOptions", "download_files", "make_client"]
+__all__ = ["FileJob", "Mirror", "TransferOptions", "download_files"]
