@@ -10,8 +10,8 @@ import pytest
 from transfer_helpers import FAST, MiB, job_for, sha256_file
 
 from unihub.errors import DownloadFailedError, IntegrityError
-from unihub.timeouts import Timeouts
 from unihub.testing import FakeHub, FakeRepo, Faults
+from unihub.timeouts import Timeouts
 from unihub.transfer import download_files
 
 SIZE = 8 * MiB

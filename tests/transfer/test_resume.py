@@ -21,7 +21,7 @@ from unihub.transfer.journal import Journal
 
 CHILD = Path(__file__).with_name("child_download.py")
 CHILD_OPTS = {
-        "chunk_size": 2 * MiB,
+    "chunk_size": 2 * MiB,
     "min_split": 512 * 1024,
     "journal_interval": 0.1,
     "connections": 8,
