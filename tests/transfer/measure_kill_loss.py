@@ -30,6 +30,7 @@ FILES = {
 
 
 def jobs(endpoint: str, repo: FakeRepo, dest: Path) -> list[FileJob]:
+    """The files not yet published (as the API's layouts skip present files)."""
     return [
         FileJob(
             dest=dest / path,
@@ -39,6 +40,7 @@ def jobs(endpoint: str, repo: FakeRepo, dest: Path) -> list[FileJob]:
             label=path,
         )
         for path, info in repo.files().items()
+        if not (dest / path).exists()
     ]
 
 

@@ -213,3 +213,29 @@ def test_no_stray_files_beside_the_target(tmp_path: Path) -> None:
         jobs = [job_for(hub, repo, p, tmp_path) for p in ("a.txt", "b.bin")]
         download_files(jobs, progress=False, options=FAST)
     assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.bin"]
+
+
+def test_two_calls_in_threads_on_one_target(tmp_path: Path) -> None:
+    repo = FakeRepo("org/name", files={"a.bin": 1_000_000, "b.bin": 6 * MiB})
+    total = sum(f.size for f in repo.files().values())
+    with FakeHub("hf", repos=[repo], per_connection_rate=4 * MiB) as hub:
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            jobs = [job_for(hub, repo, p, tmp_path) for p in ("a.bin", "b.bin")]
+            try:
+                download_files(jobs, progress=False, options=FAST)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=call) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        served = hub.stats.bytes_total
+    assert not errors
+    for name, info in repo.files().items():
+        assert sha256_file(tmp_path / name) == info.sha256
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "b.bin"]
+    assert served <= total * 1.1  # the second waited on each file's lock, then found it done

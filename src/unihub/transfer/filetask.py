@@ -45,6 +45,7 @@ from .fileio import pwrite
 from .jobs import FileJob
 from .journal import Journal
 from .mirrors import Mirrors, MirrorState
+from .ramp import Ramp
 from .ranges import Assignment, RangeSet, Scheduler
 from .verify import PrefixHasher, expected_digest, new_hasher
 from .worker import FetchError, WholeBody, body, open_range
@@ -266,12 +267,10 @@ class FileTransfer:
             return threads
         wait_for(lambda: self.ctx.budget.acquire(timeout=0.2), self.ctx.cancel)
         threads.append(self._spawn())
-        self._add_connections(
-            threads, min(self.opts.initial_connections, self.opts.connections) - 1
-        )
+        self.add_connections(threads, min(self.opts.initial_connections, self.opts.connections) - 1)
         return threads
 
-    def _add_connections(self, threads: list[threading.Thread], n: int) -> int:
+    def add_connections(self, threads: list[threading.Thread], n: int) -> int:
         added = 0
         for _ in range(n):
             alive = sum(t.is_alive() for t in threads)
@@ -286,7 +285,7 @@ class FileTransfer:
         connections up while the aggregate throughput keeps rising (module docstring, 2.)."""
         opts = self.opts
         last_save = time.monotonic()
-        ramp = _Ramp(self, last_save)
+        ramp = Ramp(self, last_save)
         while any(t.is_alive() for t in threads):
             self.wake.wait(opts.journal_interval)
             self.wake.clear()
@@ -498,40 +497,3 @@ class FileTransfer:
         except FetchError as exc:
             exc.progress = new
             raise
-
-
-class _Ramp:
-    """Connection ramp-up of one file: after each change, wait until every connection has
-    bytes flowing (a few round trips: TCP, TLS, redirect), then measure for one
-    ``ramp_interval``; double while the rate beats the one before by more than 15 %."""
-
-    def __init__(self, task: FileTransfer, now: float) -> None:
-        self.task = task
-        self.on = True
-        self.settling = True
-        self.since = now
-        self.last_bytes = task.received
-        self.baseline: float | None = None
-
-    def step(self, threads: list[threading.Thread], now: float) -> None:
-        task, interval = self.task, self.task.opts.ramp_interval
-        if not self.on:
-            return
-        if self.settling:
-            alive = sum(t.is_alive() for t in threads)
-            if task.flowing >= alive or now - self.since > 3 * interval:
-                self.settling, self.since, self.last_bytes = False, now, task.received
-            return
-        if now - self.since < interval:
-            return
-        rate = (task.received - self.last_bytes) / (now - self.since)
-        self.last_bytes, self.since = task.received, now
-        if self.baseline is not None and rate <= self.baseline * 1.15:
-            self.on = False  # more connections stopped paying off
-            return
-        self.baseline = rate
-        alive = sum(t.is_alive() for t in threads)
-        added = task._add_connections(threads, min(alive, task.opts.connections - alive))
-        log.debug("%s: %.0f B/s, %d connections", task.job.name, rate, alive + added)
-        self.settling = True
-        self.on = added > 0

@@ -149,6 +149,41 @@ def _watch(proc: subprocess.Popen[str], ctx: Context, progress: _Progress) -> bo
     return False
 
 
+def _config(job: FileJob, ctx: Context, mirror: MirrorState, tmp: Path) -> dict[str, Any] | None:
+    """hf_transfer's arguments, the redirect resolved by us first; None if no ranges."""
+    try:
+        open_range(ctx.client, mirror, 0, 1, job.size, timeout=ctx.timeout).close()
+    except WholeBody as wb:
+        wb.response.close()
+        return None  # no ranges: hf_transfer cannot work
+    url = mirror.resolved or mirror.mirror.url
+    opts = ctx.options
+    return {
+        "url": url,
+        "filename": str(tmp),
+        "max_files": max(1, opts.connections),
+        "chunk_size": opts.chunk_size,
+        "parallel_failures": min(3, max(1, opts.connections)),
+        "max_retries": max(1, opts.retry.attempts),
+        "headers": dict(mirror.mirror.headers) if same_origin(url, mirror.mirror.url) else {},
+    }
+
+
+def _check(job: FileJob, ctx: Context, tmp: Path) -> None:
+    """Size and hash of what the child wrote (OSError if wrong)."""
+    if tmp.stat().st_size != job.size:
+        raise OSError(f"hf_transfer wrote {tmp.stat().st_size} bytes, expected {job.size}")
+    expected = expected_digest(job.sha256, job.git_oid) if ctx.verify else None
+    h = new_hasher(job.size, job.sha256, job.git_oid) if expected else None
+    if h is None:
+        return
+    with open(tmp, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    if h.hexdigest() != expected:
+        raise OSError("hash mismatch on the hf_transfer download")
+
+
 def try_hf_transfer(job: FileJob, ctx: Context) -> Path | None:
     """Download ``job`` with hf_transfer; the published path, or None to fall back."""
     mirror = MirrorState(job.mirrors[0], 0)
@@ -161,37 +196,13 @@ def try_hf_transfer(job: FileJob, ctx: Context) -> Path | None:
 
     tmp = job.partial_path.with_name(job.partial_path.name + f".hft-{os.getpid()}")
     try:
-        try:
-            resp = open_range(ctx.client, mirror, 0, 1, job.size, timeout=ctx.timeout)
-            resp.close()
-        except WholeBody as wb:
-            wb.response.close()
-            return None  # no ranges: hf_transfer cannot work
-        url = mirror.resolved or mirror.mirror.url
-        headers = dict(mirror.mirror.headers) if same_origin(url, mirror.mirror.url) else {}
+        tmp.unlink(missing_ok=True)  # never let the child write through a planted symlink
+        cfg = _config(job, ctx, mirror, tmp)
+        if cfg is None:
+            return None
         emit("start")
-        opts = ctx.options
-        cfg: dict[str, Any] = {
-            "url": url,
-            "filename": str(tmp),
-            "max_files": max(1, opts.connections),
-            "chunk_size": opts.chunk_size,
-            "parallel_failures": min(3, max(1, opts.connections)),
-            "max_retries": max(1, opts.retry.attempts),
-            "headers": headers,
-        }
         _run_child(cfg, ctx, lambda n: emit("advance", n))
-        if tmp.stat().st_size != job.size:
-            raise OSError(f"hf_transfer wrote {tmp.stat().st_size} bytes, expected {job.size}")
-        expected = expected_digest(job.sha256, job.git_oid) if ctx.verify else None
-        if expected is not None:
-            h = new_hasher(job.size, job.sha256, job.git_oid)
-            assert h is not None
-            with open(tmp, "rb") as f:
-                while block := f.read(1 << 20):
-                    h.update(block)
-            if h.hexdigest() != expected:
-                raise OSError("hash mismatch on the hf_transfer download")
+        _check(job, ctx, tmp)
         job.dest.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(job.dest)
         emit("advance", job.size - reported)
