@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from unihub.testing import FakeHub, FakeRepo
-from unihub.transfer import FileJob, Mirror, download_files
+from unihub.transfer import FileJob, Mirror, TransferOptions, download_files
+from unihub.transfer.journal import Journal
 
 MB = 1_000_000
 FILES = {
@@ -42,6 +43,18 @@ def jobs(endpoint: str, repo: FakeRepo, dest: Path) -> list[FileJob]:
         for path, info in repo.files().items()
         if not (dest / path).exists()
     ]
+
+
+def on_disk(repo: FakeRepo, dest: Path) -> int:
+    """Bytes a resume can keep: published files, journaled ranges, small partials."""
+    total = 0
+    for job in jobs("", repo, dest):
+        done = Journal(job.journal_path, job.size, job.sha256, None).load()
+        if done is not None:
+            total += done.total()
+        elif job.size <= TransferOptions().small_file_threshold and job.partial_path.exists():
+            total += job.partial_path.stat().st_size
+    return total + sum(i.size for p, i in repo.files().items() if (dest / p).exists())
 
 
 def child(endpoint: str, dest: str) -> None:
@@ -66,6 +79,8 @@ def main(kills: int = 10, seed: int = 0) -> float:
             time.sleep(rnd.uniform(0.3, 1.5))
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+            lost = hub.stats.bytes_total - on_disk(repo, dest)
+            print(f"killed: served {hub.stats.bytes_total / MB:.1f} MB, lost {lost / MB:.2f} MB")
         download_files(jobs(hub.endpoint, repo, dest), progress=False)
         for path, info in repo.files().items():
             assert (dest / path).stat().st_size == info.size

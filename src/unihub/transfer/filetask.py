@@ -16,8 +16,10 @@ Life of a file (under the inter-process lock):
    :class:`~unihub.transfer.verify.PrefixHasher`. Every body is under the minimum-rate rule;
    failures are retried by the one policy (:class:`unihub.retry.Retry`, per range; only new
    bytes count as progress) and mirrors rotate by the one rule (:mod:`.mirrors`).
-4. The controller saves the journal every ``journal_interval`` seconds or ``journal_bytes``
-   new bytes, whichever comes first (a cheap in-place write, see :mod:`.journal`).
+4. The journal is saved every ``journal_interval`` seconds (by the controller) and every
+   ``journal_bytes`` new bytes (by the connection that wrote them), a cheap in-place write
+   (:mod:`.journal`); connections write what arrived every ``FLUSH`` bytes. A kill then loses
+   almost only the bytes still in flight in socket buffers.
 5. When all bytes are there: hash check; on mismatch, each mirror in turn serves the whole
    file alone (the first keeps its own chunks); a mirror whose file fails is condemned for
    it. With one mirror, one full retry. When no mirror is left, IntegrityError, and the
@@ -54,7 +56,7 @@ __all__ = ["FileTransfer"]
 
 log = logging.getLogger("unihub")
 
-FLUSH = 64 * 1024  # bytes gathered before one pwrite: what a kill can lose per connection
+FLUSH = 16 * 1024  # bytes gathered before one pwrite: what a kill can lose per connection
 
 
 class _Changed(Exception):
@@ -79,6 +81,7 @@ class FileTransfer:
         self.error: BaseException | None = None
         self.received = 0
         self.unsaved = 0  # bytes written since the last journal save
+        self._save_lock = threading.Lock()
         self.flowing = 0  # connections that have received bytes
         self._tls = threading.local()
         self.sequential_owner: int | None = None
@@ -231,17 +234,22 @@ class FileTransfer:
         self._save_journal()
         self._save_journal()  # both slots: no older record may claim the discarded bytes
 
-    def _save_journal(self) -> None:
-        with self.sched.lock:
-            done = RangeSet(self.sched.done.to_list())
-            self.unsaved = 0
-        for m in self.mirrors.states:
-            if m.etag:
-                self.journal.etags[m.mirror.url] = m.etag
+    def _save_journal(self, wait: bool = True) -> None:
+        """Save the done ranges; ``wait=False``: skip if another thread is saving right now."""
+        if not self._save_lock.acquire(blocking=wait):
+            return
         try:
+            with self.sched.lock:
+                done = RangeSet(self.sched.done.to_list())
+                self.unsaved = 0
+            for m in self.mirrors.states:
+                if m.etag:
+                    self.journal.etags[m.mirror.url] = m.etag
             self.journal.save(done)
         except OSError as exc:
             raise from_oserror(exc, path=self.job.journal_path) from exc
+        finally:
+            self._save_lock.release()
 
     # ---------- controller ----------
     def _fetch_all(self, only: MirrorState | None) -> None:
@@ -295,7 +303,7 @@ class FileTransfer:
             if self.error is not None:
                 return
             now = time.monotonic()
-            if now - last_save >= opts.journal_interval or self.unsaved >= opts.journal_bytes:
+            if now - last_save >= opts.journal_interval:
                 self._save_journal()
                 last_save = now
             ramp.step(threads, now)
@@ -422,7 +430,7 @@ class FileTransfer:
         if new:
             self._emit("advance", new)
             if self.unsaved >= self.opts.journal_bytes:
-                self.wake.set()
+                self._save_journal(wait=False)  # here, not later: a kill loses what is unsaved
         return new
 
     def _note_flowing(self, n: int) -> None:

@@ -100,6 +100,8 @@ class TransferOptions:
       per range (small file: per file), backoff, Retry-After cap, mirror rotation.
     - ``proxies``: what :attr:`unihub.settings.Settings.proxies` holds (for the client the
       engine builds, and for the hf_transfer fit decision; no environment is read here).
+    - ``journal_interval`` / ``journal_bytes``: save the resume journal at least this often
+      (seconds) and after this many new bytes (what a ``kill -9`` can lose).
     - ``use_hf_transfer``: True = delegate fitting files to hf_transfer, False = never,
       None = auto, today the same as False (see :mod:`unihub.transfer.hf_transfer_backend`).
     """
@@ -119,7 +121,7 @@ class TransferOptions:
     proxies: Mapping[str, str] = field(default_factory=dict)
     ramp_interval: float = 0.5
     journal_interval: float = 0.05
-    journal_bytes: int = 1 * MiB
+    journal_bytes: int = 256 * 1024
     check_free_space: bool = True
     use_hf_transfer: bool | None = None
     hf_transfer_min_size: int = 64 * MiB
