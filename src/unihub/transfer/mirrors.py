@@ -127,7 +127,7 @@ class Mirrors:
 
     def gave_up(self, retry: Retry, source: str | None = None) -> DownloadFailedError:
         return DownloadFailedError(
-            f"{self.label}: {retry.describe()}",
+            retry.describe(),
             attempts=retry.failures,
             path=self.label,
             source=source or self.names(),
