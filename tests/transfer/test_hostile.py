@@ -268,3 +268,17 @@ def test_ctrl_c_during_a_small_file_is_prompt_and_resumable(tmp_path: Path) -> N
     assert 0 < kept < size
     assert served <= size - kept + 128 * 1024  # (the interrupted answer may still be counted)
     assert sha256_file(job.dest) == repo.files()["w.bin"].sha256
+
+
+@pytest.mark.parametrize("name", ["small.bin", "big.bin"])
+def test_unwritable_target_is_a_storage_error(tmp_path: Path, name: str) -> None:
+    from unihub.errors import StorageError
+
+    repo = FakeRepo("org/name", files={"small.bin": 1000, "big.bin": 3 * MiB})
+    (tmp_path / "taken").write_text("a file where a folder must be")
+    with FakeHub("hf", repos=[repo]) as hub:
+        job = job_for(hub, repo, name, tmp_path / "taken")
+        with pytest.raises(StorageError) as info:
+            download_files([job], progress=False, options=replace(FAST, check_free_space=False))
+    assert "Run again" not in str(info.value)
+    assert info.value.errno is not None

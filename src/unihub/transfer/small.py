@@ -44,6 +44,8 @@ def fetch_small(job: FileJob, ctx: Context) -> Path:
             with locked_fd(fd, partial, ctx.cancel):
                 done = finished_elsewhere(job, dest_before)
                 if done is not None:
+                    if _is_open_at(fd, partial):  # created by our open after the publish
+                        partial.unlink(missing_ok=True)
                     ctx.report(ProgressEvent("start", job.name, job.size, job.size))
                     ctx.report(ProgressEvent("done", job.name, 0, job.size))
                     return done
