@@ -113,8 +113,8 @@ def test_changed_remote_restarts(tmp_path: Path, identity: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_same_file(tmp_path: Path) -> None:
-    size = 12 * MiB
+@pytest.mark.parametrize("size", [12 * MiB, 1_500_000], ids=["large", "small"])
+def test_two_processes_same_file(tmp_path: Path, size: int) -> None:
     repo = FakeRepo("org/name", files={"big.safetensors": size})
     info = repo.files()["big.safetensors"]
     dest = tmp_path / "big.safetensors"
