@@ -122,33 +122,11 @@ def open_range(
     if ranged:
         headers["Range"] = f"bytes={start}-{last}"
     remembered = state.resolved
-    url = remembered or state.mirror.url
     auth = OriginAuth({state.mirror.url: state.mirror.headers})
-    for _ in range(MAX_REDIRECTS + 1):
-        request = client.build_request("GET", url, headers=headers, timeout=timeout)
-        try:
-            resp = client.send(request, auth=auth, stream=True, follow_redirects=False)
-        except httpx2.TimeoutException as exc:
-            raise FetchError(f"timeout ({type(exc).__name__})") from exc
-        except httpx2.HTTPError as exc:  # connect/read/protocol errors, bad proxy, ...
-            raise FetchError(f"{type(exc).__name__}: {exc}") from exc
-        if resp.status_code in REDIRECTS and "location" in resp.headers:
-            resp.close()
-            url = urljoin(url, resp.headers["location"])
-            continue
-        break
-    else:
-        raise FetchError("too many redirects", retry=False)
+    resp, url = _follow(client, remembered or state.mirror.url, headers, auth, timeout)
     try:
-        _check(
-            resp,
-            state,
-            start,
-            last,
-            size,
-            from_memory=remembered is not None,
-            expect_html=expect_html,
-        )
+        _check(resp, state, from_memory=remembered is not None, expect_html=expect_html)
+        _check_range(resp, start, last, size)
     except WholeBody:
         state.resolved = url if url != state.mirror.url else None
         raise
@@ -159,16 +137,33 @@ def open_range(
     return resp
 
 
+def _follow(
+    client: httpx2.Client,
+    url: str,
+    headers: dict[str, str],
+    auth: OriginAuth,
+    timeout: httpx2.Timeout,
+) -> tuple[httpx2.Response, str]:
+    """Send the GET, following redirects by hand; the answer and the URL that gave it."""
+    for _ in range(MAX_REDIRECTS + 1):
+        request = client.build_request("GET", url, headers=headers, timeout=timeout)
+        try:
+            resp = client.send(request, auth=auth, stream=True, follow_redirects=False)
+        except httpx2.TimeoutException as exc:
+            raise FetchError(f"timeout ({type(exc).__name__})") from exc
+        except httpx2.HTTPError as exc:  # connect/read/protocol errors, bad proxy, ...
+            raise FetchError(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code not in REDIRECTS or "location" not in resp.headers:
+            return resp, url
+        resp.close()
+        url = urljoin(url, resp.headers["location"])
+    raise FetchError("too many redirects", retry=False)
+
+
 def _check(
-    resp: httpx2.Response,
-    state: MirrorState,
-    start: int,
-    last: int,
-    size: int,
-    *,
-    from_memory: bool,
-    expect_html: bool,
+    resp: httpx2.Response, state: MirrorState, *, from_memory: bool, expect_html: bool
 ) -> None:
+    """Status, content type and encoding, ETag: the rules every answer must pass."""
     status = resp.status_code
     h = resp.headers
     if status in (401, 403, 404, 410) and from_memory:
@@ -193,7 +188,12 @@ def _check(
         if state.etag is not None and state.etag != etag:
             raise FetchError(f"ETag changed from {state.etag} to {etag}", retry=False, changed=True)
         state.etag = etag
-    if status == 200:
+
+
+def _check_range(resp: httpx2.Response, start: int, last: int, size: int) -> None:
+    """A 200 must be the whole file (WholeBody unless that was asked), a 206 the range asked."""
+    h = resp.headers
+    if resp.status_code == 200:
         length = h.get("content-length")
         if length is not None and length.isdigit() and int(length) != size:
             raise FetchError(
