@@ -6,7 +6,8 @@ files), opened without following a symlink and locked with ``flock`` on its own 
 so two processes never write it at once. Bytes are written in order, so the partial's length
 is trustworthy: the next run (after Ctrl+C or ``kill -9``) asks for ``Range: bytes=N-`` (a
 200 answer starts over), and the hash is checked over the whole file at the end before
-``os.replace`` publishes it. Retries and mirror rotation are the engine's one policy
+``os.replace`` publishes it (without a hash to check, a leftover partial could be of another
+version of the file, so it is not resumed). Retries and mirror rotation are the engine's one policy
 (:mod:`.mirrors`); every body is under the minimum-rate rule; Ctrl+C is checked between
 pieces.
 """
@@ -85,8 +86,9 @@ class _SmallFile:
 
     def run(self) -> Path:
         job = self.job
-        if self._length() > job.size:
-            os.ftruncate(self.fd, 0)
+        checked = self.ctx.verify and expected_digest(job.sha256, job.git_oid) is not None
+        if self._length() > job.size or not checked:
+            os.ftruncate(self.fd, 0)  # without a hash check a leftover could be another version
         self._emit("start", self._length())
         retry = self.ctx.retry
         only: MirrorState | None = None
