@@ -56,7 +56,7 @@ __all__ = ["FileTransfer"]
 
 log = logging.getLogger("unihub")
 
-FLUSH = 16 * 1024  # bytes gathered before one pwrite: what a kill can lose per connection
+FLUSH = 64 * 1024  # bytes gathered before one pwrite: what a kill can lose per connection
 
 
 class _Changed(Exception):
