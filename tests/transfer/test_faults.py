@@ -11,6 +11,7 @@ from transfer_helpers import FAST, MiB, job_for, sha256_file
 
 from unihub.errors import DownloadFailedError, IntegrityError
 from unihub.testing import FakeHub, FakeRepo, Faults
+from unihub.timeouts import Timeouts
 from unihub.transfer import download_files
 
 SIZE = 8 * MiB
@@ -49,7 +50,7 @@ def test_429_honours_retry_after(tmp_path: Path) -> None:
 
 def test_stalled_range_is_reissued(tmp_path: Path) -> None:
     repo = FakeRepo("org/name", files={"big.bin": SIZE})
-    opts = replace(FAST, stall_timeout=1.0)
+    opts = replace(FAST, timeouts=Timeouts(read=1.0, connect=3.0))
     with FakeHub("hf", repos=[repo], faults=Faults(seed=4, stall=0.3)) as hub:
         t0 = time.monotonic()
         download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
@@ -82,7 +83,7 @@ def test_corrupt_raises_integrity_error(tmp_path: Path) -> None:
 
 def test_html_block_page_refused(tmp_path: Path) -> None:
     repo = FakeRepo("org/name", files={"big.bin": 4 * MiB})
-    opts = replace(FAST, max_retries=2)
+    opts = replace(FAST, retry=replace(FAST.retry, attempts=2))
     with FakeHub("hf", repos=[repo], html=True) as hub, pytest.raises(DownloadFailedError) as info:
         download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
     assert "HTML" in str(info.value)
@@ -91,7 +92,7 @@ def test_html_block_page_refused(tmp_path: Path) -> None:
 
 def test_retry_budget_exhausted_keeps_partial(tmp_path: Path) -> None:
     repo = FakeRepo("org/name", files={"big.bin": SIZE})
-    opts = replace(FAST, max_retries=3, chunk_size=512 * 1024)
+    opts = replace(FAST, retry=replace(FAST.retry, attempts=3), chunk_size=512 * 1024)
     with FakeHub("hf", repos=[repo]) as hub:
         job = job_for(hub, repo, "big.bin", tmp_path)
         hub.configure(per_connection_rate=2 * MiB)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,19 +45,26 @@ def test_delegates_without_leaking_the_token(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.safetensors"]
 
 
-def _kill_hf_transfer_children() -> bool:
+def _hf_transfer_children() -> list[int]:
     me = str(os.getpid())
-    killed = False
+    found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if stat.rsplit(")", 1)[1].split()[1] == me and b"hf_transfer" in cmd:
-            os.kill(int(pid), signal.SIGKILL)
-            killed = True
-    return killed
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[1] == me and fields[0] != "Z" and b"hf_transfer" in cmd:
+            found.append(int(pid))
+    return found
+
+
+def _kill_hf_transfer_children() -> bool:
+    found = _hf_transfer_children()
+    for pid in found:
+        os.kill(pid, signal.SIGKILL)
+    return bool(found)
 
 
 def test_falls_back_when_hf_transfer_dies(tmp_path: Path) -> None:
@@ -76,3 +84,27 @@ def test_falls_back_when_hf_transfer_dies(tmp_path: Path) -> None:
     assert sha256_file(job.dest) == repo.files()["big.safetensors"].sha256
     assert sum(e.bytes for e in events) == SIZE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.safetensors"]
+
+
+def test_slow_hf_transfer_child_is_killed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from unihub.errors import DownloadFailedError
+    from unihub.retry import Retry
+    from unihub.timeouts import Timeouts
+
+    caplog.set_level(logging.DEBUG, logger="unihub")
+    repo = FakeRepo("org/name", files={"big.safetensors": 3 * MiB})
+    opts = replace(
+        OPTS,
+        timeouts=Timeouts(read=5.0, min_rate=100_000, min_rate_window=1.0),
+        retry=Retry(attempts=1, backoff_base=0.01),
+    )
+    with FakeHub("hf", repos=[repo], per_connection_rate=4000) as hub:  # a drip
+        job = job_for(hub, repo, "big.safetensors", tmp_path)
+        t0 = time.monotonic()
+        with pytest.raises(DownloadFailedError, match="too slow"):
+            download_files([job], progress=False, options=opts)
+    assert time.monotonic() - t0 < 30
+    assert "slower than the minimum rate" in caplog.text
+    assert not _hf_transfer_children()

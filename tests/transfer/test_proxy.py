@@ -1,4 +1,5 @@
-"""Environment proxies are honoured (HTTP_PROXY / NO_PROXY), as httpx2 trust_env does."""
+"""Proxies come from TransferOptions.proxies (what Settings.proxies read from the environment
+once), with NO_PROXY's rules; the engine itself reads no environment."""
 
 from __future__ import annotations
 
@@ -10,21 +11,26 @@ from transfer_helpers import FAST, MiB, job_for
 
 from unihub.errors import DownloadFailedError
 from unihub.testing import FakeHub, FakeRepo
+from unihub.timeouts import Timeouts
 from unihub.transfer import download_files
 
 
-def test_env_proxy_used_unless_no_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_proxy_used_unless_no_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = FakeRepo("org/name", files={"big.bin": 3 * MiB, "a.txt": b"a"})
-    opts = replace(FAST, max_retries=1, connect_timeout=1.0)
-    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # discard port: nothing listens
+    dead = {"http": "http://127.0.0.1:9"}  # discard port: nothing listens
+    opts = replace(
+        FAST,
+        retry=replace(FAST.retry, attempts=1),
+        timeouts=Timeouts(read=1.5, connect=1.0),
+        proxies=dead,
+    )
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # ignored: the engine reads no environment
     with FakeHub("hf", repos=[repo]) as hub:
         jobs = [job_for(hub, repo, p, tmp_path) for p in ("big.bin", "a.txt")]
         with pytest.raises(DownloadFailedError):
             download_files(jobs, progress=False, options=opts)
         assert hub.stats.requests == []  # everything went to the (dead) proxy
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,127.0.0.2")
+        opts = replace(opts, proxies={**dead, "no": "127.0.0.1,127.0.0.2"})
         download_files(jobs, progress=False, options=opts)
     assert (tmp_path / "a.txt").read_bytes() == b"a"
     assert (tmp_path / "big.bin").stat().st_size == 3 * MiB

@@ -21,7 +21,6 @@ from unihub.transfer.journal import Journal
 
 CHILD = Path(__file__).with_name("child_download.py")
 CHILD_OPTS = {
-    "stall_timeout": 3.0,
     "chunk_size": 2 * MiB,
     "min_split": 512 * 1024,
     "journal_interval": 0.1,
@@ -89,7 +88,7 @@ def test_resume_after_sigkill(tmp_path: Path, sig: signal.Signals) -> None:
 def test_changed_remote_restarts(tmp_path: Path, identity: str) -> None:
     size = 6 * MiB
     repo = FakeRepo("org/name", files={"big.bin": size})
-    opts = replace(FAST, max_retries=2, chunk_size=512 * 1024)
+    opts = replace(FAST, retry=replace(FAST.retry, attempts=2), chunk_size=512 * 1024)
     hashed = "sha256" if identity == "sha256" else "none"
     with FakeHub("hf", repos=[repo], per_connection_rate=2 * MiB) as hub:
         job = job_for(hub, repo, "big.bin", tmp_path, hashed=hashed)
@@ -114,8 +113,8 @@ def test_changed_remote_restarts(tmp_path: Path, identity: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_same_file(tmp_path: Path) -> None:
-    size = 12 * MiB
+@pytest.mark.parametrize("size", [12 * MiB, 1_500_000], ids=["large", "small"])
+def test_two_processes_same_file(tmp_path: Path, size: int) -> None:
     repo = FakeRepo("org/name", files={"big.safetensors": size})
     info = repo.files()["big.safetensors"]
     dest = tmp_path / "big.safetensors"

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from unihub.errors import DiskSpaceError
+from unihub.retry import retry_after
 from unihub.transfer.diskspace import check_free_space
 from unihub.transfer.journal import Journal
 from unihub.transfer.ranges import RangeSet, Scheduler
-from unihub.transfer.worker import retry_after_seconds
 
 MiB = 1 << 20
 
@@ -64,9 +64,38 @@ def test_journal_roundtrip_and_identity(tmp_path: Path) -> None:
     assert again.etags == {"https://m0/x": '"e0"'}
     assert Journal(path, 101, "a" * 64, None).load() is None  # size changed
     assert Journal(path, 100, "b" * 64, None).load() is None  # sha256 changed
+    assert b"Authorization" not in path.read_bytes()
     path.write_text("{broken")
     assert Journal(path, 100, "a" * 64, None).load() is None
-    assert "Authorization" not in path.read_text()
+
+
+def test_journal_torn_slot_keeps_the_previous_one(tmp_path: Path) -> None:
+    path = tmp_path / "x.journal"
+    j = Journal(path, 100, None, None)
+    j.save(RangeSet([[0, 10, 0]]))
+    j.save(RangeSet([[0, 20, 0]]))
+    assert Journal(path, 100, None, None).load().to_list() == [[0, 20, 0]]  # type: ignore[union-attr]
+    raw = bytearray(path.read_bytes())
+    slot = len(raw) // 2
+    raw[slot + 30] ^= 0xFF  # the newest record (second slot) torn by a kill
+    path.write_bytes(bytes(raw))
+    again = Journal(path, 100, None, None)
+    assert again.load().to_list() == [[0, 10, 0]]  # type: ignore[union-attr]
+    again.save(RangeSet([[0, 30, 0]]))  # overwrites the torn slot, not the good one
+    assert Journal(path, 100, None, None).load().to_list() == [[0, 30, 0]]  # type: ignore[union-attr]
+    j.close()
+    again.close()
+
+
+def test_journal_reads_the_old_json_format(tmp_path: Path) -> None:
+    path = tmp_path / "x.journal"
+    old = '{"version":1,"size":100,"sha256":null,"git_oid":null,"mirrors":["u"],"etags":{},'
+    path.write_text(old + '"done":[[0,40,0]]}')
+    j = Journal(path, 100, None, None)
+    assert j.load().to_list() == [[0, 40, 0]]  # type: ignore[union-attr]
+    j.save(RangeSet([[0, 50, 0]]))
+    j.close()
+    assert Journal(path, 100, None, None).load().to_list() == [[0, 50, 0]]  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -79,14 +108,14 @@ def test_journal_roundtrip_and_identity(tmp_path: Path) -> None:
     ],
 )
 def test_retry_after(headers: dict[str, str], expected: float | None) -> None:
-    assert retry_after_seconds(headers) == expected
+    assert retry_after(headers) == expected
 
 
 def test_retry_after_http_date() -> None:
     import time
     from email.utils import formatdate
 
-    got = retry_after_seconds({"retry-after": formatdate(time.time() + 30, usegmt=True)})
+    got = retry_after({"retry-after": formatdate(time.time() + 30, usegmt=True)})
     assert got is not None and 25 <= got <= 31
 
 

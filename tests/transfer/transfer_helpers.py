@@ -5,17 +5,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from unihub.retry import Retry
 from unihub.testing import FakeHub, FakeRepo
+from unihub.timeouts import Timeouts
 from unihub.transfer import FileJob, Mirror, TransferOptions
 
 MiB = 1 << 20
 
 # Short timeouts and backoff so fault tests run in seconds.
 FAST = TransferOptions(
-    stall_timeout=1.5,
-    connect_timeout=3.0,
-    backoff_base=0.05,
-    backoff_max=0.5,
+    timeouts=Timeouts(read=1.5, connect=3.0),
+    retry=Retry(backoff_base=0.05, backoff_max=0.5),
     ramp_interval=0.5,
     chunk_size=2 * MiB,
     min_split=512 * 1024,

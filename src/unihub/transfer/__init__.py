@@ -5,20 +5,22 @@ Public surface: :class:`FileJob`, :class:`Mirror`, :class:`TransferOptions` and
 
 - ``jobs``: the value objects
 - ``engine``: ``download_files`` (files in parallel, connection budget, shared client)
-- ``filetask``: one large file (ranges, adaptive connections, mirrors, verification)
-- ``context``: what all files share (client, options, budget, cancel flag), mirror choice
+- ``filetask``: one large file (ranges, mirrors, verification); ``ramp``: its connection ramp
+- ``context``: what all files share (client, options, budget, cancel flag)
+- ``mirrors``: the mirrors of one file: choice, rotation, give-up
 - ``fileio``: positional reads and writes (with a Windows fallback)
-- ``small``: one small file (a plain GET)
-- ``worker``: one HTTP range request and its protocol rules
+- ``small``: one small file (a sequential GET into its partial, resumable)
+- ``worker``: one HTTP range request, its protocol rules, the minimum-rate body reader
 - ``ranges``: done-range sets and the range scheduler
-- ``journal``: the resume journal
+- ``journal``: the resume journal (two in-place slots)
 - ``verify``: hashing while downloading
-- ``diskspace``, ``locking``, ``hf_transfer_backend``
+- ``locking``: the per-file locks and the "finished elsewhere" check
+- ``diskspace``, ``hf_transfer_backend``
 """
 
 from __future__ import annotations
 
-from .engine import download_files, make_client
+from .engine import download_files
 from .jobs import FileJob, Mirror, TransferOptions
 
-__all__ = ["FileJob", "Mirror", "TransferOptions", "download_files", "make_client"]
+__all__ = ["FileJob", "Mirror", "TransferOptions", "download_files"]

@@ -1,4 +1,4 @@
-"""Free-space check before a transfer, and ENOSPC translation while writing.
+"""Free-space check before a transfer (ENOSPC while writing: :func:`unihub.errors.from_oserror`).
 
 Partial files are preallocated with ``ftruncate`` (sparse), which reserves nothing, so the
 up-front check adds up the bytes still to come of every job per filesystem (``st_dev`` of the
@@ -7,7 +7,6 @@ nearest existing parent folder) and compares with ``shutil.disk_usage(...).free`
 
 from __future__ import annotations
 
-import errno
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 from ..errors import DiskSpaceError
 from ..units import human_size
 
-__all__ = ["check_free_space", "is_enospc"]
+__all__ = ["check_free_space"]
 
 MARGIN = 1 << 20  # keep a little room for journals and metadata
 
@@ -49,7 +48,3 @@ def check_free_space(needs: Iterable[tuple[Path, int]]) -> None:
                 f"free {human_size(free)}, missing {human_size(missing)}",
                 hint="Free some space or choose another folder",
             )
-
-
-def is_enospc(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -5,9 +5,9 @@ small ones fill the gaps), and up to ``small_file_workers`` more take only small
 are bound by round trips, not bandwidth); a file of at most ``small_file_threshold`` bytes is
 one plain GET (:mod:`.small`), a larger one a ranged multi-connection transfer
 (:mod:`.filetask`) under an inter-process lock (:mod:`.locking`). Every connection of every
-file counts against ``max_total_connections``. One shared ``httpx2.Client`` (keep-alive pool
-sized to the budget, ``trust_env=True`` so HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply) serves
-everything.
+file counts against ``max_total_connections``. One ``httpx2.Client`` serves everything: the
+caller's session client, or one built by :class:`unihub.session.Session` from the options
+(proxies and timeouts from there; no environment is read).
 
 Errors: the first failure stops starting new files; files already running finish; then that
 failure is raised (only :mod:`unihub.errors` types). Ctrl+C sets a cancel flag that every
@@ -25,38 +25,23 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx2
-from filelock import BaseFileLock, Timeout
 
-from ..errors import ConfigError, DownloadFailedError, IntegrityError, UnihubError
+from ..errors import ConfigError, DownloadFailedError, IntegrityError, UnihubError, from_oserror
 from ..progress import ProgressEvent, make_reporter
+from ..session import Session
+from ..settings import Settings
 from . import hf_transfer_backend
-from .context import Cancelled, Context
+from .context import Cancelled, Context, wait_for
 from .diskspace import check_free_space
 from .filetask import FileTransfer
 from .jobs import FileJob, TransferOptions
 from .journal import Journal
-from .locking import file_lock
+from .locking import file_lock, finished_elsewhere, held, stat_id
 from .small import fetch_small
 
-__all__ = ["download_files", "make_client"]
+__all__ = ["download_files"]
 
 log = logging.getLogger("unihub")
-
-
-def make_client(options: TransferOptions) -> httpx2.Client:
-    """The shared client: pool sized to the connection budget, env proxies honoured."""
-    n = options.max_total_connections
-    return httpx2.Client(
-        limits=httpx2.Limits(
-            max_connections=2 * n + 8, max_keepalive_connections=n + 8, keepalive_expiry=30.0
-        ),
-        timeout=httpx2.Timeout(
-            connect=options.connect_timeout, read=options.stall_timeout, write=30.0, pool=None
-        ),
-        trust_env=True,
-        follow_redirects=False,
-        headers={"User-Agent": "unihub"},
-    )
 
 
 def _remaining(job: FileJob) -> int:
@@ -68,66 +53,81 @@ def _remaining(job: FileJob) -> int:
 
 
 def _one(job: FileJob, ctx: Context) -> Path:
-    if job.size <= ctx.options.small_file_threshold:
-        while not ctx.budget.acquire(timeout=0.2):
-            if ctx.cancel.is_set():
-                raise Cancelled
-        try:
-            return fetch_small(job, ctx)
-        finally:
-            ctx.budget.release()
-    dest_before = _stat_id(job.dest)
-    job.partial_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = file_lock(job.lock_path)
-    while not _try_lock(lock):
-        if ctx.cancel.is_set():
-            raise Cancelled
+    if job.size > ctx.options.small_file_threshold:
+        return _large(job, ctx)
+    wait_for(lambda: ctx.budget.acquire(timeout=0.2), ctx.cancel)
     try:
-        now = _stat_id(job.dest)
-        if now is not None and now != dest_before and now[2] == job.size:
-            # another process published it while we waited for the lock
+        return fetch_small(job, ctx)
+    finally:
+        ctx.budget.release()
+
+
+def _large(job: FileJob, ctx: Context) -> Path:
+    """One large file under its inter-process lock (hf_transfer first when it fits)."""
+    dest_before = stat_id(job.dest)
+    try:
+        job.partial_path.parent.mkdir(parents=True, exist_ok=True)
+        if job.lock_path.is_symlink():  # planted: filelock would truncate its target
+            job.lock_path.unlink()
+    except OSError as exc:
+        raise from_oserror(exc, path=job.partial_path.parent) from exc
+    lock = file_lock(job.lock_path)
+    held(lock, ctx.cancel)
+    try:
+        path = finished_elsewhere(job, dest_before)
+        if path is not None:
             ctx.report(ProgressEvent("start", job.name, job.size, job.size))
             ctx.report(ProgressEvent("done", job.name, 0, job.size))
-            job.lock_path.unlink(missing_ok=True)
-            return job.dest
-        if hf_transfer_backend.fits(job, ctx):
-            while not ctx.budget.acquire(timeout=0.2):
-                if ctx.cancel.is_set():
-                    raise Cancelled
-            try:
-                done = hf_transfer_backend.try_hf_transfer(job, ctx)
-            finally:
-                ctx.budget.release()
-            if done is not None:
-                job.lock_path.unlink(missing_ok=True)
-                return done
-        try:
-            path = FileTransfer(job, ctx).run()
-        except IntegrityError:
-            job.lock_path.unlink(missing_ok=True)  # the partial is gone too
-            raise
+        else:
+            path = _hf_transfer(job, ctx) or FileTransfer(job, ctx).run()
         # Published: remove the lock file while still holding it, so no clutter stays beside
         # the user's files. A process already waiting on it sees ``dest`` changed and returns.
         job.lock_path.unlink(missing_ok=True)
         return path
+    except IntegrityError:
+        job.lock_path.unlink(missing_ok=True)  # the partial is gone too
+        raise
     finally:
         lock.release()
 
 
-def _try_lock(lock: BaseFileLock) -> bool:
-    try:
-        lock.acquire(timeout=0.5, poll_interval=0.05)
-    except Timeout:
-        return False
-    return True
-
-
-def _stat_id(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
+def _hf_transfer(job: FileJob, ctx: Context) -> Path | None:
+    if not hf_transfer_backend.fits(job, ctx):
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    wait_for(lambda: ctx.budget.acquire(timeout=0.2), ctx.cancel)
+    try:
+        return hf_transfer_backend.try_hf_transfer(job, ctx)
+    finally:
+        ctx.budget.release()
+
+
+def _options(
+    options: TransferOptions | None,
+    connections: int | None,
+    max_workers: int | None,
+    max_total_connections: int | None,
+) -> TransferOptions:
+    opts = options or TransferOptions()
+    opts = replace(
+        opts,
+        connections=opts.connections if connections is None else connections,
+        max_workers=opts.max_workers if max_workers is None else max_workers,
+        max_total_connections=(
+            opts.max_total_connections if max_total_connections is None else max_total_connections
+        ),
+    )
+    if opts.connections < 1 or opts.max_workers < 1 or opts.max_total_connections < 1:
+        raise ConfigError("connections, max_workers and max_total_connections must be >= 1")
+    return opts
+
+
+def _check_jobs(jobs: Sequence[FileJob]) -> list[FileJob]:
+    for job in jobs:
+        if not job.mirrors:
+            raise ConfigError(f"no mirror given for {job.name}", path=job.name)
+        if job.size < 0:
+            raise ConfigError(f"negative size for {job.name}", path=job.name)
+    return list(jobs)
 
 
 def download_files(
@@ -147,48 +147,79 @@ def download_files(
     parallel; default 8) and ``max_total_connections`` (global; default 64) override the
     same fields of ``options``. ``progress``: None = bars on a TTY, False = silent, or a
     callable receiving :class:`~unihub.progress.ProgressEvent`. ``verify=False`` skips
-    hashing (sizes are still checked).
+    hashing (sizes are still checked). ``client``: the session's client (not closed here);
+    without one, a client is built by :class:`unihub.session.Session` from ``options``.
     """
-    opts = options or TransferOptions()
-    opts = replace(
-        opts,
-        connections=opts.connections if connections is None else connections,
-        max_workers=opts.max_workers if max_workers is None else max_workers,
-        max_total_connections=(
-            opts.max_total_connections if max_total_connections is None else max_total_connections
-        ),
-    )
-    if opts.connections < 1 or opts.max_workers < 1 or opts.max_total_connections < 1:
-        raise ConfigError("connections, max_workers and max_total_connections must be >= 1")
-    for job in jobs:
-        if not job.mirrors:
-            raise ConfigError(f"no mirror given for {job.name}", path=job.name)
-        if job.size < 0:
-            raise ConfigError(f"negative size for {job.name}", path=job.name)
-    jobs = list(jobs)
+    opts = _options(options, connections, max_workers, max_total_connections)
+    jobs = _check_jobs(jobs)
     if not jobs:
         return []
     if opts.check_free_space:
         check_free_space((j.partial_path.parent, _remaining(j)) for j in jobs)
-
-    own_client = client is None
-    http = client if client is not None else make_client(opts)
+    session = None
+    if client is None:
+        settings = Settings(proxies=opts.proxies, timeouts=opts.timeouts)
+        session = Session(settings, token=False, max_connections=opts.max_total_connections)
     reporter = make_reporter(progress)
-    ctx = Context(http, opts, reporter, verify)
-    results: list[Path | None] = [None] * len(jobs)
-    errors: list[BaseException] = []
-    # Large files first (they start early, small ones fill the gaps); small files also get
-    # their own workers: they are bound by round trips, not bandwidth.
-    big: queue.Queue[int] = queue.Queue()
-    small: queue.Queue[int] = queue.Queue()
-    for i in sorted(range(len(jobs)), key=lambda i: -jobs[i].size):
-        (small if jobs[i].size <= opts.small_file_threshold else big).put(i)
-    n_small = small.qsize()
-    all_done = threading.Event()
-    lock = threading.Lock()
-    running = [0]
+    run = _Run(jobs, Context(client or session.client, opts, reporter, verify))  # type: ignore[union-attr]
+    try:
+        reporter.start(sum(j.size for j in jobs), len(jobs))
+        run.go()
+    finally:
+        reporter.close()
+        if session is not None and run.all_done.is_set():
+            session.close()
+    return run.results()
 
-    def next_job(queues: tuple[queue.Queue[int], ...]) -> int | None:
+
+class _Run:
+    """The worker threads of one call. Large files first (they start early, small ones fill
+    the gaps); small files also get workers of their own (bound by round trips)."""
+
+    def __init__(self, jobs: list[FileJob], ctx: Context) -> None:
+        self.jobs = jobs
+        self.ctx = ctx
+        self.paths: list[Path | None] = [None] * len(jobs)
+        self.errors: list[BaseException] = []
+        self.big: queue.Queue[int] = queue.Queue()
+        self.small: queue.Queue[int] = queue.Queue()
+        threshold = ctx.options.small_file_threshold
+        for i in sorted(range(len(jobs)), key=lambda i: -jobs[i].size):
+            (self.small if jobs[i].size <= threshold else self.big).put(i)
+        self.all_done = threading.Event()
+        self._lock = threading.Lock()
+        self._running = 0
+
+    def go(self) -> None:
+        opts = self.ctx.options
+        n_general = min(opts.max_workers, len(self.jobs))
+        n_extra = min(opts.small_file_workers, max(0, self.small.qsize() - n_general))
+        self._running = n_general + n_extra
+        threads = [
+            threading.Thread(
+                target=self._work,
+                args=((self.big, self.small),),
+                daemon=True,
+                name=f"unihub-file-{k}",
+            )
+            for k in range(n_general)
+        ] + [
+            threading.Thread(
+                target=self._work, args=((self.small,),), daemon=True, name=f"unihub-small-{k}"
+            )
+            for k in range(n_extra)
+        ]
+        try:
+            for t in threads:
+                t.start()
+            while not self.all_done.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            self.ctx.cancel.set()
+            self.all_done.wait(3.0)  # file controllers flush their journals
+            raise
+
+    def _next(self, queues: tuple[queue.Queue[int], ...]) -> int | None:
         for q in queues:
             try:
                 return q.get_nowait()
@@ -196,57 +227,35 @@ def download_files(
                 continue
         return None
 
-    def work(queues: tuple[queue.Queue[int], ...]) -> None:
+    def _work(self, queues: tuple[queue.Queue[int], ...]) -> None:
         try:
-            while not ctx.cancel.is_set() and not errors:
-                i = next_job(queues)
+            while not self.ctx.cancel.is_set() and not self.errors:
+                i = self._next(queues)
                 if i is None:
                     return
-                job = jobs[i]
+                job = self.jobs[i]
                 try:
-                    results[i] = _one(job, ctx)
+                    self.paths[i] = _one(job, self.ctx)
                 except Cancelled:
                     return
                 except BaseException as exc:
-                    reporter(ProgressEvent("error", job.name, 0, job.size, message=str(exc)))
+                    self.ctx.report(ProgressEvent("error", job.name, 0, job.size, message=str(exc)))
                     log.error("%s: %s", job.name, exc)
-                    with lock:
-                        errors.append(exc)
+                    with self._lock:
+                        self.errors.append(exc)
         finally:
-            with lock:
-                running[0] -= 1
-                if running[0] == 0:
-                    all_done.set()
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self.all_done.set()
 
-    reporter.start(sum(j.size for j in jobs), len(jobs))
-    n_general = min(opts.max_workers, len(jobs))
-    n_extra = min(opts.small_file_workers, max(0, n_small - n_general))
-    running[0] = n_general + n_extra
-    threads = [
-        threading.Thread(target=work, args=((big, small),), daemon=True, name=f"unihub-file-{k}")
-        for k in range(n_general)
-    ] + [
-        threading.Thread(target=work, args=((small,),), daemon=True, name=f"unihub-small-{k}")
-        for k in range(n_extra)
-    ]
-    try:
-        for t in threads:
-            t.start()
-        while not all_done.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        ctx.cancel.set()
-        all_done.wait(3.0)  # file controllers flush their journals
-        raise
-    finally:
-        reporter.close()
-        if own_client and all_done.is_set():
-            http.close()
-    if errors:
-        err = errors[0]
-        if isinstance(err, UnihubError):
-            raise err
-        if isinstance(err, OSError):
-            raise DownloadFailedError(f"{err}", hint="Run again to resume") from err
-        raise DownloadFailedError(f"unexpected error: {err!r}") from err
-    return [p for p in results if p is not None]
+    def results(self) -> list[Path]:
+        """The paths, or the first failure (only :mod:`unihub.errors` types)."""
+        if self.errors:
+            err = self.errors[0]
+            if isinstance(err, UnihubError):
+                raise err
+            if isinstance(err, OSError):
+                raise from_oserror(err) from err
+            raise DownloadFailedError(f"unexpected error: {err!r}") from err
+        return [p for p in self.paths if p is not None]

@@ -2,23 +2,18 @@
 
 ``os.pwrite``/``os.pread`` write and read at an offset without moving a shared file
 position, so many connections can write one file at once. Windows has neither; there a lock
-around ``lseek`` + ``write``/``read`` does the same (slower, correct). Files are opened with
-``O_BINARY`` where it exists so Windows never translates newlines.
+around ``lseek`` + ``write``/``read`` does the same (slower, correct). Files are opened by
+:func:`unihub.safety.open_nofollow` (``O_NOFOLLOW``, and ``O_BINARY`` where it exists).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
-__all__ = ["open_rw", "pread", "pwrite"]
+__all__ = ["pread", "pwrite"]
 
 _seek_lock = threading.Lock()
-
-
-def open_rw(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
 
 
 def pwrite(fd: int, data: memoryview | bytes, offset: int) -> None:

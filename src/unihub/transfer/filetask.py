@@ -13,13 +13,20 @@ Life of a file (under the inter-process lock):
 3. Each connection takes a range from the :class:`~unihub.transfer.ranges.Scheduler`, picks
    a mirror (best measured bytes/s per active connection; unmeasured mirrors get tried),
    streams the answer with ``os.pwrite`` at its offset, marks the bytes done and feeds the
-   :class:`~unihub.transfer.verify.PrefixHasher`. Failures are retried in place with backoff;
-   a mirror failing ``mirror_max_failures`` times is dropped for the file (not the last one).
-4. The controller rewrites the journal every ``journal_interval`` seconds.
+   :class:`~unihub.transfer.verify.PrefixHasher`. Every body is under the minimum-rate rule;
+   failures are retried by the one policy (:class:`unihub.retry.Retry`, per range; only new
+   bytes count as progress) and mirrors rotate by the one rule (:mod:`.mirrors`).
+4. The journal is saved every ``journal_interval`` seconds (by the controller) and every
+   ``journal_bytes`` new bytes (by the connection that wrote them), a cheap in-place write
+   (:mod:`.journal`); connections write what arrived every ``FLUSH`` bytes. A kill then loses
+   almost only the bytes still in flight in socket buffers.
 5. When all bytes are there: hash check; on mismatch, each mirror in turn serves the whole
    file alone (the first keeps its own chunks); a mirror whose file fails is condemned for
    it. With one mirror, one full retry. When no mirror is left, IntegrityError, and the
    partial is deleted. Then ``os.replace(partial, dest)`` and the journal is removed.
+
+A server that ignores Range is read from one whole body, sequentially (``_whole``): bounded by
+the same retry budget, where only bytes beyond what was on disk count as progress.
 """
 
 from __future__ import annotations
@@ -32,25 +39,24 @@ from pathlib import Path
 
 import httpx2
 
-from ..errors import (
-    ContentChangedError,
-    DiskSpaceError,
-    DownloadFailedError,
-    IntegrityError,
-)
+from ..errors import ContentChangedError, DownloadFailedError, IntegrityError, from_oserror
 from ..progress import EventKind, ProgressEvent
-from .context import Cancelled, Context, pick_mirror
-from .diskspace import is_enospc
-from .fileio import open_rw, pwrite
+from ..safety import open_nofollow
+from .context import Cancelled, Context, wait_for
+from .fileio import pwrite
 from .jobs import FileJob
 from .journal import Journal
+from .mirrors import Mirrors, MirrorState
+from .ramp import Ramp
 from .ranges import Assignment, RangeSet, Scheduler
 from .verify import PrefixHasher, expected_digest, new_hasher
-from .worker import FetchError, MirrorState, WholeBody, backoff_delay, open_range
+from .worker import FetchError, WholeBody, body, open_range
 
 __all__ = ["FileTransfer"]
 
 log = logging.getLogger("unihub")
+
+FLUSH = 64 * 1024  # bytes gathered before one pwrite: what a kill can lose per connection
 
 
 class _Changed(Exception):
@@ -69,15 +75,18 @@ class FileTransfer:
         self._fd_lock = threading.Lock()
         self.sched: Scheduler
         self.hasher: PrefixHasher
-        self.mirrors: list[MirrorState] = []
+        self.mirrors: Mirrors
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.error: BaseException | None = None
         self.received = 0
+        self.unsaved = 0  # bytes written since the last journal save
+        self._save_lock = threading.Lock()
         self.flowing = 0  # connections that have received bytes
         self._tls = threading.local()
         self.sequential_owner: int | None = None
         self.reported = 0
+        self._mismatch = ("", "")  # (expected, got) of the last hash mismatch
 
     # ---------- progress ----------
     def _emit(self, kind: EventKind, nbytes: int = 0, message: str = "") -> None:
@@ -100,29 +109,31 @@ class FileTransfer:
     def run(self) -> Path:
         job = self.job
         partial = job.partial_path
-        partial.parent.mkdir(parents=True, exist_ok=True)
         done = self.journal.load() if partial.exists() else None
         if done is None:
             self.journal.etags.clear()
             done = RangeSet()
-        self.mirrors = [
-            MirrorState(m, self.journal.mirror_index(m.url), etag=self.journal.etags.get(m.url))
-            for m in job.mirrors
-        ]
+        self.mirrors = Mirrors(
+            [
+                MirrorState(m, self.journal.mirror_index(m.url), etag=self.journal.etags.get(m.url))
+                for m in job.mirrors
+            ],
+            self.ctx.retry,
+            job.name,
+        )
         try:
-            self.fd = open_rw(partial)
+            self.fd = open_nofollow(partial, os.O_RDWR | os.O_CREAT)
             if os.fstat(self.fd).st_size != self.size:
                 os.ftruncate(self.fd, self.size)
         except OSError as exc:
             if self.fd >= 0:
                 os.close(self.fd)
-            if is_enospc(exc):
-                raise DiskSpaceError(f"no space left for {partial}", path=job.name) from exc
-            raise
+            raise from_oserror(exc, path=partial) from exc
         self._fd_users = 1
         try:
             return self._run(done)
         finally:
+            self.journal.close()
             self._fd_release()
 
     def _reset_state(self, done: RangeSet) -> None:
@@ -153,176 +164,159 @@ class FileTransfer:
         if done.total():
             log.info("%s: resuming, %d of %d bytes on disk", job.name, done.total(), self.size)
         self._save_journal()
-        expected = expected_digest(job.sha256, job.git_oid) if self.ctx.verify else None
-        restarts = 0
-        integrity_rounds = 0
         only: MirrorState | None = None
-        condemned: set[int] = set()  # mirrors that served a whole file alone and it was bad
-        while True:
-            try:
-                self._fetch_all(only)
-            except _Changed as exc:
-                if restarts >= 1 or (self.reported == 0 and not self.journal.etags):
-                    raise ContentChangedError(
-                        f"remote file changed: {exc}", path=job.name, source=self._source_names()
-                    ) from None
-                restarts += 1
-                log.warning("%s: remote file changed (%s); restarting it", job.name, exc)
-                self._restart(RangeSet())
-                continue
-            digest = self.hasher.finish()
-            if expected is None or digest == expected:
-                break
-            integrity_rounds += 1
-            log.warning(
-                "%s: hash mismatch (got %s, want %s), refetching", job.name, digest, expected
-            )
-            only = self._next_suspect_free(only, condemned)
-            if only is None and integrity_rounds > 1:
-                self.journal.remove()
-                os.ftruncate(self.fd, 0)
-                job.partial_path.unlink(missing_ok=True)
-                raise IntegrityError(
-                    f"hash mismatch after download: expected {expected}, got {digest}",
-                    path=job.name,
-                    source=self._source_names(),
-                    hint="The source serves corrupt data; try another source",
-                )
-            used = self.sched.done.mirrors()
-            if only is not None and only.index in used and len(used) > 1:
-                # Cheapest first: keep what this mirror sent, refetch the rest from it.
-                self._restart(self.sched.done.only_mirror(only.index))
-            else:
-                self._restart(RangeSet())
+        rounds = 0
+        while not self._fetched_and_verified(only):
+            rounds += 1
+            only = self._after_mismatch(only, rounds)
         job.partial_path.replace(job.dest)
         self.journal.remove()
         self._emit("done")
         return job.dest
 
-    def _next_suspect_free(
-        self, only: MirrorState | None, condemned: set[int]
-    ) -> MirrorState | None:
-        """The mirror to take the whole file from after a hash mismatch, or None.
-
-        A mirror that alone served a file that failed the check is condemned for this file;
-        with several mirrors each gets its turn (live ones first), so a corrupt mirror listed
-        first cannot sink the file while a good one is left. With one mirror, one full retry
-        (None) covers corruption in transit.
-        """
-        used = self.sched.done.mirrors()
-        if only is not None:
-            condemned.add(only.index)
-        elif len(used) == 1 and len(self.mirrors) > 1:
-            condemned.update(used)
-        candidates = sorted(
-            (m for m in self.mirrors if m.index not in condemned), key=lambda m: m.dropped
+    def _fetched_and_verified(self, only: MirrorState | None) -> bool:
+        """Fetch what is missing (a changed remote restarts the file once); True if the hash
+        matches (or there is none to check)."""
+        restarted = False
+        while True:
+            try:
+                self._fetch_all(only)
+                break
+            except _Changed as exc:
+                if restarted or (self.reported == 0 and not self.journal.etags):
+                    raise ContentChangedError(
+                        f"remote file changed: {exc}",
+                        path=self.job.name,
+                        source=self.mirrors.names(),
+                    ) from None
+                restarted = True
+                log.warning("%s: remote file changed (%s); restarting it", self.job.name, exc)
+                self._restart(RangeSet())
+        expected = expected_digest(self.job.sha256, self.job.git_oid) if self.ctx.verify else None
+        digest = self.hasher.finish()
+        if expected is None or digest == expected:
+            return True
+        log.warning(
+            "%s: hash mismatch (got %s, want %s), refetching", self.job.name, digest, expected
         )
-        if candidates and len(self.mirrors) > 1:
-            for m in candidates:
-                m.dropped = False
-            return candidates[0]
-        return None
+        self._mismatch = (expected, str(digest))
+        return False
+
+    def _after_mismatch(self, only: MirrorState | None, rounds: int) -> MirrorState | None:
+        """Choose who serves the whole file next (see :mod:`.mirrors`); IntegrityError when
+        no mirror is left; the partial is then deleted."""
+        used = self.sched.done.mirrors()
+        only = self.mirrors.after_mismatch(used, only)
+        if only is None and rounds > 1:
+            self.journal.remove()
+            os.ftruncate(self.fd, 0)
+            self.job.partial_path.unlink(missing_ok=True)
+            expected, digest = self._mismatch
+            raise IntegrityError(
+                f"hash mismatch after download: expected {expected}, got {digest}",
+                path=self.job.name,
+                source=self.mirrors.names(),
+                hint="The source serves corrupt data; try another source",
+            )
+        if only is not None and only.index in used and len(used) > 1:
+            # Cheapest first: keep what this mirror sent, refetch the rest from it.
+            self._restart(self.sched.done.only_mirror(only.index))
+        else:
+            self._restart(RangeSet())
+        return only
 
     def _restart(self, keep: RangeSet) -> None:
         self._emit("advance", keep.total() - self.reported)
-        for m in self.mirrors:
+        for m in self.mirrors.states:
             m.etag = None
         self.journal.etags.clear()
         self._reset_state(keep)
         self._save_journal()
+        self._save_journal()  # both slots: no older record may claim the discarded bytes
 
-    def _source_names(self) -> str:
-        return ", ".join(dict.fromkeys(m.name for m in self.mirrors))
-
-    def _save_journal(self) -> None:
-        with self.sched.lock:
-            done = RangeSet(self.sched.done.to_list())
-        for m in self.mirrors:
-            if m.etag:
-                self.journal.etags[m.mirror.url] = m.etag
+    def _save_journal(self, wait: bool = True) -> None:
+        """Save the done ranges; ``wait=False``: skip if another thread is saving right now."""
+        if not self._save_lock.acquire(blocking=wait):
+            return
         try:
+            with self.sched.lock:
+                done = RangeSet(self.sched.done.to_list())
+                self.unsaved = 0
+            for m in self.mirrors.states:
+                if m.etag:
+                    self.journal.etags[m.mirror.url] = m.etag
             self.journal.save(done)
         except OSError as exc:
-            if is_enospc(exc):
-                raise DiskSpaceError("no space left for the journal", path=self.job.name) from exc
-            raise
+            raise from_oserror(exc, path=self.job.journal_path) from exc
+        finally:
+            self._save_lock.release()
 
     # ---------- controller ----------
     def _fetch_all(self, only: MirrorState | None) -> None:
-        opts = self.opts
         self.stop.clear()
         self.error = None
         if only is not None:
-            for m in self.mirrors:
+            for m in self.mirrors.states:
                 m.dropped = m is not only
-        threads: list[threading.Thread] = []
-        if not self.sched.complete():
-            # the first connection waits for the global budget; later ones take free slots only
-            while not self.ctx.budget.acquire(timeout=0.2):
-                if self.ctx.cancel.is_set():
-                    raise Cancelled
-            threads.append(self._spawn())
-            for _ in range(min(opts.initial_connections, opts.connections) - 1):
-                if not self._more_work(len(threads)) or not self.ctx.budget.acquire(False):
-                    break
-                threads.append(self._spawn())
-        last_ramp = last_save = time.monotonic()
-        last_bytes = self.received
-        baseline: float | None = None
-        # after each change, wait until every connection has bytes flowing (that takes a few
-        # round trips: TCP, TLS, redirect), then measure for one ramp_interval
-        settling = True
-        settle_start = last_ramp
-        ramping = True
+        threads = self._start_connections()
         try:
-            while any(t.is_alive() for t in threads):
-                self.wake.wait(opts.journal_interval)
-                self.wake.clear()
-                if self.ctx.cancel.is_set():
-                    self.stop.set()
-                    raise Cancelled
-                if self.error is not None:
-                    break
-                now = time.monotonic()
-                if now - last_save >= opts.journal_interval:
-                    self._save_journal()
-                    last_save = now
-                if ramping and settling:
-                    alive = sum(t.is_alive() for t in threads)
-                    if self.flowing >= alive or now - settle_start > 3 * opts.ramp_interval:
-                        settling = False
-                        last_bytes, last_ramp = self.received, now
-                elif ramping and now - last_ramp >= opts.ramp_interval:
-                    rate = (self.received - last_bytes) / (now - last_ramp)
-                    last_bytes, last_ramp = self.received, now
-                    if baseline is None or rate > baseline * 1.15:
-                        baseline = rate
-                        alive = sum(t.is_alive() for t in threads)
-                        added = 0
-                        for _ in range(min(alive, opts.connections - alive)):
-                            if not self._more_work(alive) or not self.ctx.budget.acquire(False):
-                                break
-                            threads.append(self._spawn())
-                            alive += 1
-                            added += 1
-                        log.debug("%s: %.0f B/s, %d connections", self.job.name, rate, alive)
-                        settling, settle_start = True, now
-                        ramping = added > 0
-                    else:
-                        ramping = False  # more connections stopped paying off
+            self._control(threads)
         finally:
-            if self.error is not None or self.ctx.cancel.is_set():
-                self.stop.set()
-            deadline = time.monotonic() + (
-                1.0 if self.ctx.cancel.is_set() else opts.stall_timeout + opts.connect_timeout
-            )
-            for t in threads:
-                t.join(max(0.0, deadline - time.monotonic()))
-            self._save_journal()
+            self._join(threads)
         if self.error is not None:
             raise self.error
         if not self.sched.complete():  # every connection left but bytes are missing
             raise DownloadFailedError("connections ended with bytes missing", path=self.job.name)
+
+    def _start_connections(self) -> list[threading.Thread]:
+        """The first connection waits for the global budget; later ones take free slots only."""
+        threads: list[threading.Thread] = []
+        if self.sched.complete():
+            return threads
+        wait_for(lambda: self.ctx.budget.acquire(timeout=0.2), self.ctx.cancel)
+        threads.append(self._spawn())
+        self.add_connections(threads, min(self.opts.initial_connections, self.opts.connections) - 1)
+        return threads
+
+    def add_connections(self, threads: list[threading.Thread], n: int) -> int:
+        added = 0
+        for _ in range(n):
+            alive = sum(t.is_alive() for t in threads)
+            if not self._more_work(alive) or not self.ctx.budget.acquire(False):
+                break
+            threads.append(self._spawn())
+            added += 1
+        return added
+
+    def _control(self, threads: list[threading.Thread]) -> None:
+        """Save the journal (every ``journal_interval`` or ``journal_bytes``) and ramp the
+        connections up while the aggregate throughput keeps rising (module docstring, 2.)."""
+        opts = self.opts
+        last_save = time.monotonic()
+        ramp = Ramp(self, last_save)
+        while any(t.is_alive() for t in threads):
+            self.wake.wait(opts.journal_interval)
+            self.wake.clear()
+            if self.ctx.cancel.is_set():
+                self.stop.set()
+                raise Cancelled
+            if self.error is not None:
+                return
+            now = time.monotonic()
+            if now - last_save >= opts.journal_interval:
+                self._save_journal()
+                last_save = now
+            ramp.step(threads, now)
+
+    def _join(self, threads: list[threading.Thread]) -> None:
+        if self.error is not None or self.ctx.cancel.is_set():
+            self.stop.set()
+        t = self.opts.timeouts
+        wait = 1.0 if self.ctx.cancel.is_set() else t.read + t.connect
+        deadline = time.monotonic() + wait
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._save_journal()
 
     def _more_work(self, connections: int) -> bool:
         with self.sched.lock:
@@ -359,189 +353,155 @@ class FileTransfer:
             self.wake.set()
 
     def _fetch(self, a: Assignment) -> None:
-        opts = self.opts
-        attempts = 0
-        last_err = ""
-        while True:
+        """Fetch ``a`` with retries and mirror rotation (:class:`~unihub.retry.Retry`)."""
+        retry = self.ctx.retry
+        while not self.stop.is_set():
             with self.sched.lock:
                 if a.pos >= a.end:
                     return
-                pos, end = a.pos, a.end
-            if self.stop.is_set():
-                return
-            ms = pick_mirror(self.mirrors)
-            if ms is None:
-                raise DownloadFailedError(
-                    f"every mirror failed; last error: {last_err}",
-                    path=self.job.name,
-                    source=self._source_names(),
-                )
-            t0 = time.monotonic()
-            before = pos
+            state = self.mirrors.pick()
+            if state is None:
+                raise self.mirrors.gave_up(retry)
             try:
-                try:
-                    resp = open_range(
-                        self.ctx.client,
-                        ms,
-                        pos,
-                        end,
-                        self.size,
-                        timeout=self.ctx.timeout,
-                        expect_html=self._html(),
-                    )
-                    try:
-                        self._stream(resp, a, ms)
-                    finally:
-                        resp.close()
-                finally:
-                    with ms.lock:
-                        ms.active -= 1
-            except WholeBody as wb:
-                try:
-                    self._whole(wb.response, ms)
+                if self._attempt(a, state):
                     return
-                except FetchError as exc:
-                    self._failed(ms, exc)
-                    last_err = f"{exc} (from {ms.name})"
-                    self._sleep(backoff_delay(1, opts.backoff_base, opts.backoff_max))
-                    continue
-                finally:
-                    wb.response.close()
+                retry = retry.reset()
             except FetchError as exc:
-                with self.sched.lock:
-                    progressed = a.pos > before
-                ms.record(a.pos - before, time.monotonic() - t0)
-                last_err = f"{exc} (from {ms.name})"
                 if exc.changed:
-                    self._changed(ms, exc)
+                    self._changed(state, exc)
                     continue
-                attempts = 0 if progressed else attempts + 1
-                self._failed(ms, exc)
-                if attempts > opts.max_retries:
-                    raise DownloadFailedError(
-                        f"gave up after {attempts} attempts: {last_err}",
-                        path=self.job.name,
-                        source=ms.name,
-                        hint="Run again to resume; the partial file is kept",
-                    ) from None
-                log.debug("%s: %s; retry %d", self.job.name, last_err, attempts)
-                delay = exc.delay
-                if delay is None:
-                    delay = backoff_delay(attempts, opts.backoff_base, opts.backoff_max)
-                self._sleep(min(delay, opts.max_retry_after))
-                continue
-            ms.record(a.pos - before, time.monotonic() - t0)
-            with ms.lock:
-                ms.failures = 0
+                retry = self.mirrors.count(retry, state, exc)
+                if not state.dropped:
+                    self.stop.wait(retry.backoff(exc.delay))
 
-    def _html(self) -> bool:
-        return self.job.dest.suffix.lower() in (".html", ".htm")
+    def _attempt(self, a: Assignment, state: MirrorState) -> bool:
+        """One request for ``a`` from ``state``; True when the whole file came in one body
+        (the server ignores Range), so ``a`` needs nothing more."""
+        t0 = time.monotonic()
+        with self.sched.lock:
+            before = a.pos
+        ok = whole = False
+        try:
+            try:
+                resp = open_range(
+                    self.ctx.client,
+                    state,
+                    before,
+                    a.end,
+                    self.size,
+                    timeout=self.ctx.timeout,
+                    expect_html=self.job.dest.suffix.lower() in (".html", ".htm"),
+                )
+            except WholeBody as wb:
+                resp, whole = wb.response, True
+            try:
+                if whole:
+                    self._whole(resp, state)
+                else:
+                    self._stream(resp, a, state)
+            finally:
+                resp.close()
+            ok = True
+            return whole
+        except FetchError as exc:
+            if not whole:
+                with self.sched.lock:
+                    exc.progress = a.pos - before
+            raise
+        finally:
+            state.record(a.pos - before, time.monotonic() - t0, ok=ok)
 
-    def _sleep(self, seconds: float) -> None:
-        if self.stop.wait(seconds):
-            return
+    def _changed(self, state: MirrorState, exc: FetchError) -> None:
+        if not self.mirrors.drop_if_others(state, str(exc)):
+            raise _Changed(f"{exc} (from {state.name})")
 
-    def _failed(self, ms: MirrorState, exc: FetchError) -> None:
-        with ms.lock:
-            ms.failures += 1
-            bad = not exc.retry or ms.failures >= self.opts.mirror_max_failures
-        alive = [m for m in self.mirrors if not m.dropped]
-        if bad and len(alive) > 1 and not ms.dropped:
-            ms.dropped = True
-            log.warning("%s: dropping mirror %s: %s", self.job.name, ms.name, exc)
-        elif not exc.retry:
-            raise DownloadFailedError(f"{exc}", path=self.job.name, source=ms.name) from None
-
-    def _changed(self, ms: MirrorState, exc: FetchError) -> None:
-        alive = [m for m in self.mirrors if not m.dropped]
-        if len(alive) > 1:
-            ms.dropped = True
-            log.warning("%s: dropping mirror %s: %s", self.job.name, ms.name, exc)
-            return
-        raise _Changed(f"{exc} (from {ms.name})")
-
-    def _write(self, data: memoryview, pos: int, ms: MirrorState) -> None:
-        """Write ``data`` at ``pos``, mark it done, hash it, report it."""
+    def _write(self, data: memoryview, pos: int, state: MirrorState) -> int:
+        """Write ``data`` at ``pos``, mark it done, hash it, report it; the new bytes."""
         try:
             pwrite(self.fd, data, pos)
         except OSError as exc:
-            if is_enospc(exc):
-                raise DiskSpaceError(
-                    "no space left on device while writing",
-                    path=self.job.name,
-                    hint="The partial file is kept; free some space and run again",
-                ) from exc
-            raise
+            raise from_oserror(exc, path=self.job.partial_path) from exc
         n = len(data)
         with self.sched.lock:
             new = sum(e - s for s, e in self.sched.done.gaps(pos, pos + n))
-            self.sched.done.add(pos, pos + n, ms.index)
+            self.sched.done.add(pos, pos + n, state.index)
+            self.unsaved += new
         self.hasher.feed(pos, data)
         if new:
             self._emit("advance", new)
+            if self.unsaved >= self.opts.journal_bytes:
+                self._save_journal(wait=False)  # here, not later: a kill loses what is unsaved
+        return new
 
-    def _stream(self, resp: httpx2.Response, a: Assignment, ms: MirrorState) -> None:
+    def _note_flowing(self, n: int) -> None:
+        self.received += n  # for the ramp; races only blur a statistic
+        if not getattr(self._tls, "flowing", False):
+            self._tls.flowing = True
+            with self._fd_lock:
+                self.flowing += 1
+
+    def _stream(self, resp: httpx2.Response, a: Assignment, state: MirrorState) -> None:
         """Copy the body into ``[a.pos, a.end)``; ``a.end`` may shrink meanwhile (stolen tail).
 
-        Network-sized pieces are gathered into ``read_size`` blocks before one ``pwrite``,
-        so nothing that arrived before a shrink is thrown away and the syscall count stays low.
+        Pieces are written once ``FLUSH`` bytes are gathered (a kill loses at most that per
+        connection); nothing that arrived before a shrink or a failure is thrown away.
         """
         buf = bytearray()
+        flush = min(FLUSH, self.opts.read_size)
         try:
-            for piece in resp.iter_raw():
+            for piece in body(resp, self.opts.timeouts):
                 if self.stop.is_set():
                     return
                 buf += piece
-                self.received += len(piece)  # for the ramp; races only blur a statistic
-                if not getattr(self._tls, "flowing", False):
-                    self._tls.flowing = True
-                    with self._fd_lock:
-                        self.flowing += 1
+                self._note_flowing(len(piece))
                 with self.sched.lock:
                     at_end = a.pos + len(buf) >= a.end
-                if (at_end or len(buf) >= self.opts.read_size) and self._flush(buf, a, ms):
+                if (at_end or len(buf) >= flush) and self._flush(buf, a, state):
                     return
-            if buf and self._flush(buf, a, ms):
+            if buf and self._flush(buf, a, state):
                 return
-        except httpx2.HTTPError as exc:
+            with self.sched.lock:
+                if a.pos < a.end:
+                    raise FetchError(f"connection closed at byte {a.pos} of range ending {a.end}")
+        except FetchError:
             if buf and not self.stop.is_set():
-                self._flush(buf, a, ms)  # keep what arrived before the failure
-            raise FetchError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
-        with self.sched.lock:
-            if a.pos < a.end:
-                raise FetchError(f"connection closed at byte {a.pos} of range ending {a.end}")
+                self._flush(buf, a, state)  # keep what arrived before the failure
+            raise
 
-    def _flush(self, buf: bytearray, a: Assignment, ms: MirrorState) -> bool:
+    def _flush(self, buf: bytearray, a: Assignment, state: MirrorState) -> bool:
         """Write ``buf`` at ``a.pos`` up to ``a.end``; True when the range is complete."""
         with self.sched.lock:
             pos, end = a.pos, a.end
         n = min(len(buf), end - pos)
         if n > 0:
-            self._write(memoryview(buf)[:n], pos, ms)
+            self._write(memoryview(buf)[:n], pos, state)
             with self.sched.lock:
                 a.pos = pos + n
         del buf[:]
         return pos + n >= end
 
-    def _whole(self, resp: httpx2.Response, ms: MirrorState) -> None:
-        """The server ignored Range: take the whole file from this one response, in order."""
+    def _whole(self, resp: httpx2.Response, state: MirrorState) -> None:
+        """The server ignored Range: take the whole file from this one response, in order.
+
+        Bounded like every other body: only bytes not on disk before count as progress, so a
+        server that drops every such answer half way exhausts the retry budget.
+        """
         me = threading.get_ident()
         if self.sequential_owner not in (None, me):
             return
         if self.sequential_owner is None:
-            log.info("%s: %s ignores Range; downloading sequentially", self.job.name, ms.name)
+            log.info("%s: %s ignores Range; downloading sequentially", self.job.name, state.name)
         self.sequential_owner = me
-        pos = 0
+        pos = new = 0
         try:
-            for block in resp.iter_raw(self.opts.read_size):
+            for piece in body(resp, self.opts.timeouts, self.size):
                 if self.stop.is_set():
                     return
-                n = min(len(block), self.size - pos)
-                if n < len(block):
-                    raise FetchError("server sent more bytes than the file size", retry=False)
-                self._write(memoryview(block), pos, ms)
-                pos += n
-        except httpx2.HTTPError as exc:
-            raise FetchError(f"{type(exc).__name__}: {exc}") from exc
-        if pos < self.size:
-            raise FetchError(f"connection closed at byte {pos} of {self.size}")
+                self._note_flowing(len(piece))
+                new += self._write(memoryview(piece), pos, state)
+                pos += len(piece)
+            if pos < self.size:
+                raise FetchError(f"connection closed at byte {pos} of {self.size}")
+        except FetchError as exc:
+            exc.progress = new
+            raise

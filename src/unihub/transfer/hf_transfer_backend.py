@@ -5,8 +5,8 @@ any error, shows no progress of its own and re-adds ``Authorization`` after a re
 when the host is unchanged. So:
 
 - it is used only when the case fits: installed, one mirror, a file of at least
-  ``hf_transfer_min_size``, no partial state on disk (nothing to resume), no proxy in the
-  environment (it would not use it the way httpx does);
+  ``hf_transfer_min_size``, no partial state on disk (nothing to resume), no proxy in
+  ``TransferOptions.proxies`` (it would not use it the way httpx does);
 - the redirect is resolved first with our own ``Range: bytes=0-0`` request; the final URL is
   passed with the mirror's headers only when it is on the mirror's origin;
 - it writes to its own temporary file (never our partial); on any error that file is removed
@@ -15,11 +15,15 @@ when the host is unchanged. So:
   other thread of ours (other files' connections would time out, bars would stop), so it runs
   in a child Python process; the request headers go through its stdin, never its argv;
 - progress comes from its per-chunk callback, printed by the child one number per line
-  (it undercounts by one byte per chunk; the difference is reported at the end).
+  (it undercounts by one byte per chunk; the difference is reported at the end);
+- it is bounded like our own bodies: ``retry.attempts`` is its ``max_retries``, and the child
+  is killed when its progress breaks the minimum-rate rule (``Timeouts.speed_check``), after
+  which the own engine takes over.
 
-``use_hf_transfer``: True = use it when the case fits; False = never; None (auto) = only when
-``HF_HUB_ENABLE_HF_TRANSFER`` is set (the switch users of older huggingface_hub already know).
-Auto does not turn it on by itself because on the links unihub is for (throttled per
+``use_hf_transfer``: True = use it when the case fits; False = never; None (auto) = today the
+same as False (the API passes ``Settings.hf_transfer``, which is True when
+``HF_HUB_ENABLE_HF_TRANSFER`` or ``UNIHUB_HF_TRANSFER`` is set). Auto does not turn it on by
+itself because on the links unihub is for (throttled per
 connection) the own engine reaches the same speed, resumes after interruption, and uses a
 fraction of hf_transfer's threads; hf_transfer wins only when the CPU is the bottleneck.
 Measured against FakeHub at 700 KB/s per connection, one 48 MiB file: own engine 6.0-6.5
@@ -36,17 +40,17 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..envflags import env_flag
 from ..progress import EventKind, ProgressEvent
+from ..session import same_origin
 from .context import Cancelled, Context
 from .jobs import FileJob
+from .mirrors import MirrorState
 from .verify import expected_digest, new_hasher
-from .worker import MirrorState, WholeBody, open_range, origin
+from .worker import WholeBody, open_range
 
 __all__ = ["available", "fits", "try_hf_transfer"]
 
@@ -57,15 +61,10 @@ def available() -> bool:
     return importlib.util.find_spec("hf_transfer") is not None
 
 
-def _env_on() -> bool:
-    return env_flag("HF_HUB_ENABLE_HF_TRANSFER")
-
-
 def fits(job: FileJob, ctx: Context) -> bool:
-    opt = ctx.options.use_hf_transfer
-    if opt is False or (opt is None and not _env_on()):
+    if not ctx.options.use_hf_transfer:  # None (auto) is off for now
         return False
-    proxies = urllib.request.getproxies()
+    proxies = ctx.options.proxies
     return (
         len(job.mirrors) == 1
         and job.size >= ctx.options.hf_transfer_min_size
@@ -86,6 +85,20 @@ hf_transfer.download(callback=progress, **cfg)
 """
 
 
+class _Progress:
+    """Bytes the child printed, reported as they come (by a reader thread)."""
+
+    def __init__(self, on_bytes: Callable[[int], None]) -> None:
+        self.got = 0
+        self.on_bytes = on_bytes
+
+    def read(self, stream: Any) -> None:
+        for line in stream:
+            if line.strip().isdigit():
+                self.got += int(line)
+                self.on_bytes(int(line))
+
+
 def _run_child(cfg: dict[str, Any], ctx: Context, on_bytes: Callable[[int], None]) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD],
@@ -96,72 +109,100 @@ def _run_child(cfg: dict[str, Any], ctx: Context, on_bytes: Callable[[int], None
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     errors: list[str] = []
+    progress = _Progress(on_bytes)
     stderr = proc.stderr
-    err_reader = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
-    err_reader.start()
+    readers = [
+        threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True),
+        threading.Thread(target=progress.read, args=(proc.stdout,), daemon=True),
+    ]
+    for t in readers:
+        t.start()
+    too_slow = False
     try:
         proc.stdin.write(json.dumps(cfg) + "\n")
         proc.stdin.close()
-        for line in proc.stdout:
-            if ctx.cancel.is_set():
-                break
-            if line.strip().isdigit():
-                on_bytes(int(line))
+        too_slow = _watch(proc, ctx, progress)
     finally:
-        if ctx.cancel.is_set() and proc.poll() is None:
+        if proc.poll() is None:
             proc.kill()
         proc.wait()
-        err_reader.join(5)
+        for t in readers:
+            t.join(5)
     if ctx.cancel.is_set():
         raise Cancelled
+    if too_slow:
+        raise OSError("hf_transfer was slower than the minimum rate")
     if proc.returncode != 0:
         text = " ".join("".join(errors).split())[-300:]
         raise OSError(f"hf_transfer exited with {proc.returncode}: {text}")
 
 
+def _watch(proc: subprocess.Popen[str], ctx: Context, progress: _Progress) -> bool:
+    """Report the child's progress until it exits; True if it broke the minimum-rate rule."""
+    check = ctx.options.timeouts.speed_check()
+    seen = 0
+    while proc.poll() is None and not ctx.cancel.wait(0.2):
+        now = progress.got
+        if check.add(now - seen):
+            return True
+        seen = now
+    return False
+
+
+def _config(job: FileJob, ctx: Context, mirror: MirrorState, tmp: Path) -> dict[str, Any] | None:
+    """hf_transfer's arguments, the redirect resolved by us first; None if no ranges."""
+    try:
+        open_range(ctx.client, mirror, 0, 1, job.size, timeout=ctx.timeout).close()
+    except WholeBody as wb:
+        wb.response.close()
+        return None  # no ranges: hf_transfer cannot work
+    url = mirror.resolved or mirror.mirror.url
+    opts = ctx.options
+    return {
+        "url": url,
+        "filename": str(tmp),
+        "max_files": max(1, opts.connections),
+        "chunk_size": opts.chunk_size,
+        "parallel_failures": min(3, max(1, opts.connections)),
+        "max_retries": max(1, opts.retry.attempts),
+        "headers": dict(mirror.mirror.headers) if same_origin(url, mirror.mirror.url) else {},
+    }
+
+
+def _check(job: FileJob, ctx: Context, tmp: Path) -> None:
+    """Size and hash of what the child wrote (OSError if wrong)."""
+    if tmp.stat().st_size != job.size:
+        raise OSError(f"hf_transfer wrote {tmp.stat().st_size} bytes, expected {job.size}")
+    expected = expected_digest(job.sha256, job.git_oid) if ctx.verify else None
+    h = new_hasher(job.size, job.sha256, job.git_oid) if expected else None
+    if h is None:
+        return
+    with open(tmp, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    if h.hexdigest() != expected:
+        raise OSError("hash mismatch on the hf_transfer download")
+
+
 def try_hf_transfer(job: FileJob, ctx: Context) -> Path | None:
     """Download ``job`` with hf_transfer; the published path, or None to fall back."""
-    ms = MirrorState(job.mirrors[0], 0)
+    mirror = MirrorState(job.mirrors[0], 0)
     reported = 0
 
     def emit(kind: EventKind, n: int = 0) -> None:
         nonlocal reported
         reported += n
-        ctx.report(ProgressEvent(kind, job.name, n, job.size, source=ms.name))
+        ctx.report(ProgressEvent(kind, job.name, n, job.size, source=mirror.name))
 
     tmp = job.partial_path.with_name(job.partial_path.name + f".hft-{os.getpid()}")
     try:
-        try:
-            resp = open_range(ctx.client, ms, 0, 1, job.size, timeout=ctx.timeout)
-            resp.close()
-        except WholeBody as wb:
-            wb.response.close()
-            return None  # no ranges: hf_transfer cannot work
-        url = ms.resolved or ms.mirror.url
-        headers = dict(ms.mirror.headers) if origin(url) == origin(ms.mirror.url) else {}
+        tmp.unlink(missing_ok=True)  # never let the child write through a planted symlink
+        cfg = _config(job, ctx, mirror, tmp)
+        if cfg is None:
+            return None
         emit("start")
-        opts = ctx.options
-        cfg: dict[str, Any] = {
-            "url": url,
-            "filename": str(tmp),
-            "max_files": max(1, opts.connections),
-            "chunk_size": opts.chunk_size,
-            "parallel_failures": min(3, max(1, opts.connections)),
-            "max_retries": max(1, opts.max_retries),
-            "headers": headers,
-        }
         _run_child(cfg, ctx, lambda n: emit("advance", n))
-        if tmp.stat().st_size != job.size:
-            raise OSError(f"hf_transfer wrote {tmp.stat().st_size} bytes, expected {job.size}")
-        expected = expected_digest(job.sha256, job.git_oid) if ctx.verify else None
-        if expected is not None:
-            h = new_hasher(job.size, job.sha256, job.git_oid)
-            assert h is not None
-            with open(tmp, "rb") as f:
-                while block := f.read(1 << 20):
-                    h.update(block)
-            if h.hexdigest() != expected:
-                raise OSError("hash mismatch on the hf_transfer download")
+        _check(job, ctx, tmp)
         job.dest.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(job.dest)
         emit("advance", job.size - reported)

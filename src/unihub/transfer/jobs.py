@@ -11,6 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..retry import Retry
+from ..timeouts import Timeouts
+
 __all__ = ["PARTIAL_SUFFIX", "FileJob", "Mirror", "TransferOptions"]
 
 PARTIAL_SUFFIX = ".unihub-partial"
@@ -36,7 +39,12 @@ class Mirror:
 
 @dataclass
 class FileJob:
-    """One file to fetch into ``dest``; ``partial`` (+ ``.journal``, ``.lock``) beside it."""
+    """One file to fetch into ``dest``; ``partial`` (+ ``.journal``, ``.lock``) beside it.
+
+    ``present_at``: other paths where a finished copy of exactly ``size`` bytes means the file
+    is done (the HF cache's snapshot path: without symlinks the layout *moves* the blob there,
+    so a second process that waited on the lock must not fetch it again).
+    """
 
     dest: Path
     size: int
@@ -45,9 +53,11 @@ class FileJob:
     mirrors: Sequence[Mirror] = ()
     partial: Path | None = None
     label: str = ""
+    present_at: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         self.dest = Path(self.dest)
+        self.present_at = tuple(Path(p) for p in self.present_at)
         if self.partial is not None:
             self.partial = Path(self.partial)
 
@@ -80,16 +90,20 @@ class TransferOptions:
       further (work stealing) down to ``min_split`` so no connection idles at the end; only
       ranges expected to take more than ``steal_after`` seconds are split (every split wastes
       the bytes the server already pushed into the socket for the shortened range).
-    - ``small_file_threshold``: files up to this size are fetched with one plain GET into a
-      unique temporary file (no journal, no lock, no ranges).
+    - ``small_file_threshold``: files up to this size are fetched with one sequential GET
+      into the partial file (no journal, no ranges; resumed from its length).
     - ``small_file_workers``: extra threads, beyond ``max_workers``, that take only small
       files (many small files are bound by round trips, not bandwidth).
-    - ``stall_timeout``: seconds without a byte after which a range request is reissued.
-    - ``max_retries``: attempts per range without progress before the file fails.
-    - ``mirror_max_failures``: failures after which a mirror is dropped for that file (the
-      last mirror is never dropped; the retry budget decides then).
+    - ``timeouts``: connect/read timeouts and the minimum-rate rule of every body
+      (:class:`~unihub.timeouts.Timeouts`).
+    - ``retry``: the retry policy (:class:`~unihub.retry.Retry`): attempts without progress
+      per range (small file: per file), backoff, Retry-After cap, mirror rotation.
+    - ``proxies``: what :attr:`unihub.settings.Settings.proxies` holds (for the client the
+      engine builds, and for the hf_transfer fit decision; no environment is read here).
+    - ``journal_interval`` / ``journal_bytes``: save the resume journal at least this often
+      (seconds) and after this many new bytes (what a ``kill -9`` can lose).
     - ``use_hf_transfer``: True = delegate fitting files to hf_transfer, False = never,
-      None = auto (see :mod:`unihub.transfer.hf_transfer_backend`).
+      None = auto, today the same as False (see :mod:`unihub.transfer.hf_transfer_backend`).
     """
 
     connections: int = 16
@@ -102,15 +116,12 @@ class TransferOptions:
     read_size: int = 256 * 1024
     small_file_threshold: int = 2 * MiB
     small_file_workers: int = 24
-    stall_timeout: float = 10.0
-    connect_timeout: float = 10.0
-    max_retries: int = 8
-    backoff_base: float = 0.5
-    backoff_max: float = 10.0
-    max_retry_after: float = 60.0
-    mirror_max_failures: int = 4
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: Retry = field(default_factory=Retry)
+    proxies: Mapping[str, str] = field(default_factory=dict)
     ramp_interval: float = 0.5
     journal_interval: float = 0.05
+    journal_bytes: int = 256 * 1024
     check_free_space: bool = True
     use_hf_transfer: bool | None = None
     hf_transfer_min_size: int = 64 * MiB

@@ -188,11 +188,6 @@ class Scheduler:
             if a in self.active:
                 self.active.remove(a)
 
-    def reset(self, done: RangeSet) -> None:
-        with self.lock:
-            self.done = done
-            self.active.clear()
-
     def complete(self) -> bool:
         with self.lock:
             return self.done.contiguous_end(0) >= self.size

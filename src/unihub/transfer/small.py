@@ -1,132 +1,198 @@
-"""Small files: one plain ``GET`` (no HEAD, no Range, no journal, no lock).
+"""Small files: one sequential GET into the partial file, resumed after a kill.
 
-The body streams into a unique temporary file beside ``dest`` while being hashed, then
-``os.replace`` publishes it; two processes fetching the same small file therefore never see
-each other's bytes, and the last rename wins with identical content. A failed attempt starts
-over (the file is small); keep-alive connections of the shared client make thousands of
-such files cheap.
+The body streams into the job's deterministic ``partial_path`` (the layouts keep it under
+``.cache/huggingface/download/`` or ``blobs/``, never as a stray file beside the user's
+files), opened without following a symlink and locked with ``flock`` on its own descriptor,
+so two processes never write it at once. Bytes are written in order, so the partial's length
+is trustworthy: the next run (after Ctrl+C or ``kill -9``) asks for ``Range: bytes=N-`` (a
+200 answer starts over), and the hash is checked over the whole file at the end before
+``os.replace`` publishes it (without a hash to check, a leftover partial could be of another
+version of the file, so it is not resumed). Retries and mirror rotation are the engine's one policy
+(:mod:`.mirrors`); every body is under the minimum-rate rule; Ctrl+C is checked between
+pieces.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import secrets
 import time
 from pathlib import Path
 
-import httpx2
-
-from ..errors import DiskSpaceError, DownloadFailedError, IntegrityError
+from ..errors import IntegrityError, from_oserror
 from ..progress import EventKind, ProgressEvent
+from ..safety import open_nofollow
 from .context import Cancelled, Context
-from .diskspace import is_enospc
+from .fileio import pread, pwrite
 from .jobs import FileJob
+from .locking import finished_elsewhere, locked_fd, stat_id
+from .mirrors import Mirrors, MirrorState
 from .verify import expected_digest, new_hasher
-from .worker import FetchError, MirrorState, backoff_delay, open_range
+from .worker import FetchError, WholeBody, body, open_range
 
 __all__ = ["fetch_small"]
 
-log = logging.getLogger("unihub")
-
 
 def fetch_small(job: FileJob, ctx: Context) -> Path:
-    opts = ctx.options
-    dest = job.dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.unihub-tmp")
-    mirrors = [MirrorState(m, i) for i, m in enumerate(job.mirrors)]
-    expected = expected_digest(job.sha256, job.git_oid) if ctx.verify else None
-    html = dest.suffix.lower() in (".html", ".htm")
+    partial = job.partial_path
+    dest_before = stat_id(job.dest)
+    while True:
+        try:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            fd = open_nofollow(partial, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            raise from_oserror(exc, path=partial) from exc
+        try:
+            with locked_fd(fd, partial, ctx.cancel):
+                done = finished_elsewhere(job, dest_before)
+                if done is not None:
+                    if _is_open_at(fd, partial):  # created by our open after the publish
+                        partial.unlink(missing_ok=True)
+                    ctx.report(ProgressEvent("start", job.name, job.size, job.size))
+                    ctx.report(ProgressEvent("done", job.name, 0, job.size))
+                    return done
+                if _is_open_at(fd, partial):
+                    return _SmallFile(job, ctx, fd).run()
+            # the previous holder published or removed the file we waited on: open anew
+        finally:
+            os.close(fd)
 
-    def emit(kind: EventKind, n: int = 0, message: str = "") -> None:
-        ctx.report(ProgressEvent(kind, job.name, n, job.size, message=message))
 
-    emit("start")
-    attempts = 0
-    mismatches = 0
-    last_err = ""
+def _is_open_at(fd: int, path: Path) -> bool:
     try:
+        st = os.fstat(fd)
+        return os.path.samestat(st, os.lstat(path))
+    except OSError:
+        return False
+
+
+class _SmallFile:
+    def __init__(self, job: FileJob, ctx: Context, fd: int) -> None:
+        self.job = job
+        self.ctx = ctx
+        self.fd = fd
+        self.mirrors = Mirrors.of(job.mirrors, ctx.retry, job.name)
+
+    def _emit(self, kind: EventKind, n: int = 0) -> None:
+        self.ctx.report(ProgressEvent(kind, self.job.name, n, self.job.size))
+
+    def _length(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def _truncate(self) -> None:
+        have = self._length()
+        os.ftruncate(self.fd, 0)
+        if have:
+            self._emit("advance", -have)
+
+    def run(self) -> Path:
+        job = self.job
+        checked = self.ctx.verify and expected_digest(job.sha256, job.git_oid) is not None
+        if self._length() > job.size or not checked:
+            os.ftruncate(self.fd, 0)  # without a hash check a leftover could be another version
+        self._emit("start", self._length())
+        retry = self.ctx.retry
+        only: MirrorState | None = None
+        rounds = 0
         while True:
-            if ctx.cancel.is_set():
-                raise Cancelled
-            alive = [m for m in mirrors if not m.dropped]
-            if not alive:
-                raise DownloadFailedError(
-                    f"every mirror failed; last error: {last_err}", path=job.name
-                )
-            ms = alive[0]
-            got = 0
-            h = new_hasher(job.size, job.sha256, job.git_oid) if expected else None
+            state = self.mirrors.pick()
+            if state is None:
+                raise self.mirrors.gave_up(retry)
             try:
-                resp = open_range(
-                    ctx.client,
-                    ms,
-                    0,
-                    job.size,
-                    job.size,
-                    timeout=ctx.timeout,
-                    expect_html=html,
-                    ranged=False,
-                )
-                try:
-                    with open(tmp, "wb") as f:
-                        for block in resp.iter_raw(opts.read_size):
-                            if got + len(block) > job.size:
-                                raise FetchError("server sent more bytes than the file size")
-                            f.write(block)
-                            if h is not None:
-                                h.update(block)
-                            got += len(block)
-                            emit("advance", len(block))
-                except httpx2.HTTPError as exc:
-                    raise FetchError(f"{type(exc).__name__}: {exc}") from exc
-                finally:
-                    resp.close()
-                if got != job.size:
-                    raise FetchError(f"connection closed at byte {got} of {job.size}")
+                self._attempt(state)
             except FetchError as exc:
-                emit("advance", -got)
-                last_err = f"{exc} (from {ms.name})"
-                attempts = attempts + 1
-                ms.failures += 1
-                if not exc.retry or ms.failures > opts.max_retries:
-                    ms.dropped = True
-                    if len(alive) == 1:
-                        raise DownloadFailedError(
-                            f"gave up: {last_err}", path=job.name, source=ms.name
-                        ) from None
-                    continue
-                delay = exc.delay
-                if delay is None:
-                    delay = backoff_delay(ms.failures, opts.backoff_base, opts.backoff_max)
-                if ctx.cancel.wait(min(delay, opts.max_retry_after)):
+                retry = self.mirrors.count(retry, state, exc)
+                if not state.dropped and self.ctx.cancel.wait(retry.backoff(exc.delay)):
                     raise Cancelled from None
                 continue
-            except OSError as exc:
-                if is_enospc(exc):
-                    raise DiskSpaceError(
-                        "no space left on device while writing", path=job.name
-                    ) from exc
-                raise
-            digest = h.hexdigest() if h is not None else None
-            if expected is None or digest == expected:
+            mismatch = self._check()
+            if mismatch is None:
                 break
-            emit("advance", -got)
-            mismatches += 1
-            log.warning("%s: hash mismatch from %s", job.name, ms.name)
-            if mismatches >= 2:
+            rounds += 1
+            only = self.mirrors.after_mismatch({state.index}, only)
+            self._truncate()
+            if only is None and rounds > 1:
+                job.partial_path.unlink(missing_ok=True)
                 raise IntegrityError(
-                    f"hash mismatch after download: expected {expected}, got {digest}",
+                    f"hash mismatch after download: {mismatch}",
                     path=job.name,
-                    source=ms.name,
+                    source=state.name,
                     hint="The source serves corrupt data; try another source",
                 )
-            time.sleep(0)
-        tmp.replace(dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    emit("done")
-    return dest
+        job.partial_path.replace(job.dest)
+        self._emit("done")
+        return job.dest
+
+    def _attempt(self, state: MirrorState) -> None:
+        """Fetch the bytes after the partial's length from ``state`` (FetchError on failure,
+        with the new bytes it brought as ``progress``)."""
+        size = self.job.size
+        have = self._length()
+        got = 0
+        t0 = time.monotonic()
+        ok = False
+        try:
+            if have < size:
+                got = self._get(state, have)
+            ok = True
+        except FetchError as exc:
+            got = exc.progress
+            raise
+        finally:
+            state.record(got, time.monotonic() - t0, ok=ok)
+
+    def _get(self, state: MirrorState, have: int) -> int:
+        size = self.job.size
+        try:
+            resp = open_range(
+                self.ctx.client,
+                state,
+                have,
+                size,
+                size,
+                timeout=self.ctx.timeout,
+                expect_html=self.job.dest.suffix.lower() in (".html", ".htm"),
+                ranged=have > 0,
+            )
+        except WholeBody as wb:  # the server ignores Range: start over
+            resp = wb.response
+            self._truncate()
+            have = 0
+        pos = have
+        try:
+            for piece in body(resp, self.ctx.options.timeouts, size - have):
+                if self.ctx.cancel.is_set():
+                    raise Cancelled
+                try:
+                    pwrite(self.fd, piece, pos)
+                except OSError as exc:
+                    raise from_oserror(exc, path=self.job.partial_path) from exc
+                pos += len(piece)
+                self._emit("advance", len(piece))
+            if pos < size:
+                raise FetchError(f"connection closed at byte {pos} of {size}")
+        except FetchError as exc:
+            exc.progress = pos - have
+            raise
+        finally:
+            resp.close()
+        return pos - have
+
+    def _check(self) -> str | None:
+        """None if the partial is the file (size, and hash over the whole file), else why not."""
+        job = self.job
+        length = self._length()
+        if length != job.size:
+            return f"{length} bytes, expected {job.size}"
+        expected = expected_digest(job.sha256, job.git_oid) if self.ctx.verify else None
+        h = new_hasher(job.size, job.sha256, job.git_oid) if expected else None
+        if h is None:
+            return None
+        pos = 0
+        while pos < length:
+            block = pread(self.fd, min(1 << 20, length - pos), pos)
+            if not block:
+                return "short read"
+            h.update(block)
+            pos += len(block)
+        digest = h.hexdigest()
+        return None if digest == expected else f"expected {expected}, got {digest}"

@@ -13,12 +13,14 @@ Protocol rules applied here:
 - A ``2xx`` with ``Content-Type: text/html`` (for a file that is not HTML) or a
   ``Content-Encoding`` is refused: captive portals and block pages answer like that.
 - ``416`` or a different total means the remote file is not the one listed.
-- ``408``/``429``/``5xx`` and transport errors (reset, timeout, stalled read) are retried
-  with exponential backoff and jitter; ``429``/``503`` honour ``Retry-After`` (seconds or
-  HTTP date) and the IETF ``RateLimit: "..";r=0;t=N`` header.
-- Redirects are followed by hand (not by httpx) so that the mirror's headers go only to the
-  mirror's own origin (scheme, host, port): httpx drops only ``Authorization`` on a
-  cross-origin redirect, we drop every header the caller gave. The final URL is remembered
+- ``408``/``425``/``429``/``5xx``, transport errors (reset, timeout, stalled read) and bodies
+  slower than the minimum rate (:func:`body`) are worth another try; how often and how long to
+  wait is :class:`unihub.retry.Retry`'s decision (``Retry-After`` via
+  :func:`unihub.retry.retry_after`).
+- Redirects are followed by hand (not by httpx) and the mirror's headers are added by
+  :class:`unihub.session.OriginAuth` only on the mirror's own origin (scheme, host, port):
+  httpx drops only ``Authorization`` on a cross-origin redirect, we drop every header the
+  caller gave. The final URL is remembered
   for later ranges (one round trip less per range); a ``401/403/404/410`` from such a
   remembered URL (expired signed CDN link) forgets it and asks the mirror again.
 - ``If-Range`` is not sent: the ``ETag`` of every answer is compared with the one recorded
@@ -27,45 +29,28 @@ Protocol rules applied here:
 
 from __future__ import annotations
 
-import email.utils
-import random
 import re
-import threading
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from collections.abc import Iterator
+from urllib.parse import urljoin
 
 import httpx2
 
-from .jobs import Mirror
+from ..retry import RETRY_STATUSES, retry_after
+from ..session import OriginAuth
+from ..timeouts import Timeouts
+from .mirrors import MirrorState
 
-__all__ = [
-    "FetchError",
-    "MirrorState",
-    "WholeBody",
-    "backoff_delay",
-    "open_range",
-    "origin",
-    "retry_after_seconds",
-]
+__all__ = ["FetchError", "MirrorState", "WholeBody", "body", "open_range"]
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
-_RATELIMIT_T = re.compile(r"(?:^|;)\s*t\s*=\s*(\d+)")
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    return (parts.scheme.lower(), (parts.hostname or "").lower(), port)
 
 
 class FetchError(Exception):
-    """A failed request. ``retry``: worth retrying; ``mirror_fault``: counts against the
-    mirror; ``changed``: the mirror serves another version of the file; ``delay``: wait
-    this long before retrying (Retry-After)."""
+    """A failed request. ``retry``: worth retrying; ``changed``: the mirror serves another
+    version of the file; ``delay``: what the server asked us to wait (Retry-After);
+    ``progress``: new bytes the failed attempt still delivered (set by the body readers)."""
 
     def __init__(
         self,
@@ -79,6 +64,7 @@ class FetchError(Exception):
         self.retry = retry
         self.changed = changed
         self.delay = delay
+        self.progress = 0
 
 
 class WholeBody(Exception):
@@ -89,74 +75,35 @@ class WholeBody(Exception):
         self.response = response
 
 
-@dataclass(eq=False)
-class MirrorState:
-    """What one file's transfer knows about one mirror."""
+def body(resp: httpx2.Response, timeouts: Timeouts, size: int | None = None) -> Iterator[bytes]:
+    """The pieces of ``resp``'s body as they arrive, under the minimum-rate rule.
 
-    mirror: Mirror
-    index: int  # mirror number in the journal
-    resolved: str | None = None  # final URL after redirects, remembered
-    failures: int = 0
-    dropped: bool = False
-    active: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    etag: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def name(self) -> str:
-        return self.mirror.name
-
-    def rate(self) -> float | None:
-        """Measured bytes/s per connection, None before enough data."""
-        with self.lock:
-            return self.bytes / self.seconds if self.seconds > 0.5 else None
-
-    def record(self, nbytes: int, seconds: float) -> None:
-        with self.lock:
-            self.bytes += nbytes
-            self.seconds += seconds
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``Retry-After`` (delta or HTTP date) or ``RateLimit: ...;t=N``."""
-    value = headers.get("retry-after")
-    if value:
-        value = value.strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-        except (TypeError, ValueError, IndexError):
-            pass
-    rl = headers.get("ratelimit")
-    if rl:
-        m = _RATELIMIT_T.search(rl)
-        if m:
-            return float(m.group(1))
-    return None
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter over the upper half: ``[d/2, d]``, ``d = base*2^n``."""
-    d = min(cap, base * (2 ** max(0, attempt - 1)))
-    return float(d / 2 + random.random() * d / 2)
-
-
-def _headers_for(url: str, mirror: Mirror, start: int, end: int | None) -> dict[str, str]:
-    headers = {"Accept-Encoding": "identity"}
-    if end is not None:
-        headers["Range"] = f"bytes={start}-{end}"
-    if origin(url) == origin(mirror.url):
-        headers.update(mirror.headers)
-    return headers
+    A body slower than ``timeouts.min_rate`` over ``min_rate_window`` (a slow drip never trips
+    the read timeout) and transport errors raise :class:`FetchError`; so does a body longer
+    than ``size``. The caller closes ``resp`` (which drops the connection).
+    """
+    check = timeouts.speed_check()
+    got = 0
+    try:
+        for piece in resp.iter_raw():
+            got += len(piece)
+            if size is not None and got > size:
+                raise FetchError("server sent more bytes than the file size", retry=False)
+            if check.add(len(piece)):
+                raise FetchError(
+                    f"too slow: under {timeouts.min_rate:.0f} B/s for "
+                    f"{timeouts.min_rate_window:g} s"
+                )
+            yield piece
+    except httpx2.TimeoutException as exc:
+        raise FetchError(f"timeout ({type(exc).__name__})") from exc
+    except httpx2.HTTPError as exc:
+        raise FetchError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
 
 def open_range(
     client: httpx2.Client,
-    ms: MirrorState,
+    state: MirrorState,
     start: int,
     end: int,
     size: int,
@@ -171,57 +118,59 @@ def open_range(
     Raises :class:`FetchError` or :class:`WholeBody` (the caller must close its response).
     """
     last = end - 1
-    rng = last if ranged else None
-    remembered = ms.resolved
-    url = remembered or ms.mirror.url
-    for _ in range(MAX_REDIRECTS + 1):
-        request = client.build_request(
-            "GET", url, headers=_headers_for(url, ms.mirror, start, rng), timeout=timeout
-        )
-        try:
-            resp = client.send(request, stream=True, follow_redirects=False)
-        except httpx2.TimeoutException as exc:
-            raise FetchError(f"timeout ({type(exc).__name__})") from exc
-        except httpx2.HTTPError as exc:  # connect/read/protocol errors, bad proxy, ...
-            raise FetchError(f"{type(exc).__name__}: {exc}") from exc
-        if resp.status_code in REDIRECTS and "location" in resp.headers:
-            resp.close()
-            url = urljoin(url, resp.headers["location"])
-            continue
-        break
-    else:
-        raise FetchError("too many redirects", retry=False)
+    headers = {"Accept-Encoding": "identity"}
+    if ranged:
+        headers["Range"] = f"bytes={start}-{last}"
+    remembered = state.resolved
+    auth = OriginAuth({state.mirror.url: state.mirror.headers})
+    resp, url = _follow(client, remembered or state.mirror.url, headers, auth, timeout)
     try:
-        _check(
-            resp, ms, start, last, size, from_memory=remembered is not None, expect_html=expect_html
-        )
+        _check(resp, state, from_memory=remembered is not None, expect_html=expect_html)
+        _check_range(resp, start, last, size)
     except WholeBody:
-        ms.resolved = url if url != ms.mirror.url else None
+        state.resolved = url if url != state.mirror.url else None
         raise
     except BaseException:
         resp.close()
         raise
-    ms.resolved = url if url != ms.mirror.url else None
+    state.resolved = url if url != state.mirror.url else None
     return resp
 
 
+def _follow(
+    client: httpx2.Client,
+    url: str,
+    headers: dict[str, str],
+    auth: OriginAuth,
+    timeout: httpx2.Timeout,
+) -> tuple[httpx2.Response, str]:
+    """Send the GET, following redirects by hand; the answer and the URL that gave it."""
+    for _ in range(MAX_REDIRECTS + 1):
+        request = client.build_request("GET", url, headers=headers, timeout=timeout)
+        try:
+            resp = client.send(request, auth=auth, stream=True, follow_redirects=False)
+        except httpx2.TimeoutException as exc:
+            raise FetchError(f"timeout ({type(exc).__name__})") from exc
+        except httpx2.HTTPError as exc:  # connect/read/protocol errors, bad proxy, ...
+            raise FetchError(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code not in REDIRECTS or "location" not in resp.headers:
+            return resp, url
+        resp.close()
+        url = urljoin(url, resp.headers["location"])
+    raise FetchError("too many redirects", retry=False)
+
+
 def _check(
-    resp: httpx2.Response,
-    ms: MirrorState,
-    start: int,
-    last: int,
-    size: int,
-    *,
-    from_memory: bool,
-    expect_html: bool,
+    resp: httpx2.Response, state: MirrorState, *, from_memory: bool, expect_html: bool
 ) -> None:
+    """Status, content type and encoding, ETag: the rules every answer must pass."""
     status = resp.status_code
     h = resp.headers
     if status in (401, 403, 404, 410) and from_memory:
-        ms.resolved = None  # an expired signed CDN URL: ask the mirror again
+        state.resolved = None  # an expired signed CDN URL: ask the mirror again
         raise FetchError(f"HTTP {status} from redirected URL", delay=0.0)
-    if status in (408, 429, 500, 502, 503, 504) or 500 <= status < 600:
-        raise FetchError(f"HTTP {status}", delay=retry_after_seconds(h))
+    if status in RETRY_STATUSES or 500 <= status < 600:
+        raise FetchError(f"HTTP {status}", delay=retry_after(h))
     if status == 416:
         raise FetchError(
             "HTTP 416: range not satisfiable (remote size differs)", retry=False, changed=True
@@ -236,10 +185,15 @@ def _check(
         raise FetchError(f"server sent Content-Encoding {encoding!r} despite identity")
     etag = h.get("etag")
     if etag and not etag.startswith("W/"):
-        if ms.etag is not None and ms.etag != etag:
-            raise FetchError(f"ETag changed from {ms.etag} to {etag}", retry=False, changed=True)
-        ms.etag = etag
-    if status == 200:
+        if state.etag is not None and state.etag != etag:
+            raise FetchError(f"ETag changed from {state.etag} to {etag}", retry=False, changed=True)
+        state.etag = etag
+
+
+def _check_range(resp: httpx2.Response, start: int, last: int, size: int) -> None:
+    """A 200 must be the whole file (WholeBody unless that was asked), a 206 the range asked."""
+    h = resp.headers
+    if resp.status_code == 200:
         length = h.get("content-length")
         if length is not None and length.isdigit() and int(length) != size:
             raise FetchError(

@@ -1,0 +1,163 @@
+"""The mirrors of one file, and the one rotation rule for small and large files.
+
+- Choice: the best measured bytes/s per active connection (an unmeasured mirror counts as the
+  best known one, so it gets tried). The choice is per file (its own lock): concurrent files
+  and concurrent ``snapshot()`` calls never wait for each other here.
+- Failure: a mirror that failed ``retry.mirror_failures`` times in a row, or in a way a retry
+  cannot mend, is dropped for the file while others remain (the last one is never dropped:
+  the retry budget decides then).
+- Bad bytes: after a hash mismatch each remaining mirror in turn serves the whole file alone;
+  a mirror whose whole file failed is condemned for the file. With one mirror, one full retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import DownloadFailedError
+from ..retry import Retry
+from .jobs import Mirror
+
+if TYPE_CHECKING:
+    from .worker import FetchError
+
+__all__ = ["MirrorState", "Mirrors"]
+
+log = logging.getLogger("unihub")
+
+
+@dataclass(eq=False)
+class MirrorState:
+    """What one file's transfer knows about one mirror."""
+
+    mirror: Mirror
+    index: int  # mirror number in the journal
+    resolved: str | None = None  # final URL after redirects, remembered
+    failures: int = 0  # in a row
+    dropped: bool = False
+    active: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    etag: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def name(self) -> str:
+        return self.mirror.name
+
+    def rate(self) -> float | None:
+        """Measured bytes/s per connection, None before enough data."""
+        with self.lock:
+            return self.bytes / self.seconds if self.seconds > 0.5 else None
+
+    def record(self, nbytes: int, seconds: float, *, ok: bool = False) -> None:
+        with self.lock:
+            self.bytes += nbytes
+            self.seconds += seconds
+            self.active -= 1
+            if ok:
+                self.failures = 0
+
+
+class Mirrors:
+    """The :class:`MirrorState` of each mirror of one file, and the rules above."""
+
+    def __init__(self, states: Sequence[MirrorState], retry: Retry, label: str) -> None:
+        self.states = list(states)
+        self.retry = retry
+        self.label = label
+        self.condemned: set[int] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, mirrors: Iterable[Mirror], retry: Retry, label: str) -> Mirrors:
+        return cls([MirrorState(m, i) for i, m in enumerate(mirrors)], retry, label)
+
+    def names(self) -> str:
+        return ", ".join(dict.fromkeys(m.name for m in self.states))
+
+    def alive(self) -> list[MirrorState]:
+        return [m for m in self.states if not m.dropped]
+
+    def pick(self) -> MirrorState | None:
+        """The mirror for the next request, counted as active on it (``record`` ends that)."""
+        with self._lock:
+            alive = self.alive()
+            if not alive:
+                return None
+            known = [r for r in (m.rate() for m in alive) if r is not None]
+            default = max(known) if known else 1.0
+
+            def score(m: MirrorState) -> float:
+                rate = m.rate()
+                return (rate if rate is not None else default) / (m.active + 1)
+
+            best = max(alive, key=score)  # the first of equals: priority order breaks ties
+            with best.lock:
+                best.active += 1
+            return best
+
+    def failed(self, state: MirrorState, retryable: bool, cause: str) -> bool:
+        """Count a failure of ``state``; True when it was dropped for this file."""
+        with self._lock:
+            with state.lock:
+                state.failures += 1
+                bad = not retryable or state.failures >= self.retry.mirror_failures
+            if not bad or state.dropped or len(self.alive()) < 2:
+                return False
+            state.dropped = True
+        log.warning("%s: dropping mirror %s: %s", self.label, state.name, cause)
+        return True
+
+    def count(self, retry: Retry, state: MirrorState, exc: FetchError) -> Retry:
+        """One failed attempt: counted by the retry policy (with the new bytes it brought) and
+        against the mirror. Raises DownloadFailedError when giving up; else the new policy
+        value (the caller waits ``retry.backoff(exc.delay)`` unless the mirror was dropped)."""
+        cause = f"{exc} (from {state.name})"
+        retry = retry.increment(cause, progress=exc.progress)
+        self.failed(state, exc.retry, cause)
+        if retry.exhausted or (not exc.retry and not state.dropped):
+            raise self.gave_up(retry, state.name)
+        log.debug("%s: %s; retry %d", self.label, cause, retry.failures)
+        return retry
+
+    def gave_up(self, retry: Retry, source: str | None = None) -> DownloadFailedError:
+        return DownloadFailedError(
+            retry.describe(),
+            attempts=retry.failures,
+            path=self.label,
+            source=source or self.names(),
+            hint="Run again to resume; the partial file is kept",
+        )
+
+    def drop_if_others(self, state: MirrorState, cause: str) -> bool:
+        """Drop ``state`` if another mirror is left (it serves another version)."""
+        with self._lock:
+            if len(self.alive()) < 2:
+                return False
+            state.dropped = True
+        log.warning("%s: dropping mirror %s: %s", self.label, state.name, cause)
+        return True
+
+    def after_mismatch(self, used: set[int], only: MirrorState | None) -> MirrorState | None:
+        """The mirror to take the whole file from after a hash mismatch, or None.
+
+        ``used``: mirrors that served bytes of the bad file; ``only``: the mirror that alone
+        served it this round. Live mirrors first; with one mirror None (one full retry).
+        """
+        if only is not None:
+            self.condemned.add(only.index)
+        elif len(used) == 1 and len(self.states) > 1:
+            self.condemned.update(used)
+        candidates = sorted(
+            (m for m in self.states if m.index not in self.condemned), key=lambda m: m.dropped
+        )
+        if not candidates or len(self.states) < 2:
+            return None
+        for m in self.states:
+            m.dropped = m is not candidates[0]
+        return candidates[0]
