@@ -108,8 +108,18 @@ def test_credentials_never_show_in_cli_output(fake_hub_factory, tmp_path):
     hub = fake_hub_factory("hf", repos=[make_repo()], status_override=503)
     host = hub.endpoint.split("://", 1)[1]
     out = subprocess.run(
-        [sys.executable, "-m", "unihub", "-vv", "download", HF_ID, "--cache-dir", str(tmp_path)]
-        + ["--source", f"hf=http://bob:TopSecret9@{host}"],
+        [
+            sys.executable,
+            "-m",
+            "unihub",
+            "-vv",
+            "download",
+            HF_ID,
+            "--cache-dir",
+            str(tmp_path),
+            "--source",
+            f"hf=http://bob:TopSecret9@{host}",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
