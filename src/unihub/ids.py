@@ -29,7 +29,6 @@ quantized substitutes, which the generator flags and :class:`IdCandidate` report
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .safety import check_repo_id
+from .settings import id_map_file
 
 __all__ = [
     "ENV_ID_MAP",
@@ -306,13 +306,6 @@ def _parse_id_map(path: Path) -> dict[str, str]:
     return result
 
 
-def id_map_file(environ: Mapping[str, str] | None = None) -> Path | None:
-    """The file named by ``UNIHUB_ID_MAP`` in ``environ`` (default: the process environment)."""
-    env = os.environ if environ is None else environ
-    path = env.get(ENV_ID_MAP, "").strip()
-    return Path(path).expanduser() if path else None
-
-
 def _overrides(
     overrides: Mapping[str, str] | None, map_file: Path | None
 ) -> Iterator[tuple[str, str]]:
@@ -375,7 +368,7 @@ def candidates(
             seen.add(cand.id.lower())
             found.append(cand)
 
-    if map_file is False:
+    if map_file is False:  # called as an entry point: read the environment now
         map_file = id_map_file(environ)
     for hf_id, ms_id in _overrides(overrides, map_file):
         hf_id, ms_id = _clean(hf_id, "hf"), _clean(ms_id, "ms")

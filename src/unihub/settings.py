@@ -46,7 +46,7 @@ from typing import Any
 
 from .timeouts import Timeouts
 
-__all__ = ["Settings", "env_flag"]
+__all__ = ["Settings", "env_flag", "id_map_file"]
 
 _TRUE = frozenset({"1", "ON", "YES", "TRUE"})
 _FALSE = frozenset({"0", "OFF", "NO", "FALSE"})
@@ -92,6 +92,13 @@ def _ms_endpoint(env: Mapping[str, str]) -> str | None:
         if "://" not in url:
             url = "https://" + url
     return url.rstrip("/") or None
+
+
+def id_map_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The id map file named by ``UNIHUB_ID_MAP`` (``environ`` default: the process's)."""
+    env = os.environ if environ is None else environ
+    path = env.get("UNIHUB_ID_MAP", "").strip()
+    return Path(path).expanduser() if path else None
 
 
 def _proxies(environ: Mapping[str, str] | None) -> dict[str, str]:
@@ -167,7 +174,6 @@ class Settings:
         hf_transfer = _tri_state("UNIHUB_HF_TRANSFER", env)
         if hf_transfer is None and env_flag("HF_HUB_ENABLE_HF_TRANSFER", env):
             hf_transfer = True
-        id_map = env.get("UNIHUB_ID_MAP", "").strip()
         return cls(
             hf_endpoint=(env.get("HF_ENDPOINT", "").strip().rstrip("/") or None),
             ms_endpoint=_ms_endpoint(env),
@@ -180,7 +186,7 @@ class Settings:
             hub_cache=_hub_cache(env),
             symlinks=not env_flag("HF_HUB_DISABLE_SYMLINKS", env),
             hf_transfer=hf_transfer,
-            id_map_file=Path(id_map).expanduser() if id_map else None,
+            id_map_file=id_map_file(env),
             probe_ttl=env.get("UNIHUB_PROBE_TTL", "").strip() or None,
             unihub_cache=_unihub_cache(env),
             proxies=_proxies(environ),
