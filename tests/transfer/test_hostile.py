@@ -201,7 +201,8 @@ def test_present_at_copy_is_not_fetched_again(tmp_path: Path, name: str) -> None
 
 
 @pytest.mark.slow
-def test_kill_loss_is_small() -> None:
+def test_kill_loss_is_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
     import measure_kill_loss
 
     assert measure_kill_loss.main(kills=3, seed=7) <= 1.3

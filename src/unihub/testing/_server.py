@@ -236,9 +236,15 @@ class _Handler(BaseHTTPRequestHandler):
             piece = view[:step]
             self._bucket.take(len(piece), stop)
             total.take(len(piece), stop)
-            # Counted before the write, so a client that has read the body sees it counted.
+            # Counted before the write, so a client that has read the body sees it counted;
+            # taken back when the kernel refuses the piece (the client is gone), so bytes that
+            # never left are not "served".
             backend.count_bytes(key, len(piece))
-            self.wfile.write(piece)
+            try:
+                self.wfile.write(piece)
+            except OSError:
+                backend.count_bytes(key, -len(piece))
+                raise
             view = view[len(piece) :]
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _serve

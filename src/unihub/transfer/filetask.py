@@ -56,7 +56,11 @@ __all__ = ["FileTransfer"]
 
 log = logging.getLogger("unihub")
 
-FLUSH = 64 * 1024  # bytes gathered before one pwrite: what a kill can lose per connection
+# A connection writes what it gathered once it holds FLUSH bytes or its oldest unwritten byte is
+# FLUSH_AFTER seconds old: big writes on fast links (few syscalls), and on slow links a kill
+# loses at most a few milliseconds of bytes per connection.
+FLUSH = 64 * 1024
+FLUSH_AFTER = 0.02
 
 
 class _Changed(Exception):
@@ -443,20 +447,26 @@ class FileTransfer:
     def _stream(self, resp: httpx2.Response, a: Assignment, state: MirrorState) -> None:
         """Copy the body into ``[a.pos, a.end)``; ``a.end`` may shrink meanwhile (stolen tail).
 
-        Pieces are written once ``FLUSH`` bytes are gathered (a kill loses at most that per
-        connection); nothing that arrived before a shrink or a failure is thrown away.
+        Pieces are written once ``FLUSH`` bytes are gathered or the oldest is ``FLUSH_AFTER``
+        seconds old (a kill loses little per connection); nothing that arrived before a shrink
+        or a failure is thrown away.
         """
         buf = bytearray()
         flush = min(FLUSH, self.opts.read_size)
+        oldest = 0.0
         try:
             for piece in body(resp, self.opts.timeouts):
                 if self.stop.is_set():
                     return
+                now = time.monotonic()
+                if not buf:
+                    oldest = now
                 buf += piece
                 self._note_flowing(len(piece))
                 with self.sched.lock:
                     at_end = a.pos + len(buf) >= a.end
-                if (at_end or len(buf) >= flush) and self._flush(buf, a, state):
+                due = at_end or len(buf) >= flush or now - oldest >= FLUSH_AFTER
+                if due and self._flush(buf, a, state):
                     return
             if buf and self._flush(buf, a, state):
                 return

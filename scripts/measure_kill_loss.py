@@ -4,7 +4,7 @@ A 64 MB repo (2 x 24 MB + 8 x 2 MB) on a FakeHub limited to 32 MB/s in total; a 
 downloads it and is killed with SIGKILL at a random moment, ten times; then the download is
 completed in this process. Prints served bytes / repo size (1.0 = nothing fetched twice).
 
-    PYTHONPATH=src python tests/transfer/measure_kill_loss.py [kills] [seed]
+    python scripts/measure_kill_loss.py [kills] [seed]
 """
 
 from __future__ import annotations
