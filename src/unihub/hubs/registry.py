@@ -44,6 +44,7 @@ class HubSpec:
     ``aliases``: other names of the first public endpoint in ``sources`` strings.
     ``ping_path``: a cheap request any hub of the protocol answers with JSON (for ``probe``
     without a repo). ``token_hint``: where this protocol's token comes from, for messages.
+    ``token_cookie``: a cookie that carries the token too (the official client sends both).
     """
 
     protocol: ProtocolName
@@ -54,6 +55,7 @@ class HubSpec:
     aliases: tuple[str, ...]
     ping_path: str
     token_hint: str
+    token_cookie: str | None = None
 
 
 PROTOCOLS: Mapping[str, HubSpec] = MappingProxyType(
@@ -80,6 +82,7 @@ PROTOCOLS: Mapping[str, HubSpec] = MappingProxyType(
             aliases=("ms",),
             ping_path="/api/v1/models/Qwen/Qwen2.5-0.5B-Instruct/revisions",
             token_hint="MODELSCOPE_API_TOKEN",  # noqa: S106 - a hint
+            token_cookie="m_session_id",
         ),
     }
 )
