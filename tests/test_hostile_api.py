@@ -11,8 +11,8 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -134,23 +134,12 @@ def test_credentials_never_show_in_cli_output(fake_hub_factory, tmp_path):
 def test_two_snapshots_in_threads_on_one_target(fake_hub_factory, tmp_path):
     repo = make_repo()
     hub = fake_hub_factory("hf", repos=[repo], per_connection_rate=8 << 20)
-    results: list[str] = []
-    errors: list[BaseException] = []
 
-    def one() -> None:
-        try:
-            results.append(
-                unihub.snapshot(HF_ID, sources=hub.source, cache_dir=tmp_path, progress=False)
-            )
-        except BaseException as exc:
-            errors.append(exc)
+    def one() -> str:
+        return unihub.snapshot(HF_ID, sources=hub.source, cache_dir=tmp_path, progress=False)
 
-    threads = [threading.Thread(target=one) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    with ThreadPoolExecutor(2) as pool:
+        results = [f.result(timeout=120) for f in [pool.submit(one) for _ in range(2)]]
     assert len(set(results)) == 1
     folder = Path(results[0])
     for path in repo.files():

@@ -11,6 +11,7 @@ import itertools
 import os
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -235,31 +236,24 @@ def test_concurrent_publishers_without_symlinks_share_the_snapshot(tmp_path: Pat
     manifest = hf_manifest(repo)
     cache = tmp_path / "hub"
     both_planned = threading.Barrier(2)
-    errors: list[BaseException] = []
     order = threading.Lock()
 
     def writer() -> None:
-        try:
-            layout = CacheLayout(cache, repo_id="org/name", symlinks=False)
-            targets = layout.targets(manifest, manifest.files)
-            both_planned.wait(timeout=30)
-            with order:  # one engine at a time; the second finds the snapshot files in place
-                for t in targets:
-                    done = t.path.is_file() and t.path.stat().st_size == t.file.size
-                    if not t.present and not done:
-                        fake_engine([t], repo)
-                for t in targets:
-                    layout.publish(t)
-            layout.finalize(manifest, manifest.files, revision="main")
-        except BaseException as exc:
-            errors.append(exc)
+        layout = CacheLayout(cache, repo_id="org/name", symlinks=False)
+        targets = layout.targets(manifest, manifest.files)
+        both_planned.wait(timeout=30)
+        with order:  # one engine at a time; the second finds the snapshot files in place
+            for t in targets:
+                done = t.path.is_file() and t.path.stat().st_size == t.file.size
+                if not t.present and not done:
+                    fake_engine([t], repo)
+            for t in targets:
+                layout.publish(t)
+        layout.finalize(manifest, manifest.files, revision="main")
 
-    threads = [threading.Thread(target=writer) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(writer) for _ in range(2)]:
+            future.result(timeout=60)  # re-raises a failure of either writer
     folder = cache / "models--org--name" / "snapshots" / repo.head()
     for path in repo.files():
         assert not (folder / path).is_symlink()

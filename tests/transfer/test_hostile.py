@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -220,22 +221,15 @@ def test_two_calls_in_threads_on_one_target(tmp_path: Path) -> None:
     repo = FakeRepo("org/name", files={"a.bin": 1_000_000, "b.bin": 6 * MiB})
     total = sum(f.size for f in repo.files().values())
     with FakeHub("hf", repos=[repo], per_connection_rate=4 * MiB) as hub:
-        errors: list[BaseException] = []
 
         def call() -> None:
             jobs = [job_for(hub, repo, p, tmp_path) for p in ("a.bin", "b.bin")]
-            try:
-                download_files(jobs, progress=False, options=FAST)
-            except BaseException as exc:
-                errors.append(exc)
+            download_files(jobs, progress=False, options=FAST)
 
-        threads = [threading.Thread(target=call) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        with ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(call) for _ in range(2)]:
+                future.result(timeout=60)  # re-raises a failure of either call
         served = hub.stats.bytes_total
-    assert not errors
     for name, info in repo.files().items():
         assert sha256_file(tmp_path / name) == info.sha256
     assert sorted(os.listdir(tmp_path)) == ["a.bin", "b.bin"]
