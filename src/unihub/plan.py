@@ -75,9 +75,6 @@ class Plan:
     results: list[ProbeResult] = field(default_factory=list)
     confirmed: bool | None = None  # None: manifest from ModelScope, no HF listing to compare
 
-    def close(self) -> None:
-        """Nothing to release: the session owns the hubs (kept for callers)."""
-
 
 def _pick_manifest(listings: Sequence[SourceListing], revision: str | None) -> SourceListing | None:
     """The truth: a listing of exactly ``revision``, Hugging Face protocol first."""

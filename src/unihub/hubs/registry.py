@@ -82,7 +82,7 @@ PROTOCOLS: Mapping[str, HubSpec] = MappingProxyType(
             aliases=("ms",),
             ping_path="/api/v1/models/Qwen/Qwen2.5-0.5B-Instruct/revisions",
             token_hint="MODELSCOPE_API_TOKEN",  # noqa: S106 - a hint
-            token_cookie="m_session_id",
+            token_cookie="m_session_id",  # noqa: S106 - a cookie name
         ),
     }
 )
