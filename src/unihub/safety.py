@@ -52,6 +52,7 @@ __all__ = [
     "is_safe_path",
     "open_nofollow",
     "path_parts",
+    "redact_text",
     "redact_url",
     "unsafe_reason",
 ]
@@ -230,6 +231,14 @@ def open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
     return os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
 
 
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error message, say) with the credentials of every URL in it removed."""
+    return _USERINFO.sub("//", text)
+
+
 def redact_url(url: str) -> str:
     """``url`` without user name or password (``http://user:pw@host/x`` -> ``http://host/x``)."""
     try:
@@ -239,4 +248,4 @@ def redact_url(url: str) -> str:
         host = parts.netloc.rpartition("@")[2]
         return urlunsplit(parts._replace(netloc=host))
     except ValueError:
-        return re.sub(r"//[^/@]*@", "//", url)
+        return redact_text(url)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -42,7 +41,7 @@ import httpx2
 
 from ..errors import BadResponseError, Failure, SourceUnavailableError
 from ..retry import RETRY_STATUSES, Retry, retry_after
-from ..safety import redact_url
+from ..safety import redact_text, redact_url
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -54,7 +53,6 @@ logger = logging.getLogger("unihub.hubs")
 
 MAX_BODY = 64 * 2**20
 MAX_REDIRECTS = 10
-_USERINFO = re.compile(r"//[^/@\s]*@")  # credentials of a URL inside an error's text
 HTML_HINT = "got an HTML page: a captive portal or block page?"
 
 
@@ -294,7 +292,7 @@ def _translate(exc: Exception, where: dict[str, Any], first: bool) -> Exception:
 def _short(exc: BaseException) -> str:
     """The first line of ``exc``'s text, any ``user:password@`` of a URL in it removed."""
     text = (str(exc) or type(exc).__name__).splitlines()[0]
-    return _USERINFO.sub("//", text)[:200]
+    return redact_text(text)[:200]
 
 
 def loads(body: bytes) -> Any:
