@@ -200,3 +200,20 @@ def test_credentials_in_a_source_url_are_never_shown(
 def test_source_objects_hold_no_credentials() -> None:
     src = parse_source("hf=https://user:pw@mirror.example/")
     assert isinstance(src, Source) and "pw" not in src.endpoint + src.name + repr(src)
+
+
+# -- the listing proves access: no separate access check for a repo its hub says is not gated --
+
+
+def test_open_repo_needs_no_access_check_but_gated_one_does(fake_hub_factory: Factory) -> None:
+    repo = FakeRepo(HF_ID, files={"config.json": b"{}", "model.safetensors": 2**20})
+    open_hub = fake_hub_factory("hf", repos=[repo])
+    gated_hub = fake_hub_factory("hf", repos=[repo], gated=[HF_ID], tokens=["hf_ok"])
+    for hub, token, checked in ((open_hub, False, False), (gated_hub, "hf_ok", True)):
+        session, plan = plan_for([hub.source], token=token)
+        assert plan.manifest.gated is (checked)  # type: ignore[attr-defined]
+        hub.reset_stats()
+        drop_refusing(plan, plan.manifest.files)  # type: ignore[attr-defined]
+        heads = [r for r in hub.stats.requests if r.method == "HEAD"]
+        assert bool(heads) is checked, hub.stats.requests
+        session.close()

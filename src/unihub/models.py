@@ -69,6 +69,9 @@ class Manifest:
     source: str  # source name
     files: list[RepoFile] = field(default_factory=list)
     protocol: str = "hf"  # the protocol of the hub that listed it (unihub.hubs.registry)
+    # Whether the hub said file downloads need accepted terms (None: it did not say). A listing
+    # that says False proves access, so no separate access check is needed before the bytes.
+    gated: bool | None = None
 
     def by_path(self) -> dict[str, RepoFile]:
         return {f.path: f for f in self.files}

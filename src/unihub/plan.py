@@ -222,14 +222,16 @@ def drop_refusing(plan: Plan, files: Sequence[RepoFile]) -> None:
 
     Listings of gated repos succeed on both hubs and only file requests are refused, so one
     cheap request per source (concurrently) turns that into a clear error — or into a
-    fallback to a source that serves the repo freely — before any transfer starts.
+    fallback to a source that serves the repo freely — before any transfer starts. A listing
+    whose hub said the repo is not gated (``Manifest.gated is False``) already proves access:
+    that source is not asked again (one round trip less before the first byte).
     """
     if not files:
         return
 
     def check(listing: SourceListing) -> AuthRequiredError | None:
         path = next((f.path for f in files if f.path in listing.files), None)
-        if path is None:
+        if path is None or listing.manifest.gated is False:
             return None
         revision = listing.manifest.commit or listing.manifest.revision
         try:

@@ -63,10 +63,12 @@ class HuggingFaceHub(HubAdapter):
     ) -> Manifest:
         check_repo_id(repo_id, hub="hf", source=self.source.name)
         rev = revision or self.default_branch
-        commit = self._resolve(repo_id, repo_type, rev)
+        commit, gated = self._resolve(repo_id, repo_type, rev)
         files = self._tree(repo_id, repo_type, commit)
         check_tree((f.path for f in files), repo_id=repo_id, source=self.source.name)
-        return Manifest(repo_id, repo_type, rev, commit, self.source.name, files, protocol="hf")
+        return Manifest(
+            repo_id, repo_type, rev, commit, self.source.name, files, protocol="hf", gated=gated
+        )
 
     def _api(self, repo_type: RepoType, repo_id: str) -> str:
         return f"{self.source.endpoint}/api/{repo_type}s/{repo_id}"
@@ -74,9 +76,11 @@ class HuggingFaceHub(HubAdapter):
     def _get(self, url: str, repo_id: str, **kw: Any) -> Reply:
         return self._http.request(url, repo_id=repo_id, **kw)
 
-    def _resolve(self, repo_id: str, repo_type: RepoType, rev: str) -> str:
+    def _resolve(self, repo_id: str, repo_type: RepoType, rev: str) -> tuple[str, bool | None]:
+        """(commit, gated): the repo info's ``gated`` is ``false``, ``"auto"`` or ``"manual"``
+        (None when not asked: a commit sha needs no revision lookup)."""
         if is_commit_sha(rev):
-            return rev
+            return rev, None
         url = f"{self._api(repo_type, repo_id)}/revision/{quote(rev, safe='')}"
         reply = self._get(url, repo_id)
         try:
@@ -93,7 +97,8 @@ class HuggingFaceHub(HubAdapter):
                 repo_id=repo_id,
                 source=self.source.name,
             )
-        return sha
+        gated = data.get("gated")
+        return sha, (None if gated is None else bool(gated))
 
     def _tree(self, repo_id: str, repo_type: RepoType, commit: str) -> list[RepoFile]:
         url = f"{self._api(repo_type, repo_id)}/tree/{quote(commit, safe='')}"
