@@ -105,6 +105,7 @@ _KNOBS = (
     "strict_tokens",
     "gzip",
     "own_commit_ids",
+    "max_unranged",
 )
 
 
@@ -127,6 +128,9 @@ class FakeHub:
     compressed body. ``own_commit_ids`` (ModelScope only): commit ids are derived per hub
     (:meth:`commit_id`) instead of being the FakeRepo shas, as on the real hubs where the same
     content has unrelated commit ids on huggingface.co and modelscope.cn.
+    ``max_unranged``: a file GET without ``Range`` for a file larger than this many bytes is
+    answered ``400`` with an HTML page, as Hugging Face's storage bridge does above 50 GB
+    (ranges are served).
     """
 
     def __init__(
@@ -150,6 +154,7 @@ class FakeHub:
         strict_tokens: bool = False,
         gzip: bool = False,
         own_commit_ids: bool = False,
+        max_unranged: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -176,6 +181,7 @@ class FakeHub:
         self.strict_tokens = strict_tokens
         self.gzip = gzip
         self.own_commit_ids = own_commit_ids
+        self.max_unranged = max_unranged
         self.stats = HubStats()
         self.stopping = threading.Event()
         self._host, self._port = host, port
@@ -402,6 +408,9 @@ class FakeHub:
         size = blob.size
         status, start, end = 200, 0, size
         spec = request.headers.get("Range")
+        limit = self.max_unranged
+        if request.method == "GET" and not spec and limit is not None and size > limit:
+            return block_page(400)
         if spec and not self.faults.ignore_range:
             parsed = parse_range(spec, size)
             if parsed == "unsatisfiable":

@@ -92,6 +92,9 @@ class TransferOptions:
       the bytes the server already pushed into the socket for the shortened range).
     - ``small_file_threshold``: files up to this size are fetched with one sequential GET
       into the partial file (no journal, no ranges; resumed from its length).
+    - ``max_unranged``: no request without ``Range`` for a file larger than this (Hugging
+      Face's storage bridge refuses an unranged GET above 50 GB but serves ranges); large
+      files always use ranges, a small file above it asks for ``bytes=0-``.
     - ``small_file_workers``: extra threads, beyond ``max_workers``, that take only small
       files (many small files are bound by round trips, not bandwidth).
     - ``timeouts``: connect/read timeouts and the minimum-rate rule of every body
@@ -116,6 +119,7 @@ class TransferOptions:
     read_size: int = 256 * 1024
     small_file_threshold: int = 2 * MiB
     small_file_workers: int = 24
+    max_unranged: int = 50 * 10**9
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: Retry = field(default_factory=Retry)
     proxies: Mapping[str, str] = field(default_factory=dict)

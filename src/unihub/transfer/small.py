@@ -151,7 +151,7 @@ class _SmallFile:
                 size,
                 timeout=self.ctx.timeout,
                 expect_html=self.job.dest.suffix.lower() in (".html", ".htm"),
-                ranged=have > 0,
+                ranged=have > 0 or size > self.ctx.options.max_unranged,
             )
         except WholeBody as wb:  # the server ignores Range: start over
             resp = wb.response
