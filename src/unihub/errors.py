@@ -171,16 +171,9 @@ class BadResponseError(HubError):
     """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        kind: Failure = Failure.PROTOCOL,
-        repo_id: str | None = None,
-        source: str | None = None,
-        path: str | None = None,
-        hint: str | None = None,
+        self, message: str, *, kind: Failure = Failure.PROTOCOL, **where: str | None
     ) -> None:
-        super().__init__(message, repo_id=repo_id, source=source, path=path, hint=hint)
+        super().__init__(message, **where)
         self.kind = kind
 
 
@@ -191,17 +184,9 @@ class SourceUnavailableError(UnihubError, ConnectionError):
     """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        kind: Failure = Failure.OTHER,
-        attempts: int = 1,
-        repo_id: str | None = None,
-        source: str | None = None,
-        path: str | None = None,
-        hint: str | None = None,
+        self, message: str, *, kind: Failure = Failure.OTHER, attempts: int = 1, **where: str | None
     ) -> None:
-        super().__init__(message, repo_id=repo_id, source=source, path=path, hint=hint)
+        super().__init__(message, **where)
         self.kind = kind
         self.attempts = attempts
 
@@ -233,17 +218,8 @@ class DownloadFailedError(TransferError):
     ``attempts`` is the number of tries made on the last failing range (0 when unknown).
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        attempts: int = 0,
-        repo_id: str | None = None,
-        source: str | None = None,
-        path: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, repo_id=repo_id, source=source, path=path, hint=hint)
+    def __init__(self, message: str, *, attempts: int = 0, **where: str | None) -> None:
+        super().__init__(message, **where)
         self.attempts = attempts
 
 
@@ -267,17 +243,8 @@ class StorageError(UnihubError, OSError):
     """The target folder cannot be written: read-only, a file where a folder must be (or the
     other way round), a name too long for the file system, ... ``errno`` is the OS's."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        errno: int | None = None,
-        repo_id: str | None = None,
-        source: str | None = None,
-        path: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, repo_id=repo_id, source=source, path=path, hint=hint)
+    def __init__(self, message: str, *, errno: int | None = None, **where: str | None) -> None:
+        super().__init__(message, **where)
         self.errno = errno
 
 
