@@ -77,9 +77,13 @@ def test_falls_back_when_hf_transfer_dies(tmp_path: Path) -> None:
         if ev.kind == "advance" and not killed:
             killed.append(_kill_hf_transfer_children())
 
-    with FakeHub("hf", repos=[repo], per_connection_rate=4 * MiB) as hub:
+    # Two connections of 1 MiB chunks at 2 MiB/s: the first chunk's progress arrives after about
+    # 0.5 s while the child has about 1.5 s left, so it is surely alive when we kill it (with 16
+    # connections all chunks finished at once and the child could exit before the first line).
+    opts = replace(OPTS, connections=2)
+    with FakeHub("hf", repos=[repo], per_connection_rate=2 * MiB) as hub:
         job = job_for(hub, repo, "big.safetensors", tmp_path)
-        download_files([job], progress=on_progress, options=OPTS)
+        download_files([job], progress=on_progress, options=opts)
     assert killed == [True]
     assert sha256_file(job.dest) == repo.files()["big.safetensors"].sha256
     assert sum(e.bytes for e in events) == SIZE
