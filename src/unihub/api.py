@@ -151,7 +151,11 @@ def _get(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
         return folder, local
 
 
-def _run(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
+def _call(repo_id: str, paths: list[str] | None, **kwargs: object) -> tuple[Path, list[Path]]:
+    """One entry: read the settings, check the arguments, run the pipeline; an ``OSError`` of
+    the target leaves as a unihub error."""
+    settings = Settings.from_env()
+    req = check_request(settings, repo_id, paths=paths, **kwargs)
     try:
         return _get(req, settings)
     except OSError as exc:
@@ -184,10 +188,9 @@ def snapshot(
     Hugging Face id whatever hub the bytes came from, so ``from_pretrained("org/name")``
     finds it offline. Patterns that match no file raise :class:`EntryNotFoundError`.
     """
-    settings = Settings.from_env()
-    req = check_request(
-        settings,
+    folder, _ = _call(
         repo_id,
+        None,
         repo_type=repo_type,
         revision=revision,
         local_dir=local_dir,
@@ -195,7 +198,6 @@ def snapshot(
         sources=sources,
         include=include,
         exclude=exclude,
-        paths=None,
         token=token,
         max_workers=max_workers,
         connections=connections,
@@ -203,7 +205,6 @@ def snapshot(
         verify=verify,
         offline=offline,
     )
-    folder, _ = _run(req, settings)
     return str(folder)
 
 
@@ -224,18 +225,14 @@ def download(
     offline: bool = False,
 ) -> str:
     """Download one file of a repo and return its local path."""
-    settings = Settings.from_env()
-    req = check_request(
-        settings,
+    _, (path,) = _call(
         repo_id,
+        [filename],
         repo_type=repo_type,
         revision=revision,
         local_dir=local_dir,
         cache_dir=cache_dir,
         sources=sources,
-        include=None,
-        exclude=None,
-        paths=[filename],
         token=token,
         max_workers=max_workers,
         connections=connections,
@@ -243,7 +240,6 @@ def download(
         verify=verify,
         offline=offline,
     )
-    _, (path,) = _run(req, settings)
     return str(path)
 
 
@@ -257,16 +253,7 @@ def fetch_paths(
 ) -> str:
     """Like :func:`snapshot`, but ``paths`` are exact file names that must all exist (plus the
     include/exclude matches, when patterns are given). For the CLI's ``download REPO FILES``."""
-    settings = Settings.from_env()
-    req = check_request(
-        settings,
-        repo_id,
-        include=include,
-        exclude=exclude,
-        paths=paths,
-        **kwargs,
-    )
-    folder, _ = _run(req, settings)
+    folder, _ = _call(repo_id, paths, include=include, exclude=exclude, **kwargs)
     return str(folder)
 
 
