@@ -110,7 +110,7 @@ def _fetch(
             max_workers=req.max_workers,
             progress=req.progress,
             verify=req.verify,
-            client=session.client,
+            session=session,
             options=TransferOptions(
                 timeouts=settings.timeouts,
                 proxies=settings.proxies,

@@ -12,6 +12,9 @@ What the session owns (pip's ``network/session.py`` is the model: one factory, e
   environment behind our back), a pool sized for the transfer budget, timeouts from
   :class:`~unihub.timeouts.Timeouts`, no automatic redirects (callers follow them by hand so
   that credentials are re-decided at every hop);
+- the data transport (:attr:`Session.transport`, :mod:`unihub.transport`): file bodies over
+  ``http.client`` with the same TLS context, proxies and user agent (``httpx2`` costs about
+  three times the CPU per byte there);
 - credentials: :class:`OriginAuth`, the client hook that adds a source's secret headers to a
   request only when the request's origin (scheme, host, port) is that source's; the engine
   uses the same hook per request for ``Mirror.headers``;
@@ -32,6 +35,7 @@ import httpx2
 
 from .auth import Tokens, resolve_tokens
 from .settings import Settings
+from .transport import HttpxTransport, RawTransport, Transport
 
 if TYPE_CHECKING:
     from .hubs.base import Hub
@@ -167,6 +171,7 @@ class Session:
         self._own_client = client is None
         self._client = client
         self._max_connections = max_connections
+        self._transport: Transport | None = None
         self._hubs: dict[tuple[str, str], Hub] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -189,6 +194,24 @@ class Session:
             if self._client is None:
                 self._client = self._build_client()
             return self._client
+
+    @property
+    def transport(self) -> Transport:
+        """The data transport for file bodies (:mod:`unihub.transport`): ``http.client`` with
+        this session's TLS, proxies and user agent, or the caller's client when one was given
+        (its redirects, proxies and TLS are then the caller's)."""
+        client = self.client  # also: raises once closed
+        with self._lock:
+            if self._transport is None:
+                fallback = HttpxTransport(client)
+                if self._own_client:
+                    s = self.settings
+                    self._transport = RawTransport(
+                        ssl_context(s.ca_file, s.ca_dir), s.proxies, user_agent(), fallback
+                    )
+                else:
+                    self._transport = fallback
+            return self._transport
 
     def _build_client(self) -> httpx2.Client:
         s = self.settings
@@ -242,5 +265,8 @@ class Session:
             self._closed = True
             self._hubs.clear()
             client, self._client = self._client, None
+            transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
         if client is not None and self._own_client:
             client.close()

@@ -1,4 +1,5 @@
-"""The range-request rules of transfer.worker, table-driven over httpx2.MockTransport."""
+"""The range-request rules of transfer.worker, table-driven over httpx2.MockTransport (through
+the data transport's httpx2 implementation, the one a caller-supplied client gets)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
+from unihub.timeouts import Timeouts
 from unihub.transfer import Mirror
 from unihub.transfer.worker import FetchError, MirrorState, WholeBody, open_range
+from unihub.transport import HttpxTransport
 
 SIZE = 1000
-TIMEOUT = httpx2.Timeout(5.0)
+TIMEOUT = Timeouts(read=5.0, connect=5.0)
 
 
-def _client(handler: Callable[[httpx2.Request], httpx2.Response]) -> httpx2.Client:
-    return httpx2.Client(transport=httpx2.MockTransport(handler))
+def _client(handler: Callable[[httpx2.Request], httpx2.Response]) -> HttpxTransport:
+    return HttpxTransport(httpx2.Client(transport=httpx2.MockTransport(handler)))
 
 
-def _answer(status: int, headers: dict[str, str], body: bytes = b"x" * 100) -> httpx2.Client:
+def _answer(status: int, headers: dict[str, str], body: bytes = b"x" * 100) -> HttpxTransport:
     if headers.get("Content-Encoding") == "gzip":
         body = gzip.compress(body)
     return _client(lambda req: httpx2.Response(status, headers=headers, content=body))
@@ -42,7 +45,7 @@ def _answer(status: int, headers: dict[str, str], body: bytes = b"x" * 100) -> h
 def test_refused_answers(status: int, headers: dict[str, str], match: str, changed: bool) -> None:
     ms = MirrorState(Mirror("http://hub/f"), 0)
     with pytest.raises(FetchError, match=match) as info:
-        open_range(_answer(status, headers), ms, 100, 200, SIZE, timeout=TIMEOUT)
+        open_range(_answer(status, headers), ms, 100, 200, SIZE, timeouts=TIMEOUT)
     assert info.value.changed == changed
     if status == 503:
         assert info.value.delay == 2.0 and info.value.retry
@@ -53,16 +56,16 @@ def test_refused_answers(status: int, headers: dict[str, str], match: str, chang
 def test_ok_and_ignored_range() -> None:
     ms = MirrorState(Mirror("http://hub/f"), 0)
     ok = _answer(206, {"Content-Range": "bytes 100-199/1000", "ETag": '"abc"'})
-    resp = open_range(ok, ms, 100, 200, SIZE, timeout=TIMEOUT)
+    resp = open_range(ok, ms, 100, 200, SIZE, timeouts=TIMEOUT)
     resp.close()
     assert ms.etag == '"abc"'
     changed = _answer(206, {"Content-Range": "bytes 100-199/1000", "ETag": '"other"'})
     with pytest.raises(FetchError, match="ETag changed") as info:
-        open_range(changed, ms, 100, 200, SIZE, timeout=TIMEOUT)
+        open_range(changed, ms, 100, 200, SIZE, timeouts=TIMEOUT)
     assert info.value.changed
     whole = _answer(200, {"Content-Length": str(SIZE)}, b"y" * SIZE)
     with pytest.raises(WholeBody) as wb:
-        open_range(whole, MirrorState(Mirror("http://hub/f"), 0), 100, 200, SIZE, timeout=TIMEOUT)
+        open_range(whole, MirrorState(Mirror("http://hub/f"), 0), 100, 200, SIZE, timeouts=TIMEOUT)
     wb.value.response.close()
 
 
@@ -77,14 +80,14 @@ def test_headers_only_to_the_mirror_origin_and_redirect_remembered() -> None:
 
     client = _client(handler)
     ms = MirrorState(Mirror("http://hub/f", {"X-Secret": "s"}), 0)
-    open_range(client, ms, 0, 10, SIZE, timeout=TIMEOUT).close()
+    open_range(client, ms, 0, 10, SIZE, timeouts=TIMEOUT).close()
     assert seen == [
         ("http://hub/f", True, "bytes=0-9"),
         ("http://cdn:8080/blob?sig=1", False, "bytes=0-9"),
     ]
     assert ms.resolved == "http://cdn:8080/blob?sig=1"
     seen.clear()
-    open_range(client, ms, 0, 10, SIZE, timeout=TIMEOUT).close()
+    open_range(client, ms, 0, 10, SIZE, timeouts=TIMEOUT).close()
     assert seen == [("http://cdn:8080/blob?sig=1", False, "bytes=0-9")]  # no second redirect
 
 
@@ -94,5 +97,5 @@ def test_expired_redirect_is_forgotten() -> None:
 
     ms = MirrorState(Mirror("http://hub/f"), 0, resolved="http://cdn/old")
     with pytest.raises(FetchError, match="403") as info:
-        open_range(_client(handler), ms, 0, 10, SIZE, timeout=TIMEOUT)
+        open_range(_client(handler), ms, 0, 10, SIZE, timeouts=TIMEOUT)
     assert info.value.retry and ms.resolved is None

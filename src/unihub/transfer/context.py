@@ -1,5 +1,6 @@
-"""What all transfers of one ``download_files`` call share: the HTTP client, the options,
-the progress sink, the global connection budget and the cancel flag.
+"""What all transfers of one ``download_files`` call share: the data transport (file bodies,
+:mod:`unihub.transport`), the options, the progress sink, the
+global connection budget and the cancel flag.
 """
 
 from __future__ import annotations
@@ -7,9 +8,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-import httpx2
-
 from ..progress import ProgressEvent
+from ..transport import Transport
 from .jobs import TransferOptions
 
 __all__ = ["Budget", "Cancelled", "Context", "wait_for"]
@@ -44,16 +44,16 @@ class Context:
 
     def __init__(
         self,
-        client: httpx2.Client,
+        transport: Transport,
         options: TransferOptions,
         report: Callable[[ProgressEvent], None],
         verify: bool,
     ) -> None:
-        self.client = client
+        self.transport = transport
         self.options = options
         self.report = report
         self.verify = verify
         self.budget = Budget(options.max_total_connections)
         self.cancel = threading.Event()
-        self.timeout = options.timeouts.http()
+        self.timeouts = options.timeouts
         self.retry = options.retry

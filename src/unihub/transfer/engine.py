@@ -5,9 +5,9 @@ small ones fill the gaps), and up to ``small_file_workers`` more take only small
 are bound by round trips, not bandwidth); a file of at most ``small_file_threshold`` bytes is
 one plain GET (:mod:`.small`), a larger one a ranged multi-connection transfer
 (:mod:`.filetask`) under an inter-process lock (:mod:`.locking`). Every connection of every
-file counts against ``max_total_connections``. One ``httpx2.Client`` serves everything: the
-caller's session client, or one built by :class:`unihub.session.Session` from the options
-(proxies and timeouts from there; no environment is read).
+file counts against ``max_total_connections``. One data transport carries every body: the
+caller's session's (:attr:`unihub.session.Session.transport`), or that of a session built from
+the options (proxies and timeouts from there; no environment is read).
 
 Errors: the first failure stops starting new files; files already running finish; then that
 failure is raised (only :mod:`unihub.errors` types). Ctrl+C sets a cancel flag that every
@@ -140,6 +140,7 @@ def download_files(
     verify: bool = True,
     client: httpx2.Client | None = None,
     options: TransferOptions | None = None,
+    session: Session | None = None,
 ) -> list[Path]:
     """Download ``jobs``; return their final paths in the same order.
 
@@ -147,8 +148,11 @@ def download_files(
     parallel; default 8) and ``max_total_connections`` (global; default 64) override the
     same fields of ``options``. ``progress``: None = bars on a TTY, False = silent, or a
     callable receiving :class:`~unihub.progress.ProgressEvent`. ``verify=False`` skips
-    hashing (sizes are still checked). ``client``: the session's client (not closed here);
-    without one, a client is built by :class:`unihub.session.Session` from ``options``.
+    hashing (sizes are still checked). ``session``: the call's session (its data transport
+    carries the bytes; not closed here). ``client``: an ``httpx2.Client`` of the caller's to
+    carry them instead (its proxies, TLS and redirects; not closed here). With neither, a
+    session is built by :class:`unihub.session.Session` from ``options`` (proxies and
+    timeouts from there; no environment is read).
     """
     opts = _options(options, connections, max_workers, max_total_connections)
     jobs = _check_jobs(jobs)
@@ -156,19 +160,21 @@ def download_files(
         return []
     if opts.check_free_space:
         check_free_space((j.partial_path.parent, _remaining(j)) for j in jobs)
-    session = None
-    if client is None:
+    own = None
+    if session is None:
         settings = Settings(proxies=opts.proxies, timeouts=opts.timeouts)
-        session = Session(settings, token=False, max_connections=opts.max_total_connections)
+        own = session = Session(
+            settings, token=False, client=client, max_connections=opts.max_total_connections
+        )
     reporter = make_reporter(progress)
-    run = _Run(jobs, Context(client or session.client, opts, reporter, verify))  # type: ignore[union-attr]
+    run = _Run(jobs, Context(session.transport, opts, reporter, verify))
     try:
         reporter.start(sum(j.size for j in jobs), len(jobs))
         run.go()
     finally:
         reporter.close()
-        if session is not None and run.all_done.is_set():
-            session.close()
+        if own is not None and run.all_done.is_set():
+            own.close()
     return run.results()
 
 

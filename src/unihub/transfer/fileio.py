@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["pread", "pwrite"]
+__all__ = ["pread", "pread_into", "pwrite"]
 
 _seek_lock = threading.Lock()
 
@@ -37,3 +37,12 @@ def pread(fd: int, n: int, offset: int) -> bytes:
     with _seek_lock:  # pragma: no cover - Windows
         os.lseek(fd, offset, os.SEEK_SET)
         return os.read(fd, n)
+
+
+def pread_into(fd: int, view: memoryview, offset: int) -> int:
+    """Read up to ``len(view)`` bytes at ``offset`` into ``view``; the count (0 at the end)."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    data = pread(fd, len(view), offset)  # pragma: no cover - Windows, macOS < 11
+    view[: len(data)] = data
+    return len(data)

@@ -12,13 +12,17 @@ Life of a file (under the inter-process lock):
    for this file.
 3. Each connection takes a range from the :class:`~unihub.transfer.ranges.Scheduler`, picks
    a mirror (best measured bytes/s per active connection; unmeasured mirrors get tried),
-   streams the answer with ``os.pwrite`` at its offset, marks the bytes done and feeds the
-   :class:`~unihub.transfer.verify.PrefixHasher`. Every body is under the minimum-rate rule;
+   reads the answer into its own buffer (:mod:`unihub.transport`: ``readinto``, no per-piece
+   Python work), writes it with ``os.pwrite`` at its offset and marks the bytes done; the
+   :class:`~unihub.transfer.verify.PrefixHasher` (a thread of its own) reads the completed
+   prefix back and hashes it. Every body is under the minimum-rate rule;
    failures are retried by the one policy (:class:`unihub.retry.Retry`, per range; only new
    bytes count as progress) and mirrors rotate by the one rule (:mod:`.mirrors`).
 4. The journal is saved every ``journal_interval`` seconds (by the controller) and every
-   ``journal_bytes`` new bytes (by the connection that wrote them), a cheap in-place write
-   (:mod:`.journal`); connections write what arrived every ``FLUSH`` bytes. A kill then loses
+   ``journal_bytes`` new bytes (by the connection that wrote them; at most every
+   ``JOURNAL_GAP`` seconds), a cheap in-place write
+   (:mod:`.journal`); connections write what arrived once their buffer is full or
+   ``FLUSH_AFTER`` old. A kill then loses
    almost only the bytes still in flight in socket buffers.
 5. When all bytes are there: hash check; on mismatch, each mirror in turn serves the whole
    file alone (the first keeps its own chunks); a mirror whose file fails is condemned for
@@ -37,11 +41,10 @@ import threading
 import time
 from pathlib import Path
 
-import httpx2
-
 from ..errors import ContentChangedError, DownloadFailedError, IntegrityError, from_oserror
 from ..progress import EventKind, ProgressEvent
 from ..safety import open_nofollow
+from ..transport import WireResponse
 from .context import Cancelled, Context, wait_for
 from .fileio import pwrite
 from .jobs import FileJob
@@ -50,17 +53,21 @@ from .mirrors import Mirrors, MirrorState
 from .ramp import Ramp
 from .ranges import Assignment, RangeSet, Scheduler
 from .verify import PrefixHasher, expected_digest, new_hasher
-from .worker import FetchError, WholeBody, body, open_range
+from .worker import Body, FetchError, WholeBody, open_range
 
 __all__ = ["FileTransfer"]
 
 log = logging.getLogger("unihub")
 
-# A connection writes what it gathered once it holds FLUSH bytes or its oldest unwritten byte is
-# FLUSH_AFTER seconds old: big writes on fast links (few syscalls), and on slow links a kill
-# loses at most a few milliseconds of bytes per connection.
-FLUSH = 64 * 1024
+# A connection reads into its own buffer of ``read_size`` bytes and writes what it gathered once
+# the buffer is full or its oldest unwritten byte is FLUSH_AFTER seconds old: big writes on fast
+# links (few syscalls, no per-piece Python work), and on slow links a kill loses at most a few
+# milliseconds of bytes per connection.
 FLUSH_AFTER = 0.02
+# A connection saves the journal after ``journal_bytes`` new bytes, but not more often than every
+# JOURNAL_GAP seconds: on a slow link every 256 KiB, on a 1 GB/s link every ~5 MB (what a kill
+# then loses costs 5 ms to fetch again) instead of 4,000 writes per second.
+JOURNAL_GAP = 0.005
 
 
 class _Changed(Exception):
@@ -85,6 +92,7 @@ class FileTransfer:
         self.error: BaseException | None = None
         self.received = 0
         self.unsaved = 0  # bytes written since the last journal save
+        self.saved_at = 0.0
         self._save_lock = threading.Lock()
         self.flowing = 0  # connections that have received bytes
         self._tls = threading.local()
@@ -137,6 +145,9 @@ class FileTransfer:
         try:
             return self._run(done)
         finally:
+            hasher = getattr(self, "hasher", None)
+            if hasher is not None:
+                hasher.stop()
             self.journal.close()
             self._fd_release()
 
@@ -154,7 +165,11 @@ class FileTransfer:
             self.opts.steal_after,
         )
         h = new_hasher(self.size, self.job.sha256, self.job.git_oid) if self.ctx.verify else None
+        old = getattr(self, "hasher", None)
+        if old is not None:
+            old.stop()
         self.hasher = PrefixHasher(h, self.fd, self.size, self._covered)
+        self.hasher.start()
         self.sequential_owner = None
 
     def _covered(self, pos: int) -> int:
@@ -246,6 +261,7 @@ class FileTransfer:
             with self.sched.lock:
                 done = RangeSet(self.sched.done.to_list())
                 self.unsaved = 0
+            self.saved_at = time.monotonic()
             for m in self.mirrors.states:
                 if m.etag:
                     self.journal.etags[m.mirror.url] = m.etag
@@ -388,12 +404,12 @@ class FileTransfer:
         try:
             try:
                 resp = open_range(
-                    self.ctx.client,
+                    self.ctx.transport,
                     state,
                     before,
                     a.end,
                     self.size,
-                    timeout=self.ctx.timeout,
+                    timeouts=self.ctx.timeouts,
                     expect_html=self.job.dest.suffix.lower() in (".html", ".htm"),
                 )
             except WholeBody as wb:
@@ -430,10 +446,12 @@ class FileTransfer:
             new = sum(e - s for s, e in self.sched.done.gaps(pos, pos + n))
             self.sched.done.add(pos, pos + n, state.index)
             self.unsaved += new
-        self.hasher.feed(pos, data)
         if new:
             self._emit("advance", new)
-            if self.unsaved >= self.opts.journal_bytes:
+            if (
+                self.unsaved >= self.opts.journal_bytes
+                and time.monotonic() - self.saved_at >= JOURNAL_GAP
+            ):
                 self._save_journal(wait=False)  # here, not later: a kill loses what is unsaved
         return new
 
@@ -444,53 +462,70 @@ class FileTransfer:
             with self._fd_lock:
                 self.flowing += 1
 
-    def _stream(self, resp: httpx2.Response, a: Assignment, state: MirrorState) -> None:
+    def _buffer(self) -> memoryview:
+        """This connection's read buffer (``read_size`` bytes, allocated once per thread)."""
+        buf: memoryview | None = getattr(self._tls, "buf", None)
+        if buf is None:
+            buf = self._tls.buf = memoryview(bytearray(self.opts.read_size))
+        return buf
+
+    def _stream(self, resp: WireResponse, a: Assignment, state: MirrorState) -> None:
         """Copy the body into ``[a.pos, a.end)``; ``a.end`` may shrink meanwhile (stolen tail).
 
-        Pieces are written once ``FLUSH`` bytes are gathered or the oldest is ``FLUSH_AFTER``
-        seconds old (a kill loses little per connection); nothing that arrived before a shrink
-        or a failure is thrown away.
+        The body is read into this connection's buffer and written once the buffer is full, the
+        range is complete or the oldest unwritten byte is ``FLUSH_AFTER`` seconds old (a kill
+        loses little per connection); nothing that arrived before a shrink or a failure is
+        thrown away.
         """
-        buf = bytearray()
-        flush = min(FLUSH, self.opts.read_size)
+        reader = Body(resp, self.opts.timeouts)
+        buf = self._buffer()
+        filled = 0
         oldest = 0.0
         try:
-            for piece in body(resp, self.opts.timeouts):
-                if self.stop.is_set():
-                    return
-                now = time.monotonic()
-                if not buf:
-                    oldest = now
-                buf += piece
-                self._note_flowing(len(piece))
+            while not self.stop.is_set():
                 with self.sched.lock:
-                    at_end = a.pos + len(buf) >= a.end
-                due = at_end or len(buf) >= flush or now - oldest >= FLUSH_AFTER
-                if due and self._flush(buf, a, state):
+                    want = a.end - a.pos
+                if filled >= want:
+                    if filled:
+                        self._flush(buf[:filled], a, state)
                     return
-            if buf and self._flush(buf, a, state):
+                n = reader.readinto(buf[filled : min(len(buf), want)])
+                if not n:
+                    break
+                now = time.monotonic()
+                if not filled:
+                    oldest = now
+                filled += n
+                self._note_flowing(n)
+                if filled >= min(len(buf), want) or now - oldest >= FLUSH_AFTER:
+                    done = self._flush(buf[:filled], a, state)
+                    filled = 0
+                    if done:
+                        return
+            if self.stop.is_set():
+                return
+            if filled and self._flush(buf[:filled], a, state):
                 return
             with self.sched.lock:
                 if a.pos < a.end:
                     raise FetchError(f"connection closed at byte {a.pos} of range ending {a.end}")
         except FetchError:
-            if buf and not self.stop.is_set():
-                self._flush(buf, a, state)  # keep what arrived before the failure
+            if filled and not self.stop.is_set():
+                self._flush(buf[:filled], a, state)  # keep what arrived before the failure
             raise
 
-    def _flush(self, buf: bytearray, a: Assignment, state: MirrorState) -> bool:
-        """Write ``buf`` at ``a.pos`` up to ``a.end``; True when the range is complete."""
+    def _flush(self, data: memoryview, a: Assignment, state: MirrorState) -> bool:
+        """Write ``data`` at ``a.pos`` up to ``a.end``; True when the range is complete."""
         with self.sched.lock:
             pos, end = a.pos, a.end
-        n = min(len(buf), end - pos)
+        n = min(len(data), end - pos)
         if n > 0:
-            self._write(memoryview(buf)[:n], pos, state)
+            self._write(data[:n], pos, state)
             with self.sched.lock:
                 a.pos = pos + n
-        del buf[:]
         return pos + n >= end
 
-    def _whole(self, resp: httpx2.Response, state: MirrorState) -> None:
+    def _whole(self, resp: WireResponse, state: MirrorState) -> None:
         """The server ignored Range: take the whole file from this one response, in order.
 
         Bounded like every other body: only bytes not on disk before count as progress, so a
@@ -502,14 +537,19 @@ class FileTransfer:
         if self.sequential_owner is None:
             log.info("%s: %s ignores Range; downloading sequentially", self.job.name, state.name)
         self.sequential_owner = me
+        reader = Body(resp, self.opts.timeouts, self.size)
+        buf = self._buffer()
         pos = new = 0
         try:
-            for piece in body(resp, self.opts.timeouts, self.size):
-                if self.stop.is_set():
-                    return
-                self._note_flowing(len(piece))
-                new += self._write(memoryview(piece), pos, state)
-                pos += len(piece)
+            while not self.stop.is_set():
+                n = reader.readinto(buf)
+                if not n:
+                    break
+                self._note_flowing(n)
+                new += self._write(buf[:n], pos, state)
+                pos += n
+            if self.stop.is_set():
+                return
             if pos < self.size:
                 raise FetchError(f"connection closed at byte {pos} of {self.size}")
         except FetchError as exc:

@@ -152,7 +152,7 @@ def _watch(proc: subprocess.Popen[str], ctx: Context, progress: _Progress) -> bo
 def _config(job: FileJob, ctx: Context, mirror: MirrorState, tmp: Path) -> dict[str, Any] | None:
     """hf_transfer's arguments, the redirect resolved by us first; None if no ranges."""
     try:
-        open_range(ctx.client, mirror, 0, 1, job.size, timeout=ctx.timeout).close()
+        open_range(ctx.transport, mirror, 0, 1, job.size, timeouts=ctx.timeouts).close()
     except WholeBody as wb:
         wb.response.close()
         return None  # no ranges: hf_transfer cannot work

@@ -116,7 +116,7 @@ class TransferOptions:
     chunk_size: int = 8 * MiB
     min_split: int = 1 * MiB
     steal_after: float = 2.0
-    read_size: int = 256 * 1024
+    read_size: int = 1 * MiB
     small_file_threshold: int = 2 * MiB
     small_file_workers: int = 24
     max_unranged: int = 50 * 10**9

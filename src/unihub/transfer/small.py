@@ -144,12 +144,12 @@ class _SmallFile:
         size = self.job.size
         try:
             resp = open_range(
-                self.ctx.client,
+                self.ctx.transport,
                 state,
                 have,
                 size,
                 size,
-                timeout=self.ctx.timeout,
+                timeouts=self.ctx.timeouts,
                 expect_html=self.job.dest.suffix.lower() in (".html", ".htm"),
                 ranged=have > 0 or size > self.ctx.options.max_unranged,
             )

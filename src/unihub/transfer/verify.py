@@ -3,10 +3,13 @@
 The expected digest is the LFS sha256 when the listing gives one, else the git blob sha1
 (``sha1(b"blob <size>\\0" + content)``, the ``oid`` of non-LFS files on Hugging Face).
 
-:class:`PrefixHasher` hashes the contiguous completed prefix of the file as it grows. The
-connection that writes at the prefix feeds its bytes straight from memory; bytes that arrived
-out of order (other connections) are read back from the partial file once the prefix reaches
-them, which normally hits the page cache. On resume the prefix already on disk is hashed once.
+:class:`PrefixHasher` hashes the contiguous completed prefix of the file as it grows, on a
+thread of its own: the connections only write and mark bytes done (nothing per write reaches
+the hasher: it looks every ``POLL`` seconds, which costs less than a wake-up per write); it reads
+the prefix back from the partial file (page cache, into one preallocated buffer)
+and hashes it. ``hashlib`` and ``os.preadv`` release the GIL on large buffers, so hashing runs
+beside the connections instead of inside every connection's loop (measured in
+``docs/transfer.md``). On resume the prefix already on disk is hashed the same way.
 Hash state is never persisted (``hashlib`` cannot export it, and nothing secret is stored).
 """
 
@@ -17,11 +20,13 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from .fileio import pread
+from .fileio import pread_into
 
 __all__ = ["PrefixHasher", "expected_digest", "new_hasher"]
 
-READ_BACK = 1 << 20
+READ_BACK = 4 << 20
+POLL = 0.005
+MIN_BLOCK = 1 << 20  # below this, wait for more (fewer, larger reads and updates)
 
 
 class _Hash(Protocol):
@@ -45,10 +50,11 @@ def new_hasher(size: int, sha256: str | None, git_oid: str | None) -> _Hash | No
 
 
 class PrefixHasher:
-    """Hashes ``[0, pos)`` of a file whose ranges complete in any order.
+    """Hashes ``[0, pos)`` of a file whose ranges complete in any order, on its own thread.
 
     ``covered(pos)`` (supplied by the caller, thread-safe) returns the end of the completed
-    run starting at ``pos``. ``feed`` is called after a block was written and marked done.
+    run starting at ``pos``. Call :meth:`start`, then :meth:`finish` once every byte is done
+    (or :meth:`stop` to abandon it).
     """
 
     def __init__(self, h: _Hash | None, fd: int, size: int, covered: Callable[[int], int]) -> None:
@@ -57,46 +63,55 @@ class PrefixHasher:
         self.size = size
         self.covered = covered
         self.pos = 0
-        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._buf = memoryview(bytearray(READ_BACK)) if h is not None else memoryview(b"")
 
-    def feed(self, offset: int, data: bytes | memoryview, *, block: bool = False) -> None:
-        """Offer a block just written at ``offset``; hash it from memory if it extends the prefix.
+    def start(self) -> None:
+        if self.h is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="unihub-hash")
+        self._thread.start()
 
-        Never waits for another thread's hashing unless ``block``: the thread holding the lock
-        catches up from disk anyway (and :meth:`finish` picks up anything left over).
-        """
-        if self.h is None:
-            return
-        if not self._lock.acquire(blocking=block):
-            return
+    def _loop(self) -> None:
         try:
-            end = offset + len(data)
-            if offset <= self.pos < end:
-                self.h.update(data[self.pos - offset :])
-                self.pos = end
-            self._catch_up()
-        finally:
-            self._lock.release()
+            while not self._wake.wait(POLL) and self.pos < self.size:
+                self._catch_up(MIN_BLOCK)
+        except BaseException as exc:  # reported by finish()
+            self._error = exc
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, least: int = 1) -> None:
         assert self.h is not None
-        while self.pos < self.size:
+        while self.pos < self.size and not self._stopping:
             end = self.covered(self.pos)
-            if end <= self.pos:
+            if end - self.pos < min(least, self.size - self.pos):
                 return
-            n = min(end - self.pos, READ_BACK)
-            data = pread(self.fd, n, self.pos)
-            if not data:
+            view = self._buf[: min(end - self.pos, len(self._buf))]
+            n = pread_into(self.fd, view, self.pos)
+            if not n:
                 raise OSError(f"short read at {self.pos} of partial file")
-            self.h.update(data)
-            self.pos += len(data)
+            self.h.update(view[:n])
+            self.pos += n
+
+    def stop(self) -> None:
+        """Stop the thread (the hash state is then abandoned or finished by :meth:`finish`)."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
     def finish(self) -> str | None:
         """Hash what is left (everything is done by now); the hex digest or None without hasher."""
         if self.h is None:
             return None
-        with self._lock:
-            self._catch_up()
-            if self.pos != self.size:
-                raise OSError(f"hashed {self.pos} of {self.size} bytes: ranges missing")
-            return self.h.hexdigest()
+        self.stop()
+        if self._error is not None:
+            raise self._error
+        self._stopping = False
+        self._catch_up()
+        if self.pos != self.size:
+            raise OSError(f"hashed {self.pos} of {self.size} bytes: ranges missing")
+        return self.h.hexdigest()

@@ -17,12 +17,13 @@ Protocol rules applied here:
   slower than the minimum rate (:func:`body`) are worth another try; how often and how long to
   wait is :class:`unihub.retry.Retry`'s decision (``Retry-After`` via
   :func:`unihub.retry.retry_after`).
-- Redirects are followed by hand (not by httpx) and the mirror's headers are added by
-  :class:`unihub.session.OriginAuth` only on the mirror's own origin (scheme, host, port):
-  httpx drops only ``Authorization`` on a cross-origin redirect, we drop every header the
-  caller gave. The final URL is remembered
+- Redirects are followed by hand and the mirror's headers are added only on the mirror's own
+  origin (scheme, host, port), re-decided at every hop: we drop every header the caller gave
+  on another origin (httpx would drop only ``Authorization``). The final URL is remembered
   for later ranges (one round trip less per range); a ``401/403/404/410`` from such a
   remembered URL (expired signed CDN link) forgets it and asks the mirror again.
+- The requests go through the call's data transport (:mod:`unihub.transport`); bodies are
+  read with :class:`Body` into the caller's buffer.
 - ``If-Range`` is not sent: the ``ETag`` of every answer is compared with the one recorded
   in the journal instead, so a changed file is detected even when the server ignores Range.
 """
@@ -33,18 +34,18 @@ import re
 from collections.abc import Iterator
 from urllib.parse import urljoin
 
-import httpx2
-
 from ..retry import RETRY_STATUSES, retry_after
-from ..session import OriginAuth
+from ..session import same_origin
 from ..timeouts import Timeouts
+from ..transport import Transport, TransportError, WireResponse
 from .mirrors import MirrorState
 
-__all__ = ["FetchError", "MirrorState", "WholeBody", "body", "open_range"]
+__all__ = ["Body", "FetchError", "MirrorState", "WholeBody", "body", "open_range"]
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+_PIECE = 256 * 1024
 
 
 class FetchError(Exception):
@@ -70,48 +71,66 @@ class FetchError(Exception):
 class WholeBody(Exception):
     """The server ignored ``Range`` and sent the whole file in ``response``."""
 
-    def __init__(self, response: httpx2.Response) -> None:
+    def __init__(self, response: WireResponse) -> None:
         super().__init__("server ignores Range")
         self.response = response
 
 
-def body(resp: httpx2.Response, timeouts: Timeouts, size: int | None = None) -> Iterator[bytes]:
-    """The pieces of ``resp``'s body as they arrive, under the minimum-rate rule.
+class Body:
+    """``resp``'s body under the minimum-rate rule, read into the caller's buffer.
 
     A body slower than ``timeouts.min_rate`` over ``min_rate_window`` (a slow drip never trips
-    the read timeout) and transport errors raise :class:`FetchError`; so does a body longer
-    than ``size``. The caller closes ``resp`` (which drops the connection).
+    the read timeout), transport errors and a body longer than ``size`` raise
+    :class:`FetchError`. The caller closes ``resp``.
     """
-    check = timeouts.speed_check()
-    got = 0
-    try:
-        for piece in resp.iter_raw():
-            got += len(piece)
-            if size is not None and got > size:
-                raise FetchError("server sent more bytes than the file size", retry=False)
-            if check.add(len(piece)):
-                raise FetchError(
-                    f"too slow: under {timeouts.min_rate:.0f} B/s for "
-                    f"{timeouts.min_rate_window:g} s"
-                )
-            yield piece
-    except httpx2.TimeoutException as exc:
-        raise FetchError(f"timeout ({type(exc).__name__})") from exc
-    except httpx2.HTTPError as exc:
-        raise FetchError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+
+    __slots__ = ("_check", "_resp", "_size", "_timeouts", "got")
+
+    def __init__(self, resp: WireResponse, timeouts: Timeouts, size: int | None = None) -> None:
+        self._resp = resp
+        self._timeouts = timeouts
+        self._check = timeouts.speed_check()
+        self._size = size
+        self.got = 0
+
+    def readinto(self, buf: memoryview) -> int:
+        """Up to ``len(buf)`` bytes (one arrival); 0 at the end of the body."""
+        try:
+            n = self._resp.readinto(buf)
+        except TransportError as exc:
+            raise FetchError(str(exc)) from exc
+        self.got += n
+        if self._size is not None and self.got > self._size:
+            raise FetchError("server sent more bytes than the file size", retry=False)
+        if self._check.add(n):
+            t = self._timeouts
+            raise FetchError(f"too slow: under {t.min_rate:.0f} B/s for {t.min_rate_window:g} s")
+        return n
+
+
+def body(resp: WireResponse, timeouts: Timeouts, size: int | None = None) -> Iterator[memoryview]:
+    """The pieces of ``resp``'s body as they arrive (:class:`Body`'s rules); each piece is a
+    view of one reused buffer, valid until the next one is asked for."""
+    reader = Body(resp, timeouts, size)
+    view = memoryview(bytearray(_PIECE if size is None else max(1, min(size, _PIECE))))
+    while True:
+        n = reader.readinto(view)
+        if not n:
+            return
+        yield view[:n]
 
 
 def open_range(
-    client: httpx2.Client,
+    transport: Transport,
     state: MirrorState,
     start: int,
     end: int,
     size: int,
     *,
-    timeout: httpx2.Timeout,
+    timeouts: Timeouts,
     expect_html: bool = False,
     ranged: bool = True,
-) -> httpx2.Response:
+) -> WireResponse:
     """Send ``GET`` for ``[start, end)`` and return the validated, still unread, 206 response.
 
     With ``ranged=False`` a plain ``GET`` of the whole file (small files), answered by 200.
@@ -122,8 +141,7 @@ def open_range(
     if ranged:
         headers["Range"] = f"bytes={start}-{last}"
     remembered = state.resolved
-    auth = OriginAuth({state.mirror.url: state.mirror.headers})
-    resp, url = _follow(client, remembered or state.mirror.url, headers, auth, timeout)
+    resp, url = _follow(transport, remembered or state.mirror.url, headers, state, timeouts)
     try:
         _check(resp, state, from_memory=remembered is not None, expect_html=expect_html)
         _check_range(resp, start, last, size)
@@ -138,33 +156,32 @@ def open_range(
 
 
 def _follow(
-    client: httpx2.Client,
+    transport: Transport,
     url: str,
     headers: dict[str, str],
-    auth: OriginAuth,
-    timeout: httpx2.Timeout,
-) -> tuple[httpx2.Response, str]:
-    """Send the GET, following redirects by hand; the answer and the URL that gave it."""
+    state: MirrorState,
+    timeouts: Timeouts,
+) -> tuple[WireResponse, str]:
+    """Send the GET, following redirects by hand; the answer and the URL that gave it. The
+    mirror's headers go only to the mirror's own origin (re-decided at every hop)."""
+    mirror = state.mirror
     for _ in range(MAX_REDIRECTS + 1):
-        request = client.build_request("GET", url, headers=headers, timeout=timeout)
+        send = {**headers, **mirror.headers} if same_origin(url, mirror.url) else headers
         try:
-            resp = client.send(request, auth=auth, stream=True, follow_redirects=False)
-        except httpx2.TimeoutException as exc:
-            raise FetchError(f"timeout ({type(exc).__name__})") from exc
-        except httpx2.HTTPError as exc:  # connect/read/protocol errors, bad proxy, ...
-            raise FetchError(f"{type(exc).__name__}: {exc}") from exc
-        if resp.status_code not in REDIRECTS or "location" not in resp.headers:
+            resp = transport.get(url, send, timeouts)
+        except TransportError as exc:
+            raise FetchError(str(exc)) from exc
+        location = resp.headers.get("location")
+        if resp.status not in REDIRECTS or not location:
             return resp, url
         resp.close()
-        url = urljoin(url, resp.headers["location"])
+        url = urljoin(url, location)
     raise FetchError("too many redirects", retry=False)
 
 
-def _check(
-    resp: httpx2.Response, state: MirrorState, *, from_memory: bool, expect_html: bool
-) -> None:
+def _check(resp: WireResponse, state: MirrorState, *, from_memory: bool, expect_html: bool) -> None:
     """Status, content type and encoding, ETag: the rules every answer must pass."""
-    status = resp.status_code
+    status = resp.status
     h = resp.headers
     if status in (401, 403, 404, 410) and from_memory:
         state.resolved = None  # an expired signed CDN URL: ask the mirror again
@@ -190,10 +207,10 @@ def _check(
         state.etag = etag
 
 
-def _check_range(resp: httpx2.Response, start: int, last: int, size: int) -> None:
+def _check_range(resp: WireResponse, start: int, last: int, size: int) -> None:
     """A 200 must be the whole file (WholeBody unless that was asked), a 206 the range asked."""
     h = resp.headers
-    if resp.status_code == 200:
+    if resp.status == 200:
         length = h.get("content-length")
         if length is not None and length.isdigit() and int(length) != size:
             raise FetchError(
