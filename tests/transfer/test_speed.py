@@ -89,3 +89,53 @@ def test_ramp_stops_when_throughput_stops_rising(tmp_path: Path) -> None:
         peak = hub.stats.peak_connections
     assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
     assert 4 <= peak <= 10, peak
+
+
+def _concurrency_after(hub: FakeHub, fraction: float, rate: float) -> int:
+    """Peak overlapping range GETs among those started after ``fraction`` of the requests."""
+    ranged = [r for r in hub.stats.requests if r.method == "GET" and r.range and r.status == 206]
+    tail = ranged[int(len(ranged) * fraction) :]
+    spans = []
+    for r in tail:
+        a, b = r.range.split("=")[1].split("-")
+        spans.append((r.time, r.time + 0.7 * (int(b) - int(a) + 1) / rate))
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    peak = cur = 0
+    for _, d in events:
+        cur += d
+        peak = max(peak, cur)
+    return peak
+
+
+def test_fast_link_retires_connections_that_add_nothing(tmp_path: Path) -> None:
+    # No per-connection cap, 4 MiB/s for the hub: each of the 8 first connections carries
+    # 0.5 MiB/s, above the (lowered) fast threshold; halving keeps the rate, down to 1.
+    size = 12 * MiB
+    repo = FakeRepo("org/name", files={"big.bin": size})
+    opts = replace(
+        FAST, chunk_size=256 * 1024, min_split=128 * 1024, ramp_interval=0.25,
+        fast_connection_rate=256 * 1024,
+    )  # fmt: skip
+    with FakeHub("hf", repos=[repo], cdn=None, total_rate=4 * MiB) as hub:
+        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
+        first = hub.stats.peak_connections
+        late = _concurrency_after(hub, 0.75, 4 * MiB)
+    assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
+    assert first >= 8
+    assert late <= 3, late
+
+
+def test_capped_connections_come_back_when_retiring_costs_speed(tmp_path: Path) -> None:
+    # 1 MiB/s per connection: the threshold (lowered) takes the link for fast, halving to 4
+    # halves the rate, so the count goes back to 8 and stays.
+    size = 20 * MiB
+    repo = FakeRepo("org/name", files={"big.bin": size})
+    opts = replace(
+        FAST, chunk_size=256 * 1024, min_split=128 * 1024, ramp_interval=0.25,
+        fast_connection_rate=512 * 1024, connections=8,
+    )  # fmt: skip
+    with FakeHub("hf", repos=[repo], cdn=None, per_connection_rate=MiB) as hub:
+        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
+        late = _concurrency_after(hub, 0.6, MiB)
+    assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
+    assert late >= 6, late

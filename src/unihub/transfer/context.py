@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ..progress import ProgressEvent
 from ..transport import Transport
 from .jobs import TransferOptions
+from .ramp import LinkMemory
 
 __all__ = ["Budget", "Cancelled", "Context", "wait_for"]
 
@@ -50,6 +51,7 @@ class Context:
         verify: bool,
     ) -> None:
         self.transport = transport
+        self.link = LinkMemory()
         self.options = options
         self.report = report
         self.verify = verify

@@ -4,12 +4,11 @@ Life of a file (under the inter-process lock):
 
 1. Load the journal; if its identity matches, keep the done ranges, else start over.
    Open the partial file and ``ftruncate`` it to the final size (sparse preallocation).
-2. Start ``initial_connections`` connections. The controller (this thread) waits until
-   every connection has bytes flowing (at most 3 ``ramp_interval``), then measures the
-   aggregate throughput for one ``ramp_interval``; if it is the first measurement or beat
-   the one before the last doubling by more than 15 %, the connections double (up to
-   ``connections`` per file and what the global budget allows); otherwise the ramp stops
-   for this file.
+2. Start ``initial_connections`` connections (or the count an earlier file of the call
+   settled on for the same origins). The controller (this thread) measures the aggregate
+   throughput and changes the count in both directions (:mod:`.ramp`): fewer while each
+   connection is fast and the rate holds, more while doubling pays off (up to
+   ``connections`` per file and what the global budget allows).
 3. Each connection takes a range from the :class:`~unihub.transfer.ranges.Scheduler`, picks
    a mirror (best measured bytes/s per active connection; unmeasured mirrors get tried),
    reads the answer into its own buffer (:mod:`unihub.transport`: ``readinto``, no per-piece
@@ -94,7 +93,8 @@ class FileTransfer:
         self.unsaved = 0  # bytes written since the last journal save
         self.saved_at = 0.0
         self._save_lock = threading.Lock()
-        self.flowing = 0  # connections that have received bytes
+        self.flowing = 0  # live connections that have received bytes
+        self._retiring = 0  # connections asked to leave after their current range
         self._tls = threading.local()
         self.sequential_owner: int | None = None
         self.reported = 0
@@ -295,10 +295,43 @@ class FileTransfer:
             return threads
         wait_for(lambda: self.ctx.budget.acquire(timeout=0.2), self.ctx.cancel)
         threads.append(self._spawn())
-        self.add_connections(threads, min(self.opts.initial_connections, self.opts.connections) - 1)
+        start = self.ctx.link.get(self._urls()) or self.opts.initial_connections
+        self.add_connections(threads, min(start, self.opts.connections) - 1)
         return threads
 
+    # ---------- what the ramp (ramp.py) reads and changes ----------
+    def _urls(self) -> list[str]:
+        return [m.url for m in self.job.mirrors]
+
+    def connections_alive(self, threads: list[threading.Thread]) -> int:
+        return sum(t.is_alive() for t in threads)
+
+    def flowing_now(self) -> int:
+        return self.flowing
+
+    def retiring(self) -> bool:
+        return self._retiring > 0
+
+    def retire(self, n: int) -> None:
+        """Ask ``n`` connections to leave once their current range is done."""
+        with self._fd_lock:
+            self._retiring += max(0, n)
+
+    def _leaving(self) -> bool:
+        with self._fd_lock:
+            if self._retiring <= 0:
+                return False
+            self._retiring -= 1
+            return True
+
+    def remember_connections(self, n: int) -> None:
+        self.ctx.link.put(self._urls(), n)
+
     def add_connections(self, threads: list[threading.Thread], n: int) -> int:
+        with self._fd_lock:  # first cancel retirements not yet taken
+            cancel = min(self._retiring, max(0, n))
+            self._retiring -= cancel
+        n -= cancel
         added = 0
         for _ in range(n):
             alive = sum(t.is_alive() for t in threads)
@@ -354,7 +387,7 @@ class FileTransfer:
         me = threading.get_ident()
         try:
             while not self.stop.is_set():
-                if self.sequential_owner not in (None, me):
+                if self.sequential_owner not in (None, me) or self._leaving():
                     return
                 a = self.sched.next()
                 if a is None:
@@ -368,6 +401,9 @@ class FileTransfer:
                 self.error = exc
             self.stop.set()
         finally:
+            if getattr(self._tls, "flowing", False):
+                with self._fd_lock:
+                    self.flowing -= 1
             self.ctx.budget.release()
             self._fd_release()
             self.wake.set()

@@ -103,6 +103,10 @@ class TransferOptions:
       per range (small file: per file), backoff, Retry-After cap, mirror rotation.
     - ``proxies``: what :attr:`unihub.settings.Settings.proxies` holds (for the client the
       engine builds, and for the hf_transfer fit decision; no environment is read here).
+    - ``ramp_interval`` / ``fast_connection_rate``: the connection count is measured over
+      ``ramp_interval``; when each connection carries at least ``fast_connection_rate`` bytes/s
+      the link is taken as not capped per connection and fewer connections are tried
+      (:mod:`unihub.transfer.ramp`).
     - ``journal_interval`` / ``journal_bytes``: save the resume journal at least this often
       (seconds) and after this many new bytes (what a ``kill -9`` can lose).
     - ``use_hf_transfer``: True = delegate fitting files to hf_transfer, False = never,
@@ -124,6 +128,7 @@ class TransferOptions:
     retry: Retry = field(default_factory=Retry)
     proxies: Mapping[str, str] = field(default_factory=dict)
     ramp_interval: float = 0.5
+    fast_connection_rate: float = 16 * MiB
     journal_interval: float = 0.05
     journal_bytes: int = 256 * 1024
     check_free_space: bool = True

@@ -1,7 +1,24 @@
-"""The connection ramp of one large file (step 2 of :mod:`.filetask`).
+"""The connection count of one large file, chosen by measurement in both directions (step 2
+of :mod:`.filetask`).
 
-Why: on links that cap each connection, more connections mean more speed, but only up to a
-point (the link, the server's own limit); the ramp finds that point per file by measuring.
+Why: on links that cap each connection, more connections mean more speed, up to a point (the
+link, the server's own limit); on a fast link one or two connections already carry the line
+and every extra one only costs CPU on both ends (and wastes its in-flight bytes after a
+``kill -9``). The ramp finds the count per file by measuring the aggregate rate:
+
+- after every change it waits until the connections settle (new ones have bytes flowing,
+  retired ones have left; at most 3 ``ramp_interval``), then measures for one
+  ``ramp_interval``;
+- first measurement: if each connection carries at least ``fast_connection_rate`` (16 MiB/s
+  by default, :class:`~unihub.transfer.jobs.TransferOptions`) the link is
+  not capped per connection, so it tries *fewer*: the count halves while the rate stays within
+  ``KEEP`` of the best seen, and goes back up one step when it does not; otherwise (a
+  throttled link: start wide, as before) it doubles while the rate beats the one before by
+  more than ``GAIN``;
+- the count it settles on is remembered for the mirrors' origins (:class:`LinkMemory`), so
+  the next large file of the same call starts there instead of at ``initial_connections``.
+
+A retired connection finishes the range it holds first: nothing it received is thrown away.
 """
 
 from __future__ import annotations
@@ -10,18 +27,41 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from ..session import origin
+
 if TYPE_CHECKING:
     from .filetask import FileTransfer
 
-__all__ = ["Ramp"]
+__all__ = ["LinkMemory", "Ramp"]
 
 log = logging.getLogger("unihub")
 
+GAIN = 1.15  # doubling pays off above this
+KEEP = 0.9  # halving is fine while the rate stays above this share of the best
+
+
+class LinkMemory:
+    """Connection counts that settled, per set of mirror origins, for one ``download_files``."""
+
+    def __init__(self) -> None:
+        self._counts: dict[frozenset[tuple[str, str, int | None]], int] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(urls: list[str]) -> frozenset[tuple[str, str, int | None]]:
+        return frozenset(origin(u) for u in urls)
+
+    def get(self, urls: list[str]) -> int | None:
+        with self._lock:
+            return self._counts.get(self.key(urls))
+
+    def put(self, urls: list[str], count: int) -> None:
+        with self._lock:
+            self._counts[self.key(urls)] = count
+
 
 class Ramp:
-    """Connection ramp-up of one file: after each change, wait until every connection has
-    bytes flowing (a few round trips: TCP, TLS, redirect), then measure for one
-    ``ramp_interval``; double while the rate beats the one before by more than 15 %."""
+    """Connection count of one file (module docstring)."""
 
     def __init__(self, task: FileTransfer, now: float) -> None:
         self.task = task
@@ -29,27 +69,61 @@ class Ramp:
         self.settling = True
         self.since = now
         self.last_bytes = task.received
-        self.baseline: float | None = None
+        self.direction = 0  # +1 adding, -1 retiring, 0 not decided yet
+        self.best = 0.0  # best aggregate rate seen
+        self.good_count = 0  # fewest connections seen within KEEP of the best (retiring)
+        self.baseline = 0.0  # rate at the previous count (adding)
 
     def step(self, threads: list[threading.Thread], now: float) -> None:
         task, interval = self.task, self.task.opts.ramp_interval
         if not self.on:
             return
+        alive = task.connections_alive(threads)
         if self.settling:
-            alive = sum(t.is_alive() for t in threads)
-            if task.flowing >= alive or now - self.since > 3 * interval:
+            settled = task.flowing_now() >= alive and not task.retiring()
+            if settled or now - self.since > 3 * interval:
                 self.settling, self.since, self.last_bytes = False, now, task.received
             return
         if now - self.since < interval:
             return
         rate = (task.received - self.last_bytes) / (now - self.since)
         self.last_bytes, self.since = task.received, now
-        if self.baseline is not None and rate <= self.baseline * 1.15:
-            self.on = False  # more connections stopped paying off
+        log.debug("%s: %.0f B/s on %d connections", task.job.name, rate, alive)
+        self.best = max(self.best, rate)
+        if self.direction == 0:
+            fast = rate / max(1, alive) >= task.opts.fast_connection_rate
+            self.direction = -1 if alive > 1 and fast else 1
+            if self.direction < 0:
+                self._retire(alive)
+            else:
+                self._add(threads, alive, rate)
             return
+        if self.direction > 0:
+            if rate <= self.baseline * GAIN:
+                self._done(alive)  # more connections stopped paying off
+            else:
+                self._add(threads, alive, rate)
+            return
+        if rate < self.best * KEEP:  # fewer connections cost speed: one step back
+            task.add_connections(threads, self.good_count - alive)
+            self._done(self.good_count)
+        elif alive > 1:
+            self._retire(alive)
+        else:
+            self._done(alive)
+
+    def _add(self, threads: list[threading.Thread], alive: int, rate: float) -> None:
         self.baseline = rate
-        alive = sum(t.is_alive() for t in threads)
-        added = task.add_connections(threads, min(alive, task.opts.connections - alive))
-        log.debug("%s: %.0f B/s, %d connections", task.job.name, rate, alive + added)
+        added = self.task.add_connections(threads, min(alive, self.task.opts.connections - alive))
         self.settling = True
-        self.on = added > 0
+        if not added:
+            self._done(alive)
+
+    def _retire(self, alive: int) -> None:
+        self.good_count = alive
+        self.task.retire(alive - alive // 2)
+        self.settling = True
+
+    def _done(self, count: int) -> None:
+        self.on = False
+        self.task.remember_connections(max(1, count))
