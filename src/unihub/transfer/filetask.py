@@ -482,6 +482,7 @@ class FileTransfer:
             new = sum(e - s for s, e in self.sched.done.gaps(pos, pos + n))
             self.sched.done.add(pos, pos + n, state.index)
             self.unsaved += new
+        self.hasher.feed(pos, data)
         if new:
             self._emit("advance", new)
             if (

@@ -4,10 +4,11 @@ The expected digest is the LFS sha256 when the listing gives one, else the git b
 (``sha1(b"blob <size>\\0" + content)``, the ``oid`` of non-LFS files on Hugging Face).
 
 :class:`PrefixHasher` hashes the contiguous completed prefix of the file as it grows, on a
-thread of its own: the connections only write and mark bytes done (nothing per write reaches
-the hasher: it looks every ``POLL`` seconds, which costs less than a wake-up per write); it reads
-the prefix back from the partial file (page cache, into one preallocated buffer)
-and hashes it. ``hashlib`` and ``os.preadv`` release the GIL on large buffers, so hashing runs
+thread of its own: the connections write and mark bytes done; a block that extends the prefix
+is hashed right away from the connection's buffer (:meth:`PrefixHasher.feed`, no copy), and
+the thread (which looks every ``POLL`` seconds: cheaper than a wake-up per write) reads back
+from the partial file (page cache, into one preallocated buffer) and hashes what arrived out
+of order. ``hashlib`` and ``os.preadv`` release the GIL on large buffers, so hashing runs
 beside the connections instead of inside every connection's loop (measured in
 ``docs/transfer.md``). On resume the prefix already on disk is hashed the same way.
 Hash state is never persisted (``hashlib`` cannot export it, and nothing secret is stored).
@@ -64,6 +65,7 @@ class PrefixHasher:
         self.covered = covered
         self.pos = 0
         self._wake = threading.Event()
+        self._lock = threading.Lock()
         self._stopping = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -75,6 +77,19 @@ class PrefixHasher:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="unihub-hash")
         self._thread.start()
 
+    def feed(self, offset: int, data: memoryview) -> None:
+        """A block just written at ``offset``: hashed from memory if it extends the prefix and
+        nobody is hashing right now (no read-back copy; ``hashlib`` releases the GIL), else
+        left to the thread."""
+        if self.h is None or offset != self.pos or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if offset == self.pos:
+                self.h.update(data)
+                self.pos += len(data)
+        finally:
+            self._lock.release()
+
     def _loop(self) -> None:
         try:
             while not self._wake.wait(POLL) and self.pos < self.size:
@@ -85,15 +100,16 @@ class PrefixHasher:
     def _catch_up(self, least: int = 1) -> None:
         assert self.h is not None
         while self.pos < self.size and not self._stopping:
-            end = self.covered(self.pos)
-            if end - self.pos < min(least, self.size - self.pos):
-                return
-            view = self._buf[: min(end - self.pos, len(self._buf))]
-            n = pread_into(self.fd, view, self.pos)
-            if not n:
-                raise OSError(f"short read at {self.pos} of partial file")
-            self.h.update(view[:n])
-            self.pos += n
+            with self._lock:
+                end = self.covered(self.pos)
+                if end - self.pos < min(least, self.size - self.pos):
+                    return
+                view = self._buf[: min(end - self.pos, len(self._buf))]
+                n = pread_into(self.fd, view, self.pos)
+                if not n:
+                    raise OSError(f"short read at {self.pos} of partial file")
+                self.h.update(view[:n])
+                self.pos += n
 
     def stop(self) -> None:
         """Stop the thread (the hash state is then abandoned or finished by :meth:`finish`)."""
