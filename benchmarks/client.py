@@ -81,10 +81,18 @@ def _unihub(job: dict[str, Any]) -> str:
             from unihub.api import snapshot
         except ImportError:
             snapshot = None
+    used: dict[str, int] = {}
+
+    def seen(event: Any) -> None:  # which data path carried each file
+        if event.kind == "start":
+            backend = "hf_transfer" if event.message == "hf_transfer" else "own engine"
+            used[backend] = used.get(backend, 0) + 1
+
     if snapshot is not None and mode != "engine":
         _go()
         snapshot(job["repo_id"], sources=job["specs"], local_dir=job["dest"],
-                 include=job["include"], progress=False)
+                 include=job["include"], progress=seen)
+        _BACKEND.append(", ".join(f"{k}: {v} files" for k, v in sorted(used.items())))
         return "unihub.snapshot"
     from unihub.transfer import FileJob, Mirror, download_files
 
@@ -95,7 +103,8 @@ def _unihub(job: dict[str, Any]) -> str:
         jobs.append(FileJob(dest=dest / path, size=int(info["size"]), sha256=info["sha256"],
                             mirrors=mirrors, label=path))
     _go()
-    download_files(jobs, progress=False)
+    download_files(jobs, progress=seen)
+    _BACKEND.append(", ".join(f"{k}: {v} files" for k, v in sorted(used.items())))
     return "unihub.transfer.download_files"
 
 
@@ -108,6 +117,7 @@ TOOLS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 _T0: list[float] = []
+_BACKEND: list[str] = []
 
 
 def _go() -> None:
@@ -125,6 +135,7 @@ def main(argv: list[str]) -> int:
         out.update(t1=time.time(), error=f"{type(exc).__name__}: {exc}"[:2000])
         traceback.print_exc(file=sys.stderr)
     out["t0"] = _T0[0] if _T0 else None
+    out["backend"] = _BACKEND[0] if _BACKEND else None
     try:  # peak RSS of this process (the parent polls too, but may miss the last moments)
         with open("/proc/self/status") as fh:
             out["vm_hwm_kib"] = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))

@@ -154,6 +154,9 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
         out += ["", f"## {sc['key']}. {sc['title']}", "",
                 f"Issue {sc['issue']}. Timeout per tool {sc['timeout']:.0f} s.", ""]
         out += [*(f"- {n}" for n in sc.get("notes", [])), ""] if sc.get("notes") else []
+        backends = sorted({str(r["backend"]) for n, r in sc["runs"].items()
+                           if n.startswith("unihub") and r.get("backend")})
+        out += [f"unihub's data path: {'; '.join(backends)}.", ""] if backends else []
         out += _scenario_table(sc)
     out += ["", "## Missed targets", ""]
     out += missed or ["None in this run."]

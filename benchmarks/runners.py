@@ -101,6 +101,7 @@ class RunResult:
     statuses: dict[str, int] = field(default_factory=dict)
     ttfb: float | None = None  # first successful file GET minus t0
     how: str | None = None
+    backend: str | None = None  # unihub: which data path carried the files
     runs: int = 1
     killed_at: int | None = None  # bytes served when the first run was killed (scenario D)
     note: str | None = None
@@ -324,6 +325,7 @@ def run_tool(tool: Tool, hubs: Mapping[str, HubProcess], repo_id: str, scratch: 
         result.seconds = ex.wall if len(exits) == 1 else None
     if parsed is not None:
         result.how = parsed.get("how")
+        result.backend = parsed.get("backend")
         hwm = max(hwm, int(parsed.get("vm_hwm_kib") or 0))
     result.peak_rss_mib = hwm / 1024
     if ex.timed_out:

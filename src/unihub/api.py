@@ -111,11 +111,7 @@ def _fetch(
             progress=req.progress,
             verify=req.verify,
             session=session,
-            options=TransferOptions(
-                timeouts=settings.timeouts,
-                proxies=settings.proxies,
-                use_hf_transfer=settings.hf_transfer,
-            ),
+            options=TransferOptions.from_settings(settings),
         )
     # Publishing is file-system work (metadata, symlinks): done in parallel it costs little
     # even for thousands of small files.

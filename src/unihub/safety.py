@@ -31,9 +31,12 @@ at its own name. :func:`redact_url` removes credentials from a URL before it is 
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 import re
+import tempfile
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,6 +57,7 @@ __all__ = [
     "path_parts",
     "redact_text",
     "redact_url",
+    "replace_json",
     "unsafe_reason",
 ]
 
@@ -249,3 +253,19 @@ def redact_url(url: str) -> str:
         return urlunsplit(parts._replace(netloc=host))
     except ValueError:
         return redact_text(url)
+
+
+def replace_json(path: Path, data: object) -> None:
+    """Write ``data`` as JSON to a fresh temp file beside ``path``, then ``os.replace`` it
+    there (readers see the old file or the new one, never half of one). For the caches of
+    measurements (probe results, links); raises OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        Path(tmp).replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise

@@ -112,3 +112,44 @@ def test_slow_hf_transfer_child_is_killed(tmp_path: Path, caplog: pytest.LogCapt
     assert time.monotonic() - t0 < 30
     assert "slower than the minimum rate" in caplog.text
     assert not _hf_transfer_children()
+
+
+def _backends(events: list[ProgressEvent]) -> list[str]:
+    return [e.message or "own" for e in events if e.kind == "start"]
+
+
+def test_auto_uses_hf_transfer_only_on_a_link_measured_fast(tmp_path: Path) -> None:
+    """Auto (no switch set): the first large file on an unknown link goes through the own
+    engine, which measures it; a later call on a link measured fast delegates, one on a link
+    capped per connection does not; ``use_hf_transfer=False`` never does."""
+    repo = FakeRepo("org/name", files={"a.bin": 12 * MiB, "b.bin": 6 * MiB})
+    links = tmp_path / "links.json"
+    auto = replace(
+        FAST, use_hf_transfer=None, hf_transfer_min_size=1 * MiB, chunk_size=1 * MiB,
+        ramp_interval=0.2, link_cache=links, fast_connection_rate=512 * 1024,
+    )  # fmt: skip
+    with FakeHub("hf", repos=[repo], cdn=None, total_rate=12 * MiB) as hub:
+        first: list[ProgressEvent] = []
+        download_files([job_for(hub, repo, "a.bin", tmp_path / "1")], progress=first.append,
+                       options=auto)  # fmt: skip
+        assert _backends(first) == ["own"]
+        text = links.read_text()
+        assert "127.0.0.1" in text and "org/name" not in text and "resolve" not in text
+        second: list[ProgressEvent] = []
+        job = job_for(hub, repo, "b.bin", tmp_path / "2")
+        download_files([job], progress=second.append, options=auto)
+        assert _backends(second) == ["hf_transfer"]
+        assert sha256_file(job.dest) == repo.files()["b.bin"].sha256
+        off: list[ProgressEvent] = []
+        download_files([job_for(hub, repo, "b.bin", tmp_path / "3")], progress=off.append,
+                       options=replace(auto, use_hf_transfer=False))  # fmt: skip
+        assert _backends(off) == ["own"]
+    capped = tmp_path / "capped.json"
+    with FakeHub("hf", repos=[repo], cdn=None, per_connection_rate=256 * 1024) as hub:
+        opts = replace(auto, link_cache=capped)
+        for n in ("4", "5"):
+            events: list[ProgressEvent] = []
+            download_files([job_for(hub, repo, "b.bin", tmp_path / n)], progress=events.append,
+                           options=opts)  # fmt: skip
+            assert _backends(events) == ["own"]
+        assert capped.exists()  # measured, and found capped

@@ -22,8 +22,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..safety import replace_json
 from ..settings import Settings
 from .result import ProbeResult
 
@@ -181,14 +180,6 @@ def _store_disk(
         if len(kept) > MAX_DISK_ENTRIES:
             newest = sorted(kept.items(), key=lambda kv: kv[1]["time"])[-MAX_DISK_ENTRIES:]
             kept = dict(newest)
-        fd, tmp = tempfile.mkstemp(prefix=".probe-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"version": _VERSION, "entries": kept}, fh)
-            Path(tmp).replace(path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                Path(tmp).unlink()
-            raise
+        replace_json(path, {"version": _VERSION, "entries": kept})
     except OSError as exc:
         logger.debug("probe cache not written to %s: %s", path, exc)

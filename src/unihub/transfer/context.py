@@ -11,7 +11,7 @@ from collections.abc import Callable
 from ..progress import ProgressEvent
 from ..transport import Transport
 from .jobs import TransferOptions
-from .ramp import LinkMemory
+from .links import LinkMemory
 
 __all__ = ["Budget", "Cancelled", "Context", "wait_for"]
 
@@ -51,7 +51,7 @@ class Context:
         verify: bool,
     ) -> None:
         self.transport = transport
-        self.link = LinkMemory()
+        self.link = LinkMemory(options.link_cache, options.link_ttl)
         self.options = options
         self.report = report
         self.verify = verify

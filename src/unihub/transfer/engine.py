@@ -92,11 +92,12 @@ def _large(job: FileJob, ctx: Context) -> Path:
 
 
 def _hf_transfer(job: FileJob, ctx: Context) -> Path | None:
-    if not hf_transfer_backend.fits(job, ctx):
+    mirror = hf_transfer_backend.fits(job, ctx)
+    if mirror is None:
         return None
     wait_for(lambda: ctx.budget.acquire(timeout=0.2), ctx.cancel)
     try:
-        return hf_transfer_backend.try_hf_transfer(job, ctx)
+        return hf_transfer_backend.try_hf_transfer(job, ctx, mirror)
     finally:
         ctx.budget.release()
 

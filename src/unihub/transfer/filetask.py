@@ -48,6 +48,7 @@ from .context import Cancelled, Context, wait_for
 from .fileio import pwrite
 from .jobs import FileJob
 from .journal import Journal
+from .links import Measured
 from .mirrors import Mirrors, MirrorState
 from .ramp import Ramp
 from .ranges import Assignment, RangeSet, Scheduler
@@ -295,7 +296,8 @@ class FileTransfer:
             return threads
         wait_for(lambda: self.ctx.budget.acquire(timeout=0.2), self.ctx.cancel)
         threads.append(self._spawn())
-        start = self.ctx.link.get(self._urls()) or self.opts.initial_connections
+        known = self.ctx.link.get(self._urls())
+        start = known.connections if known is not None else self.opts.initial_connections
         self.add_connections(threads, min(start, self.opts.connections) - 1)
         return threads
 
@@ -324,8 +326,8 @@ class FileTransfer:
             self._retiring -= 1
             return True
 
-    def remember_connections(self, n: int) -> None:
-        self.ctx.link.put(self._urls(), n)
+    def remember_connections(self, n: int, per_connection: float) -> None:
+        self.ctx.link.put(self._urls(), Measured(n, per_connection))
 
     def add_connections(self, threads: list[threading.Thread], n: int) -> int:
         with self._fd_lock:  # first cancel retirements not yet taken

@@ -4,9 +4,10 @@ hf_transfer (Rust, tokio) is very fast on fat pipes but cannot resume, deletes i
 any error, shows no progress of its own and re-adds ``Authorization`` after a redirect only
 when the host is unchanged. So:
 
-- it is used only when the case fits: installed, one mirror, a file of at least
+- it is used only when the case fits: installed, a file of at least
   ``hf_transfer_min_size``, no partial state on disk (nothing to resume), no proxy in
-  ``TransferOptions.proxies`` (it would not use it the way httpx does);
+  ``TransferOptions.proxies`` (it would not use it the way we do), and (auto) a mirror whose
+  link the engine measured fast; it then fetches from that one mirror;
 - the redirect is resolved first with our own ``Range: bytes=0-0`` request; the final URL is
   passed with the mirror's headers only when it is on the mirror's origin;
 - it writes to its own temporary file (never our partial); on any error that file is removed
@@ -20,14 +21,19 @@ when the host is unchanged. So:
   is killed when its progress breaks the minimum-rate rule (``Timeouts.speed_check``), after
   which the own engine takes over.
 
-``use_hf_transfer``: True = use it when the case fits; False = never; None (auto) = today the
-same as False (the API passes ``Settings.hf_transfer``, which is True when
-``HF_HUB_ENABLE_HF_TRANSFER`` or ``UNIHUB_HF_TRANSFER`` is set). Auto does not turn it on by
-itself because on the links unihub is for (throttled per
-connection) the own engine reaches the same speed, resumes after interruption, and uses a
-fraction of hf_transfer's threads; hf_transfer wins only when the CPU is the bottleneck.
-Measured against FakeHub at 700 KB/s per connection, one 48 MiB file: own engine 6.0-6.5
-MB/s (ramps to 16 connections), hf_transfer 4.0 MB/s (8 MiB chunks, so 6 connections).
+``use_hf_transfer``: True = use it whenever the case fits (the first mirror); False = never;
+None (auto, the default) = where the benchmarks show it faster. The API passes
+``Settings.hf_transfer``: True when ``HF_HUB_ENABLE_HF_TRANSFER`` or ``UNIHUB_HF_TRANSFER=1`` is
+set, False for ``UNIHUB_HF_TRANSFER=0``. Auto uses it for a large fresh file when one of its
+mirrors is on an origin measured fast (:mod:`.links`: at least ``fast_connection_rate`` on
+one connection, by an earlier file of this call or of a call within the probe cache's
+lifetime): there, on 2 cores, its Rust data path costs less CPU than ours (benchmarks B and F
+in ``docs/benchmarks.md``). On per-connection-capped links, the links unihub is mostly used
+on, the own engine is as fast or faster, resumes after an interruption, stripes mirrors and
+never loses bytes: measured against FakeHub at 700 KB/s per connection, one 48 MiB file: own
+engine 6.0-6.5 MB/s (ramps to 16 connections), hf_transfer 4.0 MB/s (8 MiB chunks, so 6
+connections). The first large file on an unknown link always uses the own engine (it is what
+measures the link): hf_transfer cannot resume, so handing it a started file would lose bytes.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from typing import Any
 from ..progress import EventKind, ProgressEvent
 from ..session import same_origin
 from .context import Cancelled, Context
-from .jobs import FileJob
+from .jobs import FileJob, Mirror
 from .mirrors import MirrorState
 from .verify import expected_digest, new_hasher
 from .worker import WholeBody, open_range
@@ -61,18 +67,29 @@ def available() -> bool:
     return importlib.util.find_spec("hf_transfer") is not None
 
 
-def fits(job: FileJob, ctx: Context) -> bool:
-    if not ctx.options.use_hf_transfer:  # None (auto) is off for now
-        return False
-    proxies = ctx.options.proxies
-    return (
-        len(job.mirrors) == 1
-        and job.size >= ctx.options.hf_transfer_min_size
-        and not job.partial_path.exists()
-        and not job.journal_path.exists()
-        and not any(k in proxies for k in ("http", "https", "all"))
-        and available()
-    )
+def fits(job: FileJob, ctx: Context) -> Mirror | None:
+    """The mirror hf_transfer should fetch ``job`` from, or None to use the own engine.
+
+    Forced on (``use_hf_transfer=True``): the first (best-ranked) mirror. Auto (None): a mirror
+    whose origin the engine measured fast (:mod:`.links`: one connection carried at least
+    ``fast_connection_rate``), the case where hf_transfer wins; never on capped links.
+    """
+    opts = ctx.options
+    if opts.use_hf_transfer is False or not job.mirrors:
+        return None
+    proxies = opts.proxies
+    if (
+        job.size < opts.hf_transfer_min_size
+        or job.partial_path.exists()
+        or job.journal_path.exists()
+        or any(k in proxies for k in ("http", "https", "all"))
+        or not available()
+    ):
+        return None
+    if opts.use_hf_transfer:
+        return job.mirrors[0]
+    url = ctx.link.fast_origin([m.url for m in job.mirrors], opts.fast_connection_rate)
+    return next((m for m in job.mirrors if m.url == url), None)
 
 
 _CHILD = """
@@ -184,15 +201,18 @@ def _check(job: FileJob, ctx: Context, tmp: Path) -> None:
         raise OSError("hash mismatch on the hf_transfer download")
 
 
-def try_hf_transfer(job: FileJob, ctx: Context) -> Path | None:
-    """Download ``job`` with hf_transfer; the published path, or None to fall back."""
-    mirror = MirrorState(job.mirrors[0], 0)
+def try_hf_transfer(job: FileJob, ctx: Context, chosen: Mirror) -> Path | None:
+    """Download ``job`` from ``chosen`` with hf_transfer; the published path, or None to fall
+    back."""
+    mirror = MirrorState(chosen, 0)
     reported = 0
 
     def emit(kind: EventKind, n: int = 0) -> None:
         nonlocal reported
         reported += n
-        ctx.report(ProgressEvent(kind, job.name, n, job.size, source=mirror.name))
+        ctx.report(
+            ProgressEvent(kind, job.name, n, job.size, source=mirror.name, message="hf_transfer")
+        )
 
     tmp = job.partial_path.with_name(job.partial_path.name + f".hft-{os.getpid()}")
     try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..retry import Retry
+from ..settings import Settings
 from ..timeouts import Timeouts
 
 __all__ = ["PARTIAL_SUFFIX", "FileJob", "Mirror", "TransferOptions"]
@@ -107,10 +108,13 @@ class TransferOptions:
       ``ramp_interval``; when each connection carries at least ``fast_connection_rate`` bytes/s
       the link is taken as not capped per connection and fewer connections are tried
       (:mod:`unihub.transfer.ramp`).
+    - ``link_cache`` / ``link_ttl``: where what the ramp learned about a link is kept for later
+      calls, and how long it holds (:mod:`unihub.transfer.links`; None: this call only).
     - ``journal_interval`` / ``journal_bytes``: save the resume journal at least this often
       (seconds) and after this many new bytes (what a ``kill -9`` can lose).
     - ``use_hf_transfer``: True = delegate fitting files to hf_transfer, False = never,
-      None = auto, today the same as False (see :mod:`unihub.transfer.hf_transfer_backend`).
+      None = auto: only where it wins, a large file from a source measured fast (see
+      :mod:`unihub.transfer.hf_transfer_backend`).
     """
 
     connections: int = 16
@@ -129,8 +133,25 @@ class TransferOptions:
     proxies: Mapping[str, str] = field(default_factory=dict)
     ramp_interval: float = 0.5
     fast_connection_rate: float = 16 * MiB
+    link_cache: Path | None = None
+    link_ttl: float = 300.0
     journal_interval: float = 0.05
     journal_bytes: int = 256 * 1024
     check_free_space: bool = True
     use_hf_transfer: bool | None = None
     hf_transfer_min_size: int = 64 * MiB
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TransferOptions:
+        """The defaults with what :class:`~unihub.settings.Settings` decides: timeouts,
+        proxies, the hf_transfer switch, and where (and how long) link measurements are kept
+        (beside the probe cache, with its lifetime)."""
+        from ..probing.cache import ttls
+
+        return cls(
+            timeouts=settings.timeouts,
+            proxies=settings.proxies,
+            use_hf_transfer=settings.hf_transfer,
+            link_cache=settings.unihub_cache / "links.json",
+            link_ttl=ttls(settings.probe_ttl)[1],
+        )

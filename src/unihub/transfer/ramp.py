@@ -15,8 +15,10 @@ and every extra one only costs CPU on both ends (and wastes its in-flight bytes 
   ``KEEP`` of the best seen, and goes back up one step when it does not; otherwise (a
   throttled link: start wide, as before) it doubles while the rate beats the one before by
   more than ``GAIN``;
-- the count it settles on is remembered for the mirrors' origins (:class:`LinkMemory`), so
-  the next large file of the same call starts there instead of at ``initial_connections``.
+- the count it settles on, and what one connection carried at the first measurement, are
+  remembered for the mirrors' origins (:mod:`.links`): the next large file (of this call, or
+  of a later one within the probe cache's lifetime) starts at that count instead of at
+  ``initial_connections``, and the automatic hf_transfer choice reads the rate.
 
 A retired connection finishes the range it holds first: nothing it received is thrown away.
 """
@@ -27,37 +29,15 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from ..session import origin
-
 if TYPE_CHECKING:
     from .filetask import FileTransfer
 
-__all__ = ["LinkMemory", "Ramp"]
+__all__ = ["Ramp"]
 
 log = logging.getLogger("unihub")
 
 GAIN = 1.15  # doubling pays off above this
 KEEP = 0.9  # halving is fine while the rate stays above this share of the best
-
-
-class LinkMemory:
-    """Connection counts that settled, per set of mirror origins, for one ``download_files``."""
-
-    def __init__(self) -> None:
-        self._counts: dict[frozenset[tuple[str, str, int | None]], int] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(urls: list[str]) -> frozenset[tuple[str, str, int | None]]:
-        return frozenset(origin(u) for u in urls)
-
-    def get(self, urls: list[str]) -> int | None:
-        with self._lock:
-            return self._counts.get(self.key(urls))
-
-    def put(self, urls: list[str], count: int) -> None:
-        with self._lock:
-            self._counts[self.key(urls)] = count
 
 
 class Ramp:
@@ -73,6 +53,7 @@ class Ramp:
         self.best = 0.0  # best aggregate rate seen
         self.good_count = 0  # fewest connections seen within KEEP of the best (retiring)
         self.baseline = 0.0  # rate at the previous count (adding)
+        self.per_connection = 0.0  # at the first measurement
 
     def step(self, threads: list[threading.Thread], now: float) -> None:
         task, interval = self.task, self.task.opts.ramp_interval
@@ -91,7 +72,8 @@ class Ramp:
         log.debug("%s: %.0f B/s on %d connections", task.job.name, rate, alive)
         self.best = max(self.best, rate)
         if self.direction == 0:
-            fast = rate / max(1, alive) >= task.opts.fast_connection_rate
+            self.per_connection = rate / max(1, alive)
+            fast = self.per_connection >= task.opts.fast_connection_rate
             self.direction = -1 if alive > 1 and fast else 1
             if self.direction < 0:
                 self._retire(alive)
@@ -118,12 +100,19 @@ class Ramp:
         self.settling = True
         if not added:
             self._done(alive)
+        else:
+            self._remember(alive + added)
 
     def _retire(self, alive: int) -> None:
         self.good_count = alive
         self.task.retire(alive - alive // 2)
         self.settling = True
+        self._remember(alive // 2)
 
     def _done(self, count: int) -> None:
         self.on = False
-        self.task.remember_connections(max(1, count))
+        self._remember(count)
+
+    def _remember(self, count: int) -> None:
+        """Kept at every step: a file may end before the ramp settles."""
+        self.task.remember_connections(max(1, count), self.per_connection)
