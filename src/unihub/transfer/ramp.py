@@ -14,7 +14,10 @@ and every extra one only costs CPU on both ends (and wastes its in-flight bytes 
   not capped per connection, so it tries *fewer*: the count halves while the rate stays within
   ``KEEP`` of the best seen, and goes back up one step when it does not; otherwise (a
   throttled link: start wide, as before) it doubles while the rate beats the one before by
-  more than ``GAIN``;
+  more than ``GAIN``, and when a doubling brings nothing it is retired and fewer are tried the
+  same way (an aggregate cap that fewer connections already fill: every extra connection
+  only adds load on the server and bytes in flight that a ``kill -9`` loses). A doubling
+  stopped by ``connections`` or the global budget ends the ramp where it is;
 - the count it settles on, and what one connection carried at the first measurement, are
   remembered for the mirrors' origins (:mod:`.links`): the next large file (of this call, or
   of a later one within the probe cache's lifetime) starts at that count instead of at
@@ -54,6 +57,7 @@ class Ramp:
         self.good_count = 0  # fewest connections seen within KEEP of the best (retiring)
         self.baseline = 0.0  # rate at the previous count (adding)
         self.per_connection = 0.0  # at the first measurement
+        self.before = 0  # count before the last doubling
 
     def step(self, threads: list[threading.Thread], now: float) -> None:
         task, interval = self.task, self.task.opts.ramp_interval
@@ -81,10 +85,16 @@ class Ramp:
                 self._add(threads, alive, rate)
             return
         if self.direction > 0:
-            if rate <= self.baseline * GAIN:
-                self._done(alive)  # more connections stopped paying off
-            else:
+            if rate > self.baseline * GAIN:
                 self._add(threads, alive, rate)
+                return
+            # The last doubling brought nothing: retire it, then see whether even fewer hold
+            # the rate (an aggregate cap that fewer connections already fill).
+            self.direction = -1
+            self.good_count = self.before
+            task.retire(alive - self.before)
+            self.settling = True
+            self._remember(self.before)
             return
         if rate < self.best * KEEP:  # fewer connections cost speed: one step back
             task.add_connections(threads, self.good_count - alive)
@@ -96,6 +106,7 @@ class Ramp:
 
     def _add(self, threads: list[threading.Thread], alive: int, rate: float) -> None:
         self.baseline = rate
+        self.before = alive
         added = self.task.add_connections(threads, min(alive, self.task.opts.connections - alive))
         self.settling = True
         if not added:
