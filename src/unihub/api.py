@@ -27,7 +27,7 @@ from .errors import EntryNotFoundError, UnihubError, from_oserror
 from .layout import Layout, Target, make_layout
 from .layout.common import filter_paths
 from .models import Manifest, RepoFile
-from .plan import Plan, drop_refusing, make_plan, mirrors_for
+from .plan import Plan, await_mirrors, drop_refusing, make_plan, mirrors_for
 from .request import ProgressArg, Request, check_request
 from .session import Session
 from .settings import Settings
@@ -76,9 +76,13 @@ def _select(
     return list(chosen.values())
 
 
-def _jobs(plan: Plan, layout: Layout, files: list[RepoFile]) -> tuple[list[FileJob], list[Target]]:
+def _jobs(
+    plan: Plan, layout: Layout, files: list[RepoFile], session: Session
+) -> tuple[list[FileJob], list[Target]]:
     targets = layout.targets(plan.manifest, files)
-    drop_refusing(plan, [t.file for t in targets if not t.present])
+    missing = [t.file for t in targets if not t.present]
+    await_mirrors(plan, session, sum(f.size for f in missing))
+    drop_refusing(plan, missing)
     jobs = [
         FileJob(
             dest=t.final,
@@ -101,7 +105,7 @@ def _jobs(plan: Plan, layout: Layout, files: list[RepoFile]) -> tuple[list[FileJ
 def _fetch(
     plan: Plan, files: list[RepoFile], layout: Layout, req: Request, session: Session
 ) -> list[Path]:
-    jobs, targets = _jobs(plan, layout, files)
+    jobs, targets = _jobs(plan, layout, files, session)
     if jobs:
         settings = session.settings
         download_files(
