@@ -25,7 +25,7 @@ from unihub.probe import clear_cache
 from unihub.session import Session
 from unihub.settings import Settings
 from unihub.sources import resolve_sources
-from unihub.testing import FakeHub, FakeRepo
+from unihub.testing import FakeHub, FakeRepo, Faults
 
 HF_ID = "internlm/internlm2-chat-7b"
 MS_ID = "Shanghai_AI_Laboratory/internlm2-chat-7b"
@@ -168,3 +168,16 @@ def test_no_token_anywhere_means_no_huggingface_hub_import(tmp_path: Path) -> No
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "token").write_text("hf_from_file\n")
     assert run() == "hf_from_file True"
+
+
+def test_a_failed_transfer_is_rescued_by_a_source_that_listed_late(
+    fake_hub_factory: Factory, tmp_path: Path
+) -> None:
+    repo = small_repo()
+    bad = fake_hub_factory("hf", repos=[repo], faults=Faults(corrupt=frozenset({"config.json"})))
+    good = fake_hub_factory("hf", repos=[repo], latency=0.5)  # lists after the plan is made
+    folder = unihub.snapshot(
+        HF_ID, sources=[bad.source, good.source], local_dir=tmp_path / "m", progress=False
+    )
+    assert (Path(folder) / "config.json").read_bytes() == repo.content("config.json")
+    assert file_gets(good)  # the late source served what the first one could not

@@ -53,6 +53,7 @@ __all__ = [
     "SourceListing",
     "await_mirrors",
     "drop_refusing",
+    "late_mirrors",
     "make_plan",
     "mirrors_for",
 ]
@@ -93,6 +94,7 @@ class Plan:
     confirmed: bool | None = None  # None: manifest from ModelScope, no HF listing to compare
     sources: tuple[Source, ...] = ()  # every source asked, in priority order
     pending: ProbeRun | None = field(default=None, repr=False)  # sources still listing
+    seconds: float = 0.0  # how long making the plan took
 
 
 def _pick_manifest(listings: Sequence[SourceListing], revision: str | None) -> SourceListing | None:
@@ -218,6 +220,7 @@ def make_plan(
     they are waited for). Deadlines: ``Timeouts.probe`` for sources to answer,
     ``Timeouts.listing`` for those that answered to finish listing."""
     timeouts = session.settings.timeouts
+    started = time.monotonic()
     run = start_probe(
         session,
         repo_id,
@@ -264,33 +267,60 @@ def make_plan(
         confirmed=confirmed,
         sources=tuple(sources),
         pending=run if any(r is None for r in snap) else None,
+        seconds=time.monotonic() - started,
     )
 
 
 def await_mirrors(plan: Plan, session: Session, nbytes: int) -> None:
     """Sources still listing when the plan was made: wait for them at most as long as
-    ``nbytes`` would take at :data:`LATE_MIRROR_RATE` (never past their own deadlines); those
-    that list in time join the mirrors, the others are not used for this call.
+    ``nbytes`` would take at :data:`LATE_MIRROR_RATE`, and at least half as long as the plan
+    took (about one round trip: sources that answer nearly together all join), never past
+    their own deadlines. Those that list in time join the mirrors; the others are kept for
+    :func:`late_mirrors` (a rescue if the transfer fails) and are not used otherwise.
 
     Why a wait proportional to the bytes: a mirror can at best halve the transfer time, and
     the engine cannot take in a source once a file has started. For a small download the
-    first byte does not wait for a slow source at all; for 100 GB a few seconds are worth a
-    second source. Call it before :func:`drop_refusing`.
+    first byte does not wait for a slow source; for 100 GB a few seconds are worth a second
+    source. Call it before :func:`drop_refusing`.
     """
     run = plan.pending
     if run is None:
         return
-    plan.pending = None
-    budget = max(0, nbytes) / LATE_MIRROR_RATE
-    snap = run.wait(until=time.monotonic() + budget) if budget > 0 else run.snapshot()
+    budget = max(max(0, nbytes) / LATE_MIRROR_RATE, plan.seconds / 2)
+    snap = run.wait(until=time.monotonic() + budget)
+    _fold(plan, session, snap)
     for source, r in zip(run.sources, snap, strict=True):
         if r is None:
-            logger.info("source %s still listing after the plan: not used for this call", source)
+            logger.info("source %s still listing after the plan: not used for now", source)
+
+
+def late_mirrors(plan: Plan, session: Session) -> bool:
+    """After a failed transfer: wait for the sources still listing (until their deadlines)
+    and let those that list join the mirrors. True when a source joined (try again)."""
+    run = plan.pending
+    if run is None:
+        return False
+    before = len(plan.listings)
+    _fold(plan, session, run.wait())
+    return len(plan.listings) > before
+
+
+def _fold(plan: Plan, session: Session, snap: Sequence[ProbeResult | None]) -> None:
+    """Take in the results that came since the plan was made (re-annotated, re-ranked)."""
+    if all(r is not None for r in snap):
+        plan.pending = None
     results = annotate([r for r in snap if r is not None])
     if len(results) == len(plan.results):
         return
+    kept = {id(lst.manifest) for lst in plan.listings}
+    before = {id(r.manifest) for r in plan.results if r.manifest is not None}
     plan.results = list(results)
-    plan.listings = _listings(session, plan.sources, results)
+    # Sources already dropped (drop_refusing) stay dropped; new ones are added.
+    plan.listings = [
+        lst
+        for lst in _listings(session, plan.sources, results)
+        if id(lst.manifest) in kept or id(lst.manifest) not in before
+    ]
     _rank(plan.listings)
     for r in results:
         if r.manifest is None:
