@@ -6,7 +6,8 @@ costs at most the deadline and each source's hub is opened once for the probe an
 download). The plan reads the listings as they come and is made as soon as the truth cannot
 change any more: a slower source that could only be a mirror does not hold up the first byte
 (:func:`await_mirrors` waits for such sources only as long as the download is big enough to
-gain from them). The manifest comes from the most authoritative reachable source that resolved
+gain from them; :func:`late_mirrors` brings them in when a transfer failed without them).
+The manifest comes from the most authoritative reachable source that resolved
 *the revision asked for*: the first Hugging Face-protocol one in priority order, else
 ModelScope through the id mapping (then the mapping is *unconfirmed* and logged as such). A
 listing of another revision (a commit id pinned for the other hub: that hub's default branch)
