@@ -3,7 +3,8 @@
 Run as ``python benchmarks/client.py JOB.json`` by :mod:`runners` in a fresh process, so
 peak RSS and CPU time (taken by the parent from ``wait4``) belong to that tool alone. ``t0``
 is taken after the imports, right before the download call, and ``t1`` right after it: tool
-import time (huggingface_hub, modelscope) is not counted as download time.
+import time (huggingface_hub, modelscope) is not counted as download time. ``start`` is taken
+before the tool's import (for the time to the first byte with imports included).
 
 Job keys: ``tool``, ``repo_id``, ``dest``, ``sources`` (``{"hf": URL, "ms": URL}``, the
 hubs this tool may use), ``specs`` (the same as unihub source specs ``"hf=URL"``),
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 MiB = 1 << 20
+_START = time.time()  # before any tool is imported: ``start`` (imports included)
 
 
 def _huggingface_hub(job: dict[str, Any]) -> str:
@@ -136,6 +138,7 @@ def main(argv: list[str]) -> int:
         traceback.print_exc(file=sys.stderr)
     out["t0"] = _T0[0] if _T0 else None
     out["backend"] = _BACKEND[0] if _BACKEND else None
+    out["start"] = _START
     try:  # peak RSS of this process (the parent polls too, but may miss the last moments)
         with open("/proc/self/status") as fh:
             out["vm_hwm_kib"] = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))

@@ -100,6 +100,7 @@ class RunResult:
     peak_connections: int = 0  # most open at once on one hub
     statuses: dict[str, int] = field(default_factory=dict)
     ttfb: float | None = None  # first successful file GET minus t0
+    ttfb_process: float | None = None  # the same minus the client's start (imports included)
     how: str | None = None
     backend: str | None = None  # unihub: which data path carried the files
     runs: int = 1
@@ -321,6 +322,8 @@ def run_tool(tool: Tool, hubs: Mapping[str, HubProcess], repo_id: str, scratch: 
         firsts = [s["first_file_get"] for s in stats if s["first_file_get"] is not None]
         if firsts:
             result.ttfb = min(firsts) - float(parsed["t0"])
+            if parsed.get("start") is not None:
+                result.ttfb_process = min(firsts) - float(parsed["start"])
     else:
         result.seconds = ex.wall if len(exits) == 1 else None
     if parsed is not None:

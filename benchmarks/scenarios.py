@@ -29,7 +29,8 @@ ALL = ("unihub", "huggingface_hub", "hf_transfer-16", "hf_transfer-100", "models
 SHORT = {"A": "capped links", "B": "unthrottled, 2 big files", "C": "drops, 503, 429",
          "D": "kill -9, rerun", "K": "10 random kill -9", "E": "many small files",
          "F": "one huge file (peak RSS)",
-         "G": "blackholed HF hub", "H": "two hubs", "I": "corrupt mirror"}
+         "G": "blackholed HF hub", "H": "two hubs", "I": "corrupt mirror",
+         "J": "first byte, one hub"}
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,10 @@ class Target:
     """One target of a scenario: ``kind`` decides how it is checked against the results."""
 
     text: str
-    kind: str  # cap_fraction | times | times_best | cpu_best | served | rss | ttfb | rate |
-    #            completes
+    kind: str  # cap_fraction | times | times_best | cpu_best | served | rss | ttfb |
+    #            ttfb_plus | rate | completes
     value: float = 0.0
-    other: str = ""  # baseline tool for "times"
+    other: str = ""  # baseline tool for "times" and "ttfb_plus"
     cap: float = 0.0  # bytes/s for "cap_fraction"
 
     def line(self) -> float | None:
@@ -91,6 +92,18 @@ class Target:
             if u.ttfb is None:
                 return False, "no file bytes requested"
             return u.ttfb <= self.value, f"{u.ttfb:.2f} s to the first file GET"
+        if self.kind == "ttfb_plus":
+            if u.ttfb is None:
+                return False, "no file bytes requested"
+            base = results.get(self.other)
+            if base is None or not base.ok or base.ttfb is None:
+                return None, f"{self.other} did not complete"
+            extra = u.ttfb - base.ttfb
+            text = f"{u.ttfb:.3f} s vs {base.ttfb:.3f} s ({extra:+.3f} s) to the first file GET"
+            if u.ttfb_process is not None and base.ttfb_process is not None:
+                text += (f"; imports included {u.ttfb_process:.3f} s vs"
+                         f" {base.ttfb_process:.3f} s")
+            return extra <= self.value, text
         if self.kind == "rate":
             return mine >= self.value, f"{mine:.1f} MB/s"
         raise ValueError(self.kind)
@@ -265,4 +278,15 @@ def build(profile: str) -> list[Scenario]:
             notes=["unihub is given the corrupt hub first. Bytes wasted = bytes served by both"
                    " hubs minus the repo size. modelscope is pointed at the corrupt hub to show"
                    " what a single-hub client gets."]),
+        Scenario(
+            "J", "First file byte, one healthy Hugging Face hub, +50 ms latency; config + "
+            f"5 small files + 1 x {big // MiB} MB",
+            {"hf": HubSpec("hf", REPO, _lfs(1, big) | _small_files(7), latency=0.05)},
+            ("unihub", "huggingface_hub"), "ttfb",
+            [Target("first file byte <= huggingface_hub + 0.3 s", "ttfb_plus", 0.3,
+                    "huggingface_hub")],
+            timeout=60 if full else 30, issue=10,
+            notes=["Time to first byte as in G: first successful file GET seen by the hub minus"
+                   " the moment the client called its download function (imports done)."
+                   " Both tools are pointed at the one hub."]),
     ]

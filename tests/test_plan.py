@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from unihub.errors import AuthRequiredError, ConfigError, GatedRepoError, RevisionNotFoundError
-from unihub.plan import drop_refusing, make_plan, mirrors_for
+from unihub.plan import await_mirrors, drop_refusing, make_plan, mirrors_for
 from unihub.probe import clear_cache, probe
 from unihub.session import Session
 from unihub.settings import Settings
@@ -138,6 +138,8 @@ def test_plan_reuses_the_probe_hubs_and_connections(fake_hub_factory: Factory) -
     hf = fake_hub_factory("hf", repos=[repo])
     mirror = fake_hub_factory("hf", repos=[repo])
     session, plan = plan_for([hf.source, mirror.source])
+    await_mirrors(plan, session, 10**12)  # type: ignore[arg-type]  # the mirror may list late
+    assert len(plan.listings) == 2  # type: ignore[attr-defined]
     for listing in plan.listings:  # type: ignore[attr-defined]
         assert session.hub(listing.source) is listing.hub
     for fake in (hf, mirror):  # revision + tree on one kept-alive connection

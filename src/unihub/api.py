@@ -23,11 +23,18 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import EntryNotFoundError, UnihubError, from_oserror
+from .errors import (
+    ContentChangedError,
+    DownloadFailedError,
+    EntryNotFoundError,
+    IntegrityError,
+    UnihubError,
+    from_oserror,
+)
 from .layout import Layout, Target, make_layout
 from .layout.common import filter_paths
 from .models import Manifest, RepoFile
-from .plan import Plan, drop_refusing, make_plan, mirrors_for
+from .plan import Plan, await_mirrors, drop_refusing, late_mirrors, make_plan, mirrors_for
 from .request import ProgressArg, Request, check_request
 from .session import Session
 from .settings import Settings
@@ -76,9 +83,13 @@ def _select(
     return list(chosen.values())
 
 
-def _jobs(plan: Plan, layout: Layout, files: list[RepoFile]) -> tuple[list[FileJob], list[Target]]:
+def _jobs(
+    plan: Plan, layout: Layout, files: list[RepoFile], session: Session
+) -> tuple[list[FileJob], list[Target]]:
     targets = layout.targets(plan.manifest, files)
-    drop_refusing(plan, [t.file for t in targets if not t.present])
+    missing = [t.file for t in targets if not t.present]
+    await_mirrors(plan, session, sum(f.size for f in missing))
+    drop_refusing(plan, missing)
     jobs = [
         FileJob(
             dest=t.final,
@@ -101,18 +112,27 @@ def _jobs(plan: Plan, layout: Layout, files: list[RepoFile]) -> tuple[list[FileJ
 def _fetch(
     plan: Plan, files: list[RepoFile], layout: Layout, req: Request, session: Session
 ) -> list[Path]:
-    jobs, targets = _jobs(plan, layout, files)
-    if jobs:
-        settings = session.settings
-        download_files(
-            jobs,
-            connections=req.connections,
-            max_workers=req.max_workers,
-            progress=req.progress,
-            verify=req.verify,
-            session=session,
-            options=TransferOptions.from_settings(settings),
-        )
+    settings = session.settings
+    while True:
+        jobs, targets = _jobs(plan, layout, files, session)
+        if not jobs:
+            break
+        try:
+            download_files(
+                jobs,
+                connections=req.connections,
+                max_workers=req.max_workers,
+                progress=req.progress,
+                verify=req.verify,
+                session=session,
+                options=TransferOptions.from_settings(settings),
+            )
+            break
+        except (DownloadFailedError, IntegrityError, ContentChangedError) as exc:
+            # Sources that listed after the start may serve what the others could not.
+            if not late_mirrors(plan, session):
+                raise
+            logger.warning("%s; trying again with the sources that listed late", exc)
     # Publishing is file-system work (metadata, symlinks): done in parallel it costs little
     # even for thousands of small files.
     with ThreadPoolExecutor(max_workers=_PUBLISH_WORKERS) as pool:

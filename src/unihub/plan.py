@@ -1,9 +1,13 @@
 """Planning a download: which listing is the truth, and where each file's bytes may come from.
 
 *Manifest first, bytes from anywhere.* All sources are listed at once under a deadline
-(through :func:`unihub.probing.probe_sources`, with the call's session, so a blackholed hub
+(through :func:`unihub.probing.start_probe`, with the call's session, so a blackholed hub
 costs at most the deadline and each source's hub is opened once for the probe and the
-download). The manifest comes from the most authoritative reachable source that resolved
+download). The plan reads the listings as they come and is made as soon as the truth cannot
+change any more: a slower source that could only be a mirror does not hold up the first byte
+(:func:`await_mirrors` waits for such sources only as long as the download is big enough to
+gain from them; :func:`late_mirrors` brings them in when a transfer failed without them).
+The manifest comes from the most authoritative reachable source that resolved
 *the revision asked for*: the first Hugging Face-protocol one in priority order, else
 ModelScope through the id mapping (then the mapping is *unconfirmed* and logged as such). A
 listing of another revision (a commit id pinned for the other hub: that hub's default branch)
@@ -20,6 +24,7 @@ Errors are built from the types of the sources' errors, never from their words.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,14 +42,28 @@ from .errors import (
 from .hubs.base import Hub
 from .hubs.registry import REFERENCE, spec
 from .models import Manifest, RepoFile, RepoType
-from .probing import ProbeResult, probe_sources, rank
+from .probing import ProbeResult, ProbeRun, rank, start_probe
+from .probing.compare import annotate
 from .session import Session
 from .sources import Source
 from .transfer import Mirror
 
-__all__ = ["Plan", "SourceListing", "drop_refusing", "make_plan", "mirrors_for"]
+__all__ = [
+    "LATE_MIRROR_RATE",
+    "Plan",
+    "SourceListing",
+    "await_mirrors",
+    "drop_refusing",
+    "late_mirrors",
+    "make_plan",
+    "mirrors_for",
+]
 
 logger = logging.getLogger("unihub")
+
+#: bytes/s: a source still listing when the manifest is known is waited for at most as long
+#: as the download would take at this rate (1 s per GB), within its own deadlines.
+LATE_MIRROR_RATE = 1e9
 
 
 @dataclass
@@ -74,6 +93,9 @@ class Plan:
     listings: list[SourceListing]
     results: list[ProbeResult] = field(default_factory=list)
     confirmed: bool | None = None  # None: manifest from ModelScope, no HF listing to compare
+    sources: tuple[Source, ...] = ()  # every source asked, in priority order
+    pending: ProbeRun | None = field(default=None, repr=False)  # sources still listing
+    seconds: float = 0.0  # how long making the plan took
 
 
 def _pick_manifest(listings: Sequence[SourceListing], revision: str | None) -> SourceListing | None:
@@ -129,6 +151,62 @@ def _error_for(results: Sequence[ProbeResult], repo_id: str, session: Session) -
     )
 
 
+def _truth_index(
+    sources: Sequence[Source], snap: Sequence[ProbeResult | None], revision: str | None
+) -> int | None:
+    """Where the truth is, once it can no longer change; None while a source that could
+    still become it is pending (``None`` in ``snap``, in priority order).
+
+    The same choice as :func:`_pick_manifest` over every listing: a Hugging Face-protocol
+    listing of ``revision`` is the truth as soon as every such source before it has finished
+    without one; another protocol's only when no Hugging Face-protocol source is pending and
+    every source before it has finished without one.
+    """
+
+    def fits(r: ProbeResult | None) -> bool:
+        return (
+            r is not None
+            and r.manifest is not None
+            and (revision is None or r.manifest.revision == revision)
+        )
+
+    for i, (source, r) in enumerate(zip(sources, snap, strict=True)):
+        if source.protocol != REFERENCE:
+            continue
+        if r is None:
+            return None
+        if fits(r):
+            return i
+    for i, r in enumerate(snap):
+        if r is None:
+            return None
+        if fits(r):
+            return i
+    return None
+
+
+def _listings(
+    session: Session, sources: Sequence[Source], results: Sequence[ProbeResult]
+) -> list[SourceListing]:
+    """The sources that listed the repo, in priority order."""
+    order = {s: i for i, s in enumerate(sources)}
+    usable = sorted(
+        (r for r in results if r.manifest is not None),
+        key=lambda r: order.get(r.source, len(order)),
+    )
+    return [
+        SourceListing(r.source, session.hub(r.source), r.manifest, r)
+        for r in usable
+        if r.manifest is not None
+    ]
+
+
+def _rank(listings: list[SourceListing]) -> None:
+    """Priority order decided the truth; the ranking (trust, speed) decides the mirrors'."""
+    ranked = {id(r): i for i, r in enumerate(rank(lst.result for lst in listings))}
+    listings.sort(key=lambda listing: ranked.get(id(listing.result), len(ranked)))
+
+
 def make_plan(
     repo_id: str,
     *,
@@ -138,31 +216,26 @@ def make_plan(
     revision: str | None,
 ) -> Plan:
     """List the repo on every source at once (arguments already checked) and decide the
-    manifest. Deadlines: ``Timeouts.probe`` for sources to answer, ``Timeouts.listing`` for
-    those that answered to finish listing."""
+    manifest as soon as it cannot change (see :func:`_truth_index`): the call does not wait
+    for slower sources that could only be mirrors (:func:`await_mirrors` decides how long
+    they are waited for). Deadlines: ``Timeouts.probe`` for sources to answer,
+    ``Timeouts.listing`` for those that answered to finish listing."""
     timeouts = session.settings.timeouts
-    results = probe_sources(
+    started = time.monotonic()
+    run = start_probe(
         session,
         repo_id,
         sources,
         repo_type=repo_type,
         revision=revision,
         deadline=timeouts.probe,
-        sample_bytes=0,
-        use_cache=False,
         listing_deadline=timeouts.listing,
     )
-    usable = [r for r in results if r.manifest is not None]
-    if not usable:
+    snap = run.wait(lambda snap: _truth_index(run.sources, snap, revision) is not None)
+    results = annotate([r for r in snap if r is not None])
+    listings = _listings(session, sources, results)
+    if not listings:
         raise _error_for(results, repo_id, session)
-    order = {s: i for i, s in enumerate(sources)}
-    # Priority order decides the truth; the ranking (speed) decides the mirrors' order.
-    by_priority = sorted(usable, key=lambda r: order.get(r.source, len(order)))
-    listings = [
-        SourceListing(r.source, session.hub(r.source), r.manifest, r)
-        for r in by_priority
-        if r.manifest is not None
-    ]
     truth = _pick_manifest(listings, revision)
     if truth is None:
         raise RevisionNotFoundError(
@@ -183,8 +256,7 @@ def make_plan(
         )
     else:
         confirmed = True
-    ranked = {id(r): i for i, r in enumerate(rank(usable))}
-    listings.sort(key=lambda listing: ranked.get(id(listing.result), len(ranked)))
+    _rank(listings)
     for r in results:
         if r.manifest is None:
             logger.info("source %s not used: %s %s", r.source, r.status, r.reason or "")
@@ -194,7 +266,66 @@ def make_plan(
         listings=listings,
         results=list(results),
         confirmed=confirmed,
+        sources=tuple(sources),
+        pending=run if any(r is None for r in snap) else None,
+        seconds=time.monotonic() - started,
     )
+
+
+def await_mirrors(plan: Plan, session: Session, nbytes: int) -> None:
+    """Sources still listing when the plan was made: wait for them at most as long as
+    ``nbytes`` would take at :data:`LATE_MIRROR_RATE`, and at least half as long as the plan
+    took (about one round trip: sources that answer nearly together all join), never past
+    their own deadlines. Those that list in time join the mirrors; the others are kept for
+    :func:`late_mirrors` (a rescue if the transfer fails) and are not used otherwise.
+
+    Why a wait proportional to the bytes: a mirror can at best halve the transfer time, and
+    the engine cannot take in a source once a file has started. For a small download the
+    first byte does not wait for a slow source; for 100 GB a few seconds are worth a second
+    source. Call it before :func:`drop_refusing`.
+    """
+    run = plan.pending
+    if run is None:
+        return
+    budget = max(max(0, nbytes) / LATE_MIRROR_RATE, plan.seconds / 2)
+    snap = run.wait(until=time.monotonic() + budget)
+    _fold(plan, session, snap)
+    for source, r in zip(run.sources, snap, strict=True):
+        if r is None:
+            logger.info("source %s still listing after the plan: not used for now", source)
+
+
+def late_mirrors(plan: Plan, session: Session) -> bool:
+    """After a failed transfer: wait for the sources still listing (until their deadlines)
+    and let those that list join the mirrors. True when a source joined (try again)."""
+    run = plan.pending
+    if run is None:
+        return False
+    before = len(plan.listings)
+    _fold(plan, session, run.wait())
+    return len(plan.listings) > before
+
+
+def _fold(plan: Plan, session: Session, snap: Sequence[ProbeResult | None]) -> None:
+    """Take in the results that came since the plan was made (re-annotated, re-ranked)."""
+    if all(r is not None for r in snap):
+        plan.pending = None
+    results = annotate([r for r in snap if r is not None])
+    if len(results) == len(plan.results):
+        return
+    kept = {id(lst.manifest) for lst in plan.listings}
+    before = {id(r.manifest) for r in plan.results if r.manifest is not None}
+    plan.results = list(results)
+    # Sources already dropped (drop_refusing) stay dropped; new ones are added.
+    plan.listings = [
+        lst
+        for lst in _listings(session, plan.sources, results)
+        if id(lst.manifest) in kept or id(lst.manifest) not in before
+    ]
+    _rank(plan.listings)
+    for r in results:
+        if r.manifest is None:
+            logger.info("source %s not used: %s %s", r.source, r.status, r.reason or "")
 
 
 def mirrors_for(plan: Plan, file: RepoFile) -> list[Mirror]:

@@ -19,6 +19,11 @@ What the session owns (pip's ``network/session.py`` is the model: one factory, e
   request only when the request's origin (scheme, host, port) is that source's; the engine
   uses the same hook per request for ``Mirror.headers``;
 - the tokens of the call (:class:`~unihub.auth.Tokens`) and the hubs opened with them.
+
+``httpcore2`` (httpx2's transport) is imported with this module, not by the first client:
+httpx2 defers it, and it costs 0.1-0.2 s (it imports ``trio`` when that is installed). Every
+call that goes on the network needs it, so it is paid once at ``import unihub`` (as
+``import huggingface_hub`` does) instead of between the call and its first request.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import httpcore2  # noqa: F401  (see below)
 import httpx2
 
 from .auth import Tokens, resolve_tokens

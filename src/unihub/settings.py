@@ -38,6 +38,7 @@ Flags use huggingface_hub's truthiness: ``1``, ``ON``, ``YES``, ``TRUE`` (any ca
 from __future__ import annotations
 
 import os
+import sys
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -114,6 +115,36 @@ def _proxies(environ: Mapping[str, str] | None) -> dict[str, str]:
     return {k: v for k, v in found.items() if k in ("http", "https", "all", "no") and v}
 
 
+def _hf_token_file(env: Mapping[str, str]) -> Path:
+    """huggingface_hub's ``HF_TOKEN_PATH`` constant, computed as it computes it (``getenv``
+    defaults: a variable set to "" counts as set)."""
+
+    def expand(value: str) -> str:
+        return os.path.expandvars(str(Path(value).expanduser()) if value else value)
+
+    xdg = env.get("XDG_CACHE_HOME", str(Path("~").expanduser() / ".cache"))
+    home = expand(env.get("HF_HOME", str(Path(xdg) / "huggingface")))
+    return Path(expand(env.get("HF_TOKEN_PATH", str(Path(home) / "token"))))
+
+
+def _no_hf_token_anywhere() -> bool:
+    """True when huggingface_hub's ``get_token`` would surely find nothing: no OIDC exchange
+    asked for, no token variable, no token file, not in Google Colab (its secrets vault).
+
+    Then importing huggingface_hub (0.1-0.3 s, paid between the call and the first request)
+    is skipped. Anything else (a token file may hold an OAuth token to refresh, a variable may
+    combine with OIDC) goes through ``get_token`` itself, so the two never disagree. Once
+    huggingface_hub is imported its own answer is cheap and authoritative (its constants were
+    read at its import), so it is asked.
+    """
+    env = os.environ
+    if "huggingface_hub" in sys.modules or "google.colab" in sys.modules:
+        return False
+    if env.get("HF_OIDC_RESOURCE") or env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN"):
+        return False
+    return not _hf_token_file(env).exists()
+
+
 def _discover_hf_token(environ: Mapping[str, str] | None) -> tuple[str | None, str | None]:
     """(token, error): huggingface_hub's discovery on the real environment; with an explicit
     ``environ``, the variables and the token file it names."""
@@ -129,6 +160,8 @@ def _discover_hf_token(environ: Mapping[str, str] | None) -> tuple[str | None, s
                 return _clean_token(Path(path).expanduser().read_text("utf-8")), None
             except OSError:
                 return None, None
+        return None, None
+    if _no_hf_token_anywhere():
         return None, None
     try:
         from huggingface_hub import get_token

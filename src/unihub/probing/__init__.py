@@ -16,12 +16,13 @@ from __future__ import annotations
 from .cache import clear_cache
 from .rank import format_table, human_rate, rank
 from .result import ProbeResult, Status
-from .run import DEFAULT_DEADLINE, SAMPLE_BYTES, probe, probe_sources
+from .run import DEFAULT_DEADLINE, SAMPLE_BYTES, ProbeRun, probe, probe_sources, start_probe
 
 __all__ = [
     "DEFAULT_DEADLINE",
     "SAMPLE_BYTES",
     "ProbeResult",
+    "ProbeRun",
     "Status",
     "clear_cache",
     "format_table",
@@ -29,4 +30,5 @@ __all__ = [
     "probe",
     "probe_sources",
     "rank",
+    "start_probe",
 ]

@@ -7,6 +7,10 @@ of them *until the deadline* and reports whoever has not finished as ``timeout``
 carry the deadline themselves (every hub request's timeouts are capped by the time left, see
 :func:`unihub.hubs._http.deadline`), so they end soon after and never hold the process.
 
+:class:`ProbeRun` is the same machinery read while it runs: the plan (through
+:func:`start_probe`) takes the results as they come and stops waiting as soon as it can decide
+(see :mod:`unihub.plan`), while slower sources go on until their own deadline.
+
 :func:`probe` is an entry point (it validates its arguments and builds a
 :class:`~unihub.session.Session` from the environment when none is given);
 :func:`probe_sources` is what the plan calls with the call's session and arguments already
@@ -18,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ..errors import ConfigError
 from ..hubs.registry import REFERENCE
@@ -34,7 +38,7 @@ from .compare import annotate
 from .measure import SourceTask, first_ids, probe_source
 from .result import ProbeResult
 
-__all__ = ["DEFAULT_DEADLINE", "SAMPLE_BYTES", "probe", "probe_sources"]
+__all__ = ["DEFAULT_DEADLINE", "SAMPLE_BYTES", "ProbeRun", "probe", "probe_sources", "start_probe"]
 
 DEFAULT_DEADLINE = Timeouts().probe  # the default of ``Timeouts.probe``
 SAMPLE_BYTES = 2**20
@@ -176,6 +180,22 @@ def _tasks(
     return tasks
 
 
+def start_probe(
+    session: Session,
+    repo_id: str,
+    sources: Sequence[Source],
+    *,
+    repo_type: RepoType,
+    revision: str | None,
+    deadline: float,
+    listing_deadline: float | None = None,
+) -> ProbeRun:
+    """Listings only (no throughput sample, no cache), started now and read as they come:
+    what the plan uses, so a download can start before the slowest source has answered."""
+    tasks = _tasks(session, repo_id, sources, repo_type, revision, 0)
+    return ProbeRun(session, tasks, deadline, listing_deadline=listing_deadline)
+
+
 def run_tasks(
     session: Session,
     tasks: Sequence[SourceTask],
@@ -186,48 +206,102 @@ def run_tasks(
 ) -> list[ProbeResult]:
     """Run every task in its own daemon thread; return ``deadline`` s after ``started`` (now),
     or up to ``listing_deadline`` s for the sources that answered within ``deadline``."""
-    start = time.monotonic() if started is None else started
-    stop_at = start + deadline
-    # Workers stop sampling a little before the join gives up, so their results make it.
-    work_until = start + max(deadline - 0.15, deadline * 0.8)
-    results: list[ProbeResult | None] = [None] * len(tasks)
-    answered = [threading.Event() for _ in tasks]
-    extended = listing_deadline is not None and listing_deadline > deadline
-    list_until = start + listing_deadline if listing_deadline and extended else None
-    session.client  # built once, here, rather than raced for by the workers  # noqa: B018
-    done = threading.Condition()
+    run = ProbeRun(session, tasks, deadline, started=started, listing_deadline=listing_deadline)
+    return [r for r in run.wait() if r is not None]
 
-    def work(index: int, task: SourceTask) -> None:
-        result = probe_source(
-            task, session, work_until, list_until=list_until, on_answer=answered[index].set
-        )
-        with done:
-            results[index] = result
-            done.notify_all()
 
-    for index, task in enumerate(tasks):
-        threading.Thread(
-            target=work, args=(index, task), name=f"unihub-probe-{task.source}", daemon=True
-        ).start()
-    with done:
-        done.wait_for(
-            lambda: all(r is not None for r in results),
-            timeout=max(0.0, stop_at - time.monotonic()),
-        )
-        # Alive but still listing at the deadline: those (only) may finish their listing.
-        alive = [i for i, r in enumerate(results) if r is None and answered[i].is_set()]
-        if alive and listing_deadline is not None and listing_deadline > deadline:
-            done.wait_for(
-                lambda: all(results[i] is not None for i in alive),
-                timeout=max(0.0, start + listing_deadline - time.monotonic()),
+class ProbeRun:
+    """Probes running, one daemon thread per task, read while they run.
+
+    A task still running is *pending* until its deadline: ``deadline`` s after ``started``
+    while its source is silent, ``listing_deadline`` s once it has answered (a long listing
+    may go on); after that it counts as a ``timeout`` result, whatever its thread still does
+    (the thread itself ends soon after: its requests carry the same deadlines).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        tasks: Sequence[SourceTask],
+        deadline: float,
+        *,
+        started: float | None = None,
+        listing_deadline: float | None = None,
+    ) -> None:
+        start = time.monotonic() if started is None else started
+        self.tasks = list(tasks)
+        self.deadline = deadline
+        extended = listing_deadline is not None and listing_deadline > deadline
+        self.listing_deadline = listing_deadline if extended else None
+        self._stop_at = start + deadline
+        self._list_until = start + listing_deadline if listing_deadline and extended else None
+        # Workers stop sampling a little before the deadline, so their results make it.
+        work_until = start + max(deadline - 0.15, deadline * 0.8)
+        self._results: list[ProbeResult | None] = [None] * len(self.tasks)
+        self._answered = [threading.Event() for _ in self.tasks]
+        self._done = threading.Condition()
+        session.client  # built once, here, rather than raced for by the workers  # noqa: B018
+
+        def work(index: int, task: SourceTask) -> None:
+            result = probe_source(
+                task,
+                session,
+                work_until,
+                list_until=self._list_until,
+                on_answer=self._answered[index].set,
             )
-        final = list(results)
-    return [
-        r
-        if r is not None
-        else _late(t, deadline, listing_deadline if answered[i].is_set() else None)
-        for i, (r, t) in enumerate(zip(final, tasks, strict=True))
-    ]
+            with self._done:
+                self._results[index] = result
+                self._done.notify_all()
+
+        for index, task in enumerate(self.tasks):
+            threading.Thread(
+                target=work, args=(index, task), name=f"unihub-probe-{task.source}", daemon=True
+            ).start()
+
+    @property
+    def sources(self) -> list[Source]:
+        """The sources, in the order of the results."""
+        return [t.source for t in self.tasks]
+
+    def _expiry(self, index: int) -> float:
+        if self._list_until is not None and self._answered[index].is_set():
+            return self._list_until
+        return self._stop_at
+
+    def snapshot(self) -> list[ProbeResult | None]:
+        """Every task's result so far: None while it is pending (see the class docstring)."""
+        now = time.monotonic()
+        with self._done:
+            out: list[ProbeResult | None] = []
+            for i, (r, task) in enumerate(zip(self._results, self.tasks, strict=True)):
+                if r is None and now >= self._expiry(i):
+                    answered = self._answered[i].is_set()
+                    r = _late(task, self.deadline, self.listing_deadline if answered else None)
+                out.append(r)
+            return out
+
+    def wait(
+        self,
+        ready: Callable[[list[ProbeResult | None]], bool] | None = None,
+        *,
+        until: float | None = None,
+    ) -> list[ProbeResult | None]:
+        """The :meth:`snapshot` once ``ready(snapshot)`` holds, nothing is pending, or the
+        ``time.monotonic()`` instant ``until`` has come, whichever is first."""
+        with self._done:
+            while True:
+                snap = self.snapshot()
+                pending = [i for i, r in enumerate(snap) if r is None]
+                if not pending or (ready is not None and ready(snap)):
+                    return snap
+                now = time.monotonic()
+                if until is not None and now >= until:
+                    return snap
+                wake = min(self._expiry(i) for i in pending)
+                if until is not None:
+                    wake = min(wake, until)
+                self._done.wait(max(0.0, wake - now))
 
 
 def _late(task: SourceTask, deadline: float, listing_deadline: float | None) -> ProbeResult:

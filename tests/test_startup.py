@@ -1,0 +1,183 @@
+"""The first file byte leaves early: the plan is made as soon as the truth cannot change, a slow
+source that could only be a mirror does not hold up a small download, a big one waits for it
+(bounded by its deadlines), and no time goes on imports that a call does not need.
+
+Timing bounds here are generous (the benchmark, scenario J, measures the real numbers); each
+one sits well below what the old behaviour (wait for every listing) could reach, because the
+slow hubs sleep ``latency`` before every answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import unihub
+from unihub.plan import await_mirrors, make_plan, mirrors_for
+from unihub.probe import clear_cache
+from unihub.session import Session
+from unihub.settings import Settings
+from unihub.sources import resolve_sources
+from unihub.testing import FakeHub, FakeRepo, Faults
+
+HF_ID = "internlm/internlm2-chat-7b"
+MS_ID = "Shanghai_AI_Laboratory/internlm2-chat-7b"
+Factory = Callable[..., FakeHub]
+SLOW = 1.0  # seconds before every answer of the slow hub: its listing takes >= 2 s
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    monkeypatch.setenv("UNIHUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    for name in ("UNIHUB_SOURCES", "UNIHUB_ID_MAP", "HF_TOKEN", "MODELSCOPE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    clear_cache()
+    yield
+    clear_cache()
+
+
+def small_repo(config: str = '{"v": 1}\n') -> FakeRepo:
+    return FakeRepo(
+        HF_ID,
+        files={"config.json": config, "README.md": "# r\n", "model.safetensors": 3 * 2**20},
+    )
+
+
+def file_gets(hub: FakeHub) -> list[float]:
+    return [
+        r.time
+        for r in hub.stats.requests
+        if r.method == "GET"
+        and r.status in (200, 206)
+        and ("/resolve/" in r.path or "/cdn/" in r.path or "FilePath" in r.query)
+    ]
+
+
+@pytest.mark.parametrize("slow_kind", ["hf", "ms"])
+def test_a_slow_mirror_does_not_delay_the_first_byte_of_a_small_download(
+    fake_hub_factory: Factory, tmp_path: Path, slow_kind: str
+) -> None:
+    repo = small_repo()
+    fast = fake_hub_factory("hf", repos=[repo])
+    slow_repo = repo if slow_kind == "hf" else repo.renamed(MS_ID)
+    slow = fake_hub_factory(slow_kind, repos=[slow_repo], latency=SLOW)
+    start = time.time()
+    folder = unihub.snapshot(
+        HF_ID, sources=[fast.source, slow.source], local_dir=tmp_path / "m", progress=False
+    )
+    elapsed = time.time() - start
+    assert (Path(folder) / "config.json").read_bytes() == repo.content("config.json")
+    first = min(file_gets(fast))
+    # Waiting for the slow listing would put the first byte at >= 2 * SLOW.
+    assert first - start < 1.5 * SLOW
+    assert elapsed < 2 * SLOW
+    assert file_gets(slow) == []  # listed too late to be a mirror of 3 MB
+
+
+def test_the_truth_still_waits_for_a_slower_source_of_higher_priority(
+    fake_hub_factory: Factory, tmp_path: Path
+) -> None:
+    new, old = small_repo('{"v": 2}\n'), small_repo('{"v": 1}\n')
+    slow = fake_hub_factory("hf", repos=[new], latency=0.3)  # first in priority: the truth
+    fast = fake_hub_factory("hf", repos=[old])  # a stale mirror that answers first
+    folder = unihub.snapshot(
+        HF_ID, sources=[slow.source, fast.source], local_dir=tmp_path / "m", progress=False
+    )
+    assert (Path(folder) / "config.json").read_bytes() == b'{"v": 2}\n'
+    tree = max(r.time for r in slow.stats.requests if "/tree/" in r.path)
+    gets = file_gets(slow) + file_gets(fast)
+    assert min(gets) >= tree  # no file byte before the truth had listed
+
+
+def _plan(sources: list[str]) -> tuple[Session, object]:
+    session = Session(Settings.from_env(), token=False)
+    chosen = resolve_sources(sources, session.settings)
+    return session, make_plan(
+        HF_ID, session=session, sources=chosen, repo_type="model", revision=None
+    )
+
+
+def test_a_big_download_waits_for_the_late_mirror_and_a_small_one_does_not(
+    fake_hub_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = small_repo()
+    fast = fake_hub_factory("hf", repos=[repo])
+    late = fake_hub_factory("hf", repos=[repo], latency=0.5)
+    session, plan = _plan([fast.source, late.source])
+    with session:
+        assert plan.pending is not None and len(plan.listings) == 1  # type: ignore[attr-defined]
+        with caplog.at_level(logging.INFO, logger="unihub"):
+            await_mirrors(plan, session, 3 * 2**20)  # type: ignore[arg-type]
+        assert len(plan.listings) == 1  # type: ignore[attr-defined]
+        assert "still listing" in caplog.text
+
+    session, plan = _plan([fast.source, late.source])
+    with session:
+        started = time.monotonic()
+        await_mirrors(plan, session, 100 * 10**9)  # type: ignore[arg-type]
+        assert time.monotonic() - started < 5.0  # the listing's time, not the 100 s budget
+        assert len(plan.listings) == 2  # type: ignore[attr-defined]
+        file = plan.manifest.by_path()["model.safetensors"]  # type: ignore[attr-defined]
+        assert len(mirrors_for(plan, file)) == 2  # type: ignore[arg-type]
+
+
+def test_the_wait_for_a_late_mirror_ends_at_its_deadline(
+    fake_hub_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNIHUB_PROBE_TIMEOUT", "1.0")
+    repo = small_repo()
+    fast = fake_hub_factory("hf", repos=[repo])
+    dead = fake_hub_factory("hf", repos=[repo], blackhole=True)
+    started = time.monotonic()
+    session, plan = _plan([fast.source, dead.source])
+    with session:
+        await_mirrors(plan, session, 100 * 10**9)  # type: ignore[arg-type]
+        assert time.monotonic() - started < 4.0  # the 1 s probe deadline, not 100 s
+        assert len(plan.listings) == 1  # type: ignore[attr-defined]
+        statuses = {r.status for r in plan.results}  # type: ignore[attr-defined]
+        assert statuses == {"ok", "timeout"}
+
+
+def test_no_token_anywhere_means_no_huggingface_hub_import(tmp_path: Path) -> None:
+    """Token discovery costs nothing when no token can exist; a token file is still read."""
+    code = (
+        "import sys\n"
+        "from unihub.settings import Settings\n"
+        "print(Settings.from_env().hf_token, 'huggingface_hub' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "XDG_"))}
+    env.update(HOME=str(tmp_path), HF_HOME=str(tmp_path / "hf"))
+    src = Path(unihub.__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
+
+    def run() -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        return proc.stdout.strip()
+
+    assert run() == "None False"
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "token").write_text("hf_from_file\n")
+    assert run() == "hf_from_file True"
+
+
+def test_a_failed_transfer_is_rescued_by_a_source_that_listed_late(
+    fake_hub_factory: Factory, tmp_path: Path
+) -> None:
+    repo = small_repo()
+    bad = fake_hub_factory("hf", repos=[repo], faults=Faults(corrupt=frozenset({"config.json"})))
+    good = fake_hub_factory("hf", repos=[repo], latency=0.5)  # lists after the plan is made
+    folder = unihub.snapshot(
+        HF_ID, sources=[bad.source, good.source], local_dir=tmp_path / "m", progress=False
+    )
+    assert (Path(folder) / "config.json").read_bytes() == repo.content("config.json")
+    assert file_gets(good)  # the late source served what the first one could not
