@@ -130,3 +130,31 @@ def test_disk_check_sums_per_filesystem(tmp_path: Path, monkeypatch: pytest.Monk
     check_free_space([(tmp_path / "a", 2 * MiB), (tmp_path / "b" / "c", 1 * MiB)])
     with pytest.raises(DiskSpaceError, match="missing"):
         check_free_space([(tmp_path / "a", 3 * MiB), (tmp_path / "b", 2 * MiB)])
+
+
+def test_prefix_hasher_feed_racing_the_thread(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """feed() may complete the prefix while the thread waits for the lock: no false short
+    read at the end of the file (seen as OSError 'short read at <size>')."""
+    import hashlib
+    import os
+    import threading
+
+    from unihub.transfer.verify import PrefixHasher
+
+    data = os.urandom(3 * 2**20)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for _ in range(50):
+            done = [0]
+            h = PrefixHasher(hashlib.sha256(), fd, len(data), lambda pos: done[0])
+            h.start()
+            step = 2**20
+            for off in range(0, len(data), step):
+                done[0] = off + step
+                h.feed(off, memoryview(data)[off : off + step])
+                threading.Event().wait(0.001)
+            assert h.finish() == hashlib.sha256(data).hexdigest()
+    finally:
+        os.close(fd)

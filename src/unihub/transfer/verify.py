@@ -100,9 +100,10 @@ class PrefixHasher:
     def _catch_up(self, least: int = 1) -> None:
         assert self.h is not None
         while self.pos < self.size and not self._stopping:
-            with self._lock:
+            with self._lock:  # feed() may have moved pos meanwhile: decide under the lock
+                left = self.size - self.pos
                 end = self.covered(self.pos)
-                if end - self.pos < min(least, self.size - self.pos):
+                if left <= 0 or end - self.pos < min(least, left) or end <= self.pos:
                     return
                 view = self._buf[: min(end - self.pos, len(self._buf))]
                 n = pread_into(self.fd, view, self.pos)
