@@ -102,7 +102,17 @@ def _fetch(
     plan: Plan, files: list[RepoFile], layout: Layout, req: Request, session: Session
 ) -> list[Path]:
     jobs, targets = _jobs(plan, layout, files)
+    published: dict[int, Path] = {}
     if jobs:
+        downloading = [i for i, t in enumerate(targets) if not t.present]
+
+        def publish(k: int, _path: Path) -> None:
+            # Each file's metadata (or symlink) is written by the engine's worker as soon as the
+            # file is in place: for thousands of small files it overlaps the other requests
+            # instead of adding a phase after the last one.
+            i = downloading[k]
+            published[i] = layout.publish(targets[i])
+
         settings = session.settings
         download_files(
             jobs,
@@ -116,11 +126,15 @@ def _fetch(
                 proxies=settings.proxies,
                 use_hf_transfer=settings.hf_transfer,
             ),
+            on_done=publish,
         )
-    # Publishing is file-system work (metadata, symlinks): done in parallel it costs little
-    # even for thousands of small files.
+    # Files already present (or sharing a blob another target downloaded) are published after
+    # every download: file-system work, parallel, cheap.
+    rest = [i for i in range(len(targets)) if i not in published]
     with ThreadPoolExecutor(max_workers=_PUBLISH_WORKERS) as pool:
-        return list(pool.map(layout.publish, targets))
+        for i, path in zip(rest, pool.map(lambda i: layout.publish(targets[i]), rest), strict=True):
+            published[i] = path
+    return [published[i] for i in range(len(targets))]
 
 
 def _get(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
