@@ -106,6 +106,7 @@ class LocalDirLayout:
         self._blob_ids: dict[str, str] = {}
         # Folders checked for publish (once per folder after the download, not per file).
         self._publish_folders = Folders(self.root, repo_id)
+        self._meta_paths: dict[str, Path] = {}  # repo path -> metadata path, from targets()
 
     def _parts(self, path: str) -> tuple[str, ...]:
         parts = path_parts(path, repo_id=self.repo_id)
@@ -139,21 +140,30 @@ class LocalDirLayout:
         planned = [(f, self._parts(f.path)) for f in files]
         check_tree((f.path for f in files), repo_id=self.repo_id)
         folders = Folders(self.root, self.repo_id)
+        dirs: dict[tuple[str, ...], tuple[Path, Path]] = {}  # folder parts -> (files, bookkeeping)
         places = []
         for f, parts in planned:
-            final = folders.check(self.root.joinpath(*parts), f.path)
+            name = parts[-1]
+            pair = dirs.get(parts[:-1])
+            if pair is None:
+                data_dir = self.root.joinpath(*parts[:-1])
+                meta_dir = self.download_dir.joinpath(*parts[:-1])
+                folders.check(data_dir / name, f.path)
+                folders.check(meta_dir / (name + ".metadata"), f.path)
+                pair = dirs[parts[:-1]] = (data_dir, meta_dir)
             # the partial lives beside the metadata file (same folder, checked once)
-            meta = folders.check(self.metadata_path(f.path), f.path)
-            places.append((f, final, meta.with_name(parts[-1] + PARTIAL_SUFFIX)))
+            meta = pair[1] / (name + ".metadata")
+            self._meta_paths[f.path] = meta
+            places.append((f, pair[0] / name, meta.with_name(name + PARTIAL_SUFFIX)))
         self._inside(self.hf_dir / "trees" / "x")
         self._bookkeeping()
-        out = []
-        for f, final, partial in places:
-            folders.make(final.parent)
-            folders.make(partial.parent)
-            present = self._present(f, final)
-            out.append(Target(f, final, partial, present, final, commit))
-        return out
+        for data_dir, meta_dir in dirs.values():
+            folders.make(data_dir)
+            folders.make(meta_dir)
+        return [
+            Target(f, final, partial, self._present(f, final), final, commit)
+            for f, final, partial in places
+        ]
 
     def _present(self, f: RepoFile, final: Path) -> bool:
         try:
@@ -197,7 +207,8 @@ class LocalDirLayout:
         # No file lock: huggingface_hub locks because it writes in place; an atomic replace
         # leaves readers either the old or the new metadata, and saves a lock file per file.
         meta = f"{target.commit}\n{etag}\n{time.time()}\n"
-        path = self._publish_folders.ready(self.metadata_path(f.path), f.path)
+        meta_path = self._meta_paths.get(f.path) or self.metadata_path(f.path)
+        path = self._publish_folders.ready(meta_path, f.path)
         replace_with(path, meta.encode("utf-8"))
         return final
 
