@@ -11,7 +11,7 @@ from layout_helpers import fake_engine
 
 import unihub.layout.common as common
 from unihub.errors import UnsafePathError
-from unihub.layout import LocalDirLayout
+from unihub.layout import CacheLayout, LocalDirLayout
 from unihub.models import Manifest, RepoFile
 from unihub.testing import FakeRepo
 
@@ -98,3 +98,22 @@ def test_metadata_of_a_published_file_is_replaced_whole(tmp_path: Path) -> None:
         assert lines[:2] == [repo.head(), t.file.git_oid] and float(lines[2]) > 0
     leftovers = [p for p in (tmp_path / "ld").rglob("*.tmp")]
     assert leftovers == []
+
+
+def test_cache_publish_with_symlinks_needs_no_lock_file_per_file(tmp_path: Path) -> None:
+    repo = many_small(n=60, folders=3)
+    manifest = manifest_of(repo)
+    cache = tmp_path / "hub"
+    layouts = [CacheLayout(cache, repo_id="org/name", symlinks=True) for _ in range(2)]
+    targets = [layout.targets(manifest, manifest.files) for layout in layouts]
+    fake_engine(targets[0], repo)
+    # two publishers (two processes' layouts) on the same files at once
+    with ThreadPoolExecutor(8) as pool:
+        jobs = [(layouts[k], t) for k in (0, 1) for t in targets[0]]
+        list(pool.map(lambda lt: lt[0].publish(lt[1]), jobs))
+    snapshot = cache / "models--org--name" / "snapshots" / repo.head()
+    for path in repo.files():
+        pointer = snapshot / path
+        assert pointer.is_symlink() and pointer.read_bytes() == repo.content(path)
+    assert list((cache / ".locks" / "models--org--name").iterdir()) == []
+    assert not [p for p in snapshot.rglob("*") if "unihub-tmp" in p.name]

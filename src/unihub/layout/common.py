@@ -237,6 +237,11 @@ _TMP_TOKEN = uuid.uuid4().hex[:8]
 _tmp_counter = itertools.count()
 
 
+def tmp_suffix() -> str:
+    """A part of a temporary file name no other thread or process uses."""
+    return f"{_TMP_TOKEN}{next(_tmp_counter):x}"
+
+
 def replace_with(path: Path, data: bytes) -> None:
     """Atomically make ``path`` hold ``data``: exclusive temp file beside it, then
     ``os.replace`` (a symlink at ``path`` is replaced, not written through).
@@ -244,7 +249,7 @@ def replace_with(path: Path, data: bytes) -> None:
     The caller has checked ``path``'s folder (inside its root, existing): this is the cheap
     per-file half of :func:`atomic_write_text`, four system calls for a small file.
     """
-    tmp = path.with_name(f"{path.name}.{_TMP_TOKEN}{next(_tmp_counter):x}.tmp")
+    tmp = path.with_name(f"{path.name}.{tmp_suffix()}.tmp")
     fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
         try:
