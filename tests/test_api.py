@@ -354,3 +354,32 @@ print(json.dumps([p, f, c.model_type, c.n_layer]))
     assert snap == path
     assert Path(cfg).read_text() == CONFIG
     assert (model_type, n_layer) == ("gpt2", 2)
+
+
+def test_local_dir_metadata_is_written_as_each_file_lands(fake_hub_factory, tmp_path):
+    """A call that fails on one file has already recorded huggingface_hub's metadata for the
+    files that landed (each is published by the engine's worker, not after the last one); the
+    rerun fetches only the failed file."""
+    files = {f"part-{i:02d}.txt": f"part {i}\n" for i in range(12)}
+    repo = FakeRepo(HF_ID, files=files)
+    bad = "part-05.txt"
+    hub = fake_hub_factory("hf", repos=[repo], faults=Faults(corrupt=frozenset({bad})))
+    target = tmp_path / "out"
+    with pytest.raises(unihub.errors.IntegrityError):
+        unihub.snapshot(HF_ID, sources=hub.source, local_dir=target, progress=False, max_workers=2)
+    download = target / ".cache/huggingface/download"
+    for name in files:
+        meta = download / f"{name}.metadata"
+        if name == bad:
+            assert not meta.exists() and not (target / name).exists()
+        elif (target / name).exists():
+            assert meta.read_text().splitlines()[0] == repo.head("main")
+    landed = [n for n in files if (target / n).exists()]
+    assert landed  # some files finished before the failure stopped new starts
+    hub.configure(faults=Faults())
+    hub.reset_stats()
+    unihub.snapshot(HF_ID, sources=hub.source, local_dir=target, progress=False)
+    assert read_tree(target) == expected(repo)
+    assert sorted({r.path.rsplit("/", 1)[-1] for r in file_gets(hub)}) == sorted(
+        set(files) - set(landed)
+    )

@@ -113,10 +113,25 @@ def _fetch(
     plan: Plan, files: list[RepoFile], layout: Layout, req: Request, session: Session
 ) -> list[Path]:
     settings = session.settings
+    published: dict[int, Path] = {}
     while True:
         jobs, targets = _jobs(plan, layout, files, session)
         if not jobs:
             break
+        downloading = [i for i, t in enumerate(targets) if not t.present]
+
+        def publish(
+            k: int,
+            _path: Path,
+            downloading: list[int] = downloading,
+            targets: list[Target] = targets,
+        ) -> None:
+            # Each file's metadata (or symlink) is written by the engine's worker as soon as the
+            # file is in place: for thousands of small files it overlaps the other requests
+            # instead of adding a phase after the last one.
+            i = downloading[k]
+            published[i] = layout.publish(targets[i])
+
         try:
             download_files(
                 jobs,
@@ -126,6 +141,7 @@ def _fetch(
                 verify=req.verify,
                 session=session,
                 options=TransferOptions.from_settings(settings),
+                on_done=publish,
             )
             break
         except (DownloadFailedError, IntegrityError, ContentChangedError) as exc:
@@ -133,10 +149,13 @@ def _fetch(
             if not late_mirrors(plan, session):
                 raise
             logger.warning("%s; trying again with the sources that listed late", exc)
-    # Publishing is file-system work (metadata, symlinks): done in parallel it costs little
-    # even for thousands of small files.
+    # Files already present (or sharing a blob another target downloaded) are published after
+    # every download: file-system work, parallel, cheap.
+    rest = [i for i in range(len(targets)) if i not in published]
     with ThreadPoolExecutor(max_workers=_PUBLISH_WORKERS) as pool:
-        return list(pool.map(layout.publish, targets))
+        for i, path in zip(rest, pool.map(lambda i: layout.publish(targets[i]), rest), strict=True):
+            published[i] = path
+    return [published[i] for i in range(len(targets))]
 
 
 def _get(req: Request, settings: Settings) -> tuple[Path, list[Path]]:

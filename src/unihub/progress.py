@@ -63,9 +63,14 @@ class Reporter:
 
 
 class _Bars:
-    """Rich progress: one overall bar plus one bar per file in flight (at most ``max_rows``)."""
+    """Rich progress: one overall bar plus one bar per file in flight (at most ``max_rows``).
 
-    def __init__(self, max_rows: int = 8) -> None:
+    Files under ``row_min`` bytes get no row of their own: they finish within a round trip or
+    two, so their rows would only flicker, and for thousands of small files adding and removing
+    rows cost more CPU than the files themselves. They count in the overall bar.
+    """
+
+    def __init__(self, max_rows: int = 8, row_min: int = 1 << 20) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -86,6 +91,7 @@ class _Bars:
             console=Console(stderr=True),
         )
         self.max_rows = max_rows
+        self.row_min = row_min
         self.lock = threading.Lock()
         self.tasks: dict[str, Any] = {}
         self.overall: Any = None
@@ -101,13 +107,19 @@ class _Bars:
         with self.lock:
             if self.overall is None:
                 return
-            self.progress.advance(self.overall, ev.bytes)
+            if ev.bytes:
+                self.progress.advance(self.overall, ev.bytes)
             task = self.tasks.get(ev.label)
-            if ev.kind == "start" and task is None and len(self.tasks) < self.max_rows:
+            if (
+                ev.kind == "start"
+                and task is None
+                and ev.total >= self.row_min
+                and len(self.tasks) < self.max_rows
+            ):
                 name = ev.label if len(ev.label) <= 40 else "…" + ev.label[-39:]
                 task = self.progress.add_task(name, total=ev.total)
                 self.tasks[ev.label] = task
-            if task is not None:
+            if task is not None and ev.bytes:
                 self.progress.advance(task, ev.bytes)
             if ev.kind in ("done", "error"):
                 if ev.kind == "done":

@@ -49,6 +49,7 @@ from ..safety import (
 )
 from .common import (
     PARTIAL_SUFFIX,
+    Folders,
     Target,
     atomic_write_text,
     effective_commit,
@@ -57,6 +58,7 @@ from .common import (
     match_umask,
     read_tree_json,
     repo_folder_name,
+    tmp_suffix,
     translate_oserror,
     write_cachedir_tag,
     write_tree_json,
@@ -130,6 +132,8 @@ class CacheLayout:
         self._pending: Counter[Path] = Counter()  # targets still to publish, per blob
         self._blob_ids: dict[str, str] = {}  # path -> git oid computed from the bytes
         self._token = uuid.uuid4().hex[:8]  # names this layout's staged files
+        # snapshot folders checked and made for publish: once per folder, not per file
+        self._publish_folders = Folders(self.storage, repo_id)
 
     @property
     def symlinks(self) -> bool:
@@ -178,6 +182,8 @@ class CacheLayout:
         self._inside(self.blobs / "x", self.storage / "refs" / "x", self.storage / "trees" / "x")
         ensure_inside(self.cache_dir, self._lock_path("x"), repo_id=self.repo_id)
         self.blobs.mkdir(parents=True, exist_ok=True)
+        # huggingface_hub's lock folder, made as it does even when no lock file is needed
+        self._lock_path("x").parent.mkdir(parents=True, exist_ok=True)
         self._sweep_stale_staging()
         with self._state:
             for t in out:
@@ -242,9 +248,19 @@ class CacheLayout:
                     return pointer
             else:
                 blob = target.final
-            if not target.present and blob.is_file():
-                match_umask(blob)
-            with self.lock(blob.name):
+            if not target.present:
+                try:
+                    match_umask(blob, blob.stat().st_mode)
+                except FileNotFoundError:
+                    pass  # reported by _link
+            if self.symlinks:
+                # A symlink is made beside the pointer and renamed over it: atomic, and every
+                # writer (huggingface_hub too) points it at the same blob, so no per-file lock
+                # (it cost a lock file, an inode, per file).
+                if not _points_to(pointer, blob, f.size):
+                    self._link(blob, pointer, new_blob=not target.present)
+                return pointer
+            with self.lock(blob.name):  # without symlinks blobs move: exclude other writers
                 if not _points_to(pointer, blob, f.size):
                     self._link(blob, pointer, new_blob=not target.present)
             return pointer
@@ -278,9 +294,8 @@ class CacheLayout:
         return blob
 
     def _link(self, blob: Path, pointer: Path, *, new_blob: bool) -> None:
-        ensure_inside(self.storage, pointer, repo_id=self.repo_id)
-        pointer.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pointer.with_name(f".{pointer.name}.{uuid.uuid4().hex[:8]}.unihub-tmp")
+        self._publish_folders.ready(pointer)
+        tmp = pointer.with_name(f".{pointer.name}.{tmp_suffix()}.unihub-tmp")
         if self.symlinks:
             try:
                 tmp.symlink_to(os.path.relpath(blob, pointer.parent))

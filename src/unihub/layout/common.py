@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 import stat
@@ -36,6 +37,7 @@ from ..safety import open_nofollow as open_nofollow
 __all__ = [
     "CACHEDIR_TAG_CONTENT",
     "TREE_FORMAT_VERSION",
+    "Folders",
     "Target",
     "atomic_write_text",
     "derive_commit",
@@ -224,23 +226,93 @@ def atomic_write_text(path: Path, text: str, *, root: Path) -> None:
     created exclusively and without following a symlink, and a symlink at ``path`` is replaced,
     not written through.
     """
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    ensure_inside(root, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_with(path, text.encode("utf-8"))
+
+
+# Temp names: a per-process random token and a counter (no getrandom syscall per file, and
+# unique across processes and threads).
+_TMP_TOKEN = uuid.uuid4().hex[:8]
+_tmp_counter = itertools.count()
+
+
+def tmp_suffix() -> str:
+    """A part of a temporary file name no other thread or process uses."""
+    return f"{_TMP_TOKEN}{next(_tmp_counter):x}"
+
+
+def replace_with(path: Path, data: bytes) -> None:
+    """Atomically make ``path`` hold ``data``: exclusive temp file beside it, then
+    ``os.replace`` (a symlink at ``path`` is replaced, not written through).
+
+    The caller has checked ``path``'s folder (inside its root, existing): this is the cheap
+    per-file half of :func:`atomic_write_text`, four system calls for a small file.
+    """
+    tmp = path.with_name(f"{path.name}.{tmp_suffix()}.tmp")
+    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
-        write_new(tmp, text.encode("utf-8"), root=root)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         tmp.replace(path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+class Folders:
+    """Folders already checked (inside ``root``, no symlink leading out) and created.
+
+    For thousands of small files, ``ensure_inside`` (a ``realpath``: one ``lstat`` per path
+    component) and ``mkdir`` per *file* cost more than writing the file; they are done once per
+    *folder* here. A layout keeps one instance per phase (targets, publish), so a folder is
+    re-checked after the download, as before, but not per file. Thread-safe: two threads
+    checking the same folder at once only repeat the check.
+    """
+
+    def __init__(self, root: Path, repo_id: str | None = None) -> None:
+        self.root = root
+        self.repo_id = repo_id
+        self._checked: set[Path] = set()
+        self._made: set[Path] = set()
+
+    def check(self, path: Path, rel: str = "") -> Path:
+        """Refuse ``path`` if its folder leads outside ``root`` (checked once per folder)."""
+        folder = path.parent
+        if folder not in self._checked:
+            ensure_inside(self.root, path, repo_id=self.repo_id, rel=rel)
+            self._checked.add(folder)
+        return path
+
+    def make(self, folder: Path) -> Path:
+        """``mkdir -p folder`` once; the caller checked it first."""
+        if folder not in self._made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.add(folder)
+        return folder
+
+    def ready(self, path: Path, rel: str = "") -> Path:
+        """Check ``path``'s folder, then create it (once per folder)."""
+        self.check(path, rel)
+        self.make(path.parent)
+        return path
 
 
 _new_file_modes: dict[str, int] = {}
 _modes_lock = threading.Lock()
 
 
-def match_umask(path: Path) -> None:
+def match_umask(path: Path, current: int | None = None) -> None:
     """Give a downloaded file the mode a new file gets in its folder (umask respected).
 
     As huggingface_hub's ``_chmod_and_move``: the engine may have created the partial file
     with a private mode, and a cache shared by several users needs the usual one.
+    ``current``: the file's ``st_mode`` if the caller has it (no ``chmod`` when it already
+    matches).
     """
     folder = str(path.parent)
     with _modes_lock:
@@ -256,6 +328,8 @@ def match_umask(path: Path) -> None:
             probe.unlink(missing_ok=True)
         with _modes_lock:
             _new_file_modes[folder] = mode
+    if current is not None and stat.S_IMODE(current) == mode:
+        return
     try:
         path.chmod(mode)
     except OSError:

@@ -24,6 +24,7 @@ refused like a symlinked repo folder, and files are written without following sy
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from ..models import Manifest, RepoFile, RepoType, is_commit_sha
 from ..safety import check_revision, check_tree, ensure_inside, is_safe_path, path_parts
 from .common import (
     PARTIAL_SUFFIX,
+    Folders,
     Target,
     atomic_write_text,
     effective_commit,
@@ -41,6 +43,7 @@ from .common import (
     git_blob_sha1,
     match_umask,
     read_tree_json,
+    replace_with,
     translate_oserror,
     write_cachedir_tag,
     write_tree_json,
@@ -101,6 +104,9 @@ class LocalDirLayout:
         self.hf_dir = self.root / ".cache" / "huggingface"
         self.download_dir = self.hf_dir / "download"
         self._blob_ids: dict[str, str] = {}
+        # Folders checked for publish (once per folder after the download, not per file).
+        self._publish_folders = Folders(self.root, repo_id)
+        self._meta_paths: dict[str, Path] = {}  # repo path -> metadata path, from targets()
 
     def _parts(self, path: str) -> tuple[str, ...]:
         parts = path_parts(path, repo_id=self.repo_id)
@@ -127,29 +133,44 @@ class LocalDirLayout:
     def targets(self, manifest: Manifest, files: Sequence[RepoFile]) -> list[Target]:
         """One :class:`Target` per file; raises ``UnsafePathError`` before writing anything.
 
-        Deciding ``present`` may hash existing files that have no valid metadata.
+        Deciding ``present`` may hash existing files that have no valid metadata. Folders are
+        checked and created once each (thousands of small files share a few folders).
         """
         commit = effective_commit(manifest.commit, manifest.files)
         planned = [(f, self._parts(f.path)) for f in files]
         check_tree((f.path for f in files), repo_id=self.repo_id)
+        folders = Folders(self.root, self.repo_id)
+        dirs: dict[tuple[str, ...], tuple[Path, Path]] = {}  # folder parts -> (files, bookkeeping)
+        places = []
         for f, parts in planned:
-            self._inside(self.root.joinpath(*parts), f.path)
-            self._inside(self.metadata_path(f.path), f.path)
+            name = parts[-1]
+            pair = dirs.get(parts[:-1])
+            if pair is None:
+                data_dir = self.root.joinpath(*parts[:-1])
+                meta_dir = self.download_dir.joinpath(*parts[:-1])
+                folders.check(data_dir / name, f.path)
+                folders.check(meta_dir / (name + ".metadata"), f.path)
+                pair = dirs[parts[:-1]] = (data_dir, meta_dir)
+            # the partial lives beside the metadata file (same folder, checked once)
+            meta = pair[1] / (name + ".metadata")
+            self._meta_paths[f.path] = meta
+            places.append((f, pair[0] / name, meta.with_name(name + PARTIAL_SUFFIX)))
         self._inside(self.hf_dir / "trees" / "x")
         self._bookkeeping()
-        out = []
-        for f, parts in planned:
-            final = self._inside(self.root.joinpath(*parts), f.path)
-            partial = self.download_dir.joinpath(*parts[:-1], parts[-1] + PARTIAL_SUFFIX)
-            self._inside(partial, f.path)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            present = self._present(f, final)
-            out.append(Target(f, final, partial, present, final, commit))
-        return out
+        for data_dir, meta_dir in dirs.values():
+            folders.make(data_dir)
+            folders.make(meta_dir)
+        return [
+            Target(f, final, partial, self._present(f, final), final, commit)
+            for f, final, partial in places
+        ]
 
     def _present(self, f: RepoFile, final: Path) -> bool:
-        if not final.is_file() or final.stat().st_size != f.size:
+        try:
+            st = final.stat()
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
             return False
         meta = read_metadata(self.metadata_path(f.path), final)
         if meta is not None and f.etag is not None:
@@ -162,14 +183,23 @@ class LocalDirLayout:
 
     @translate_oserror
     def publish(self, target: Target) -> Path:
-        """Write the huggingface_hub metadata of a verified (or present) file; returns the file."""
+        """Write the huggingface_hub metadata of a verified (or present) file; returns the file.
+
+        Safe to call from several threads, and for each file as soon as it is in place (the
+        engine's ``on_done``): the per-file cost is one ``stat``, the temp metadata file and a
+        rename; folder checks run once per folder.
+        """
         f, final = target.file, target.final
-        if not final.is_file():
+        try:
+            st = final.stat()
+        except FileNotFoundError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             raise TransferError(
                 "verified file missing before publish", path=f.path, repo_id=self.repo_id
             )
         if not target.present:
-            match_umask(final)
+            match_umask(final, st.st_mode)
         etag = f.etag
         if etag is None:  # small regular file listed without git oid: compute it
             etag = git_blob_sha1(final)
@@ -177,7 +207,9 @@ class LocalDirLayout:
         # No file lock: huggingface_hub locks because it writes in place; an atomic replace
         # leaves readers either the old or the new metadata, and saves a lock file per file.
         meta = f"{target.commit}\n{etag}\n{time.time()}\n"
-        atomic_write_text(self.metadata_path(f.path), meta, root=self.root)
+        meta_path = self._meta_paths.get(f.path) or self.metadata_path(f.path)
+        path = self._publish_folders.ready(meta_path, f.path)
+        replace_with(path, meta.encode("utf-8"))
         return final
 
     def _bookkeeping(self) -> None:

@@ -142,6 +142,7 @@ def download_files(
     client: httpx2.Client | None = None,
     options: TransferOptions | None = None,
     session: Session | None = None,
+    on_done: Callable[[int, Path], None] | None = None,
 ) -> list[Path]:
     """Download ``jobs``; return their final paths in the same order.
 
@@ -154,6 +155,9 @@ def download_files(
     carry them instead (its proxies, TLS and redirects; not closed here). With neither, a
     session is built by :class:`unihub.session.Session` from ``options`` (proxies and
     timeouts from there; no environment is read).
+    ``on_done(i, path)``: called from the worker thread as soon as ``jobs[i]`` is verified and
+    in place (the API writes the file's metadata there, while other files are still in
+    flight); an exception from it counts as that file's failure.
     """
     opts = _options(options, connections, max_workers, max_total_connections)
     jobs = _check_jobs(jobs)
@@ -168,7 +172,7 @@ def download_files(
             settings, token=False, client=client, max_connections=opts.max_total_connections
         )
     reporter = make_reporter(progress)
-    run = _Run(jobs, Context(session.transport, opts, reporter, verify))
+    run = _Run(jobs, Context(session.transport, opts, reporter, verify), on_done)
     try:
         reporter.start(sum(j.size for j in jobs), len(jobs))
         run.go()
@@ -183,9 +187,15 @@ class _Run:
     """The worker threads of one call. Large files first (they start early, small ones fill
     the gaps); small files also get workers of their own (bound by round trips)."""
 
-    def __init__(self, jobs: list[FileJob], ctx: Context) -> None:
+    def __init__(
+        self,
+        jobs: list[FileJob],
+        ctx: Context,
+        on_done: Callable[[int, Path], None] | None = None,
+    ) -> None:
         self.jobs = jobs
         self.ctx = ctx
+        self.on_done = on_done
         self.paths: list[Path | None] = [None] * len(jobs)
         self.errors: list[BaseException] = []
         self.big: queue.Queue[int] = queue.Queue()
@@ -242,7 +252,10 @@ class _Run:
                     return
                 job = self.jobs[i]
                 try:
-                    self.paths[i] = _one(job, self.ctx)
+                    path = _one(job, self.ctx)
+                    if self.on_done is not None:
+                        self.on_done(i, path)
+                    self.paths[i] = path
                 except Cancelled:
                     return
                 except BaseException as exc:

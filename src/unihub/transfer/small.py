@@ -36,11 +36,7 @@ def fetch_small(job: FileJob, ctx: Context) -> Path:
     partial = job.partial_path
     dest_before = stat_id(job.dest)
     while True:
-        try:
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            fd = open_nofollow(partial, os.O_RDWR | os.O_CREAT)
-        except OSError as exc:
-            raise from_oserror(exc, path=partial) from exc
+        fd = _open_partial(partial)
         try:
             with locked_fd(fd, partial, ctx.cancel):
                 done = finished_elsewhere(job, dest_before)
@@ -50,46 +46,68 @@ def fetch_small(job: FileJob, ctx: Context) -> Path:
                     ctx.report(ProgressEvent("start", job.name, job.size, job.size))
                     ctx.report(ProgressEvent("done", job.name, 0, job.size))
                     return done
-                if _is_open_at(fd, partial):
-                    return _SmallFile(job, ctx, fd).run()
+                st = _stat_if_open_at(fd, partial)
+                if st is not None:
+                    return _SmallFile(job, ctx, fd, st.st_size).run()
             # the previous holder published or removed the file we waited on: open anew
         finally:
             os.close(fd)
 
 
-def _is_open_at(fd: int, path: Path) -> bool:
+def _open_partial(partial: Path) -> int:
+    """Open (create) the partial without following a symlink; its folder is made only when
+    missing (the layouts made it: no ``mkdir`` per file)."""
+    try:
+        try:
+            return open_nofollow(partial, os.O_RDWR | os.O_CREAT)
+        except FileNotFoundError:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            return open_nofollow(partial, os.O_RDWR | os.O_CREAT)
+    except OSError as exc:
+        raise from_oserror(exc, path=partial) from exc
+
+
+def _stat_if_open_at(fd: int, path: Path) -> os.stat_result | None:
+    """``fd``'s stat if ``path`` still names the file open at ``fd``, else None."""
     try:
         st = os.fstat(fd)
-        return os.path.samestat(st, os.lstat(path))
+        return st if os.path.samestat(st, os.lstat(path)) else None
     except OSError:
-        return False
+        return None
+
+
+def _is_open_at(fd: int, path: Path) -> bool:
+    return _stat_if_open_at(fd, path) is not None
 
 
 class _SmallFile:
-    def __init__(self, job: FileJob, ctx: Context, fd: int) -> None:
+    """One small file under its lock. ``length`` mirrors the partial's size (bytes are written
+    in order, only by us while we hold the lock), so no ``fstat`` per step."""
+
+    def __init__(self, job: FileJob, ctx: Context, fd: int, length: int) -> None:
         self.job = job
         self.ctx = ctx
         self.fd = fd
+        self.length = length
         self.mirrors = Mirrors.of(job.mirrors, ctx.retry, job.name)
 
     def _emit(self, kind: EventKind, n: int = 0) -> None:
         self.ctx.report(ProgressEvent(kind, self.job.name, n, self.job.size))
 
-    def _length(self) -> int:
-        return os.fstat(self.fd).st_size
-
     def _truncate(self) -> None:
-        have = self._length()
-        os.ftruncate(self.fd, 0)
+        have = self.length
         if have:
+            os.ftruncate(self.fd, 0)
+            self.length = 0
             self._emit("advance", -have)
 
     def run(self) -> Path:
         job = self.job
         checked = self.ctx.verify and expected_digest(job.sha256, job.git_oid) is not None
-        if self._length() > job.size or not checked:
+        if self.length and (self.length > job.size or not checked):
             os.ftruncate(self.fd, 0)  # without a hash check a leftover could be another version
-        self._emit("start", self._length())
+            self.length = 0
+        self._emit("start", self.length)
         retry = self.ctx.retry
         only: MirrorState | None = None
         rounds = 0
@@ -126,7 +144,7 @@ class _SmallFile:
         """Fetch the bytes after the partial's length from ``state`` (FetchError on failure,
         with the new bytes it brought as ``progress``)."""
         size = self.job.size
-        have = self._length()
+        have = self.length
         got = 0
         t0 = time.monotonic()
         ok = False
@@ -167,6 +185,7 @@ class _SmallFile:
                 except OSError as exc:
                     raise from_oserror(exc, path=self.job.partial_path) from exc
                 pos += len(piece)
+                self.length = pos
                 self._emit("advance", len(piece))
             if pos < size:
                 raise FetchError(f"connection closed at byte {pos} of {size}")
@@ -180,7 +199,7 @@ class _SmallFile:
     def _check(self) -> str | None:
         """None if the partial is the file (size, and hash over the whole file), else why not."""
         job = self.job
-        length = self._length()
+        length = self.length
         if length != job.size:
             return f"{length} bytes, expected {job.size}"
         expected = expected_digest(job.sha256, job.git_oid) if self.ctx.verify else None
