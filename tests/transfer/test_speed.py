@@ -139,3 +139,19 @@ def test_capped_connections_come_back_when_retiring_costs_speed(tmp_path: Path) 
         late = _concurrency_after(hub, 0.6, MiB)
     assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
     assert late >= 6, late
+
+
+def test_retiring_down_to_one_connection_never_strands_the_file(tmp_path: Path) -> None:
+    # An aggregate cap and no per-connection one: doubling brings nothing, so connections are
+    # retired down to the one that still holds the rate. Connections that leave on their own
+    # (no free range at that moment) must not let the retirements take the last one.
+    size = 24 * MiB
+    repo = FakeRepo("org/name", files={"big.bin": size})
+    # Ranges (768 KiB at about 1 MiB/s each) outlast the ramp's settling cap (3 x 0.1 s), so
+    # retirements are still pending when the next measurement asks for more.
+    opts = replace(FAST, chunk_size=8 * MiB, min_split=128 * 1024, ramp_interval=0.1)
+    with FakeHub("hf", repos=[repo], cdn=None, total_rate=8 * MiB) as hub:
+        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
+        late = _concurrency_after(hub, 0.8, 8 * MiB)
+    assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
+    assert late <= 4, late

@@ -99,6 +99,7 @@ class FileTransfer:
         self._save_lock = threading.Lock()
         self.flowing = 0  # live connections that have received bytes
         self._retiring = 0  # connections asked to leave after their current range
+        self._staying = 0  # live connections that have not decided to leave
         self._tls = threading.local()
         self.sequential_owner: int | None = None
         self.reported = 0
@@ -309,7 +310,10 @@ class FileTransfer:
         return [m.url for m in self.job.mirrors]
 
     def connections_alive(self, threads: list[threading.Thread]) -> int:
-        return sum(t.is_alive() for t in threads)
+        """Live connections not asked to leave (retirements may still be pending when the
+        ramp measures again: counting them would retire more than asked)."""
+        with self._fd_lock:
+            return max(0, self._staying - self._retiring)
 
     def flowing_now(self) -> int:
         return self.flowing
@@ -323,10 +327,17 @@ class FileTransfer:
             self._retiring += max(0, n)
 
     def _leaving(self) -> bool:
+        """Take a retirement, unless this is the last connection (one always stays: others
+        may have left on their own, with no work free at that moment)."""
         with self._fd_lock:
             if self._retiring <= 0:
                 return False
+            if self._staying <= 1:
+                self._retiring = 0
+                return False
             self._retiring -= 1
+            self._staying -= 1
+            self._tls.left = True
             return True
 
     def remember_connections(self, n: int, per_connection: float) -> None:
@@ -383,6 +394,8 @@ class FileTransfer:
 
     def _spawn(self) -> threading.Thread:
         self._fd_acquire()
+        with self._fd_lock:
+            self._staying += 1
         t = threading.Thread(target=self._connection, daemon=True, name=f"unihub:{self.job.name}")
         t.start()
         return t
@@ -406,9 +419,11 @@ class FileTransfer:
                 self.error = exc
             self.stop.set()
         finally:
-            if getattr(self._tls, "flowing", False):
-                with self._fd_lock:
+            with self._fd_lock:
+                if getattr(self._tls, "flowing", False):
                     self.flowing -= 1
+                if not getattr(self._tls, "left", False):
+                    self._staying -= 1
             self.ctx.budget.release()
             self._fd_release()
             self.wake.set()
