@@ -155,3 +155,17 @@ def test_retiring_down_to_one_connection_never_strands_the_file(tmp_path: Path) 
         late = _concurrency_after(hub, 0.8, 8 * MiB)
     assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
     assert late <= 4, late
+
+
+def test_no_bytes_yet_is_no_reason_to_change_the_count(tmp_path: Path) -> None:
+    # Every answer takes 1 s to start (a server preparing its answer): windows without a
+    # byte decide nothing, so the count does not collapse to one connection meanwhile.
+    size = 8 * MiB
+    repo = FakeRepo("org/name", files={"big.bin": size})
+    opts = replace(FAST, chunk_size=8 * MiB, min_split=128 * 1024, ramp_interval=0.1,
+                   connections=16)  # fmt: skip
+    with FakeHub("hf", repos=[repo], cdn=None, latency=1.0, per_connection_rate=RATE) as hub:
+        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
+        peak = _concurrency_after(hub, 0.5, RATE)
+    assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
+    assert peak >= 6, peak

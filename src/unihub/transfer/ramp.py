@@ -73,6 +73,9 @@ class Ramp:
             return
         rate = (task.received - self.last_bytes) / (now - self.since)
         self.last_bytes, self.since = task.received, now
+        if rate <= 0:  # nothing flows (a server still preparing its answer): no evidence
+            self.settling = True
+            return
         log.debug("%s: %.0f B/s on %d connections", task.job.name, rate, alive)
         self.best = max(self.best, rate)
         if self.direction == 0:
