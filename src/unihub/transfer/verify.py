@@ -6,10 +6,11 @@ The expected digest is the LFS sha256 when the listing gives one, else the git b
 :class:`PrefixHasher` hashes the contiguous completed prefix of the file as it grows, on a
 thread of its own: the connections write and mark bytes done; a block that extends the prefix
 is hashed right away from the connection's buffer (:meth:`PrefixHasher.feed`, no copy), and
-the thread (which looks every ``POLL`` seconds: cheaper than a wake-up per write) reads back
-from the partial file (page cache, into one preallocated buffer) and hashes what arrived out
-of order. ``hashlib`` and ``os.preadv`` release the GIL on large buffers, so hashing runs
-beside the connections instead of inside every connection's loop (measured in
+the thread (which looks every ``POLL`` seconds: cheaper than a wake-up per write) hashes what
+arrived out of order straight from the page cache through a read-only ``mmap`` of the partial
+file (no copy; where mapping fails, ``preadv`` into one preallocated buffer). The mapping is
+closed before anything may truncate the file. ``hashlib`` releases the GIL on large buffers,
+so hashing runs beside the connections instead of inside every connection's loop (measured in
 ``docs/transfer.md``). On resume the prefix already on disk is hashed the same way.
 Hash state is never persisted (``hashlib`` cannot export it, and nothing secret is stored).
 """
@@ -17,6 +18,7 @@ Hash state is never persisted (``hashlib`` cannot export it, and nothing secret 
 from __future__ import annotations
 
 import hashlib
+import mmap
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -69,7 +71,8 @@ class PrefixHasher:
         self._stopping = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        self._buf = memoryview(bytearray(READ_BACK)) if h is not None else memoryview(b"")
+        self._buf: memoryview | None = None
+        self._map: mmap.mmap | None = None
 
     def start(self) -> None:
         if self.h is None or self._thread is not None:
@@ -105,12 +108,33 @@ class PrefixHasher:
                 end = self.covered(self.pos)
                 if left <= 0 or end - self.pos < min(least, left) or end <= self.pos:
                     return
-                view = self._buf[: min(end - self.pos, len(self._buf))]
-                n = pread_into(self.fd, view, self.pos)
-                if not n:
-                    raise OSError(f"short read at {self.pos} of partial file")
-                self.h.update(view[:n])
-                self.pos += n
+                self.pos += self._hash_back(self.pos, min(end - self.pos, READ_BACK))
+
+    def _hash_back(self, pos: int, n: int) -> int:
+        """Hash ``n`` bytes at ``pos`` of the partial file: straight from the page cache
+        through a read-only mapping (no copy), else read into one buffer."""
+        assert self.h is not None
+        if self._map is None and self._buf is None:
+            try:
+                self._map = mmap.mmap(self.fd, self.size, access=mmap.ACCESS_READ)
+            except (OSError, ValueError, OverflowError):  # no mmap here: read instead
+                self._buf = memoryview(bytearray(READ_BACK))
+        if self._map is not None:
+            with memoryview(self._map) as whole, whole[pos : pos + n] as part:
+                self.h.update(part)
+            return n
+        assert self._buf is not None
+        view = self._buf[:n]
+        got = pread_into(self.fd, view, pos)
+        if not got:
+            raise OSError(f"short read at {pos} of partial file")
+        self.h.update(view[:got])
+        return got
+
+    def _unmap(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
 
     def stop(self) -> None:
         """Stop the thread (the hash state is then abandoned or finished by :meth:`finish`)."""
@@ -119,6 +143,7 @@ class PrefixHasher:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self._unmap()
 
     def finish(self) -> str | None:
         """Hash what is left (everything is done by now); the hex digest or None without hasher."""
@@ -128,7 +153,10 @@ class PrefixHasher:
         if self._error is not None:
             raise self._error
         self._stopping = False
-        self._catch_up()
+        try:
+            self._catch_up()
+        finally:
+            self._unmap()
         if self.pos != self.size:
             raise OSError(f"hashed {self.pos} of {self.size} bytes: ranges missing")
         return self.h.hexdigest()
