@@ -8,10 +8,12 @@ thread of its own: the connections write and mark bytes done; a block that exten
 is hashed right away from the connection's buffer (:meth:`PrefixHasher.feed`, no copy), and
 the thread (which looks every ``POLL`` seconds: cheaper than a wake-up per write) hashes what
 arrived out of order straight from the page cache through a read-only ``mmap`` of the partial
-file (no copy; where mapping fails, ``preadv`` into one preallocated buffer). The mapping is
-closed before anything may truncate the file. ``hashlib`` releases the GIL on large buffers,
-so hashing runs beside the connections instead of inside every connection's loop (measured in
-``docs/transfer.md``). On resume the prefix already on disk is hashed the same way.
+file, one window of at most ``READ_BACK`` bytes at a time (no copy, and the resident size
+stays bounded; where mapping fails, ``preadv`` into one preallocated buffer). Nothing is
+mapped outside :meth:`PrefixHasher._hash_back`, so nothing can touch a truncated file.
+``hashlib`` releases the GIL on large buffers, so hashing runs beside the connections instead
+of inside every connection's loop (measured in ``docs/transfer.md``). On resume the prefix
+already on disk is hashed the same way.
 Hash state is never persisted (``hashlib`` cannot export it, and nothing secret is stored).
 """
 
@@ -72,7 +74,6 @@ class PrefixHasher:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._buf: memoryview | None = None
-        self._map: mmap.mmap | None = None
 
     def start(self) -> None:
         if self.h is None or self._thread is not None:
@@ -112,29 +113,26 @@ class PrefixHasher:
 
     def _hash_back(self, pos: int, n: int) -> int:
         """Hash ``n`` bytes at ``pos`` of the partial file: straight from the page cache
-        through a read-only mapping (no copy), else read into one buffer."""
+        through a read-only mapping of that window (no copy; mapped only while hashed, so the
+        process's resident size does not grow with the file), else read into one buffer."""
         assert self.h is not None
-        if self._map is None and self._buf is None:
+        if self._buf is None:
+            start = pos - pos % mmap.ALLOCATIONGRANULARITY
             try:
-                self._map = mmap.mmap(self.fd, self.size, access=mmap.ACCESS_READ)
+                window = mmap.mmap(self.fd, pos + n - start, access=mmap.ACCESS_READ, offset=start)
             except (OSError, ValueError, OverflowError):  # no mmap here: read instead
                 self._buf = memoryview(bytearray(READ_BACK))
-        if self._map is not None:
-            with memoryview(self._map) as whole, whole[pos : pos + n] as part:
-                self.h.update(part)
-            return n
-        assert self._buf is not None
+            else:
+                with window, memoryview(window) as whole, whole[pos - start :] as part:
+                    self.h.update(part)
+                return n
+        view = self._buf[:n]
         view = self._buf[:n]
         got = pread_into(self.fd, view, pos)
         if not got:
             raise OSError(f"short read at {pos} of partial file")
         self.h.update(view[:got])
         return got
-
-    def _unmap(self) -> None:
-        if self._map is not None:
-            self._map.close()
-            self._map = None
 
     def stop(self) -> None:
         """Stop the thread (the hash state is then abandoned or finished by :meth:`finish`)."""
@@ -143,7 +141,6 @@ class PrefixHasher:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self._unmap()
 
     def finish(self) -> str | None:
         """Hash what is left (everything is done by now); the hex digest or None without hasher."""
@@ -153,10 +150,7 @@ class PrefixHasher:
         if self._error is not None:
             raise self._error
         self._stopping = False
-        try:
-            self._catch_up()
-        finally:
-            self._unmap()
+        self._catch_up()
         if self.pos != self.size:
             raise OSError(f"hashed {self.pos} of {self.size} bytes: ranges missing")
         return self.h.hexdigest()
