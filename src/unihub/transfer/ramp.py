@@ -8,7 +8,8 @@ and every extra one only costs CPU on both ends (and wastes its in-flight bytes 
 
 - after every change it waits until the connections settle (new ones have bytes flowing,
   retired ones have left; at most 3 ``ramp_interval``), then measures for one
-  ``ramp_interval``;
+  ``ramp_interval`` (the first time for a quarter of it: that one only tells a fast link from
+  a capped one, and a capped link gains most from doubling early);
 - first measurement: if each connection carries at least ``fast_connection_rate`` (16 MiB/s
   by default, :class:`~unihub.transfer.jobs.TransferOptions`) the link is
   not capped per connection, so it tries *fewer*: the count halves while the rate stays within
@@ -41,6 +42,7 @@ log = logging.getLogger("unihub")
 
 GAIN = 1.15  # doubling pays off above this
 KEEP = 0.9  # halving is fine while the rate stays above this share of the best
+FIRST_WINDOW = 0.25  # share of ``ramp_interval`` the first measurement takes
 
 
 class Ramp:
@@ -69,7 +71,9 @@ class Ramp:
             if settled or now - self.since > 3 * interval:
                 self.settling, self.since, self.last_bytes = False, now, task.received
             return
-        if now - self.since < interval:
+        # The first window only tells a fast link from a capped one (the first step is decided
+        # by the per-connection rate alone), so it is short: a throttled link doubles early.
+        if now - self.since < (interval * FIRST_WINDOW if self.direction == 0 else interval):
             return
         rate = (task.received - self.last_bytes) / (now - self.since)
         self.last_bytes, self.since = task.received, now
