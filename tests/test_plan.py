@@ -4,15 +4,14 @@ one session serves probe and plan, and token=False sends no token to any hub."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx2
 import pytest
 
 from unihub.errors import AuthRequiredError, ConfigError, GatedRepoError, RevisionNotFoundError
 from unihub.plan import await_mirrors, drop_refusing, make_plan, mirrors_for
-from unihub.probe import clear_cache, probe
+from unihub.probe import probe
 from unihub.session import Session
 from unihub.settings import Settings
 from unihub.sources import Source, parse_source, resolve_sources
@@ -23,15 +22,7 @@ MS_ID = "Shanghai_AI_Laboratory/internlm2-chat-7b"
 Factory = Callable[..., FakeHub]
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    monkeypatch.setenv("UNIHUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    for name in ("UNIHUB_SOURCES", "UNIHUB_ID_MAP", "HF_TOKEN", "MODELSCOPE_API_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    clear_cache()
-    yield
-    clear_cache()
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def two_commits() -> tuple[FakeRepo, str]:

@@ -14,14 +14,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import unihub
 from unihub.plan import await_mirrors, make_plan, mirrors_for
-from unihub.probe import clear_cache
 from unihub.session import Session
 from unihub.settings import Settings
 from unihub.sources import resolve_sources
@@ -33,15 +32,7 @@ Factory = Callable[..., FakeHub]
 SLOW = 1.0  # seconds before every answer of the slow hub: its listing takes >= 2 s
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    monkeypatch.setenv("UNIHUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    for name in ("UNIHUB_SOURCES", "UNIHUB_ID_MAP", "HF_TOKEN", "MODELSCOPE_API_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    clear_cache()
-    yield
-    clear_cache()
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def small_repo(config: str = '{"v": 1}\n') -> FakeRepo:

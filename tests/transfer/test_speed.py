@@ -14,14 +14,15 @@ from unihub.transfer import download_files
 RATE = 512 * 1024  # bytes/s per connection
 
 
-def _max_concurrent(hub: FakeHub, rate: float, shrink: float = 1.0) -> int:
-    """Peak number of overlapping range GETs, each lasting about ``shrink`` * length / rate
-    (the server's token bucket allows a small burst, so real spans are a bit shorter)."""
+def _max_concurrent(hub: FakeHub, rate: float, shrink: float = 1.0, after: float = 0.0) -> int:
+    """Peak number of overlapping range GETs among those started after ``after`` (a fraction)
+    of them, each lasting about ``shrink`` * length / rate (the server's token bucket allows a
+    small burst, so real spans are a bit shorter)."""
+    ranged = [r for r in hub.stats.requests if r.method == "GET" and r.range and r.status == 206]
     spans = []
-    for r in hub.stats.requests:
-        if r.method == "GET" and r.range and r.status == 206:
-            a, b = r.range.split("=")[1].split("-")
-            spans.append((r.time, r.time + shrink * (int(b) - int(a) + 1) / rate))
+    for r in ranged[int(len(ranged) * after) :]:
+        a, b = r.range.split("=")[1].split("-")
+        spans.append((r.time, r.time + shrink * (int(b) - int(a) + 1) / rate))
     events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
     peak = cur = 0
     for _, d in events:
@@ -92,19 +93,7 @@ def test_ramp_stops_when_throughput_stops_rising(tmp_path: Path) -> None:
 
 
 def _concurrency_after(hub: FakeHub, fraction: float, rate: float) -> int:
-    """Peak overlapping range GETs among those started after ``fraction`` of the requests."""
-    ranged = [r for r in hub.stats.requests if r.method == "GET" and r.range and r.status == 206]
-    tail = ranged[int(len(ranged) * fraction) :]
-    spans = []
-    for r in tail:
-        a, b = r.range.split("=")[1].split("-")
-        spans.append((r.time, r.time + 0.7 * (int(b) - int(a) + 1) / rate))
-    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    peak = cur = 0
-    for _, d in events:
-        cur += d
-        peak = max(peak, cur)
-    return peak
+    return _max_concurrent(hub, rate, shrink=0.7, after=fraction)
 
 
 def test_fast_link_retires_connections_that_add_nothing(tmp_path: Path) -> None:
