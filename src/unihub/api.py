@@ -158,6 +158,17 @@ def _fetch(
     return [published[i] for i in range(len(targets))]
 
 
+def _plan(req: Request, session: Session) -> Plan:
+    """The plan of a checked request: list every source, decide the manifest."""
+    return make_plan(
+        req.plan_id,
+        session=session,
+        sources=req.sources,
+        repo_type=req.repo_type,
+        revision=req.revision,
+    )
+
+
 def _get(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
     """The pipeline shared by snapshot and download: (folder, local path of each file)."""
     layout = make_layout(
@@ -173,13 +184,7 @@ def _get(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
         )
         return hit.folder, [hit.folder / name for name in hit.files]
     with Session(settings, token=req.token) as session:
-        plan = make_plan(
-            req.plan_id,
-            session=session,
-            sources=req.sources,
-            repo_type=req.repo_type,
-            revision=req.revision,
-        )
+        plan = _plan(req, session)
         files = _select(plan.manifest, req.include, req.exclude, req.paths)
         local = _fetch(plan, files, layout, req, session)
         folder = layout.finalize(plan.manifest, files, revision=req.revision)
@@ -315,11 +320,5 @@ def list_files(
         token=token,
     )
     with Session(settings, token=req.token) as session:
-        plan = make_plan(
-            req.plan_id,
-            session=session,
-            sources=req.sources,
-            repo_type=req.repo_type,
-            revision=req.revision,
-        )
+        plan = _plan(req, session)
         return _select(plan.manifest, req.include, req.exclude, None)
