@@ -167,12 +167,12 @@ class RawTransport:
         conn, reused = self._checkout(key)
         try:
             return self._send(conn, key, path, send, timeouts)
-        except TransportError:
-            if not reused:
+        except TransportError as exc:
+            if not reused or exc.timeout:
                 raise
-        # A kept-alive connection the server had closed meanwhile: once more on a new one.
-        conn, _ = self._new(key), False
-        return self._send(conn, key, path, send, timeouts)
+        # A kept-alive connection the server had closed meanwhile: once more on a new one
+        # (not after a timeout: that server is slow, not gone, and the caller's retry decides).
+        return self._send(self._new(key), key, path, send, timeouts)
 
     def _send(
         self,

@@ -250,3 +250,28 @@ def test_no_proxy_rules_match_the_httpx_mounts(url: str, no: str, proxied: bool)
             transport = t
             break
     assert (transport is not None) == proxied
+
+
+def test_stale_kept_alive_connection_is_replaced_once() -> None:
+    """A server that closed an idle kept-alive connection: the next request goes out again on
+    a new connection instead of failing."""
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        port = srv.getsockname()[1]
+        accepted: list[int] = []
+
+        def serve() -> None:
+            for _ in range(2):
+                conn, _ = srv.accept()
+                accepted.append(1)
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                conn.close()  # keep-alive promised (HTTP/1.1), then dropped while idle
+
+        threading.Thread(target=serve, daemon=True).start()
+        t = RawTransport(ssl.create_default_context(), {}, "unihub-test")
+        for _ in range(2):
+            resp = t.get(f"http://127.0.0.1:{port}/f", {}, T)
+            assert _read_all(resp) == b"ok"
+            resp.close()
+        t.close()
+        assert len(accepted) == 2
