@@ -114,23 +114,23 @@ class Ramp:
     def _add(self, threads: list[threading.Thread], alive: int, rate: float) -> None:
         self.baseline = rate
         self.before = alive
+        self._remember(alive)  # measured; the doubled count is remembered once it pays off
         added = self.task.add_connections(threads, min(alive, self.task.opts.connections - alive))
         self.settling = True
         if not added:
             self._done(alive)
-        else:
-            self._remember(alive + added)
 
     def _retire(self, alive: int) -> None:
         self.good_count = alive
+        self._remember(alive)  # measured; the halved count is remembered once it holds
         self.task.retire(alive - alive // 2)
         self.settling = True
-        self._remember(alive // 2)
 
     def _done(self, count: int) -> None:
         self.on = False
         self._remember(count)
 
     def _remember(self, count: int) -> None:
-        """Kept at every step: a file may end before the ramp settles."""
+        """Kept at every step (a file may end before the ramp settles), but only counts whose
+        rate was measured: a later run starts from what is known to work."""
         self.task.remember_connections(max(1, count), self.per_connection)
