@@ -29,15 +29,19 @@ CHILD_OPTS = {
 }
 
 
-def _child(hub: FakeHub, repo: FakeRepo, path: str, dest: Path) -> subprocess.Popen[str]:
+def _child(
+    hub: FakeHub, repo: FakeRepo, path: str, dest: Path, *, ready: Path | None = None
+) -> subprocess.Popen[str]:
     info = repo.files()[path]
-    args = {
+    args: dict[str, object] = {
         "dest": str(dest),
         "size": info.size,
         "sha256": info.sha256,
         "url": url_of(hub, repo, path),
         "options": CHILD_OPTS,
     }
+    if ready is not None:  # start downloading only once every child is ready
+        args.update(ready=str(ready), go=str(ready.parent / "go"))
     return subprocess.Popen(
         [sys.executable, str(CHILD), json.dumps(args)],
         stdout=subprocess.PIPE,
@@ -118,8 +122,17 @@ def test_two_processes_same_file(tmp_path: Path, size: int) -> None:
     repo = FakeRepo("org/name", files={"big.safetensors": size})
     info = repo.files()["big.safetensors"]
     dest = tmp_path / "big.safetensors"
+    sync = tmp_path.parent / f"{tmp_path.name}-sync"
+    sync.mkdir()
     with FakeHub("hf", repos=[repo], per_connection_rate=2 * MiB) as hub:
-        procs = [_child(hub, repo, "big.safetensors", dest) for _ in range(2)]
+        # Both start together: a child started after the other had finished would rightly
+        # fetch again (a file that was there before the call is not trusted by the engine).
+        ready = [sync / f"ready-{i}" for i in range(2)]
+        procs = [_child(hub, repo, "big.safetensors", dest, ready=r) for r in ready]
+        deadline = time.monotonic() + 60
+        while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (sync / "go").touch()
         outs = [p.communicate(timeout=60) for p in procs]
         total = hub.stats.bytes_total
     for p, (out, err) in zip(procs, outs):
