@@ -27,6 +27,7 @@ from .errors import (
 )
 from .ids import IdCandidate, candidates, map_id, parse_repo_ref
 from .models import Manifest, RepoFile
+from .patch import patch, patched, unpatch
 from .probe import ProbeResult, probe
 from .progress import ProgressEvent
 from .retry import Retry
@@ -72,6 +73,9 @@ __all__ = [
     "list_files",
     "map_id",
     "parse_repo_ref",
+    "patch",
+    "patched",
     "probe",
     "snapshot",
+    "unpatch",
 ]

@@ -1,0 +1,234 @@
+"""``unihub.patch()``: huggingface_hub's download functions fetch through unihub, in process.
+
+After ``unihub.patch()`` (or inside ``with unihub.patch():``), ``huggingface_hub``'s
+``hf_hub_download`` and ``snapshot_download`` — and through them ``from_pretrained`` of
+transformers, diffusers and sentence-transformers — take unihub's path: every source, the id
+mapping to ModelScope when Hugging Face is blocked, many connections per file, verification.
+They return what huggingface_hub would: a path in the same Hugging Face cache (or the
+``local_dir``), and raise huggingface_hub's own exceptions (``RepositoryNotFoundError``,
+``RevisionNotFoundError``, ``RemoteEntryNotFoundError``, ``GatedRepoError``,
+``LocalEntryNotFoundError``), which those libraries catch (an optional file that does not
+exist must stay a ``RemoteEntryNotFoundError``).
+
+How: the two functions are replaced in huggingface_hub and in every module already imported
+that holds them by name (``from huggingface_hub import hf_hub_download`` in transformers), so
+the order of imports does not matter; :func:`unpatch` puts the originals back where they were.
+A call with an argument unihub does not honour the same way (``headers``, ``endpoint``,
+``force_download``, ``dry_run``, unknown ones) goes to the original function, with a debug log
+line. Written here rather than taken from a library: it is a few dozen lines of attribute
+swapping, and what it maps to is unihub's own API.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import errors as ue
+
+__all__ = ["patch", "patched", "unpatch"]
+
+log = logging.getLogger("unihub.patch")
+
+# Arguments that change nothing in what is fetched or where (UI, telemetry, timeouts of a
+# client that is not used): accepted and ignored.
+_IGNORED = frozenset(
+    {"library_name", "library_version", "user_agent", "etag_timeout", "tqdm_class"}
+)
+_FILE_ARGS = frozenset(
+    {"subfolder", "repo_type", "revision", "cache_dir", "local_dir", "token", "local_files_only"}
+)
+_SNAPSHOT_ARGS = frozenset(
+    {
+        "repo_type",
+        "revision",
+        "cache_dir",
+        "local_dir",
+        "token",
+        "local_files_only",
+        "allow_patterns",
+        "ignore_patterns",
+        "max_workers",
+    }
+)
+
+_lock = threading.Lock()
+_swapped: list[tuple[object, str, Callable[..., Any]]] = []  # (module, name, original)
+_options: dict[str, Any] = {}
+
+
+def _hf_error(exc: ue.UnihubError) -> Exception | None:
+    """huggingface_hub's exception for ``exc`` (the type its callers catch), or None."""
+    import httpx2
+    from huggingface_hub import errors as he
+
+    def http(cls: type[he.HfHubHTTPError], status: int, code: str) -> Exception:
+        request = httpx2.Request("GET", "https://huggingface.co/unihub")
+        response = httpx2.Response(status, headers={"X-Error-Code": code}, request=request)
+        return cls(str(exc), response=response)
+
+    if isinstance(exc, ue.GatedRepoError):
+        return http(he.GatedRepoError, 403, "GatedRepo")
+    if isinstance(exc, (ue.RepoNotFoundError, ue.AuthRequiredError)):
+        return http(he.RepositoryNotFoundError, 404, "RepoNotFound")
+    if isinstance(exc, ue.RevisionNotFoundError):
+        return http(he.RevisionNotFoundError, 404, "RevisionNotFound")
+    if isinstance(exc, ue.EntryNotFoundError):
+        return http(he.RemoteEntryNotFoundError, 404, "EntryNotFound")
+    if isinstance(exc, ue.OfflineError):
+        return he.LocalEntryNotFoundError(str(exc))
+    return None
+
+
+def _call(fn: Callable[..., str], *args: Any, **kwargs: Any) -> str:
+    try:
+        return fn(*args, **kwargs)
+    except ue.UnihubError as exc:
+        hf = _hf_error(exc)
+        if hf is None:
+            raise
+        raise hf from exc
+
+
+def _unsupported(kwargs: Mapping[str, Any], supported: frozenset[str]) -> list[str]:
+    # At these values the arguments ask for nothing unihub does differently (older callers,
+    # transformers among them, still pass ``proxies=None`` and ``resume_download=None``).
+    defaults = {
+        "force_download": False,
+        "dry_run": False,
+        "headers": None,
+        "endpoint": None,
+        "proxies": None,
+        "resume_download": None,
+        "force_filename": None,
+        "local_dir_use_symlinks": "auto",
+    }
+    return [
+        k
+        for k, v in kwargs.items()
+        if k not in supported and k not in _IGNORED and defaults.get(k, object()) != v
+    ]
+
+
+def _hf_hub_download(original: Callable[..., Any]) -> Callable[..., Any]:
+    def hf_hub_download(repo_id: str, filename: str, **kwargs: Any) -> Any:
+        odd = _unsupported(kwargs, _FILE_ARGS)
+        if odd:
+            log.debug(
+                "hf_hub_download(%s): %s not supported by unihub; original used", repo_id, odd
+            )
+            return original(repo_id, filename, **kwargs)
+        from .api import download
+
+        sub = kwargs.get("subfolder")
+        name = f"{sub.strip('/')}/{filename}" if sub else filename
+        return _call(
+            download,
+            repo_id,
+            name,
+            repo_type=kwargs.get("repo_type") or "model",
+            revision=kwargs.get("revision"),
+            cache_dir=kwargs.get("cache_dir"),
+            local_dir=kwargs.get("local_dir"),
+            token=kwargs.get("token"),
+            offline=bool(kwargs.get("local_files_only")),
+            **_options,
+        )
+
+    hf_hub_download.__wrapped__ = original  # type: ignore[attr-defined]
+    hf_hub_download.__doc__ = original.__doc__
+    return hf_hub_download
+
+
+def _snapshot_download(original: Callable[..., Any]) -> Callable[..., Any]:
+    def snapshot_download(repo_id: str, **kwargs: Any) -> Any:
+        odd = _unsupported(kwargs, _SNAPSHOT_ARGS)
+        if odd:
+            log.debug(
+                "snapshot_download(%s): %s not supported by unihub; original used", repo_id, odd
+            )
+            return original(repo_id, **kwargs)
+        from .api import snapshot
+
+        return _call(
+            snapshot,
+            repo_id,
+            repo_type=kwargs.get("repo_type") or "model",
+            revision=kwargs.get("revision"),
+            cache_dir=kwargs.get("cache_dir"),
+            local_dir=kwargs.get("local_dir"),
+            token=kwargs.get("token"),
+            include=kwargs.get("allow_patterns"),
+            exclude=kwargs.get("ignore_patterns"),
+            max_workers=kwargs.get("max_workers"),
+            offline=bool(kwargs.get("local_files_only")),
+            **_options,
+        )
+
+    snapshot_download.__wrapped__ = original  # type: ignore[attr-defined]
+    snapshot_download.__doc__ = original.__doc__
+    return snapshot_download
+
+
+def patch(**options: Any) -> _Patch:
+    """Route huggingface_hub's ``hf_hub_download`` and ``snapshot_download`` through unihub.
+
+    ``options`` are passed to every :func:`unihub.download` / :func:`unihub.snapshot` call
+    (``sources``, ``connections``, ``progress``, ...). Idempotent: a second call only updates
+    the options. Use as a context manager to undo it at the end of the block, or call
+    :func:`unpatch`.
+    """
+    import huggingface_hub._snapshot_download as snap_mod
+    import huggingface_hub.file_download as file_mod
+
+    with _lock:
+        _options.clear()
+        _options.update(options)
+        if not _swapped:
+            originals: dict[str, Callable[..., Any]] = {
+                "hf_hub_download": file_mod.hf_hub_download,
+                "snapshot_download": snap_mod.snapshot_download,
+            }
+            wrappers = {
+                "hf_hub_download": _hf_hub_download(originals["hf_hub_download"]),
+                "snapshot_download": _snapshot_download(originals["snapshot_download"]),
+            }
+            import huggingface_hub
+
+            for name in originals:  # materialise the package's lazy attributes first
+                getattr(huggingface_hub, name)
+            for module in list(sys.modules.values()):
+                # the module's own namespace only: no lazy __getattr__ of other packages runs
+                namespace = getattr(module, "__dict__", {})
+                for name, original in originals.items():
+                    if namespace.get(name) is original:
+                        setattr(module, name, wrappers[name])
+                        _swapped.append((module, name, original))
+    return _Patch()
+
+
+def unpatch() -> None:
+    """Put huggingface_hub's original functions back wherever :func:`patch` replaced them."""
+    with _lock:
+        while _swapped:
+            module, name, original = _swapped.pop()
+            setattr(module, name, original)
+        _options.clear()
+
+
+def patched() -> bool:
+    """Whether :func:`patch` is in effect."""
+    return bool(_swapped)
+
+
+class _Patch:
+    """What :func:`patch` returns: usable as a context manager that unpatches on exit."""
+
+    def __enter__(self) -> _Patch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        unpatch()
