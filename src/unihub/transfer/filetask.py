@@ -309,7 +309,7 @@ class FileTransfer:
     def _urls(self) -> list[str]:
         return [m.url for m in self.job.mirrors]
 
-    def connections_alive(self, threads: list[threading.Thread]) -> int:
+    def connections_alive(self) -> int:
         """Live connections not asked to leave (retirements may still be pending when the
         ramp measures again: counting them would retire more than asked)."""
         with self._fd_lock:

@@ -65,7 +65,7 @@ class Ramp:
         task, interval = self.task, self.task.opts.ramp_interval
         if not self.on:
             return
-        alive = task.connections_alive(threads)
+        alive = task.connections_alive()
         if self.settling:
             settled = task.flowing_now() >= alive and not task.retiring()
             if settled or now - self.since > 3 * interval:
