@@ -21,6 +21,7 @@ swapping, and what it maps to is unihub's own API.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -83,16 +84,6 @@ def _hf_error(exc: ue.UnihubError) -> Exception | None:
     return None
 
 
-def _call(fn: Callable[..., str], *args: Any, **kwargs: Any) -> str:
-    try:
-        return fn(*args, **kwargs)
-    except ue.UnihubError as exc:
-        hf = _hf_error(exc)
-        if hf is None:
-            raise
-        raise hf from exc
-
-
 def _unsupported(kwargs: Mapping[str, Any], supported: frozenset[str]) -> list[str]:
     # At these values the arguments ask for nothing unihub does differently (older callers,
     # transformers among them, still pass ``proxies=None`` and ``resume_download=None``).
@@ -113,64 +104,61 @@ def _unsupported(kwargs: Mapping[str, Any], supported: frozenset[str]) -> list[s
     ]
 
 
-def _hf_hub_download(original: Callable[..., Any]) -> Callable[..., Any]:
-    def hf_hub_download(repo_id: str, filename: str, **kwargs: Any) -> Any:
-        odd = _unsupported(kwargs, _FILE_ARGS)
+def _common(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords both calls map the same way, plus the options given to :func:`patch`."""
+    return {
+        "repo_type": kwargs.get("repo_type") or "model",
+        "revision": kwargs.get("revision"),
+        "cache_dir": kwargs.get("cache_dir"),
+        "local_dir": kwargs.get("local_dir"),
+        "token": kwargs.get("token"),
+        "offline": bool(kwargs.get("local_files_only")),
+        **_options,
+    }
+
+
+def _file(repo_id: str, filename: str, **kwargs: Any) -> str:
+    from .api import download
+
+    sub = kwargs.get("subfolder")
+    name = f"{sub.strip('/')}/{filename}" if sub else filename
+    return download(repo_id, name, **_common(kwargs))
+
+
+def _snapshot(repo_id: str, **kwargs: Any) -> str:
+    from .api import snapshot
+
+    return snapshot(
+        repo_id,
+        include=kwargs.get("allow_patterns"),
+        exclude=kwargs.get("ignore_patterns"),
+        max_workers=kwargs.get("max_workers"),
+        **_common(kwargs),
+    )
+
+
+def _wrap(
+    original: Callable[..., Any], supported: frozenset[str], ours: Callable[..., str]
+) -> Callable[..., Any]:
+    """``original``'s stand-in: ``ours`` with huggingface_hub's exceptions, or ``original``
+    itself for arguments unihub does not honour the same way."""
+
+    def stand_in(repo_id: str, *args: Any, **kwargs: Any) -> Any:
+        odd = _unsupported(kwargs, supported)
         if odd:
-            log.debug(
-                "hf_hub_download(%s): %s not supported by unihub; original used", repo_id, odd
-            )
-            return original(repo_id, filename, **kwargs)
-        from .api import download
+            name = getattr(original, "__name__", "download")
+            log.debug("%s(%s): %s not for unihub; original used", name, repo_id, odd)
+            return original(repo_id, *args, **kwargs)
+        try:
+            return ours(repo_id, *args, **kwargs)
+        except ue.UnihubError as exc:
+            hf = _hf_error(exc)
+            if hf is None:
+                raise
+            raise hf from exc
 
-        sub = kwargs.get("subfolder")
-        name = f"{sub.strip('/')}/{filename}" if sub else filename
-        return _call(
-            download,
-            repo_id,
-            name,
-            repo_type=kwargs.get("repo_type") or "model",
-            revision=kwargs.get("revision"),
-            cache_dir=kwargs.get("cache_dir"),
-            local_dir=kwargs.get("local_dir"),
-            token=kwargs.get("token"),
-            offline=bool(kwargs.get("local_files_only")),
-            **_options,
-        )
-
-    hf_hub_download.__wrapped__ = original  # type: ignore[attr-defined]
-    hf_hub_download.__doc__ = original.__doc__
-    return hf_hub_download
-
-
-def _snapshot_download(original: Callable[..., Any]) -> Callable[..., Any]:
-    def snapshot_download(repo_id: str, **kwargs: Any) -> Any:
-        odd = _unsupported(kwargs, _SNAPSHOT_ARGS)
-        if odd:
-            log.debug(
-                "snapshot_download(%s): %s not supported by unihub; original used", repo_id, odd
-            )
-            return original(repo_id, **kwargs)
-        from .api import snapshot
-
-        return _call(
-            snapshot,
-            repo_id,
-            repo_type=kwargs.get("repo_type") or "model",
-            revision=kwargs.get("revision"),
-            cache_dir=kwargs.get("cache_dir"),
-            local_dir=kwargs.get("local_dir"),
-            token=kwargs.get("token"),
-            include=kwargs.get("allow_patterns"),
-            exclude=kwargs.get("ignore_patterns"),
-            max_workers=kwargs.get("max_workers"),
-            offline=bool(kwargs.get("local_files_only")),
-            **_options,
-        )
-
-    snapshot_download.__wrapped__ = original  # type: ignore[attr-defined]
-    snapshot_download.__doc__ = original.__doc__
-    return snapshot_download
+    functools.update_wrapper(stand_in, original)  # name, doc, signature via __wrapped__
+    return stand_in
 
 
 def patch(**options: Any) -> _Patch:
@@ -193,8 +181,10 @@ def patch(**options: Any) -> _Patch:
                 "snapshot_download": snap_mod.snapshot_download,
             }
             wrappers = {
-                "hf_hub_download": _hf_hub_download(originals["hf_hub_download"]),
-                "snapshot_download": _snapshot_download(originals["snapshot_download"]),
+                "hf_hub_download": _wrap(originals["hf_hub_download"], _FILE_ARGS, _file),
+                "snapshot_download": _wrap(
+                    originals["snapshot_download"], _SNAPSHOT_ARGS, _snapshot
+                ),
             }
             import huggingface_hub
 
