@@ -82,3 +82,9 @@ def test_unsupported_arguments_use_the_original(fake_hub_factory: Factory, tmp_p
         )
     assert Path(path).read_text() == CONFIG
     assert hf.stats.bytes_total > 0
+
+
+def test_patch_options_are_checked() -> None:
+    with pytest.raises(unihub.ConfigError, match="revision"):
+        unihub.patch(revision="main")
+    assert not unihub.patched()

@@ -56,6 +56,9 @@ _SNAPSHOT_ARGS = frozenset(
     }
 )
 
+# What patch(**options) may set for every call (the rest comes from each call's arguments).
+_OPTIONS = frozenset({"sources", "connections", "progress", "verify"})
+
 _lock = threading.Lock()
 _swapped: list[tuple[object, str, Callable[..., Any]]] = []  # (module, name, original)
 _options: dict[str, Any] = {}
@@ -164,11 +167,18 @@ def _wrap(
 def patch(**options: Any) -> _Patch:
     """Route huggingface_hub's ``hf_hub_download`` and ``snapshot_download`` through unihub.
 
-    ``options`` are passed to every :func:`unihub.download` / :func:`unihub.snapshot` call
-    (``sources``, ``connections``, ``progress``, ...). Idempotent: a second call only updates
+    ``options`` are passed to every :func:`unihub.download` / :func:`unihub.snapshot` call:
+    ``sources``, ``connections``, ``progress``, ``verify`` (anything else is a ConfigError:
+    the rest comes from each call's own arguments). Idempotent: a second call only updates
     the options. Use as a context manager to undo it at the end of the block, or call
     :func:`unpatch`.
     """
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise ue.ConfigError(
+            f"unihub.patch() does not take {', '.join(unknown)}",
+            hint=f"It takes {', '.join(sorted(_OPTIONS))}; the rest comes from each call",
+        )
     import huggingface_hub._snapshot_download as snap_mod
     import huggingface_hub.file_download as file_mod
 
