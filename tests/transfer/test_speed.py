@@ -140,10 +140,13 @@ def test_retiring_down_to_one_connection_never_strands_the_file(tmp_path: Path) 
     # retirements are still pending when the next measurement asks for more.
     opts = replace(FAST, chunk_size=8 * MiB, min_split=128 * 1024, ramp_interval=0.1)
     with FakeHub("hf", repos=[repo], cdn=None, total_rate=8 * MiB) as hub:
+        # before the fix: DownloadFailedError("connections ended with bytes missing")
         download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
-        late = _concurrency_after(hub, 0.8, 8 * MiB)
+        served = hub.stats.bytes_total
     assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
-    assert late <= 4, late
+    assert served <= 1.05 * size  # retiring wastes nothing: a retired connection ends its range
+    # (how far the count comes down in 3 s depends on the machine's timing; the retiring
+    # itself is asserted by test_fast_link_retires_connections_that_add_nothing)
 
 
 def test_no_bytes_yet_is_no_reason_to_change_the_count(tmp_path: Path) -> None:
