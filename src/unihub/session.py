@@ -206,17 +206,21 @@ class Session:
         """The data transport for file bodies (:mod:`unihub.transport`): ``http.client`` with
         this session's TLS, proxies and user agent, or the caller's client when one was given
         (its redirects, proxies and TLS are then the caller's)."""
-        client = self.client  # also: raises once closed
         with self._lock:
-            if self._transport is None:
-                fallback = HttpxTransport(client)
-                if self._own_client:
-                    s = self.settings
-                    self._transport = RawTransport(
-                        ssl_context(s.ca_file, s.ca_dir), s.proxies, user_agent(), fallback
-                    )
-                else:
-                    self._transport = fallback
+            if self._closed:
+                raise RuntimeError("the session is closed")
+            if self._transport is None and self._own_client:
+                s = self.settings
+                # the httpx2 client is built only if a proxy kind http.client lacks needs it
+                self._transport = RawTransport(
+                    ssl_context(s.ca_file, s.ca_dir),
+                    s.proxies,
+                    user_agent(),
+                    lambda: HttpxTransport(self.client),
+                )
+            elif self._transport is None:
+                assert self._client is not None  # given by the caller
+                self._transport = HttpxTransport(self._client)
             return self._transport
 
     def _build_client(self) -> httpx2.Client:

@@ -36,7 +36,7 @@ import io
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -140,7 +140,7 @@ class RawTransport:
         ssl_context: ssl.SSLContext,
         proxies: Mapping[str, str],
         user_agent: str,
-        fallback: HttpxTransport | None = None,
+        fallback: Callable[[], Transport] | None = None,
     ) -> None:
         self._ssl = ssl_context
         self._proxies = dict(proxies)
@@ -155,7 +155,7 @@ class RawTransport:
         if proxy is not None and not proxy.lower().startswith("http://"):
             if self._fallback is None:
                 raise TransportError(f"proxy scheme of {proxy.split('://')[0]!r} not supported")
-            return self._fallback.get(url, headers, timeouts)
+            return self._fallback().get(url, headers, timeouts)
         scheme, host, port, path = _target(url)
         key: _Key = (scheme, host, port, proxy)
         send = {"User-Agent": self._ua, **headers}
