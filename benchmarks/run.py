@@ -1,4 +1,4 @@
-"""Speed benchmarks of unihub against huggingface_hub, hf_transfer, modelscope and aria2c.
+"""Speed benchmarks of unihub against huggingface_hub, hf_transfer, modelscope, aria2c, olah.
 
     python benchmarks/run.py                 # full run (~15 min on 2 cores) -> docs/benchmarks.md
     python benchmarks/run.py --quick         # smaller repos, a couple of minutes
@@ -7,9 +7,11 @@
 
 Each scenario starts its fake hubs (``hubproc.py``, one process per hub), runs every tool in its
 own process against them (``runners.py``), checks the targets (``scenarios.py``) and finally
-writes the raw JSON, the markdown report and the plot (``report.py``). The full profile writes
-docs/benchmarks.md, docs/benchmarks.png and benchmarks/results/latest.json; other profiles
-write under benchmarks/results/<profile>/ unless ``--out`` says otherwise.
+writes the raw JSON, the markdown report and the plot (``report.py``). The serve scenarios
+(L-O) run servers instead (``unihub serve``, olah) with many clients each (``serving.py``).
+The full profile writes docs/benchmarks.md, docs/benchmarks.png and
+benchmarks/results/latest.json; other profiles write under benchmarks/results/<profile>/ unless
+``--out`` says otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from hubproc import HubProcess
 from report import write_markdown, write_plot
 from runners import TOOLS, RunResult, run_tool, tool_versions
 from scenarios import PROFILES, Scenario, build
+from serving import run_serve, serve_missing
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -90,8 +93,10 @@ def _default_scratch() -> Path:
     return Path(tempfile.mkdtemp(prefix="unihub-bench-"))
 
 
-def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any) -> dict[str, Any]:
-    """Start the scenario's hubs, run each tool, check the targets."""
+def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any,
+                 install_olah: bool = True) -> dict[str, Any]:
+    """Start the scenario's hubs, run each tool (or server, in the serve scenarios), check the
+    targets. ``install_olah``: create olah's virtualenv if it is missing."""
     wanted = [t for t in sc.tools if t in tools]
     needed: set[str] = set()
     for name in wanted:
@@ -107,27 +112,33 @@ def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any) -> dic
             + ", ".join(f"{n}={h.endpoint}" for n, h in hubs.items()))
         for name in wanted:
             tool = TOOLS[name]
-            why = tool.missing()
+            why = serve_missing(name, install_olah, log) if tool.command == "serve" \
+                else tool.missing()
             if why:
                 skipped[name] = why
                 log(f"[{sc.key}] {name}: skipped ({why})")
                 continue
             try:
-                r = run_tool(tool, hubs, "bench/model", scratch, include=_include(sc, name),
-                             timeout=sc.timeout, kill_at_fraction=sc.kill_at_fraction,
-                             kills=sc.kills,
-                             unihub_hubs=sc.unihub_hubs)
+                if tool.command == "serve" or sc.serve is not None:
+                    if tool.command != "serve" or sc.serve is None:
+                        raise ValueError(f"{name} cannot run in a serve scenario or vice versa")
+                    r = run_serve(name, sc.serve, hubs, sc.unihub_hubs, scratch, sc.timeout)
+                else:
+                    r = run_tool(tool, hubs, "bench/model", scratch, include=_include(sc, name),
+                                 timeout=sc.timeout, kill_at_fraction=sc.kill_at_fraction,
+                                 kills=sc.kills, unihub_hubs=sc.unihub_hubs)
             except Exception as exc:  # a harness problem with one tool: report, go on
                 r = RunResult(name, error=f"harness error: {type(exc).__name__}: {exc}")
                 r.wall, r.peak_rss_mib = 0.0, 0.0
             results[name] = r
             secs = f"{r.seconds:.2f} s" if r.seconds is not None else f"wall {r.wall:.2f} s"
-            log(f"[{sc.key}] {name}: {'ok' if r.ok else 'FAILED ' + str(r.error)[:200]}; "
-                f"{secs}, {r.files} files, served {r.bytes_served / max(1, r.bytes):.3f}x, "
-                f"rss {r.peak_rss_mib:.0f} MiB")
+            need = r.repo_bytes or r.bytes
+            log(f"[{sc.key}] {name}: {'ok' if r.ok else 'FAILED ' + str(r.error)[:300]}; "
+                f"{secs}, {r.files} files, served {r.bytes_served / max(1, need):.3f}x, "
+                f"rss {r.peak_rss_mib or 0:.0f} MiB" + (f"; {r.note}" if r.note else ""))
     targets = []
     for t in sc.targets:
-        met, measured = t.check(results, sc.metric)
+        met, measured = t.check(results, sc.metric, sc.main)
         targets.append({"text": t.text, "met": met, "measured": measured, "line": t.line(),
                         "kind": t.kind})
         log(f"[{sc.key}] target {t.text}: {measured} -> {met}")
@@ -135,7 +146,7 @@ def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any) -> dic
     for n, why in skipped.items():
         runs[n] = RunResult(n, error=why).to_json() | {"skipped": why}
     return {"key": sc.key, "title": sc.title, "short": sc.short, "issue": sc.issue,
-            "metric": sc.metric, "plot_metric": sc.plot_metric or sc.metric,
+            "metric": sc.metric, "plot_metric": sc.plot_metric or sc.metric, "main": sc.main,
             "timeout": sc.timeout, "notes": sc.notes,
             "hubs": sc.describe_hubs(), "targets": targets, "runs": runs,
             "elapsed": time.monotonic() - t0}
@@ -192,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     done = []
     try:
         for sc in scenarios:
-            done.append(run_scenario(sc, tools, scratch, log))
+            done.append(run_scenario(sc, tools, scratch, log,
+                                     install_olah=profile != "smoke"))
     finally:
         if args.scratch is None:
             shutil.rmtree(scratch, ignore_errors=True)
