@@ -29,10 +29,10 @@ def serve_factory(
     stack = contextlib.ExitStack()
 
     def make(*hubs: FakeHub, cache_dir: Path | None = None, **options: object) -> Running:
+        options.setdefault("sources", tuple(h.source for h in hubs) or None)
         opts = ServeOptions(
             port=0,
             cache_dir=cache_dir or tmp_path / "server-cache",
-            sources=tuple(h.source for h in hubs) or None,
             **options,  # type: ignore[arg-type]
         )
         return stack.enter_context(running(opts, Settings.from_env()))

@@ -35,6 +35,7 @@ log = logging.getLogger("unihub.serve")
 
 _BLOB_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 CHUNK = 1 << 20
+_FINISHED = 256
 _POLL_MIN, _POLL_MAX = 0.002, 0.05
 
 
@@ -143,6 +144,9 @@ class BlobStore:
         self.cancel = threading.Event()
         self._lock = threading.Lock()
         self._fetches: dict[Path, Fetch] = {}
+        # fetches that just finished: a client that found no blob a moment before joins one
+        # of these instead of starting a fetch of a blob that is already there
+        self._finished: OrderedDict[Path, Fetch] = OrderedDict()
         self._threads: set[threading.Thread] = set()
         self._pins: Counter[Path] = Counter()
         self._lru: OrderedDict[Path, int] = OrderedDict()
@@ -199,8 +203,8 @@ class BlobStore:
         """The running fetch of ``key``, or a new one running ``run(fetch)`` in a thread;
         (fetch, whether this call started it)."""
         with self._lock:
-            running = self._fetches.get(key)
-            if running is not None:
+            running = self._fetches.get(key) or self._finished.get(key)
+            if running is not None and (running.path is None or running.path.exists()):
                 return running, False
             fetch = Fetch(key, size, partial, self.metrics)
             self._fetches[key] = fetch
@@ -224,8 +228,13 @@ class BlobStore:
             error = exc
             self.metrics.add("unihub_serve_fetch_failures_total")
             log.warning("fetch of %s failed: %s", fetch.key.name, exc)
+        fetch.finish(path, error)
         with self._lock:
             self._fetches.pop(fetch.key, None)
+            if path is not None:
+                self._finished[fetch.key] = fetch
+                while len(self._finished) > _FINISHED:
+                    self._finished.popitem(last=False)
             self._pins[fetch.key] -= 1
             if self._pins[fetch.key] <= 0:
                 del self._pins[fetch.key]
@@ -233,7 +242,6 @@ class BlobStore:
         if path is not None:
             self.touch(fetch.key, fetch.size)
             self.make_room(0)
-        fetch.finish(path, error)
 
     def running(self, key: Path) -> Fetch | None:
         with self._lock:
@@ -257,6 +265,7 @@ class BlobStore:
                 if self._pins.get(path):
                     continue
                 total -= self._lru.pop(path)
+                self._finished.pop(path, None)
                 victims.append(path)
             over = total > self.max_size
         for path in victims:
