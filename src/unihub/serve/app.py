@@ -148,8 +148,15 @@ class ServeApp:
 
     def close(self) -> None:
         """Stop the fetches (their partials and journals stay: the next fetch resumes)."""
+        running = self.store.inflight()
         self.store.close()
         self.repos.close()
+        log.warning(
+            "stopped%s",
+            f"; {running} fetches interrupted, their partial blobs resume next time"
+            if running
+            else "",
+        )
 
     # -- routing ----------------------------------------------------------------------------
     async def _dispatch(self, request: Request) -> tuple[str, Response]:

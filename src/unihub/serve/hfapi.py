@@ -137,8 +137,8 @@ def file_headers(view: RepoView, f: RepoFile) -> dict[str, str]:
 def error_answer(exc: BaseException, *, has_token: bool) -> tuple[int, str | None, str]:
     """(status, X-Error-Code, message) for an error, as the Hub would answer it."""
     msg = str(exc)
-    if isinstance(exc, RepoBlockedError):
-        return 403, None, msg
+    if isinstance(exc, RepoBlockedError):  # clients raise RepositoryNotFoundError with our words
+        return 403, "RepoNotFound", msg
     if isinstance(exc, GatedRepoError):
         return (403 if has_token else 401), "GatedRepo", msg
     if isinstance(exc, AuthRequiredError):
