@@ -73,7 +73,7 @@ def test_serve_command_answers_and_stops_on_sigterm(
         assert got.content == repo.content("w.safetensors")
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     # uvicorn re-raises the signal after its graceful shutdown (systemd counts it as clean)
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "stopped" in err.splitlines()[-1]
