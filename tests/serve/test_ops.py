@@ -219,3 +219,33 @@ def test_a_source_that_is_the_server_itself_is_refused(tmp_path: Path) -> None:
     opts = ServeOptions(port=port, cache_dir=tmp_path, sources=(f"hf=http://localhost:{port}",))
     with pytest.raises(ConfigError, match="this server"), running(opts, Settings()):
         pass
+
+
+def test_empty_file_and_a_corrupt_only_source(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, tmp_path: Path
+) -> None:
+    from unihub.testing import Faults
+
+    repo = FakeRepo("org/model", files={"empty.txt": "", "w.safetensors": 2 << 20})
+    hub = fake_hub_factory("hf", repos=[repo], faults=Faults(corrupt={"w.safetensors"}))
+    srv = serve_factory(hub)
+    path = huggingface_hub.hf_hub_download(
+        "org/model", "empty.txt", cache_dir=tmp_path / "c", endpoint=srv.url, token=False
+    )
+    assert Path(path).read_bytes() == b""
+    url = "/org/model/resolve/main/w.safetensors"
+    try:  # the first client streams until the hash check fails: its connection is cut
+        status = _raw(srv.url, "GET", url)[0]
+        assert status == 502
+    except http.client.IncompleteRead:
+        pass
+    deadline = time.monotonic() + 30
+    while not srv.app.metrics.get("unihub_serve_fetch_failures_total"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    served = hub.stats.bytes_total
+    status, headers, body = _raw(srv.url, "GET", url)  # later ones: an error, at once
+    assert status == 502 and body.startswith(b"{")
+    assert "mismatch" in headers["X-Error-Message"]
+    assert hub.stats.bytes_total == served  # a failing fetch is not restarted by each retry
+    assert not list((tmp_path / "server-cache").rglob("w.safetensors"))

@@ -34,7 +34,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ..errors import EntryNotFoundError
 from ..models import RepoType
 from ..settings import Settings
-from .blobs import BlobStore, stream, wait_done
+from .blobs import BlobStore, first_bytes, stream, wait_done
 from .hfapi import error_answer, file_headers, paths_info, repo_info, tree_entries
 from .metrics import Metrics
 from .options import ServeOptions
@@ -286,21 +286,23 @@ class ServeApp:
         if request.method == "HEAD":
             headers["Content-Length"] = str(f.size)
             return "resolve", Response(b"", headers=headers)
-        fetch = await anyio.to_thread.run_sync(self.repos.fetch, view, f)
-        if f.size == 0:
-            await wait_done(fetch)
-            if fetch.error is not None:
-                raise fetch.error
-            headers["Content-Length"] = "0"
-            return "resolve", Response(b"", headers=headers)
         span = _range(request.headers.get("range"), f.size)
         if span == "bad":
             bad = {"Content-Range": f"bytes */{f.size}", "X-Repo-Commit": view.commit}
             return "resolve", _json({"error": "range not satisfiable"}, 416, bad)
+        fetch = await anyio.to_thread.run_sync(self.repos.fetch, view, f)
+        start, end = span if isinstance(span, tuple) else (0, f.size)
+        if f.size == 0:
+            await wait_done(fetch)
+        else:
+            await first_bytes(fetch, start)
+        if fetch.error is not None:
+            return "resolve", self._error(fetch.error, request, view.commit)
+        if f.size == 0:
+            headers["Content-Length"] = "0"
+            return "resolve", Response(b"", headers=headers)
         status = 200
-        start, end = 0, f.size
         if isinstance(span, tuple):
-            start, end = span
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{f.size}"
         headers["Content-Length"] = str(end - start)

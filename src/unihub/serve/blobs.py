@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
@@ -29,13 +30,14 @@ from pathlib import Path
 from ..transfer.ranges import RangeSet
 from .metrics import Metrics
 
-__all__ = ["BlobStore", "Fetch", "stream"]
+__all__ = ["BlobStore", "Fetch", "first_bytes", "stream", "wait_done"]
 
 log = logging.getLogger("unihub.serve")
 
 _BLOB_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 CHUNK = 1 << 20
 _FINISHED = 256
+FAILED_FOR = 10.0  # seconds a failed fetch answers for its blob before one is tried again
 _POLL_MIN, _POLL_MAX = 0.002, 0.05
 
 
@@ -57,6 +59,7 @@ class Fetch:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.path: Path | None = None  # the verified file, once done
+        self.ended = 0.0
 
     # -- the engine's side (Watch) ------------------------------------------------------------
     def reset(self, ranges: Iterable[tuple[int, int]]) -> None:
@@ -77,6 +80,7 @@ class Fetch:
 
     def finish(self, path: Path | None, error: BaseException | None) -> None:
         self.path, self.error = path, error
+        self.ended = time.monotonic()
         self.done.set()
 
 
@@ -84,6 +88,17 @@ async def wait_done(fetch: Fetch) -> None:
     """Until the fetch has finished (successfully or not), without blocking the event loop."""
     delay = _POLL_MIN
     while not fetch.done.is_set():
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _POLL_MAX)
+
+
+async def first_bytes(fetch: Fetch, start: int) -> None:
+    """Until bytes from ``start`` on can be sent (or the fetch has finished): a fetch that
+    fails before its first byte becomes an error answer instead of a cut connection."""
+    delay = _POLL_MIN
+    while not fetch.done.is_set():
+        if start < fetch.size - 1 and fetch.available(start)[1] > start:
+            return
         await asyncio.sleep(delay)
         delay = min(delay * 2, _POLL_MAX)
 
@@ -204,6 +219,10 @@ class BlobStore:
         (fetch, whether this call started it)."""
         with self._lock:
             running = self._fetches.get(key) or self._finished.get(key)
+            if running is not None and running.error is not None:
+                if time.monotonic() - running.ended < FAILED_FOR:
+                    return running, False  # clients retrying do not restart a failing fetch
+                running = None
             if running is not None and (running.path is None or running.path.exists()):
                 return running, False
             fetch = Fetch(key, size, partial, self.metrics)
@@ -231,7 +250,7 @@ class BlobStore:
         fetch.finish(path, error)
         with self._lock:
             self._fetches.pop(fetch.key, None)
-            if path is not None:
+            if path is not None or not self.cancel.is_set():
                 self._finished[fetch.key] = fetch
                 while len(self._finished) > _FINISHED:
                     self._finished.popitem(last=False)
