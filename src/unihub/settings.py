@@ -26,6 +26,7 @@ CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``
 ``UNIHUB_ID_MAP``                       ``id_map_file``
 ``UNIHUB_PROBE_TTL``                    ``probe_ttl``
 ``UNIHUB_CACHE``                        ``unihub_cache`` (probe results)
+``UNIHUB_SERVER``                       ``server`` (the ``unihub serve`` ``unihub run`` uses)
 ``HTTP(S)_PROXY``, ``ALL_PROXY``,       ``proxies``
 ``NO_PROXY`` (any case)
 ``SSL_CERT_FILE``, ``SSL_CERT_DIR``     ``ca_file``, ``ca_dir``
@@ -197,6 +198,7 @@ class Settings:
     ca_file: str | None = None
     ca_dir: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
+    server: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -226,6 +228,7 @@ class Settings:
             ca_file=env.get("SSL_CERT_FILE") or None,
             ca_dir=env.get("SSL_CERT_DIR") or None,
             timeouts=Timeouts.from_env(env),
+            server=env.get("UNIHUB_SERVER", "").strip().rstrip("/") or None,
         )
 
     def evolve(self, **changes: Any) -> Settings:
