@@ -162,6 +162,11 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
     for sc in data["scenarios"]:
         out += ["", f"## {sc['key']}. {sc['title']}", "",
                 f"Issue {sc['issue']}. Timeout per tool {sc['timeout']:.0f} s.", ""]
+        if sc.get("run"):  # merged from a later run (``run.py --report-only --merge``)
+            r = sc["run"]
+            out += [f"Measured in a separate run: `{r['command']}`, {r['date']}, unihub commit"
+                    f" `{r.get('commit') or 'unknown'}`, load average before {r.get('load_before')}"
+                    f", after {r.get('load_after')}.", ""]
         out += [*(f"- {n}" for n in sc.get("notes", [])), ""] if sc.get("notes") else []
         backends = sorted({str(r["backend"]) for n, r in sc["runs"].items()
                            if n.startswith("unihub") and r.get("backend")})

@@ -4,6 +4,9 @@
     python benchmarks/run.py --quick         # smaller repos, a couple of minutes
     python benchmarks/run.py --only A,E --tools unihub,huggingface_hub
     python benchmarks/run.py --report-only benchmarks/results/latest.json   # after notes.md edits
+    python benchmarks/run.py --only L,M,N,O --out /tmp/serve        # one group of scenarios...
+    python benchmarks/run.py --report-only benchmarks/results/latest.json \
+        --merge /tmp/serve/results.json       # ...put into the full report, marked as its own run
 
 Each scenario starts its fake hubs (``hubproc.py``, one process per hub), runs every tool in its
 own process against them (``runners.py``), checks the targets (``scenarios.py``) and finally
@@ -165,9 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", type=Path, metavar="RESULTS_JSON",
                     help="rewrite the markdown and plot from an earlier run's results (e.g."
                     " after editing benchmarks/notes.md), no downloads")
+    ap.add_argument("--merge", type=Path, action="append", default=[], metavar="RESULTS_JSON",
+                    help="with --report-only: first replace (or add) the scenarios of this"
+                    " later run in RESULTS_JSON, each marked with the run it comes from")
     args = ap.parse_args(argv)
+    if args.merge and args.report_only is None:
+        ap.error("--merge needs --report-only")
     if args.report_only is not None:
-        return _report_only(args.report_only, args.out)
+        return _report_only(args.report_only, args.out, args.merge)
     profile = args.profile or ("quick" if args.quick else "full")
     scenarios = build(profile)
     if args.only:
@@ -226,8 +234,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _report_only(results: Path, out: Path | None) -> int:
+def _run_info(data: dict[str, Any]) -> dict[str, Any]:
+    """Where one run's numbers come from (kept on each scenario merged from it)."""
+    return {"command": data["command"], "date": data["date"], "commit": data.get("commit"),
+            "load_before": data["machine"].get("load_before"),
+            "load_after": data["machine"].get("load_after")}
+
+
+def _merge(data: dict[str, Any], later: dict[str, Any]) -> None:
+    """Put ``later``'s scenarios into ``data`` (same key: replaced), marked with their run."""
+    if later["profile"] != data["profile"]:
+        raise SystemExit(f"cannot merge a {later['profile']} run into a {data['profile']} one")
+    info = _run_info(later)
+    new = {sc["key"]: sc | {"run": sc.get("run") or info} for sc in later["scenarios"]}
+    kept = [sc for sc in data["scenarios"] if sc["key"] not in new]
+    data["scenarios"] = kept + list(new.values())
+    data["versions"] = data["versions"] | later["versions"]
+
+
+def _report_only(results: Path, out: Path | None, merge: list[Path] | None = None) -> int:
     data = json.loads(results.read_text())
+    if merge:
+        for other in merge:
+            _merge(data, json.loads(other.read_text()))
+        results.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"merged {', '.join(map(_rel, merge))} into {_rel(results)}")
     base = out if out is not None else ROOT / "docs" if data["profile"] == "full" \
         else results.parent
     png, md = base / "benchmarks.png", base / "benchmarks.md"

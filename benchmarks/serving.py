@@ -51,6 +51,8 @@ class ServePlan:
     warm: bool = False  # one unmeasured client fills the server's cache first
     data_hub: str = "hf"  # the hub whose files the clients must end up with
     ready_timeout: float = 60.0  # server start to ready
+    # HF_HUB_DOWNLOAD_TIMEOUT and HF_HUB_ETAG_TIMEOUT of the clients (None: their 10 s).
+    client_timeout: float | None = None
 
 
 # -- olah's private virtualenv --------------------------------------------------------------
@@ -249,8 +251,11 @@ def _run_clients(server: Server, plan: ServePlan, n: int, scratch: Path, tag: st
                "ready_file": str(barrier / f"ready-{i}"), "go_file": str(go)}
         job_file = barrier / f"job-{i}.json"
         job_file.write_text(json.dumps(job))
-        env = _clean_env({"HF_ENDPOINT": server.url, "HF_HOME": str(home / "hf"),
-                          "HOME": str(home)})
+        extra = {"HF_ENDPOINT": server.url, "HF_HOME": str(home / "hf"), "HOME": str(home)}
+        if plan.client_timeout is not None:
+            extra |= {"HF_HUB_DOWNLOAD_TIMEOUT": str(plan.client_timeout),
+                      "HF_HUB_ETAG_TIMEOUT": str(plan.client_timeout)}
+        env = _clean_env(extra)
         out = open(barrier / f"client-{i}.out", "w+")  # noqa: SIM115 (closed below)
         proc = subprocess.Popen([sys.executable, str(HERE / "client.py"), str(job_file)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
