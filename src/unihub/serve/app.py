@@ -140,6 +140,8 @@ class ServeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if not self.options.offline:
+                    await anyio.to_thread.run_sync(self.repos.warm_up)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await anyio.to_thread.run_sync(self.close)

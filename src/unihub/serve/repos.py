@@ -154,6 +154,12 @@ class Repos:
             old.close()
         return session
 
+    def warm_up(self) -> None:
+        """Build what the first client would otherwise wait for: the anonymous session's HTTP
+        client (its TLS context loads the CA bundle) and data transport."""
+        session = self._session(None)
+        _ = session.client, session.transport
+
     def close(self) -> None:
         with self._lock:
             sessions = list(self._sessions.values())
