@@ -153,12 +153,10 @@ class ServeApp:
         running = self.store.inflight()
         self.store.close()
         self.repos.close()
-        log.warning(
-            "stopped%s",
-            f"; {running} fetches interrupted, their partial blobs resume next time"
-            if running
-            else "",
-        )
+        if running:
+            log.warning("stopped; %d fetches interrupted, their partial blobs resume", running)
+        else:
+            log.info("stopped")
 
     # -- routing ----------------------------------------------------------------------------
     async def _dispatch(self, request: Request) -> tuple[str, Response]:
