@@ -131,7 +131,9 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--deny", action="append", default=[], metavar="PATTERN", help="never these repos (glob)"
     )
-    p.add_argument("--connections", type=int, default=None, help="connections per upstream file")
+    p.add_argument(
+        "--connections", type=int, default=32, help="most connections per upstream file (32)"
+    )
     p.add_argument(
         "--metadata-ttl",
         type=float,

@@ -28,7 +28,6 @@ call that goes on the network needs it, so it is paid once at ``import unihub`` 
 
 from __future__ import annotations
 
-import re
 import ssl
 import threading
 from collections.abc import Generator, Mapping
@@ -41,7 +40,7 @@ import httpx2
 
 from .auth import Tokens, resolve_tokens
 from .settings import Settings
-from .transport import HttpxTransport, RawTransport, Transport
+from .transport import HttpxTransport, RawTransport, Transport, proxy_for
 
 if TYPE_CHECKING:
     from .hubs.base import Hub
@@ -49,18 +48,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OriginAuth",
+    "ProxyRouter",
     "Session",
     "origin",
-    "proxy_mounts",
     "same_origin",
     "ssl_context",
     "user_agent",
 ]
 
-POOL_CONNECTIONS = 64
-_IPV4 = re.compile(
-    r"\d{1,3}(?:\.\d{1,3}){3}"
-)  # the transfer engine's default global connection budget
+POOL_CONNECTIONS = 64  # the transfer engine's default global connection budget
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -97,32 +93,37 @@ def ssl_context(ca_file: str | None = None, ca_dir: str | None = None) -> ssl.SS
     return httpx2.create_ssl_context(trust_env=False)
 
 
-def proxy_mounts(proxies: Mapping[str, str]) -> dict[str, httpx2.HTTPTransport | None]:
-    """httpx2 mounts for ``{"http"|"https"|"all": url, "no": "host,..."}`` (curl's rules for
-    ``NO_PROXY``: ``*`` disables proxies, ``.example.com`` and ``example.com`` match subdomains).
-    """
-    mounts: dict[str, httpx2.HTTPTransport | None] = {}
-    no = [h.strip() for h in proxies.get("no", "").split(",") if h.strip()]
-    if "*" in no:
-        return mounts
-    for scheme in ("http", "https", "all"):
-        url = proxies.get(scheme)
-        if url:
-            mounts[f"{scheme}://"] = httpx2.HTTPTransport(
-                proxy=url if "://" in url else f"http://{url}"
-            )
-    if not mounts:
-        return mounts
-    for host in no:
-        if "://" in host:
-            mounts[host] = None
-        elif host.startswith(("*.", "[")) or host.lower() == "localhost" or _IPV4.fullmatch(host):
-            mounts[f"all://{host}"] = None
-        elif ":" in host:  # a bare IPv6 address
-            mounts[f"all://[{host}]"] = None
-        elif "/" not in host:
-            mounts[f"all://*{host}"] = None
-    return mounts
+class ProxyRouter(httpx2.BaseTransport):
+    """The metadata client's transport: each request goes through the proxy
+    :func:`unihub.transport.proxy_for` names for its URL, or directly. One ``NO_PROXY`` policy
+    for the metadata client and the data transport (instead of httpx2's mount patterns, whose
+    matching differs in corner cases). ``options`` go to every ``httpx2.HTTPTransport``
+    (TLS context, limits), one per proxy, built on first use."""
+
+    def __init__(self, proxies: Mapping[str, str], **options: object) -> None:
+        self._proxies = dict(proxies)
+        self._options = options
+        self._routes: dict[str | None, httpx2.HTTPTransport] = {}
+        self._lock = threading.Lock()
+
+    def route(self, url: str) -> httpx2.HTTPTransport:
+        proxy = proxy_for(url, self._proxies)
+        with self._lock:
+            transport = self._routes.get(proxy)
+            if transport is None:
+                transport = httpx2.HTTPTransport(proxy=proxy, **self._options)  # type: ignore[arg-type]
+                self._routes[proxy] = transport
+            return transport
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        return self.route(str(request.url)).handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            routes = list(self._routes.values())
+            self._routes.clear()
+        for transport in routes:
+            transport.close()
 
 
 class OriginAuth(httpx2.Auth):
@@ -228,13 +229,17 @@ class Session:
         n = self._max_connections
         return httpx2.Client(
             auth=self.auth,
-            verify=ssl_context(s.ca_file, s.ca_dir),
             trust_env=False,
-            mounts=proxy_mounts(s.proxies),
-            headers={"user-agent": user_agent()},
-            limits=httpx2.Limits(
-                max_connections=2 * n + 8, max_keepalive_connections=n + 8, keepalive_expiry=30.0
+            transport=ProxyRouter(
+                s.proxies,
+                verify=ssl_context(s.ca_file, s.ca_dir),
+                limits=httpx2.Limits(
+                    max_connections=2 * n + 8,
+                    max_keepalive_connections=n + 8,
+                    keepalive_expiry=30.0,
+                ),
             ),
+            headers={"user-agent": user_agent()},
             timeout=s.timeouts.http(),
             follow_redirects=False,
         )

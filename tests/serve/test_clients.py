@@ -173,3 +173,23 @@ def test_aria2c_with_ranges_while_the_blob_is_fetched(
     assert out.returncode == 0, out.stdout + out.stderr
     assert (tmp_path / "m.bin").read_bytes() == repo.content("model.safetensors")
     assert hub.stats.bytes_total <= (12 << 20) * 1.05
+
+
+def test_dataset_repo_and_the_servers_cache_works_offline(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, tmp_path: Path
+) -> None:
+    data = FakeRepo(
+        "org/data", files={"README.md": "# d\n", "data/train.parquet": 2 << 20}, repo_type="dataset"
+    )
+    hub = fake_hub_factory("hf", repos=[data])
+    server_cache = tmp_path / "server-cache"
+    srv = serve_factory(hub, cache_dir=server_cache)
+    snap = huggingface_hub.snapshot_download(
+        "org/data", repo_type="dataset", cache_dir=tmp_path / "c", endpoint=srv.url, token=False
+    )
+    _same_files(data, Path(snap))
+    # the server's own cache is a Hugging Face cache: offline loads on the server box find it
+    offline = huggingface_hub.snapshot_download(
+        "org/data", repo_type="dataset", cache_dir=server_cache, local_files_only=True
+    )
+    _same_files(data, Path(offline))

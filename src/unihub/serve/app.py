@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
@@ -106,10 +107,13 @@ class ServeApp:
         sent = {"status": 0, "bytes": 0}
 
         async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 sent["status"] = message["status"]
-            elif message["type"] == "http.response.body":
+            elif kind == "http.response.body":
                 sent["bytes"] += len(message.get("body", b""))
+            elif kind == "http.response.pathsend":  # the server sends the whole file itself
+                sent["bytes"] += Path(message["path"]).stat().st_size
             await send(message)
 
         request = Request(scope, receive)
@@ -119,6 +123,8 @@ class ServeApp:
             await response(scope, receive, counting_send)
         finally:
             self.metrics.add("unihub_serve_requests_total", route=route, status=str(sent["status"]))
+            if route == "resolve" and sent["bytes"]:
+                self.metrics.add("unihub_serve_bytes_served_total", sent["bytes"])
             if self.options.access_log and route not in ("healthz", "metrics"):
                 client = scope.get("client") or ("-", 0)
                 access_log.info(
@@ -140,6 +146,8 @@ class ServeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if not self.options.offline:
+                    await anyio.to_thread.run_sync(self.repos.warm_up)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await anyio.to_thread.run_sync(self.close)
@@ -151,12 +159,10 @@ class ServeApp:
         running = self.store.inflight()
         self.store.close()
         self.repos.close()
-        log.warning(
-            "stopped%s",
-            f"; {running} fetches interrupted, their partial blobs resume next time"
-            if running
-            else "",
-        )
+        if running:
+            log.warning("stopped; %d fetches interrupted, their partial blobs resume", running)
+        else:
+            log.info("stopped")
 
     # -- routing ----------------------------------------------------------------------------
     async def _dispatch(self, request: Request) -> tuple[str, Response]:
@@ -279,9 +285,6 @@ class ServeApp:
         if local is not None:
             self.metrics.add("unihub_serve_cache_hits_total")
             self.store.touch(local, f.size)
-            headers_only = request.method == "HEAD"
-            if not headers_only:
-                self._count_sent(request, f.size)
             return "resolve", _Blob(local, headers=headers, media_type=headers["Content-Type"])
         if request.method == "HEAD":
             headers["Content-Length"] = str(f.size)
@@ -306,14 +309,5 @@ class ServeApp:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{f.size}"
         headers["Content-Length"] = str(end - start)
-
-        def on_bytes(n: int) -> None:
-            self.metrics.add("unihub_serve_bytes_served_total", n)
-
-        body = stream(fetch, start, end, on_bytes)
+        body = stream(fetch, start, end)
         return "resolve", _Streaming(body, status_code=status, headers=headers)
-
-    def _count_sent(self, request: Request, size: int) -> None:
-        span = _range(request.headers.get("range"), size)
-        n = span[1] - span[0] if isinstance(span, tuple) else size
-        self.metrics.add("unihub_serve_bytes_served_total", n)

@@ -103,9 +103,7 @@ async def first_bytes(fetch: Fetch, start: int) -> None:
         delay = min(delay * 2, _POLL_MAX)
 
 
-async def stream(
-    fetch: Fetch, start: int, end: int, on_bytes: Callable[[int], None]
-) -> AsyncIterator[bytes]:
+async def stream(fetch: Fetch, start: int, end: int) -> AsyncIterator[bytes]:
     """Bytes ``[start, end)`` of the blob as they land on disk (see the module docstring)."""
     fd = -1
     epoch: int | None = None
@@ -142,7 +140,6 @@ async def stream(
                 raise Aborted(f"short read at {pos}")
             pos += len(data)
             sent += len(data)
-            on_bytes(len(data))
             yield data
     finally:
         if fd >= 0:

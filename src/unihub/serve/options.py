@@ -49,7 +49,9 @@ class ServeOptions:
       wins; with an allow list, only repos it matches are served.
     - ``metadata_ttl``: seconds a repo's listing (and a token's access to it) is reused before
       the hubs are asked again.
-    - ``connections``: connections per file for upstream fetches (None: the engine's default).
+    - ``connections``: the most connections per file for upstream fetches (the engine's ramp
+      uses fewer where more do not pay); 32 by default, twice a single download's, since a
+      server fetches for many clients and per-connection caps are common.
     - ``access_log``: one JSON line per request on the ``unihub.serve.access`` logger.
     """
 
@@ -62,7 +64,7 @@ class ServeOptions:
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
     metadata_ttl: float = 60.0
-    connections: int | None = None
+    connections: int | None = 32
     access_log: bool = True
 
     def __post_init__(self) -> None:

@@ -53,6 +53,7 @@ __all__ = ["AccessBook", "RepoBlockedError", "RepoView", "Repos", "token_key"]
 log = logging.getLogger("unihub.serve")
 
 _SESSIONS = 32  # client tokens with a session kept open
+_VIEWS = 4096  # repo views kept (each holds a plan: listings of every source)
 
 
 class RepoBlockedError(UnihubError):
@@ -134,7 +135,7 @@ class Repos:
         self.cache_dir = cache_dir
         self.access = AccessBook(settings.unihub_cache / "serve-access.json")
         self._lock = threading.Lock()
-        self._views: dict[tuple[str, str, str, str], RepoView] = {}
+        self._views: OrderedDict[tuple[str, str, str, str], RepoView] = OrderedDict()
         self._flights: dict[tuple[str, str, str, str], Future[RepoView]] = {}
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._derived: dict[tuple[str, str, str], str] = {}  # derived commit -> revision
@@ -149,10 +150,19 @@ class Repos:
                 return session
             session = Session(self.settings, token=token or False)
             self._sessions[key] = session
-            old = self._sessions.popitem(last=False)[1] if len(self._sessions) > _SESSIONS else None
-        if old is not None:
-            old.close()
+            if len(self._sessions) > _SESSIONS:
+                # the least recent token's session: no new view uses it; fetches running on
+                # it finish, and it is garbage once they and its views are gone
+                old, _ = self._sessions.popitem(last=False)
+                for k in [k for k in self._views if k[3] == old]:
+                    del self._views[k]
         return session
+
+    def warm_up(self) -> None:
+        """Build what the first client would otherwise wait for: the anonymous session's HTTP
+        client (its TLS context loads the CA bundle) and data transport."""
+        session = self._session(None)
+        _ = session.client, session.transport
 
     def close(self) -> None:
         with self._lock:
@@ -196,7 +206,9 @@ class Repos:
         with self._lock:
             self._views[key] = made
             # a commit never changes: the same view answers clients that ask for it by sha
-            self._views.setdefault((repo_type, repo_id, made.commit, key[3]), made)
+            self._views[(repo_type, repo_id, made.commit, key[3])] = made
+            while len(self._views) > _VIEWS:
+                self._views.popitem(last=False)
         flight.set_result(made)
         return made
 
