@@ -1,6 +1,6 @@
 """Speed benchmarks of unihub against huggingface_hub, hf_transfer, modelscope, aria2c, olah.
 
-    python benchmarks/run.py                 # full run (~15 min on 2 cores) -> docs/benchmarks.md
+    python benchmarks/run.py                 # full run (~25 min on 2 cores) -> docs/benchmarks.md
     python benchmarks/run.py --quick         # smaller repos, a couple of minutes
     python benchmarks/run.py --only A,E --tools unihub,huggingface_hub
     python benchmarks/run.py --report-only benchmarks/results/latest.json   # after notes.md edits

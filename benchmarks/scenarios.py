@@ -1,9 +1,11 @@
-"""The benchmark scenarios (issues 4 and 6) and their targets, in three sizes.
+"""The benchmark scenarios (issues 4, 6, 10 and 11) and their targets, in three sizes.
 
-``full`` is what docs/benchmarks.md reports (about 15 minutes on 2 cores), ``quick`` the same
-scenarios with smaller repos (a couple of minutes), ``smoke`` tiny repos for the test that keeps
-the harness from rotting. Every tool of a scenario runs against the same hub settings; the
-baselines are pointed at the hub of their protocol, unihub at ``unihub_hubs``.
+``full`` is what docs/benchmarks.md reports (about 25 minutes on 2 cores, 8-10 of them in the
+serve scenarios L-O, mostly waiting for olah), ``quick`` the same scenarios with smaller repos,
+``smoke`` tiny repos for the test that keeps the harness from rotting. Every tool of a
+scenario runs against the same hub settings; the baselines are pointed at the hub of their
+protocol, unihub at ``unihub_hubs``; in the serve scenarios the tools are servers
+(``serving.py``).
 
 Rates are in MiB/s (``MB`` in the tables means MiB, 2**20 bytes).
 """
