@@ -135,6 +135,11 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
         "--connections", type=int, default=32, help="most connections per upstream file (32)"
     )
     p.add_argument(
+        "--no-head-prefetch",
+        action="store_true",
+        help="a HEAD does not start the file's upstream fetch (default: it does)",
+    )
+    p.add_argument(
         "--metadata-ttl",
         type=float,
         default=60.0,
@@ -159,6 +164,7 @@ def _serve_opts(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0
         deny=tuple(args.deny),
         metadata_ttl=args.metadata_ttl,
         connections=args.connections,
+        head_prefetch=not args.no_head_prefetch,
     )
 
 

@@ -249,3 +249,21 @@ def test_empty_file_and_a_corrupt_only_source(
     assert "mismatch" in headers["X-Error-Message"]
     assert hub.stats.bytes_total == served  # a failing fetch is not restarted by each retry
     assert not list((tmp_path / "server-cache").rglob("w.safetensors"))
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_head_starts_the_fetch_unless_told_not_to(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, prefetch: bool
+) -> None:
+    repo = _repo()
+    hub = fake_hub_factory("hf", repos=[repo])
+    srv = serve_factory(hub, head_prefetch=prefetch)
+    assert _raw(srv.url, "HEAD", "/org/model/resolve/main/a.safetensors")[0] == 200
+    deadline = time.monotonic() + (30 if prefetch else 1.0)
+    while hub.stats.bytes_total < 3 << 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (hub.stats.bytes_total >= 3 << 20) == prefetch
+    assert _raw(srv.url, "GET", "/org/model/resolve/main/a.safetensors")[2] == repo.content(
+        "a.safetensors"
+    )
+    assert hub.stats.bytes_total <= (3 << 20) * 1.05

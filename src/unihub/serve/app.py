@@ -287,6 +287,10 @@ class ServeApp:
             self.store.touch(local, f.size)
             return "resolve", _Blob(local, headers=headers, media_type=headers["Content-Type"])
         if request.method == "HEAD":
+            if self.options.head_prefetch and view.plan is not None:
+                # Hugging Face clients HEAD a file right before they GET it: start the
+                # upstream fetch now, one client round trip earlier
+                await anyio.to_thread.run_sync(self.repos.fetch, view, f)
             headers["Content-Length"] = str(f.size)
             return "resolve", Response(b"", headers=headers)
         span = _range(request.headers.get("range"), f.size)

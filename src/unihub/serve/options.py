@@ -53,6 +53,9 @@ class ServeOptions:
       uses fewer where more do not pay); 32 by default, twice a single download's, since a
       server fetches for many clients and per-connection caps are common.
     - ``access_log``: one JSON line per request on the ``unihub.serve.access`` logger.
+    - ``head_prefetch``: a ``HEAD`` of a file not in the cache starts its upstream fetch
+      (Hugging Face clients send one right before the ``GET``); a client that only asks for
+      headers then costs the file's bytes upstream once, and the blob stays cached.
     """
 
     host: str = "127.0.0.1"
@@ -66,6 +69,7 @@ class ServeOptions:
     metadata_ttl: float = 60.0
     connections: int | None = 32
     access_log: bool = True
+    head_prefetch: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
