@@ -193,3 +193,23 @@ def test_dataset_repo_and_the_servers_cache_works_offline(
         "org/data", repo_type="dataset", cache_dir=server_cache, local_files_only=True
     )
     _same_files(data, Path(offline))
+
+
+def test_a_dark_hub_is_asked_once_not_per_listing(
+    fake_hub_factory: Factory, serve_factory: ServeFactory
+) -> None:
+    """A blackholed Hugging Face costs the probe deadline on the first listing; later
+    listings (other repos, other revisions) skip it for a while instead of waiting again."""
+    a = FakeRepo("internlm/a", files={"config.json": "{}"})
+    b = FakeRepo("internlm/b", files={"config.json": "{}"})
+    hf = fake_hub_factory("hf", repos=[a, b], blackhole=True)
+    ms = fake_hub_factory(
+        "ms", repos=[a.renamed("Shanghai_AI_Laboratory/a"), b.renamed("Shanghai_AI_Laboratory/b")]
+    )
+    srv = serve_factory(hf, ms)
+    api = huggingface_hub.HfApi(endpoint=srv.url, token=False)
+    assert api.model_info("internlm/a").sha
+    dark_connections = hf.stats.connections
+    assert dark_connections >= 1
+    assert api.model_info("internlm/b").sha
+    assert hf.stats.connections == dark_connections  # not asked again

@@ -13,6 +13,10 @@ token. When every hub is unreachable, or with ``--offline``, the view comes from
 (``refs/``, ``trees/<commit>.json``) and is given only to a client the server saw accepted
 for that repo before (anyone, for a repo an anonymous client was served): that record
 (:class:`AccessBook`) keeps hashes of tokens, never tokens.
+
+A source that did not answer a listing (timeout, refused) is left out of new listings for
+``DARK_FOR`` seconds, so a blackholed hub costs the probe deadline once, not once per repo,
+revision or token; then it is asked again.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from ..request import Request, check_request
 from ..safety import check_revision, ensure_inside, path_parts, replace_json
 from ..session import Session
 from ..settings import Settings
+from ..sources import Source
 from .blobs import BlobStore, Fetch
 from .metrics import Metrics
 from .options import ServeOptions
@@ -54,6 +59,7 @@ log = logging.getLogger("unihub.serve")
 
 _SESSIONS = 32  # client tokens with a session kept open
 _VIEWS = 4096  # repo views kept (each holds a plan: listings of every source)
+DARK_FOR = 30.0  # seconds a source that did not answer a listing is left out of new ones
 
 
 class RepoBlockedError(UnihubError):
@@ -139,6 +145,7 @@ class Repos:
         self._flights: dict[tuple[str, str, str, str], Future[RepoView]] = {}
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._derived: dict[tuple[str, str, str], str] = {}  # derived commit -> revision
+        self._dark: dict[str, float] = {}  # source -> until when it is skipped
 
     # -- sessions (one per client token, kept open for its connections) -----------------------
     def _session(self, token: str | None) -> Session:
@@ -232,10 +239,11 @@ class Repos:
             plan = make_plan(
                 req.plan_id,
                 session=session,
-                sources=req.sources,
+                sources=self._reachable(req.sources),
                 repo_type=req.repo_type,
                 revision=req.revision,
             )
+            self._note_reachability(plan)
         except SourceUnavailableError as exc:
             self.metrics.add("unihub_serve_listings_total", outcome="unreachable")
             try:
@@ -273,6 +281,28 @@ class Repos:
             with contextlib.suppress(UnihubError, OSError):
                 self.layout(view).finalize(manifest, (), revision=req.revision)
         return view
+
+    def _reachable(self, sources: list[Source]) -> list[Source]:
+        """``sources`` without those that did not answer a listing in the last ``DARK_FOR``
+        seconds (a blackholed hub would cost every new listing the probe deadline); all of
+        them if none is left."""
+        now = time.monotonic()
+        with self._lock:
+            live = [s for s in sources if self._dark.get(str(s), 0.0) <= now]
+        skipped = len(sources) - len(live)
+        if skipped and live:
+            log.debug("skipping %d source(s) that did not answer lately", skipped)
+            return live
+        return sources
+
+    def _note_reachability(self, plan: Plan) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for r in plan.results:
+                if r.status in ("timeout", "refused"):
+                    self._dark[str(r.source)] = now + DARK_FOR
+                elif r.reachable:
+                    self._dark.pop(str(r.source), None)
 
     def _with_etags(self, plan: Plan, req: Request, session: Session) -> Manifest:
         """The manifest with the git blob id of every file: those a hub did not give
