@@ -35,7 +35,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ..errors import EntryNotFoundError
 from ..models import RepoType
 from ..settings import Settings
-from .blobs import BlobStore, first_bytes, stream, wait_done
+from .blobs import Aborted, BlobStore, first_bytes, stream, wait_done
 from .hfapi import error_answer, file_headers, paths_info, repo_info, tree_entries
 from .metrics import Metrics
 from .options import ServeOptions
@@ -121,6 +121,12 @@ class ServeApp:
         try:
             route, response = await self._dispatch(request)
             await response(scope, receive, counting_send)
+        except Aborted as exc:
+            # the body cannot be finished: returning with it incomplete makes the server cut
+            # the connection (the client retries), without a traceback in the log
+            log.warning(
+                "%s %s cut after %d bytes: %s", scope["method"], scope["path"], sent["bytes"], exc
+            )
         finally:
             self.metrics.add("unihub_serve_requests_total", route=route, status=str(sent["status"]))
             if route == "resolve" and sent["bytes"]:
@@ -170,7 +176,14 @@ class ServeApp:
         segs = [s for s in raw.decode("latin-1").split("?")[0].split("/") if s]
         method = request.method
         if segs == ["healthz"]:
-            return "healthz", _json({"status": "ok", "inflight": self.store.inflight()})
+            return "healthz", _json(
+                {
+                    "status": "ok",
+                    "inflight": self.store.inflight(),
+                    "uptime_s": round(time.time() - self.started, 1),
+                    "offline": self.options.offline,
+                }
+            )
         if segs == ["metrics"]:
             return "metrics", PlainTextResponse(
                 self.metrics.render(), media_type="text/plain; version=0.0.4"

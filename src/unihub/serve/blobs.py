@@ -30,7 +30,7 @@ from pathlib import Path
 from ..transfer.ranges import RangeSet
 from .metrics import Metrics
 
-__all__ = ["BlobStore", "Fetch", "first_bytes", "stream", "wait_done"]
+__all__ = ["Aborted", "BlobStore", "Fetch", "first_bytes", "stream", "wait_done"]
 
 log = logging.getLogger("unihub.serve")
 
