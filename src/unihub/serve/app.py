@@ -136,6 +136,7 @@ class ServeApp:
                 access_log.info(
                     json.dumps(
                         {
+                            "ts": round(time.time(), 3),
                             "client": client[0],
                             "method": scope["method"],
                             "path": scope["path"],

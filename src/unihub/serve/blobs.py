@@ -256,6 +256,7 @@ class BlobStore:
                 del self._pins[fetch.key]
             self._threads.discard(threading.current_thread())
         if path is not None:
+            log.info("fetched %s (%d bytes)", fetch.key.name, fetch.size)
             self.touch(fetch.key, fetch.size)
             self.make_room(0)
 
