@@ -8,7 +8,8 @@ builds one TLS context, one connection pool, one user agent and opens each sourc
 What the session owns (pip's ``network/session.py`` is the model: one factory, every policy):
 
 - the ``httpx2.Client``: TLS context (built once per process for the CA settings), user agent,
-  proxies from :class:`~unihub.settings.Settings` (``trust_env=False``: nothing is read from the
+  proxies and the local address to leave from (``UNIHUB_BIND_ADDRESS``) from
+  :class:`~unihub.settings.Settings` (``trust_env=False``: nothing is read from the
   environment behind our back), a pool sized for the transfer budget, timeouts from
   :class:`~unihub.timeouts.Timeouts`, no automatic redirects (callers follow them by hand so
   that credentials are re-decided at every hop);
@@ -97,9 +98,12 @@ def ssl_context(ca_file: str | None = None, ca_dir: str | None = None) -> ssl.SS
     return httpx2.create_ssl_context(trust_env=False)
 
 
-def proxy_mounts(proxies: Mapping[str, str]) -> dict[str, httpx2.HTTPTransport | None]:
+def proxy_mounts(
+    proxies: Mapping[str, str], local_address: str | None = None
+) -> dict[str, httpx2.HTTPTransport | None]:
     """httpx2 mounts for ``{"http"|"https"|"all": url, "no": "host,..."}`` (curl's rules for
     ``NO_PROXY``: ``*`` disables proxies, ``.example.com`` and ``example.com`` match subdomains).
+    ``local_address``: the proxy connections leave from it.
     """
     mounts: dict[str, httpx2.HTTPTransport | None] = {}
     no = [h.strip() for h in proxies.get("no", "").split(",") if h.strip()]
@@ -109,7 +113,7 @@ def proxy_mounts(proxies: Mapping[str, str]) -> dict[str, httpx2.HTTPTransport |
         url = proxies.get(scheme)
         if url:
             mounts[f"{scheme}://"] = httpx2.HTTPTransport(
-                proxy=url if "://" in url else f"http://{url}"
+                proxy=url if "://" in url else f"http://{url}", local_address=local_address
             )
     if not mounts:
         return mounts
@@ -217,6 +221,7 @@ class Session:
                     s.proxies,
                     user_agent(),
                     lambda: HttpxTransport(self.client),
+                    bind_address=s.bind_address,
                 )
             elif self._transport is None:
                 assert self._client is not None  # given by the caller
@@ -226,15 +231,25 @@ class Session:
     def _build_client(self) -> httpx2.Client:
         s = self.settings
         n = self._max_connections
+        verify = ssl_context(s.ca_file, s.ca_dir)
+        limits = httpx2.Limits(
+            max_connections=2 * n + 8, max_keepalive_connections=n + 8, keepalive_expiry=30.0
+        )
+        # A bind address needs a transport of our own (the client's default one has no
+        # local_address); it then carries the TLS context and the limits itself.
+        transport = (
+            httpx2.HTTPTransport(verify=verify, limits=limits, local_address=s.bind_address)
+            if s.bind_address
+            else None
+        )
         return httpx2.Client(
             auth=self.auth,
-            verify=ssl_context(s.ca_file, s.ca_dir),
+            verify=verify,
             trust_env=False,
-            mounts=proxy_mounts(s.proxies),
+            mounts=proxy_mounts(s.proxies, s.bind_address),
             headers={"user-agent": user_agent()},
-            limits=httpx2.Limits(
-                max_connections=2 * n + 8, max_keepalive_connections=n + 8, keepalive_expiry=30.0
-            ),
+            limits=limits,
+            transport=transport,
             timeout=s.timeouts.http(),
             follow_redirects=False,
         )

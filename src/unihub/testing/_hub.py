@@ -61,7 +61,8 @@ class Faults:
 
 
 class RequestRecord(NamedTuple):
-    """One request as the hub saw it. ``path`` is percent-decoded; ``range`` is the raw header."""
+    """One request as the hub saw it. ``path`` is percent-decoded; ``range`` is the raw header;
+    ``client`` the client's IP address."""
 
     method: str
     host: str
@@ -71,6 +72,7 @@ class RequestRecord(NamedTuple):
     has_auth: bool
     range: str | None
     time: float
+    client: str = ""
 
 
 @dataclass
@@ -345,6 +347,7 @@ class FakeHub:
             "Authorization" in request.headers,
             request.headers.get("Range"),
             started,
+            request.client,
         )
         with self._lock:
             self.stats.requests.append(rec)

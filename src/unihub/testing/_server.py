@@ -40,6 +40,7 @@ class Request:
     listener: str  # "main" or "cdn"
     scheme_host: str  # "http://127.0.0.1:PORT" as the client addressed us
     body: bytes = b""
+    client: str = ""  # the client's IP address
 
     @property
     def params(self) -> dict[str, str]:
@@ -178,7 +179,14 @@ class _Handler(BaseHTTPRequestHandler):
         addr = self.server.server_address
         host = self.headers.get("Host") or f"{addr[0]!s}:{addr[1]}"
         request = Request(
-            self.command, path, query, self.headers, self.server.name, "http://" + host, body
+            self.command,
+            path,
+            query,
+            self.headers,
+            self.server.name,
+            "http://" + host,
+            body,
+            self._client,
         )
         try:
             response = backend.dispatch(request)
