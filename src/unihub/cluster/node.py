@@ -52,6 +52,7 @@ log = logging.getLogger("unihub")
 CHUNK = 4 << 20  # bytes per peer transfer (one object in the object store)
 WINDOW = 4  # chunks in flight per file being assembled
 FILES_AT_ONCE = 2  # files assembled at once per node: memory <= WINDOW * CHUNK * FILES_AT_ONCE
+SMALL_PART = 256 * 1024  # parts up to this are one plain GET, restarted from zero after a kill
 
 
 def content_key(f: RepoFile) -> str:
@@ -184,8 +185,15 @@ class NodeAgent:
                     label=f"{self.rep(p.path).file.path}#{p.index}",
                 )
             )
-        # hf_transfer would fetch the mirror URL itself, not the part: never here
-        opts = replace(TransferOptions.from_settings(self.settings), use_hf_transfer=False)
+        # hf_transfer would fetch the mirror URL itself, not the part: never here. Parts have
+        # no hash of their own, and the engine restarts a small file without one from zero: a
+        # part above SMALL_PART goes the journaled ranged way instead, so a killed run resumes
+        # it (its folder is named after the file's hash: a leftover is the same content).
+        opts = replace(
+            TransferOptions.from_settings(self.settings),
+            use_hf_transfer=False,
+            small_file_threshold=SMALL_PART,
+        )
         try:
             with PartSession(self.settings, token=False) as session:
                 download_files(
