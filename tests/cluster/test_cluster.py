@@ -182,3 +182,21 @@ def test_a_rerun_after_the_driver_was_killed_resumes_from_what_the_nodes_hold(
     assert_on_every_node(ray_cluster, repo, report)
     assert first >= total // 2
     assert again <= total - first + 0.1 * total  # only what was in flight is fetched twice
+
+
+def test_the_cli_downloads_onto_the_cluster(
+    ray_cluster: RayCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from unihub.cli import main
+
+    repo = make_repo("cli", big=4 * MiB)
+    with FakeHub("hf", repos=[repo]) as hub:
+        nodes = ",".join(ray_cluster.ids[:2])
+        code = main(["download", repo.repo_id, "--source", hub.source, "--ray", "--nodes", nodes])
+    assert code == 0
+    out, err = capsys.readouterr()
+    for node in ray_cluster.nodes[:2]:
+        assert f"{node.address}: ok" in err
+        assert (node.hub_cache / "models--org--cli").is_dir()
+    assert not (ray_cluster.nodes[2].hub_cache / "models--org--cli").exists()
+    assert out.strip().endswith(repo.head())
