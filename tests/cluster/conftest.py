@@ -23,7 +23,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
     from ray import cluster_utils
 
     root = tmp_path_factory.mktemp("ray-nodes")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "warning")
     cluster = cluster_utils.Cluster(
         initialize_head=True,
         head_node_args={
