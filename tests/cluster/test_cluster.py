@@ -200,3 +200,26 @@ def test_the_cli_downloads_onto_the_cluster(
         assert (node.hub_cache / "models--org--cli").is_dir()
     assert not (ray_cluster.nodes[2].hub_cache / "models--org--cli").exists()
     assert out.strip().endswith(repo.head())
+
+
+def test_a_corrupt_mirror_is_caught_on_every_node_and_the_good_one_used(
+    ray_cluster: RayCluster,
+) -> None:
+    from unihub.testing import Faults
+
+    repo = make_repo("corrupt", big=4 * MiB)
+    bad = Faults(corrupt={"model.safetensors"})
+    with (
+        FakeHub("hf", repos=[repo], faults=bad) as corrupt,
+        FakeHub("hf", repos=[repo], per_client_rate=16 * MiB) as good,
+    ):
+        report = snapshot_on_cluster(
+            repo.repo_id,
+            sources=[corrupt.source, good.source],
+            nodes=ray_cluster.ids[:2],
+            progress=False,
+        )
+    assert sorted(report.verified) == sorted(ray_cluster.ids[:2])
+    for node in ray_cluster.nodes[:2]:
+        blob = node.hub_cache / "models--org--corrupt" / "snapshots" / repo.head()
+        assert (blob / "model.safetensors").read_bytes() == repo.content("model.safetensors")

@@ -173,8 +173,9 @@ def snapshot_on_cluster(
     spec = RunSpec(
         hf_id=req.hf_id,
         repo_type=req.repo_type,
-        local_dir=str(req.local_dir) if req.local_dir is not None else None,
-        cache_dir=str(req.cache_dir) if req.cache_dir is not None else None,
+        # the same path on every node: relative to the driver's folder, not the actors'
+        local_dir=str(req.local_dir.absolute()) if req.local_dir is not None else None,
+        cache_dir=str(req.cache_dir.absolute()) if req.cache_dir is not None else None,
         revision=req.revision,
         manifest=plan.manifest,
         files=tuple(files),

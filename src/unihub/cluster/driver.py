@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, DownloadFailedError, IntegrityError
+from ..models import RepoFile
 from ..progress import ProgressEvent, Reporter
 from ..transfer import Mirror
-from .node import NodeAgent, RunSpec
+from .node import NodeAgent, RunSpec, content_key
 from .parts import Part, assign, parts_of
 
 __all__ = ["ClusterReport", "NodeReport", "Run"]
@@ -93,16 +94,14 @@ class Run:
         self.mirrors = {k: list(v) for k, v in mirrors.items()}
         self.reporter = reporter
         self.reports = {nid: NodeReport(nid) for nid in actors}
-        self.sizes = {k: self._size(k) for k in mirrors}
+        self.first: dict[str, RepoFile] = {}
+        for f in spec.files:
+            self.first.setdefault(content_key(f), f)
+        self.sizes = {k: self.first[k].size for k in mirrors}
         self.repo_bytes = sum(self.sizes.values())
         self.attempts: dict[str, int] = {}
         self.shown: dict[str, int] = {}
         self._stop = threading.Event()
-
-    def _size(self, key: str) -> int:
-        from .node import content_key
-
-        return next(f.size for f in self.spec.files if content_key(f) == key)
 
     # ---------- calling the nodes ----------
     def _call(self, method: str, args: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
@@ -255,16 +254,11 @@ class Run:
                 if self.attempts[key] > len(self.mirrors[key]) + 1:
                     raise IntegrityError(
                         "the file assembled from its parts fails its hash with every mirror",
-                        path=self._path(key),
+                        path=self.first[key].path,
                         repo_id=self.spec.hf_id,
                     )
             log.warning("%d file(s) failed the hash: fetching them again", len(bad))
             self._all("drop", sorted(bad))
-
-    def _path(self, key: str) -> str:
-        from .node import content_key
-
-        return next(f.path for f in self.spec.files if content_key(f) == key)
 
     # ---------- progress ----------
     def _poll(self) -> None:

@@ -5,7 +5,7 @@ resumable on its own), the unit the driver reassigns when a node is lost, and th
 reports holding. Its size depends only on the file's size (:func:`part_size`), never on the
 node count, so a rerun with other nodes still finds the parts an earlier run left on disk.
 Small files are one part; a large one is cut into about :data:`TARGET_PARTS` parts, each of
-:data:`MIN_PART` to :data:`MAX_PART` bytes (a 60 GB file: 240 parts of 256 MiB, so even 64
+:data:`MIN_PART` to :data:`MAX_PART` bytes (a 60 GB file: 224 parts of 256 MiB, so even 64
 nodes each get several and the tail is shared evenly).
 """
 
