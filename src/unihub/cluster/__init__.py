@@ -193,7 +193,7 @@ def snapshot_on_cluster(
                 agent_class(ray)
                 .options(
                     num_cpus=0,
-                    max_concurrency=16,
+                    max_concurrency=64,  # peers' reads wait for parts on their way
                     max_restarts=0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
                 )

@@ -107,7 +107,12 @@ class Run:
     def _call(self, method: str, args: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
         """``method`` on each node of ``args`` at once; the results of the nodes still alive
         (a node lost meanwhile is marked so and left out)."""
-        refs = {nid: getattr(self.actors[nid], method).remote(*a) for nid, a in args.items()}
+        return self._collect(self._launch(method, args))
+
+    def _launch(self, method: str, args: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
+        return {nid: getattr(self.actors[nid], method).remote(*a) for nid, a in args.items()}
+
+    def _collect(self, refs: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for nid, ref in refs.items():
             try:
@@ -177,9 +182,6 @@ class Run:
                 for p in parts_of(key, size)
                 if p.length and not holders.get((key, p.index))
             ]
-            if missing:
-                self._fetch(missing)
-                continue
             lacking = {
                 nid: [k for k, held in inv.items() if held is not None]
                 for nid, inv in inventories.items()
@@ -188,7 +190,12 @@ class Run:
             lacking = {nid: keys for nid, keys in lacking.items() if keys}
             if not lacking:
                 return
+            fetching = self._fetch(missing, holders) if missing else {}
+            # the nodes assemble behind the fetch: a read of a part on its way waits for it
             self._assemble(lacking, holders)
+            for nid, out in self._collect(fetching).items():
+                if not out.ok:
+                    self._lose(nid, "failed", out.message)
         raise DownloadFailedError(f"cluster run did not complete in {max_rounds} rounds")
 
     def _holders(
@@ -206,17 +213,28 @@ class Run:
                     out.setdefault((key, i), []).append(nid)
         return out
 
-    def _fetch(self, missing: list[Part]) -> None:
+    def _fetch(
+        self, missing: list[Part], holders: dict[tuple[str, int], list[str]]
+    ) -> dict[str, Any]:
+        """Share ``missing`` out and start fetching (each node in file order, the order the
+        nodes assemble in); ``holders`` gets each part's fetcher. The calls' references."""
+        rank = {key: i for i, key in enumerate(self.first)}
         shares = assign(missing, sorted(self.alive))
         args = {
-            nid: (parts, {p.path: self._mirrors(p.path) for p in parts})
+            nid: (
+                sorted(parts, key=lambda p: (rank[p.path], p.index)),
+                {p.path: self._mirrors(p.path) for p in parts},
+            )
             for nid, parts in shares.items()
             if parts
         }
+        # registered before any peer can ask for them (a read of an unknown part fails)
+        self._call("expect", {nid: (a[0],) for nid, a in args.items()})
+        for nid, (parts, _) in args.items():
+            for p in parts:
+                holders[(p.path, p.index)] = [nid]
         log.info("fetching %d parts on %d nodes", len(missing), len(args))
-        for nid, out in self._call("fetch", args).items():
-            if not out.ok:
-                self._lose(nid, "failed", out.message)
+        return self._launch("fetch", {nid: a for nid, a in args.items() if nid in self.alive})
 
     def _mirrors(self, key: str) -> list[Mirror]:
         """All mirrors; after a hash failure of the file, one at a time (the engine's rule)."""

@@ -53,6 +53,7 @@ CHUNK = 4 << 20  # bytes per peer transfer (one object in the object store)
 WINDOW = 4  # chunks in flight per file being assembled
 FILES_AT_ONCE = 2  # files assembled at once per node: memory <= WINDOW * CHUNK * FILES_AT_ONCE
 SMALL_PART = 256 * 1024  # parts up to this are one plain GET, restarted from zero after a kill
+FETCH_WORKERS = 2  # parts fetched at once (each with many connections): they land in order
 
 
 def content_key(f: RepoFile) -> str:
@@ -109,6 +110,9 @@ class NodeAgent:
         for t in self.targets:
             self.by_key.setdefault(content_key(t.file), []).append(t)
         self._lock = threading.Lock()
+        # parts this node is fetching (or is about to): a peer's read of one waits for it
+        self._coming: set[tuple[str, int]] = set()
+        self._arrived = threading.Condition()
         self.counters = {"fetched": 0, "received": 0, "held": 0}
         self.phase = "ready"
 
@@ -169,9 +173,22 @@ class NodeAgent:
             self.counters["held"] = held
         return out
 
+    def expect(self, parts: Sequence[Part]) -> None:
+        """``parts`` will be fetched here: from now on, reads of them wait for them."""
+        with self._arrived:
+            self._coming.update((p.path, p.index) for p in parts)
+
+    def _landed(self, parts: Sequence[tuple[str, int]]) -> None:
+        with self._arrived:
+            self._coming.difference_update(parts)
+            self._arrived.notify_all()
+
     def fetch(self, parts: Sequence[Part], mirrors: Mapping[str, Sequence[Mirror]]) -> Outcome:
-        """Fetch ``parts`` (``Part.path`` is the content key) from the hubs, with the engine."""
+        """Fetch ``parts`` (``Part.path`` is the content key) from the hubs, with the engine,
+        in the given order, a few at a time, so peers can assemble behind the fetch."""
         self.phase = "fetching"
+        self.expect(parts)
+        keys = [(p.path, p.index) for p in parts]
         jobs = []
         for p in parts:
             size = self.rep(p.path).file.size
@@ -199,15 +216,17 @@ class NodeAgent:
                 download_files(
                     jobs,
                     connections=self.spec.connections,
-                    max_workers=self.spec.max_workers,
+                    max_workers=self.spec.max_workers or FETCH_WORKERS,
                     progress=self._on_fetch,
                     verify=self.spec.verify,
                     session=session,
                     options=opts,
+                    on_done=lambda i, _path: self._landed([keys[i]]),
                 )
         except UnihubError as exc:
             return Outcome(False, "error", str(exc))
         finally:
+            self._landed(keys)  # done or not: nobody waits for them any more
             self.phase = "fetched"
         return Outcome()
 
@@ -220,7 +239,10 @@ class NodeAgent:
                 self.counters["held"] += ev.bytes
 
     def read(self, key: str, index: int, offset: int, length: int) -> bytes:
-        """``length`` bytes at ``offset`` of ``key``'s file, from the whole file or the part."""
+        """``length`` bytes at ``offset`` of ``key``'s file, from the whole file or the part
+        (once it has arrived, when it is being fetched here)."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: (key, index) not in self._coming)
         part = parts_of(key, self.rep(key).file.size)[index]
         for attempt in range(2):  # the part folder goes once the whole file is in place
             src = self.whole(key)
