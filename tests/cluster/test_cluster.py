@@ -20,6 +20,7 @@ from cluster_helpers import SRC, RayCluster
 
 import unihub
 from unihub.cluster import ClusterReport, snapshot_on_cluster
+from unihub.progress import ProgressEvent
 from unihub.testing import FakeHub, FakeRepo
 
 MiB = 1 << 20
@@ -56,23 +57,29 @@ def test_every_node_gets_the_verified_repo_and_the_hub_serves_it_once(
     ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
     repo = make_repo("basic")
+    events: list[ProgressEvent] = []
     with FakeHub("hf", repos=[repo], per_client_rate=4 * MiB) as hub:
         report = snapshot_on_cluster(
-            repo.repo_id, sources=[hub.source], nodes=ray_cluster.ids, progress=False
+            repo.repo_id, sources=[hub.source], nodes=ray_cluster.ids, progress=events.append
         )
         served = hub.stats.bytes_by_client
     assert_on_every_node(ray_cluster, repo, report)
     total = repo_bytes(repo)
-    assert sum(served.values()) <= 1.05 * total
+    assert sum(served.values()) <= 1.05 * total, served
     # every node fetched a share of the large file from its own address
-    assert set(served) == {n.address for n in ray_cluster.nodes}
-    assert report.fetched == sum(served.values())
-    assert all(n.received > 0 for n in report.nodes)
+    assert set(served) == {n.address for n in ray_cluster.nodes}, served
+    assert report.fetched == sum(served.values()), (report, served)
+    assert all(n.received > 0 for n in report.nodes), report
     # each node's agent ran in that node's environment
     assert {n.node_id: n.bind_address for n in report.nodes} == {
         n.node_id: n.address for n in ray_cluster.nodes
     }
     assert {n.fetched for n in report.nodes} != {0}
+    # progress on the driver: one row per node, each ending at the repo's size, then done
+    for node in ray_cluster.nodes:
+        mine = [e for e in events if node.address in e.label]
+        assert mine[0].kind == "start" and mine[-1].kind == "done", mine
+        assert sum(e.bytes for e in mine) == total, mine
 
 
 def test_a_node_that_already_has_a_file_contributes_it(

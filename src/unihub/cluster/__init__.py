@@ -21,10 +21,14 @@ Design, and why:
   layout's partial files (``<hash>.unihub-parts-<size>/NNNNNN``), so a node killed mid-part
   resumes from its journal. Each node's connections leave from its own address
   (``UNIHUB_BIND_ADDRESS`` in the node's environment): per-IP throttling applies per node.
-- **Exchange through Ray, pulled, in bounded chunks** (:mod:`.node`): each node runs one
-  threaded actor; a node that lacks a file pulls it in file order, ``CHUNK`` (4 MiB) at a time
-  through actor calls whose results travel through the object store, at most ``WINDOW`` chunks
-  per file and ``FILES_AT_ONCE`` files at once in flight. Why actor calls and not
+- **Exchange through Ray, pulled, in bounded chunks, behind the fetch** (:mod:`.node`): each
+  node runs one threaded actor; a node that lacks a file pulls it in file order, ``CHUNK``
+  (4 MiB) at a time through actor calls whose results travel through the object store, at
+  most ``WINDOW`` chunks per file and ``FILES_AT_ONCE`` files at once in flight. Nodes fetch
+  their parts in file order, two at a time, and a call for a part still on its way waits until
+  it has landed: the exchange overlaps the fetch (measured with 4 nodes: the run ends about a
+  second after the last part has landed, where an exchange phase after the fetch took several
+  seconds on top). Why actor calls and not
   ``ray.put`` of whole parts or streaming generators: the puller decides the pace, so memory
   and object-store use are bounded by the window whatever the model size; a chunk that is
   consumed is freed at once; a lost peer surfaces as an error of that call and nothing else.
@@ -35,6 +39,8 @@ Design, and why:
   next round, so its share is fetched by the others; a rerun after the driver was killed finds
   the parts and whole files the nodes kept (and the engine's journals of half-done parts); a
   node that already has a file holds all its parts, so the file is fetched by nobody.
+- **Actors first**: the node actors are started before the driver lists the repo, so their
+  workers boot (seconds on a busy node) while the hubs answer.
 - **Progress on the driver**: one row per node (bytes of the repo it holds, whether fetched or
   received) and the cluster total, polled from the nodes' counters.
 
@@ -52,10 +58,12 @@ from typing import Any
 
 from ..errors import ConfigError, UnihubError, from_oserror
 from ..progress import make_reporter
-from ..request import ProgressArg
+from ..request import ProgressArg, Request, check_request
 from ..settings import Settings
 from ..sources import Source
+from ..transfer import Mirror
 from .driver import ClusterReport, NodeReport, check_nodes
+from .node import RunSpec, content_key
 
 __all__ = ["ClusterReport", "NodeReport", "snapshot_on_cluster"]
 
@@ -102,6 +110,41 @@ def _choose(ray: Any, nodes: object) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def _resolve(req: Request) -> tuple[RunSpec, dict[str, list[Mirror]]]:
+    """The plan of a plain call, made once on the driver: the run and each file's mirrors."""
+    from ..api import _plan, _select
+    from ..plan import await_mirrors, drop_refusing, mirrors_for
+    from ..session import Session
+
+    try:
+        with Session(Settings.from_env(), token=req.token) as session:
+            plan = _plan(req, session)
+            files = _select(plan.manifest, req.include, req.exclude, None)
+            await_mirrors(plan, session, sum(f.size for f in files))
+            drop_refusing(plan, files)
+            mirrors: dict[str, list[Mirror]] = {}
+            for f in files:
+                mirrors.setdefault(content_key(f), mirrors_for(plan, f))
+    except OSError as exc:
+        if isinstance(exc, UnihubError):
+            raise
+        raise from_oserror(exc, repo_id=req.hf_id) from exc
+    spec = RunSpec(
+        hf_id=req.hf_id,
+        repo_type=req.repo_type,
+        # the same path on every node: relative to the driver's folder, not the actors'
+        local_dir=str(req.local_dir.absolute()) if req.local_dir is not None else None,
+        cache_dir=str(req.cache_dir.absolute()) if req.cache_dir is not None else None,
+        revision=req.revision,
+        manifest=plan.manifest,
+        files=tuple(files),
+        connections=req.connections,
+        max_workers=req.max_workers,
+        verify=req.verify,
+    )
+    return spec, mirrors
+
+
 def snapshot_on_cluster(
     repo_id: str,
     *,
@@ -132,16 +175,10 @@ def snapshot_on_cluster(
     if not isinstance(nodes, (str, int)):
         nodes = list(nodes)
     check_nodes(nodes)
-    from ..api import _plan, _select
-    from ..plan import await_mirrors, drop_refusing, mirrors_for
-    from ..request import check_request
-    from ..session import Session
     from .driver import Run, agent_class
-    from .node import RunSpec, content_key
 
-    settings = Settings.from_env()
     req = check_request(
-        settings,
+        Settings.from_env(),
         repo_id,
         repo_type=repo_type,
         revision=revision,
@@ -157,37 +194,12 @@ def snapshot_on_cluster(
         verify=verify,
     )
     ray = _import_ray()
-    try:
-        with Session(settings, token=req.token) as session:
-            plan = _plan(req, session)
-            files = _select(plan.manifest, req.include, req.exclude, None)
-            await_mirrors(plan, session, sum(f.size for f in files))
-            drop_refusing(plan, files)
-            mirrors: dict[str, list[Any]] = {}
-            for f in files:
-                mirrors.setdefault(content_key(f), mirrors_for(plan, f))
-    except OSError as exc:
-        if isinstance(exc, UnihubError):
-            raise
-        raise from_oserror(exc, repo_id=req.hf_id) from exc
-    spec = RunSpec(
-        hf_id=req.hf_id,
-        repo_type=req.repo_type,
-        # the same path on every node: relative to the driver's folder, not the actors'
-        local_dir=str(req.local_dir.absolute()) if req.local_dir is not None else None,
-        cache_dir=str(req.cache_dir.absolute()) if req.cache_dir is not None else None,
-        revision=req.revision,
-        manifest=plan.manifest,
-        files=tuple(files),
-        connections=req.connections,
-        max_workers=req.max_workers,
-        verify=req.verify,
-    )
     connected = _connect(ray, cluster)
     actors: dict[str, Any] = {}
     try:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        # the actors' workers start while the driver lists the repo
         for nid in _choose(ray, nodes):
             actors[nid] = (
                 agent_class(ray)
@@ -197,8 +209,9 @@ def snapshot_on_cluster(
                     max_restarts=0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
                 )
-                .remote(spec, nid)
+                .remote(nid)
             )
+        spec, mirrors = _resolve(req)
         return Run(ray, spec, actors, mirrors, make_reporter(req.progress)).go()
     finally:
         for actor in actors.values():

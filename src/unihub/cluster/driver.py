@@ -6,10 +6,11 @@ nodes' disks now, which is what makes a lost node, a killed driver and a node th
 the repo the same case:
 
 1. parts no live node holds are shared out among the live nodes (:func:`.parts.assign`) and
-   fetched (:meth:`NodeAgent.fetch`); a node lost meanwhile simply holds nothing next round;
-2. once every part is held somewhere, every node that lacks a file assembles it from its own
-   parts and its peers' (:meth:`NodeAgent.assemble`), each part pulled from one holder (spread
-   over the holders); a peer lost meanwhile: next round;
+   fetched (:meth:`NodeAgent.fetch`, in file order); every node that lacks a file assembles it
+   at the same time (:meth:`NodeAgent.assemble`), each part pulled from one holder (spread over
+   the holders) or from the node fetching it (the read waits until the part has landed);
+2. a node lost meanwhile holds nothing next round, and whoever was pulling from it stops
+   (``"peer"``): the next round fetches what is missing again and assembles what is lacking;
 3. when every live node holds every file: publish and finalize on each (:meth:`NodeAgent.finish`).
 
 A file that fails its hash on a node has its parts dropped on every node and fetched again from
@@ -144,9 +145,10 @@ class Run:
     # ---------- the rounds ----------
     def go(self, max_rounds: int = 0) -> ClusterReport:
         started = time.monotonic()
-        for nid, info in self._all("describe").items():
+        for nid, info in self._all("setup", self.spec).items():
             rep = self.reports[nid]
             rep.ip, rep.bind_address = info["ip"], info["bind_address"]
+        log.info("%d nodes ready", len(self.alive))
         self.reporter.start(self.repo_bytes * len(self.alive), len(self.alive))
         for nid in sorted(self.alive):
             self.reporter(ProgressEvent("start", self._label(nid), 0, self.repo_bytes))

@@ -94,10 +94,21 @@ class Outcome:
 
 
 class NodeAgent:
-    def __init__(self, spec: RunSpec, node_id: str) -> None:
-        self.spec = spec
+    def __init__(self, node_id: str) -> None:
+        # Started before the driver has its plan (the workers boot while it lists the repo);
+        # :meth:`setup` gives the run.
         self.node_id = node_id
         self.settings = Settings.from_env()
+        self._lock = threading.Lock()
+        # parts this node is fetching (or is about to): a peer's read of one waits for it
+        self._coming: set[tuple[str, int]] = set()
+        self._arrived = threading.Condition()
+        self.counters = {"fetched": 0, "received": 0, "held": 0}
+        self.phase = "ready"
+
+    def setup(self, spec: RunSpec) -> dict[str, str]:
+        """Take the run: its layout (on this node's settings) and targets; describe the node."""
+        self.spec = spec
         self.layout = make_layout(
             spec.hf_id,
             spec.repo_type,
@@ -109,12 +120,7 @@ class NodeAgent:
         self.by_key: dict[str, list[Target]] = {}
         for t in self.targets:
             self.by_key.setdefault(content_key(t.file), []).append(t)
-        self._lock = threading.Lock()
-        # parts this node is fetching (or is about to): a peer's read of one waits for it
-        self._coming: set[tuple[str, int]] = set()
-        self._arrived = threading.Condition()
-        self.counters = {"fetched": 0, "received": 0, "held": 0}
-        self.phase = "ready"
+        return self.describe()
 
     # ---------- where things are ----------
     def rep(self, key: str) -> Target:
