@@ -11,6 +11,7 @@ is not importable (the test modules skip themselves then).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +22,12 @@ from cluster_helpers import SRC, RayCluster
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'unihub[ray]')")
     from ray import cluster_utils
+
+    try:  # each node leaves from its own loopback address (all of 127/8 on Linux)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.2", 0))
+    except OSError:
+        pytest.skip("127.0.0.2 is not a local address here (each node needs its own)")
 
     root = tmp_path_factory.mktemp("ray-nodes")
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "warning")
