@@ -26,7 +26,7 @@ __all__ = [
 MiB = 1 << 20
 MIN_PART = 1 * MiB
 MAX_PART = 256 * MiB
-TARGET_PARTS = 16
+TARGET_PARTS = 32
 
 
 def part_size(size: int) -> int:
