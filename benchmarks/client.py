@@ -10,7 +10,9 @@ Job keys: ``tool``, ``repo_id``, ``dest``, ``sources`` (``{"hf": URL, "ms": URL}
 hubs this tool may use), ``specs`` (the same as unihub source specs ``"hf=URL"``),
 ``include`` (fnmatch patterns or null), ``urls`` (``[[url, path]]``, for tools that take
 URLs), ``files`` (``{path: {"size", "sha256"}}``), ``mirrors`` (``{path: [[url, source]]}``
-on every hub unihub may use, for the engine-only fallback), ``workers``.
+on every hub unihub may use, for the engine-only fallback), ``workers``; optionally
+``ready_file`` and ``go_file``: after the imports, create the first and wait for the second,
+so several clients (the serve scenarios) start their downloads together.
 """
 
 from __future__ import annotations
@@ -122,13 +124,22 @@ _T0: list[float] = []
 _BACKEND: list[str] = []
 
 
+_BARRIER: dict[str, str] = {}
+
+
 def _go() -> None:
-    """Mark the start of the download proper (after imports and setup)."""
+    """Mark the start of the download proper (after imports and setup), after the barrier."""
+    ready, go = _BARRIER.get("ready_file"), _BARRIER.get("go_file")
+    if ready:
+        Path(ready).touch()
+    while go and not os.path.exists(go):
+        time.sleep(0.005)
     _T0.append(time.time())
 
 
 def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[1]).read_text())
+    _BARRIER.update({k: job[k] for k in ("ready_file", "go_file") if job.get(k)})
     out: dict[str, Any] = {}
     try:
         how = TOOLS[job["tool"]](job)

@@ -32,7 +32,7 @@ class HubSpec:
     files: dict[str, int | str]
     per_connection_rate: float | None = None
     total_rate: float | None = None
-    per_client_rate: float | None = None  # one cap per client address (scenario L: per node)
+    per_client_rate: float | None = None  # one cap per client address (scenario P: per node)
     latency: float = 0.0
     faults: dict[str, Any] | None = None
     blackhole: bool = False

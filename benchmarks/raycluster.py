@@ -1,4 +1,4 @@
-"""Scenario L: cluster fan-out on a real Ray cluster on this machine (issue 12).
+"""Scenario P: cluster fan-out on a real Ray cluster on this machine (issue 12).
 
 For each node count N, a ``ray.cluster_utils.Cluster`` with N worker nodes (1 CPU each; a head
 that runs nothing) is started; every node has its own HF cache and unihub cache and leaves from
@@ -205,19 +205,19 @@ def _fanout(
 def run_cluster(
     hub_spec: Any, counts: tuple[int, ...], kill_at: float | None, scratch: Path, log: Any
 ) -> dict[str, RunResult]:
-    """Every run of scenario L, by name."""
+    """Every run of scenario P, by name."""
     results: dict[str, RunResult] = {}
     with HubProcess(hub_spec) as hub:
         for n in counts:
             t0 = time.monotonic()
             with _cluster(n, scratch) as (cluster, nodes):
-                log(f"[L] {n} node(s) up in {time.monotonic() - t0:.1f} s")
+                log(f"[P] {n} node(s) up in {time.monotonic() - t0:.1f} s")
                 runs = [lambda: _baseline(hub, nodes), lambda: _fanout(hub, nodes)]
                 if kill_at is not None and n == max(counts) and n > 1:
                     runs.append(lambda: _fanout(hub, nodes, cluster, kill_at))
                 for run in runs:
                     r = run()
                     results[r.tool] = r
-                    log(f"[L] {r.tool}: {'ok' if r.ok else 'FAILED ' + str(r.error)}; "
+                    log(f"[P] {r.tool}: {'ok' if r.ok else 'FAILED ' + str(r.error)}; "
                         f"{r.seconds:.2f} s, served {r.bytes_served / max(1, r.bytes):.3f}x")
     return results

@@ -50,7 +50,8 @@ _METRIC_HEAD = {"MB/s": "MB/s", "files/s": "files/s", "ttfb": "first byte (s)",
 def _scenario_table(sc: dict[str, Any]) -> list[str]:
     metric = sc["metric"]
     runs = sc["runs"]
-    u = runs.get("unihub")
+    main = sc.get("main", "unihub")
+    u = runs.get(main)
     u_val = headline(u, metric) if u and u["ok"] else None
     head = ["tool", "result", "time (s)", _METRIC_HEAD[metric], "unihub advantage",
             "peak RSS (MiB)", "CPU (s)", "files", "served / needed", "requests",
@@ -65,14 +66,15 @@ def _scenario_table(sc: dict[str, Any]) -> list[str]:
         time_s = r.get("seconds") if r.get("seconds") is not None else r.get("wall")
         if r.get("runs", 1) > 1:
             time_s = r.get("wall")
-        served = r["bytes_served"] / r["bytes"] if r.get("bytes") else None
+        need = r.get("repo_bytes") or r.get("bytes")  # serve scenarios: one copy of the repo
+        served = r["bytes_served"] / need if need else None
         served_cell = _num(served, "{:.3f}")
         by_hub = r.get("served_by_hub") or {}
-        if sum(1 for b in by_hub.values() if b) > 1 and r.get("bytes"):
-            served_cell += " (" + ", ".join(f"{h} {b / r['bytes']:.2f}"
+        if sum(1 for b in by_hub.values() if b) > 1 and need:
+            served_cell += " (" + ", ".join(f"{h} {b / need:.2f}"
                                             for h, b in by_hub.items()) + ")"
         cells = [f"`{name}`", result, _num(time_s), _num(val, fmt),
-                 "-" if name == "unihub" else _ratio(u_val, val, metric),
+                 "-" if name == main else _ratio(u_val, val, metric),
                  _num(r.get("peak_rss_mib"), "{:.0f}"), _num(r.get("cpu_seconds"), "{:.1f}"),
                  str(r.get("files", "-")), served_cell, str(r.get("requests", "-")),
                  f"{r.get('connections', 0)} ({r.get('peak_connections', 0)})"]
@@ -134,6 +136,13 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
         "- `MB` means MiB (2^20 bytes). `unihub advantage` is unihub's number over the tool's"
         " (rates: unihub / tool; time to first byte and bytes served: tool / unihub); above"
         " 1 means unihub is better.",
+        "- Serve scenarios (L-O, issue 11): the contenders are servers (`unihub serve`, olah in"
+        " its own virtualenv), each started with an empty cache in front of the same fake hub;"
+        " the clients are `huggingface_hub.snapshot_download` processes with `HF_ENDPOINT` at"
+        " the server, released together from a barrier after their imports. `time` is until"
+        " the last client is done; every client's files are then checked against the sha256."
+        " Peak RSS and CPU are the server's; `served / needed` is every byte the hubs sent"
+        " during the server's life over one copy of the repo.",
         "",
         "## Targets",
         "",
@@ -153,6 +162,11 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
     for sc in data["scenarios"]:
         out += ["", f"## {sc['key']}. {sc['title']}", "",
                 f"Issue {sc['issue']}. Timeout per tool {sc['timeout']:.0f} s.", ""]
+        if sc.get("run"):  # merged from a later run (``run.py --report-only --merge``)
+            r = sc["run"]
+            out += [f"Measured in a separate run: `{r['command']}`, {r['date']}, unihub commit"
+                    f" `{r.get('commit') or 'unknown'}`, load average before {r.get('load_before')}"
+                    f", after {r.get('load_after')}.", ""]
         out += [*(f"- {n}" for n in sc.get("notes", [])), ""] if sc.get("notes") else []
         backends = sorted({str(r["backend"]) for n, r in sc["runs"].items()
                            if n.startswith("unihub") and r.get("backend")})

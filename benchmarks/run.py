@@ -1,15 +1,20 @@
-"""Speed benchmarks of unihub against huggingface_hub, hf_transfer, modelscope and aria2c.
+"""Speed benchmarks of unihub against huggingface_hub, hf_transfer, modelscope, aria2c, olah.
 
-    python benchmarks/run.py                 # full run (~15 min on 2 cores) -> docs/benchmarks.md
+    python benchmarks/run.py                 # full run (~25 min on 2 cores) -> docs/benchmarks.md
     python benchmarks/run.py --quick         # smaller repos, a couple of minutes
     python benchmarks/run.py --only A,E --tools unihub,huggingface_hub
     python benchmarks/run.py --report-only benchmarks/results/latest.json   # after notes.md edits
+    python benchmarks/run.py --only L,M,N,O --out /tmp/serve        # one group of scenarios...
+    python benchmarks/run.py --report-only benchmarks/results/latest.json \
+        --merge /tmp/serve/results.json       # ...put into the full report, marked as its own run
 
 Each scenario starts its fake hubs (``hubproc.py``, one process per hub), runs every tool in its
 own process against them (``runners.py``), checks the targets (``scenarios.py``) and finally
-writes the raw JSON, the markdown report and the plot (``report.py``). The full profile writes
-docs/benchmarks.md, docs/benchmarks.png and benchmarks/results/latest.json; other profiles
-write under benchmarks/results/<profile>/ unless ``--out`` says otherwise.
+writes the raw JSON, the markdown report and the plot (``report.py``). The serve scenarios
+(L-O) run servers instead (``unihub serve``, olah) with many clients each (``serving.py``).
+The full profile writes docs/benchmarks.md, docs/benchmarks.png and
+benchmarks/results/latest.json; other profiles write under benchmarks/results/<profile>/ unless
+``--out`` says otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from hubproc import HubProcess
 from report import write_markdown, write_plot
 from runners import TOOLS, RunResult, run_tool, tool_versions
 from scenarios import PROFILES, Scenario, build
+from serving import run_serve, serve_missing
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -90,8 +96,10 @@ def _default_scratch() -> Path:
     return Path(tempfile.mkdtemp(prefix="unihub-bench-"))
 
 
-def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any) -> dict[str, Any]:
-    """Start the scenario's hubs, run each tool, check the targets."""
+def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any,
+                 install_olah: bool = True) -> dict[str, Any]:
+    """Start the scenario's hubs, run each tool (or server, in the serve scenarios), check the
+    targets. ``install_olah``: create olah's virtualenv if it is missing."""
     if sc.cluster_nodes:
         started = time.monotonic()
         return _summary(sc, _cluster_runs(sc, tools, scratch, log), {}, started, log)
@@ -110,30 +118,36 @@ def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any) -> dic
             + ", ".join(f"{n}={h.endpoint}" for n, h in hubs.items()))
         for name in wanted:
             tool = TOOLS[name]
-            why = tool.missing()
+            why = serve_missing(name, install_olah, log) if tool.command == "serve" \
+                else tool.missing()
             if why:
                 skipped[name] = why
                 log(f"[{sc.key}] {name}: skipped ({why})")
                 continue
             try:
-                r = run_tool(tool, hubs, "bench/model", scratch, include=_include(sc, name),
-                             timeout=sc.timeout, kill_at_fraction=sc.kill_at_fraction,
-                             kills=sc.kills,
-                             unihub_hubs=sc.unihub_hubs)
+                if tool.command == "serve" or sc.serve is not None:
+                    if tool.command != "serve" or sc.serve is None:
+                        raise ValueError(f"{name} cannot run in a serve scenario or vice versa")
+                    r = run_serve(name, sc.serve, hubs, sc.unihub_hubs, scratch, sc.timeout)
+                else:
+                    r = run_tool(tool, hubs, "bench/model", scratch, include=_include(sc, name),
+                                 timeout=sc.timeout, kill_at_fraction=sc.kill_at_fraction,
+                                 kills=sc.kills, unihub_hubs=sc.unihub_hubs)
             except Exception as exc:  # a harness problem with one tool: report, go on
                 r = RunResult(name, error=f"harness error: {type(exc).__name__}: {exc}")
                 r.wall, r.peak_rss_mib = 0.0, 0.0
             results[name] = r
             secs = f"{r.seconds:.2f} s" if r.seconds is not None else f"wall {r.wall:.2f} s"
-            log(f"[{sc.key}] {name}: {'ok' if r.ok else 'FAILED ' + str(r.error)[:200]}; "
-                f"{secs}, {r.files} files, served {r.bytes_served / max(1, r.bytes):.3f}x, "
-                f"rss {r.peak_rss_mib:.0f} MiB")
+            need = r.repo_bytes or r.bytes
+            log(f"[{sc.key}] {name}: {'ok' if r.ok else 'FAILED ' + str(r.error)[:300]}; "
+                f"{secs}, {r.files} files, served {r.bytes_served / max(1, need):.3f}x, "
+                f"rss {r.peak_rss_mib or 0:.0f} MiB" + (f"; {r.note}" if r.note else ""))
     return _summary(sc, results, skipped, t0, log)
 
 
 def _cluster_runs(sc: Scenario, tools: list[str], scratch: Path, log: Any
                   ) -> dict[str, RunResult]:
-    """Scenario L: its own runner (a Ray cluster per node count); needs unihub[ray]."""
+    """Scenario P: its own runner (a Ray cluster per node count); needs unihub[ray]."""
     if "unihub" not in tools:
         return {}
     try:
@@ -150,7 +164,7 @@ def _summary(sc: Scenario, results: dict[str, RunResult], skipped: dict[str, str
              log: Any) -> dict[str, Any]:
     targets = []
     for t in sc.targets:
-        met, measured = t.check(results, sc.metric)
+        met, measured = t.check(results, sc.metric, sc.main)
         targets.append({"text": t.text, "met": met, "measured": measured, "line": t.line(),
                         "kind": t.kind})
         log(f"[{sc.key}] target {t.text}: {measured} -> {met}")
@@ -158,7 +172,7 @@ def _summary(sc: Scenario, results: dict[str, RunResult], skipped: dict[str, str
     for n, why in skipped.items():
         runs[n] = RunResult(n, error=why).to_json() | {"skipped": why}
     return {"key": sc.key, "title": sc.title, "short": sc.short, "issue": sc.issue,
-            "metric": sc.metric, "plot_metric": sc.plot_metric or sc.metric,
+            "metric": sc.metric, "plot_metric": sc.plot_metric or sc.metric, "main": sc.main,
             "timeout": sc.timeout, "notes": sc.notes,
             "hubs": sc.describe_hubs(), "targets": targets, "runs": runs,
             "elapsed": time.monotonic() - t0}
@@ -177,9 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", type=Path, metavar="RESULTS_JSON",
                     help="rewrite the markdown and plot from an earlier run's results (e.g."
                     " after editing benchmarks/notes.md), no downloads")
+    ap.add_argument("--merge", type=Path, action="append", default=[], metavar="RESULTS_JSON",
+                    help="with --report-only: first replace (or add) the scenarios of this"
+                    " later run in RESULTS_JSON, each marked with the run it comes from")
     args = ap.parse_args(argv)
+    if args.merge and args.report_only is None:
+        ap.error("--merge needs --report-only")
     if args.report_only is not None:
-        return _report_only(args.report_only, args.out)
+        return _report_only(args.report_only, args.out, args.merge)
     profile = args.profile or ("quick" if args.quick else "full")
     scenarios = build(profile)
     if args.only:
@@ -215,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     done = []
     try:
         for sc in scenarios:
-            done.append(run_scenario(sc, tools, scratch, log))
+            done.append(run_scenario(sc, tools, scratch, log,
+                                     install_olah=profile != "smoke"))
     finally:
         if args.scratch is None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -237,8 +257,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _report_only(results: Path, out: Path | None) -> int:
+def _run_info(data: dict[str, Any]) -> dict[str, Any]:
+    """Where one run's numbers come from (kept on each scenario merged from it)."""
+    return {"command": data["command"], "date": data["date"], "commit": data.get("commit"),
+            "load_before": data["machine"].get("load_before"),
+            "load_after": data["machine"].get("load_after")}
+
+
+def _merge(data: dict[str, Any], later: dict[str, Any]) -> None:
+    """Put ``later``'s scenarios into ``data`` (same key: replaced), marked with their run."""
+    if later["profile"] != data["profile"]:
+        raise SystemExit(f"cannot merge a {later['profile']} run into a {data['profile']} one")
+    info = _run_info(later)
+    new = {sc["key"]: sc | {"run": sc.get("run") or info} for sc in later["scenarios"]}
+    kept = [sc for sc in data["scenarios"] if sc["key"] not in new]
+    data["scenarios"] = kept + list(new.values())
+    data["versions"] = data["versions"] | later["versions"]
+
+
+def _report_only(results: Path, out: Path | None, merge: list[Path] | None = None) -> int:
     data = json.loads(results.read_text())
+    if merge:
+        for other in merge:
+            _merge(data, json.loads(other.read_text()))
+        results.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"merged {', '.join(map(_rel, merge))} into {_rel(results)}")
     base = out if out is not None else ROOT / "docs" if data["profile"] == "full" \
         else results.parent
     png, md = base / "benchmarks.png", base / "benchmarks.md"
@@ -249,7 +292,7 @@ def _report_only(results: Path, out: Path | None) -> int:
 
 
 def _ray_version(done: list[dict[str, Any]]) -> dict[str, str]:
-    """Ray's version when scenario L ran."""
+    """Ray's version when scenario P ran."""
     if not any(n.startswith("unihub-ray") for sc in done for n in sc["runs"]):
         return {}
     from importlib import metadata

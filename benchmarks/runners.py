@@ -39,13 +39,15 @@ class Tool:
 
     name: str
     kind: str  # "hf" or "ms": the hub it is pointed at ("any" = every hub of the scenario)
-    command: str  # "client" (benchmarks/client.py) or "aria2c"
+    command: str  # "client" (benchmarks/client.py), "aria2c" or "serve" (serving.py)
     label: str
     aria2_args: tuple[str, ...] = ()
     runs_as: str = ""  # client.py tool name, when not ``name``
 
     def missing(self) -> str | None:
-        """Why this tool cannot run here, or None."""
+        """Why this tool cannot run here, or None (servers: ``serving.serve_missing``)."""
+        if self.command == "serve":
+            return None
         if self.command == "aria2c":
             return None if shutil.which("aria2c") else "aria2c is not on PATH"
         name = self.runs_as or self.name
@@ -77,6 +79,9 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("aria2c", "hf", "aria2c", "aria2c -x16 -s16 -j8", ("-x16", "-s16", "-j8")),
     Tool("aria2c-k1M", "hf", "aria2c", "aria2c -x16 -s16 -j8 -k1M --file-allocation=falloc",
          ("-x16", "-s16", "-j8", "-k1M", "--file-allocation=falloc")),
+    Tool("unihub-serve", "any", "serve", "unihub serve, clients: huggingface_hub via HF_ENDPOINT",
+         runs_as="unihub"),
+    Tool("olah", "hf", "serve", "olah (own venv), clients: huggingface_hub via HF_ENDPOINT"),
 )}
 
 
@@ -106,6 +111,9 @@ class RunResult:
     runs: int = 1
     killed_at: int | None = None  # bytes served when the first run was killed (scenario D)
     note: str | None = None
+    repo_bytes: int = 0  # serve scenarios: one copy of the repo (``bytes`` is all clients')
+    clients: int = 0  # serve scenarios: clients measured together
+    per_client: list[float] = field(default_factory=list)  # their times to done, sorted
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -364,6 +372,11 @@ def tool_versions(names: Iterable[str]) -> dict[str, str]:
                 versions[name] = out.splitlines()[0] if out else "unknown"
             except OSError:
                 versions[name] = "missing"
+            continue
+        if name == "olah":
+            from serving import olah_version
+
+            versions[name] = olah_version()
             continue
         dist = tool.runs_as or name
         if dist.startswith("hf_transfer"):

@@ -1,9 +1,11 @@
-"""The benchmark scenarios (issues 4 and 6) and their targets, in three sizes.
+"""The benchmark scenarios (issues 4, 6, 10 and 11) and their targets, in three sizes.
 
-``full`` is what docs/benchmarks.md reports (about 15 minutes on 2 cores), ``quick`` the same
-scenarios with smaller repos (a couple of minutes), ``smoke`` tiny repos for the test that keeps
-the harness from rotting. Every tool of a scenario runs against the same hub settings; the
-baselines are pointed at the hub of their protocol, unihub at ``unihub_hubs``.
+``full`` is what docs/benchmarks.md reports (about 25 minutes on 2 cores, 8-10 of them in the
+serve scenarios L-O, mostly waiting for olah), ``quick`` the same scenarios with smaller repos,
+``smoke`` tiny repos for the test that keeps the harness from rotting. Every tool of a
+scenario runs against the same hub settings; the baselines are pointed at the hub of their
+protocol, unihub at ``unihub_hubs``; in the serve scenarios the tools are servers
+(``serving.py``).
 
 Rates are in MiB/s (``MB`` in the tables means MiB, 2**20 bytes).
 """
@@ -16,6 +18,7 @@ from typing import Any
 
 from hubproc import HubSpec
 from runners import RunResult
+from serving import ServePlan
 
 __all__ = ["PROFILES", "Scenario", "Target", "build", "metric_value"]
 
@@ -30,7 +33,9 @@ SHORT = {"A": "capped links", "B": "unthrottled, 2 big files", "C": "drops, 503,
          "D": "kill -9, rerun", "K": "10 random kill -9", "E": "many small files",
          "F": "one huge file (peak RSS)",
          "G": "blackholed HF hub", "H": "two hubs", "I": "corrupt mirror",
-         "J": "first byte, one hub", "L": "Ray cluster fan-out"}
+         "J": "first byte, one hub", "L": "serve: cold, 1 client",
+         "M": "serve: 16 cold clients", "N": "serve: 16 warm clients",
+         "O": "serve: HF blocked, ModelScope", "P": "Ray cluster fan-out"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,8 @@ class Target:
 
     text: str
     kind: str  # cap_fraction | times | times_best | cpu_best | served | rss | ttfb |
-    #            ttfb_plus | rate | completes | cluster_served | cluster_time | cluster_kill
+    #            ttfb_plus | rate | completes | upstream | cluster_served | cluster_time |
+    #            cluster_kill
     value: float = 0.0
     other: str = ""  # baseline tool for "times" and "ttfb_plus"
     cap: float = 0.0  # bytes/s for "cap_fraction"
@@ -52,14 +58,16 @@ class Target:
             return self.value
         return None
 
-    def check(self, results: Mapping[str, RunResult], metric: str) -> tuple[bool | None, str]:
-        """(met?, measured) — None when it cannot be decided (unihub or baseline missing)."""
+    def check(self, results: Mapping[str, RunResult], metric: str, main: str = "unihub"
+              ) -> tuple[bool | None, str]:
+        """(met?, measured) — None when it cannot be decided (unihub or baseline missing).
+        ``main`` is the unihub contender (``unihub-serve`` in the serve scenarios)."""
         if self.kind.startswith("cluster_"):
             return _check_cluster(self, results)
-        u = results.get("unihub")
+        u = results.get(main)
         if u is None or (not u.ok and self.kind not in ("completes",)):
-            why = u.error if u is not None else "unihub did not run"
-            return (False if u is not None else None), f"unihub failed: {why}"
+            why = u.error if u is not None else f"{main} did not run"
+            return (False if u is not None else None), f"{main} failed: {why}"
         mine = metric_value(u, metric)
         if self.kind == "completes":
             return u.ok, "completed, verified" if u.ok else f"failed: {u.error}"
@@ -68,7 +76,7 @@ class Target:
             return got >= self.value, f"{got:.0%} of the cap ({mine:.1f} MB/s)"
         if self.kind in ("times", "times_best"):
             others = ([results[self.other]] if self.other in results else []) \
-                if self.kind == "times" else [r for n, r in results.items() if n != "unihub"]
+                if self.kind == "times" else [r for n, r in results.items() if n != main]
             rates = [(metric_value(r, metric), r.tool) for r in others if r.ok]
             if not rates:
                 return None, "no baseline completed"
@@ -77,7 +85,7 @@ class Target:
             return ratio >= self.value, f"{ratio:.2f}x {name}"
         if self.kind == "cpu_best":  # CPU seconds per GB against the thriftiest baseline
             per_gb = [(r.cpu_seconds / (r.bytes / 1e9), r.tool) for n, r in results.items()
-                      if n != "unihub" and r.ok and r.cpu_seconds and r.bytes]
+                      if n != main and r.ok and r.cpu_seconds and r.bytes]
             if not per_gb or not u.cpu_seconds or not u.bytes:
                 return None, "no CPU time measured"
             least, name = min(per_gb)
@@ -87,6 +95,9 @@ class Target:
         if self.kind == "served":
             ratio = u.bytes_served / u.bytes if u.bytes else 0.0
             return ratio <= self.value, f"{ratio:.3f}x repo size served"
+        if self.kind == "upstream":  # every byte the hubs sent, over one copy of the repo
+            ratio = u.bytes_served / (u.repo_bytes or u.bytes) if u.bytes else 0.0
+            return ratio <= self.value, f"{ratio:.3f}x the repo fetched upstream"
         if self.kind == "rss":
             rss = u.peak_rss_mib or 0.0
             return rss <= self.value, f"{rss:.0f} MiB peak RSS"
@@ -112,7 +123,7 @@ class Target:
 
 
 def _check_cluster(t: Target, results: Mapping[str, RunResult]) -> tuple[bool | None, str]:
-    """Scenario L's targets, over its runs ``unihub-ray-N``, ``baseline-N`` and
+    """Scenario P's targets, over its runs ``unihub-ray-N``, ``baseline-N`` and
     ``unihub-ray-N-kill``."""
     fan = {k: r for k, r in results.items() if k.startswith("unihub-ray-") and "kill" not in k}
     if t.kind == "cluster_served":
@@ -160,7 +171,9 @@ class Scenario:
     issue: int = 4
     notes: list[str] = field(default_factory=list)
     plot_metric: str = ""  # what the plot shows when not ``metric`` ("rss")
-    cluster_nodes: tuple[int, ...] = ()  # scenario L: Ray clusters of these node counts
+    serve: ServePlan | None = None  # a serve scenario: servers between clients and hubs
+    main: str = "unihub"  # the unihub contender the targets are checked for
+    cluster_nodes: tuple[int, ...] = ()  # scenario P: Ray clusters of these node counts
 
     @property
     def short(self) -> str:
@@ -328,8 +341,9 @@ def build(profile: str) -> list[Scenario]:
             notes=["Time to first byte as in G: first successful file GET seen by the hub minus"
                    " the moment the client called its download function (imports done)."
                    " Both tools are pointed at the one hub."]),
+        *_serve_scenarios(profile),
         Scenario(
-            "L", f"Ray cluster fan-out: 1, 2 and 4 nodes, each capped at {node_cap // MiB} MB/s"
+            "P", f"Ray cluster fan-out: 1, 2 and 4 nodes, each capped at {node_cap // MiB} MB/s"
             f" per address; 1 x {fan // MiB} MB + 5 small files",
             {"hf": HubSpec("hf", REPO, {"model.safetensors": fan} | _small_files(5),
                            per_client_rate=node_cap)},
@@ -350,4 +364,61 @@ def build(profile: str) -> list[Scenario]:
                    " node's disk). `served / needed` lists the bytes per client address.",
                    "All nodes share this machine's 2 cores: the exchange between nodes costs CPU"
                    " here that separate machines would not share."]),
+    ]
+
+
+SERVERS = ("unihub-serve", "olah")
+SERVE_NOTE = ("Clients are `huggingface_hub.snapshot_download` processes (8 workers each, as"
+              " by default) with `HF_ENDPOINT` at the server; each imports, then waits at a"
+              " barrier, so the clients start together and imports are not counted. Every"
+              " server starts with an empty cache. Bytes served = file body bytes the fake"
+              " hubs sent over the server's whole life (cache fill included) over one copy of"
+              " the repo. Peak RSS and CPU are the server process's.")
+TIMEOUT_NOTE = ("The clients run with `HF_HUB_DOWNLOAD_TIMEOUT=60` and `HF_HUB_ETAG_TIMEOUT=60`"
+                " (what `unihub run` sets and docs/serve.md recommends behind a cache): with"
+                " huggingface_hub's 10 s defaults olah 0.5.4 fails 15-16 of 16 clients here"
+                " (read timeouts; benchmarks/notes.md).")
+
+
+def _serve_scenarios(profile: str) -> list[Scenario]:
+    """Issue 11: ``unihub serve`` against olah, both in front of the same throttled hub."""
+    lfs = {"full": 24 * MiB, "quick": 8 * MiB, "smoke": 1 * MiB}[profile]
+    slow = {"full": 1.0, "quick": 0.5, "smoke": 0.25}[profile]
+    n = 2 if profile == "smoke" else 16
+    files = _lfs(2, lfs) | _small_files(5)
+    link = {"per_connection_rate": 2 * MiB, "total_rate": 48 * MiB, "latency": 0.05}
+    hub = {"hf": HubSpec("hf", REPO, files, **link)}
+    up = Target("bytes fetched upstream <= 1.05x the repo", "upstream", 1.05)
+    what = f"2 x {lfs // MiB} MB + 5 small files; hub: 2 MB/s per connection, 48 MB/s" \
+        " aggregate, +50 ms"
+    mapped = "internlm/bench-model"
+    return [
+        Scenario(
+            "L", f"Serve, cold: one client of an empty server; {what}", hub, SERVERS, "MB/s",
+            [Target(">= 10x olah", "times", 10, "olah"), up], timeout=300 * slow, issue=11,
+            serve=ServePlan(REPO, clients=1), main="unihub-serve", notes=[SERVE_NOTE]),
+        Scenario(
+            "M", f"Serve, {n} cold clients of the same repo at once; {what}", hub, SERVERS,
+            "MB/s", [Target("completes, verified in every client", "completes"), up],
+            timeout=300 * slow, issue=11,
+            serve=ServePlan(REPO, clients=n, client_timeout=60), main="unihub-serve",
+            notes=[SERVE_NOTE, f"MB/s = {n} copies of the repo over the time until the last"
+                   " client is done.", TIMEOUT_NOTE]),
+        Scenario(
+            "N", f"Serve, warm: {n} clients after one client filled the cache; {what}", hub,
+            SERVERS, "MB/s", [Target(">= 1.0x olah (aggregate)", "times", 1.0, "olah"), up],
+            timeout=300 * slow, issue=11,
+            serve=ServePlan(REPO, clients=n, warm=True, client_timeout=60), main="unihub-serve",
+            notes=[SERVE_NOTE, f"MB/s = {n} copies of the repo over the time until the last"
+                   " client is done; the filling client is not timed.", TIMEOUT_NOTE]),
+        Scenario(
+            "O", "Serve, Hugging Face blackholed, the repo only on ModelScope under its mapped"
+            f" id ({mapped} -> Shanghai_AI_Laboratory/bench-model); {what}",
+            {"hf": HubSpec("hf", mapped, files, blackhole=True, **link),
+             "ms": HubSpec("ms", "Shanghai_AI_Laboratory/bench-model", files, **link)},
+            SERVERS, "MB/s", [Target("completes, verified", "completes"), up],
+            timeout=60 * slow, unihub_hubs=("hf", "ms"), issue=11,
+            serve=ServePlan(mapped, clients=1, data_hub="ms"), main="unihub-serve",
+            notes=[SERVE_NOTE, "olah has one upstream (the blackholed Hugging Face hub): it is"
+                   " expected to fail. unihub serve is given both hubs."]),
     ]

@@ -57,3 +57,43 @@ def test_smoke_profile_runs_and_verifies(tmp_path: Path) -> None:
     assert "| `huggingface_hub` | ok |" in markdown
     assert "python benchmarks/run.py --profile smoke" in markdown
     assert not (tmp_path / "scratch" / "out-huggingface_hub").exists()  # outputs cleaned up
+
+
+@pytest.mark.timeout(150)
+def test_smoke_serve_scenario_runs_and_verifies(tmp_path: Path) -> None:
+    """Scenario M (issue 11) at its smallest: ``unihub serve`` with two concurrent
+    huggingface_hub clients, each verified. olah is left out (it needs its own virtualenv,
+    which the smoke profile never creates)."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--profile",
+            "smoke",
+            "--only",
+            "M",
+            "--tools",
+            "unihub-serve",
+            "--out",
+            str(out),
+            "--scratch",
+            str(tmp_path / "scratch"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((out / "results.json").read_text())
+    [scenario] = data["scenarios"]
+    assert scenario["key"] == "M" and scenario["main"] == "unihub-serve"
+    r = scenario["runs"]["unihub-serve"]
+    assert r["ok"], r["error"]
+    assert r["clients"] == 2 and r["files"] == 2 * 7 and r["bytes"] == 2 * r["repo_bytes"]
+    assert len(r["per_client"]) == 2 and r["seconds"] == max(r["per_client"])
+    assert r["repo_bytes"] <= r["bytes_served"] <= 1.05 * r["repo_bytes"]
+    assert all(t["met"] for t in scenario["targets"]), scenario["targets"]
+    markdown = (out / "benchmarks.md").read_text()
+    assert "| `unihub-serve` | ok |" in markdown

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from .request import ProgressArg, Request, check_request
 from .session import Session
 from .settings import Settings
 from .sources import Source
-from .transfer import FileJob, TransferOptions, download_files
+from .transfer import FileJob, TransferOptions, Watch, download_files
 
 __all__ = ["download", "list_files", "snapshot"]
 
@@ -85,7 +86,11 @@ def _select(
 
 
 def _jobs(
-    plan: Plan, layout: Layout, files: list[RepoFile], session: Session
+    plan: Plan,
+    layout: Layout,
+    files: list[RepoFile],
+    session: Session,
+    watch: Callable[[Target], Watch | None] | None = None,
 ) -> tuple[list[FileJob], list[Target]]:
     targets = layout.targets(plan.manifest, files)
     missing = [t.file for t in targets if not t.present]
@@ -101,6 +106,7 @@ def _jobs(
             partial=t.partial,
             label=t.file.path,
             present_at=(t.path,) if t.path != t.final else (),
+            watch=watch(t) if watch is not None else None,
         )
         for t in targets
         if not t.present
@@ -111,12 +117,25 @@ def _jobs(
 
 
 def _fetch(
-    plan: Plan, files: list[RepoFile], layout: Layout, req: Request, session: Session
+    plan: Plan,
+    files: list[RepoFile],
+    layout: Layout,
+    req: Request,
+    session: Session,
+    *,
+    watch: Callable[[Target], Watch | None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[Path]:
+    """Download what of ``files`` is missing and publish every one; their local paths.
+
+    ``watch(target)``: a :class:`~unihub.transfer.Watch` for a file being downloaded (the
+    server streams it to clients as it lands); ``cancel``: stops the downloads (see
+    :func:`~unihub.transfer.download_files`).
+    """
     settings = session.settings
     published: dict[int, Path] = {}
     while True:
-        jobs, targets = _jobs(plan, layout, files, session)
+        jobs, targets = _jobs(plan, layout, files, session, watch)
         if not jobs:
             break
         downloading = [i for i, t in enumerate(targets) if not t.present]
@@ -143,6 +162,7 @@ def _fetch(
                 session=session,
                 options=TransferOptions.from_settings(settings),
                 on_done=publish,
+                cancel=cancel,
             )
             break
         except (DownloadFailedError, IntegrityError, ContentChangedError) as exc:

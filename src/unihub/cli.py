@@ -101,10 +101,105 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("repo", help="a Hugging Face id, or ms:Owner/Name to map back")
     m.add_argument("--repo-type", choices=["model", "dataset"], default="model")
 
+    sv = sub.add_parser(
+        "serve", help="a Hugging Face-protocol endpoint for HF_ENDPOINT (needs unihub[serve])"
+    )
+    _serve_options(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8090, help="port (default 8090; 0: any free)")
+
+    rn = sub.add_parser(
+        "run", help="run COMMAND with HF_ENDPOINT at a unihub serve: unihub run -- CMD ARGS"
+    )
+    rn.add_argument(
+        "--server",
+        default=None,
+        help="URL of a running unihub serve (default: UNIHUB_SERVER, else one started "
+        "for the command on a free local port)",
+    )
+    _serve_options(rn)
+    rn.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+
     demo = sub.add_parser("demo", help="an offline end-to-end demo against local fake hubs")
     demo.add_argument("--size-mb", type=int, default=24, help="size of the demo model (MB)")
     demo.add_argument("--keep", default=None, help="download into this folder and keep it")
     return parser
+
+
+def _serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", default=None, help="HF cache to fill (default: HF_HUB_CACHE)")
+    p.add_argument(
+        "--source",
+        action="append",
+        dest="sources",
+        metavar="SOURCE",
+        help="as for download; repeatable (default: UNIHUB_SOURCES, else the public hubs)",
+    )
+    p.add_argument("--offline", action="store_true", help="serve only what the cache holds")
+    p.add_argument(
+        "--max-cache-size", default=None, metavar="SIZE", help="e.g. 500GB; LRU eviction past it"
+    )
+    p.add_argument(
+        "--allow", action="append", default=[], metavar="PATTERN", help="only these repos (glob)"
+    )
+    p.add_argument(
+        "--deny", action="append", default=[], metavar="PATTERN", help="never these repos (glob)"
+    )
+    p.add_argument(
+        "--connections", type=int, default=32, help="most connections per upstream file (32)"
+    )
+    p.add_argument(
+        "--no-head-prefetch",
+        action="store_true",
+        help="a HEAD does not start the file's upstream fetch (default: it does)",
+    )
+    p.add_argument(
+        "--metadata-ttl",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="reuse a repo listing (and a token's access) this long (default 60)",
+    )
+
+
+def _serve_opts(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0) -> Any:
+    from pathlib import Path
+
+    from .serve.options import ServeOptions, size_option
+
+    return ServeOptions(
+        host=host,
+        port=port,
+        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else None,
+        sources=tuple(args.sources) if args.sources else None,
+        offline=args.offline,
+        max_cache_size=size_option(args.max_cache_size),
+        allow=tuple(args.allow),
+        deny=tuple(args.deny),
+        metadata_ttl=args.metadata_ttl,
+        connections=args.connections,
+        head_prefetch=not args.no_head_prefetch,
+    )
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    if not logging.getLogger("unihub.serve").isEnabledFor(logging.INFO):
+        logging.getLogger("unihub.serve").setLevel(logging.INFO)  # the access log
+    serve(_serve_opts(args, args.host, args.port))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_command
+
+    cmd = list(args.cmd)
+    if cmd[:1] == ["--"]:
+        cmd = cmd[1:]
+    if not cmd:
+        raise ConfigError("no command to run", hint="unihub run -- python train.py")
+    return run_command(cmd, server=args.server, options=_serve_opts(args))
 
 
 def _ids(value: list[str] | None) -> list[str] | None:
@@ -227,6 +322,8 @@ _COMMANDS = {
     "probe": _cmd_probe,
     "map": _cmd_map,
     "demo": _cmd_demo,
+    "serve": _cmd_serve,
+    "run": _cmd_run,
 }
 
 

@@ -29,7 +29,6 @@ call that goes on the network needs it, so it is paid once at ``import unihub`` 
 
 from __future__ import annotations
 
-import re
 import ssl
 import threading
 from collections.abc import Generator, Mapping
@@ -42,7 +41,7 @@ import httpx2
 
 from .auth import Tokens, resolve_tokens
 from .settings import Settings
-from .transport import HttpxTransport, RawTransport, Transport
+from .transport import HttpxTransport, RawTransport, Transport, proxy_for
 
 if TYPE_CHECKING:
     from .hubs.base import Hub
@@ -50,18 +49,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OriginAuth",
+    "ProxyRouter",
     "Session",
     "origin",
-    "proxy_mounts",
     "same_origin",
     "ssl_context",
     "user_agent",
 ]
 
-POOL_CONNECTIONS = 64
-_IPV4 = re.compile(
-    r"\d{1,3}(?:\.\d{1,3}){3}"
-)  # the transfer engine's default global connection budget
+POOL_CONNECTIONS = 64  # the transfer engine's default global connection budget
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -98,35 +94,37 @@ def ssl_context(ca_file: str | None = None, ca_dir: str | None = None) -> ssl.SS
     return httpx2.create_ssl_context(trust_env=False)
 
 
-def proxy_mounts(
-    proxies: Mapping[str, str], local_address: str | None = None
-) -> dict[str, httpx2.HTTPTransport | None]:
-    """httpx2 mounts for ``{"http"|"https"|"all": url, "no": "host,..."}`` (curl's rules for
-    ``NO_PROXY``: ``*`` disables proxies, ``.example.com`` and ``example.com`` match subdomains).
-    ``local_address``: the proxy connections leave from it.
-    """
-    mounts: dict[str, httpx2.HTTPTransport | None] = {}
-    no = [h.strip() for h in proxies.get("no", "").split(",") if h.strip()]
-    if "*" in no:
-        return mounts
-    for scheme in ("http", "https", "all"):
-        url = proxies.get(scheme)
-        if url:
-            mounts[f"{scheme}://"] = httpx2.HTTPTransport(
-                proxy=url if "://" in url else f"http://{url}", local_address=local_address
-            )
-    if not mounts:
-        return mounts
-    for host in no:
-        if "://" in host:
-            mounts[host] = None
-        elif host.startswith(("*.", "[")) or host.lower() == "localhost" or _IPV4.fullmatch(host):
-            mounts[f"all://{host}"] = None
-        elif ":" in host:  # a bare IPv6 address
-            mounts[f"all://[{host}]"] = None
-        elif "/" not in host:
-            mounts[f"all://*{host}"] = None
-    return mounts
+class ProxyRouter(httpx2.BaseTransport):
+    """The metadata client's transport: each request goes through the proxy
+    :func:`unihub.transport.proxy_for` names for its URL, or directly. One ``NO_PROXY`` policy
+    for the metadata client and the data transport (instead of httpx2's mount patterns, whose
+    matching differs in corner cases). ``options`` go to every ``httpx2.HTTPTransport``
+    (TLS context, limits), one per proxy, built on first use."""
+
+    def __init__(self, proxies: Mapping[str, str], **options: object) -> None:
+        self._proxies = dict(proxies)
+        self._options = options
+        self._routes: dict[str | None, httpx2.HTTPTransport] = {}
+        self._lock = threading.Lock()
+
+    def route(self, url: str) -> httpx2.HTTPTransport:
+        proxy = proxy_for(url, self._proxies)
+        with self._lock:
+            transport = self._routes.get(proxy)
+            if transport is None:
+                transport = httpx2.HTTPTransport(proxy=proxy, **self._options)  # type: ignore[arg-type]
+                self._routes[proxy] = transport
+            return transport
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        return self.route(str(request.url)).handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            routes = list(self._routes.values())
+            self._routes.clear()
+        for transport in routes:
+            transport.close()
 
 
 class OriginAuth(httpx2.Auth):
@@ -231,25 +229,20 @@ class Session:
     def _build_client(self) -> httpx2.Client:
         s = self.settings
         n = self._max_connections
-        verify = ssl_context(s.ca_file, s.ca_dir)
-        limits = httpx2.Limits(
-            max_connections=2 * n + 8, max_keepalive_connections=n + 8, keepalive_expiry=30.0
-        )
-        # A bind address needs a transport of our own (the client's default one has no
-        # local_address); it then carries the TLS context and the limits itself.
-        transport = (
-            httpx2.HTTPTransport(verify=verify, limits=limits, local_address=s.bind_address)
-            if s.bind_address
-            else None
-        )
         return httpx2.Client(
             auth=self.auth,
-            verify=verify,
             trust_env=False,
-            mounts=proxy_mounts(s.proxies, s.bind_address),
+            transport=ProxyRouter(
+                s.proxies,
+                verify=ssl_context(s.ca_file, s.ca_dir),
+                limits=httpx2.Limits(
+                    max_connections=2 * n + 8,
+                    max_keepalive_connections=n + 8,
+                    keepalive_expiry=30.0,
+                ),
+                local_address=s.bind_address,  # UNIHUB_BIND_ADDRESS
+            ),
             headers={"user-agent": user_agent()},
-            limits=limits,
-            transport=transport,
             timeout=s.timeouts.http(),
             follow_redirects=False,
         )

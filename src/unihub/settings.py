@@ -26,6 +26,7 @@ CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``
 ``UNIHUB_ID_MAP``                       ``id_map_file``
 ``UNIHUB_PROBE_TTL``                    ``probe_ttl``
 ``UNIHUB_CACHE``                        ``unihub_cache`` (probe results)
+``UNIHUB_SERVER``                       ``server`` (the ``unihub serve`` ``unihub run`` uses)
 ``HTTP(S)_PROXY``, ``ALL_PROXY``,       ``proxies``
 ``NO_PROXY`` (any case)
 ``SSL_CERT_FILE``, ``SSL_CERT_DIR``     ``ca_file``, ``ca_dir``
@@ -215,6 +216,7 @@ class Settings:
     ca_dir: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     bind_address: str | None = None
+    server: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -245,6 +247,7 @@ class Settings:
             ca_dir=env.get("SSL_CERT_DIR") or None,
             timeouts=Timeouts.from_env(env),
             bind_address=_bind_address(env),
+            server=env.get("UNIHUB_SERVER", "").strip().rstrip("/") or None,
         )
 
     def evolve(self, **changes: Any) -> Settings:

@@ -94,8 +94,8 @@ def proxy_for(url: str, proxies: Mapping[str, str]) -> str | None:
     """The proxy URL for ``url`` under ``proxies`` (``http``/``https``/``all``/``no``), with
     curl's ``NO_PROXY`` rules: ``*`` disables every proxy; a name (with or without a leading
     ``.``) matches itself and its subdomains, ``*.name`` only its subdomains; addresses match
-    exactly. The same rules as
-    :func:`unihub.session.proxy_mounts`, for the transport that does not use httpx2 mounts."""
+    exactly. The one ``NO_PROXY`` policy: the metadata client routes by it too
+    (:class:`unihub.session.ProxyRouter`)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     for rule in (h.strip().lower() for h in proxies.get("no", "").split(",")):

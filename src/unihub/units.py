@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["human_rate", "human_size"]
+import re
+
+__all__ = ["human_rate", "human_size", "parse_size"]
 
 _UNITS = ("B", "KB", "MB", "GB", "TB")
 
@@ -20,3 +22,20 @@ def human_size(n: float) -> str:
 def human_rate(bps: float | None) -> str:
     """12_300_000 -> '12.3 MB/s'; None -> '-'."""
     return "-" if bps is None else human_size(bps) + "/s"
+
+
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)b?\s*", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+
+
+def parse_size(text: str) -> int:
+    """'500GB' -> 500 * 10**9, '1.5TiB' -> 1.5 * 2**40, '4096' -> 4096 bytes.
+
+    ValueError for anything else (the caller turns it into its own error).
+    """
+    m = _SIZE_RE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"not a size: {text!r} (examples: 500GB, 1.5TiB, 800M)")
+    number, unit, binary = m.groups()
+    base = 1024 if binary else 1000
+    return int(float(number) * base ** _POWERS[unit.lower()])

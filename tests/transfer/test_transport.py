@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 from transfer_helpers import FAST, MiB, job_for
 
-from unihub.session import proxy_mounts
+from unihub.session import Session
+from unihub.settings import Settings
 from unihub.testing import FakeHub, FakeRepo
 from unihub.timeouts import Timeouts
 from unihub.transfer import download_files
@@ -236,20 +237,23 @@ def test_unsupported_proxy_scheme_without_fallback() -> None:
         ("http://a.b/f", "", True),
     ],
 )
-def test_no_proxy_rules_match_the_httpx_mounts(url: str, no: str, proxied: bool) -> None:
-    import httpx2
-    from httpx2._utils import URLPattern  # what httpx2 matches its mounts with
-
+def test_no_proxy_rules(url: str, no: str, proxied: bool) -> None:
     proxies = {"all": "http://proxy:3128", "no": no}
     assert (proxy_for(url, proxies) is not None) == proxied
-    mounts = proxy_mounts(proxies)
-    transport = None
-    patterns = sorted((URLPattern(k), v) for k, v in mounts.items())  # most specific first
-    for pattern, t in patterns:
-        if pattern.matches(httpx2.URL(url)):
-            transport = t
-            break
-    assert (transport is not None) == proxied
+
+
+@pytest.mark.parametrize("no", ["", "127.0.0.1", "*"])
+def test_metadata_client_follows_the_same_proxy_rules(proxy: _Proxy, no: str) -> None:
+    """The session's httpx2 client routes through ProxyRouter, i.e. proxy_for: one policy."""
+    repo = FakeRepo("org/name", files={"a.txt": b"hello"})
+    settings = Settings(proxies={"http": proxy.url, "no": no})
+    with FakeHub("hf", repos=[repo]) as hub, Session(settings, token=False) as session:
+        r = session.client.get(f"{hub.endpoint}/api/models/org/name")
+        assert r.status_code == 200 and r.json()["id"] == "org/name"
+        endpoint = hub.endpoint
+    via_proxy = [t for _, t, _ in proxy.seen if "/api/models/org/name" in t]
+    assert bool(via_proxy) == (proxy_for(endpoint, settings.proxies) is not None)
+    assert bool(via_proxy) == (no == "")
 
 
 def test_stale_kept_alive_connection_is_replaced_once() -> None:

@@ -21,6 +21,6 @@ Public surface: :class:`FileJob`, :class:`Mirror`, :class:`TransferOptions` and
 from __future__ import annotations
 
 from .engine import download_files
-from .jobs import FileJob, Mirror, TransferOptions
+from .jobs import FileJob, Mirror, TransferOptions, Watch
 
-__all__ = ["FileJob", "Mirror", "TransferOptions", "download_files"]
+__all__ = ["FileJob", "Mirror", "TransferOptions", "Watch", "download_files"]

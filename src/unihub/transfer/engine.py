@@ -143,6 +143,7 @@ def download_files(
     options: TransferOptions | None = None,
     session: Session | None = None,
     on_done: Callable[[int, Path], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[Path]:
     """Download ``jobs``; return their final paths in the same order.
 
@@ -158,6 +159,8 @@ def download_files(
     ``on_done(i, path)``: called from the worker thread as soon as ``jobs[i]`` is verified and
     in place (the API writes the file's metadata there, while other files are still in
     flight); an exception from it counts as that file's failure.
+    ``cancel``: an event of the caller's that stops the call as Ctrl+C does (journals flushed,
+    partials kept for the next call), raising :class:`~unihub.errors.DownloadFailedError`.
     """
     opts = _options(options, connections, max_workers, max_total_connections)
     jobs = _check_jobs(jobs)
@@ -172,7 +175,10 @@ def download_files(
             settings, token=False, client=client, max_connections=opts.max_total_connections
         )
     reporter = make_reporter(progress)
-    run = _Run(jobs, Context(session.transport, opts, reporter, verify), on_done)
+    ctx = Context(session.transport, opts, reporter, verify)
+    if cancel is not None:
+        ctx.cancel = cancel
+    run = _Run(jobs, ctx, on_done)
     try:
         reporter.start(sum(j.size for j in jobs), len(jobs))
         run.go()
@@ -271,6 +277,8 @@ class _Run:
 
     def results(self) -> list[Path]:
         """The paths, or the first failure (only :mod:`unihub.errors` types)."""
+        if not self.errors and self.ctx.cancel.is_set() and None in self.paths:
+            raise DownloadFailedError("download cancelled; the partial files are kept")
         if self.errors:
             err = self.errors[0]
             if isinstance(err, UnihubError):

@@ -176,6 +176,8 @@ class FileTransfer:
         self.hasher = PrefixHasher(h, self.fd, self.size, self._covered)
         self.hasher.start()
         self.sequential_owner = None
+        if self.job.watch is not None:
+            self.job.watch.reset(done.spans())
 
     def _covered(self, pos: int) -> int:
         with self.sched.lock:
@@ -503,6 +505,8 @@ class FileTransfer:
             self.sched.done.add(pos, pos + n, state.index)
             self.unsaved += new
         self.hasher.feed(pos, data)
+        if self.job.watch is not None:
+            self.job.watch.have(pos, pos + n, state.mirror.source)
         if new:
             self._emit("advance", new)
             if (

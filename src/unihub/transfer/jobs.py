@@ -7,15 +7,16 @@ host a redirect points at, and never writes them to disk (the journal keeps URLs
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ..retry import Retry
 from ..settings import Settings
 from ..timeouts import Timeouts
 
-__all__ = ["PARTIAL_SUFFIX", "FileJob", "Mirror", "TransferOptions"]
+__all__ = ["PARTIAL_SUFFIX", "FileJob", "Mirror", "TransferOptions", "Watch"]
 
 PARTIAL_SUFFIX = ".unihub-partial"
 
@@ -38,6 +39,20 @@ class Mirror:
         return f"Mirror(url={self.url!r}, source={self.source!r}, headers=<{len(self.headers)}>)"
 
 
+class Watch(Protocol):
+    """Told which bytes of a file's partial are on disk, for a reader that streams the file
+    while it downloads (``unihub serve``). Called from the engine's threads; must be quick.
+
+    ``reset(ranges)``: only ``ranges`` (``(start, end)`` pairs) are valid from now on (at the
+    start, with what a resumed partial holds; again when a hash mismatch discards bytes).
+    ``have(start, end, source)``: bytes ``[start, end)`` were just written, from ``source``.
+    """
+
+    def reset(self, ranges: Iterable[tuple[int, int]]) -> None: ...
+
+    def have(self, start: int, end: int, source: str) -> None: ...
+
+
 @dataclass
 class FileJob:
     """One file to fetch into ``dest``; ``partial`` (+ ``.journal``, ``.lock``) beside it.
@@ -45,6 +60,8 @@ class FileJob:
     ``present_at``: other paths where a finished copy of exactly ``size`` bytes means the file
     is done (the HF cache's snapshot path: without symlinks the layout *moves* the blob there,
     so a second process that waited on the lock must not fetch it again).
+    ``watch``: told which bytes are on disk as they land (see :class:`Watch`); files handed to
+    hf_transfer tell it nothing until they are done.
     """
 
     dest: Path
@@ -55,6 +72,7 @@ class FileJob:
     partial: Path | None = None
     label: str = ""
     present_at: tuple[Path, ...] = ()
+    watch: Watch | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.dest = Path(self.dest)

@@ -90,6 +90,10 @@ class RangeSet:
     def only_mirror(self, mirror: int) -> RangeSet:
         return RangeSet(r for r in self._r if r[2] == mirror)
 
+    def spans(self) -> list[tuple[int, int]]:
+        """The done ``(start, end)`` pairs, in order (mirrors left out)."""
+        return [(s, e) for s, e, _ in self._r]
+
     def to_list(self) -> list[list[int]]:
         return [list(r) for r in self._r]
 

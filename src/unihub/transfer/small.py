@@ -100,6 +100,8 @@ class _SmallFile:
             os.ftruncate(self.fd, 0)
             self.length = 0
             self._emit("advance", -have)
+        if self.job.watch is not None:
+            self.job.watch.reset(())
 
     def run(self) -> Path:
         job = self.job
@@ -108,6 +110,8 @@ class _SmallFile:
             os.ftruncate(self.fd, 0)  # without a hash check a leftover could be another version
             self.length = 0
         self._emit("start", self.length)
+        if job.watch is not None:
+            job.watch.reset([(0, self.length)] if self.length else [])
         retry = self.ctx.retry
         only: MirrorState | None = None
         rounds = 0
@@ -184,6 +188,8 @@ class _SmallFile:
                     pwrite(self.fd, piece, pos)
                 except OSError as exc:
                     raise from_oserror(exc, path=self.job.partial_path) from exc
+                if self.job.watch is not None:
+                    self.job.watch.have(pos, pos + len(piece), state.mirror.source)
                 pos += len(piece)
                 self.length = pos
                 self._emit("advance", len(piece))

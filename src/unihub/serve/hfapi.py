@@ -1,0 +1,160 @@
+"""The Hugging Face protocol as the server speaks it: JSON bodies, file headers, error answers.
+
+Pure functions from a :class:`~unihub.serve.repos.RepoView` to what huggingface_hub 2.x reads
+(shapes in ``shared/protocols/huggingface.md``; the fake hub in :mod:`unihub.testing` answers
+the same way and is checked against the real client). Errors carry ``X-Error-Code`` and
+``X-Error-Message`` as the Hub does: ``huggingface_hub.utils.hf_raise_for_status`` turns them
+into ``RepositoryNotFoundError``, ``RevisionNotFoundError``, ``EntryNotFoundError`` and
+``GatedRepoError``, so clients raise what they would against the Hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import (
+    AuthRequiredError,
+    ConfigError,
+    EntryNotFoundError,
+    GatedRepoError,
+    HubError,
+    OfflineError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    SourceUnavailableError,
+    UnihubError,
+    UnsafePathError,
+)
+from ..models import RepoFile
+from .repos import RepoBlockedError, RepoView
+
+__all__ = ["error_answer", "file_entry", "file_headers", "repo_info", "tree_entries"]
+
+_DATE = "1970-01-01T00:00:00.000Z"
+
+
+def file_entry(f: RepoFile) -> dict[str, Any]:
+    """One ``/tree`` or ``/paths-info`` entry."""
+    oid = f.git_oid or f.etag or ""
+    entry: dict[str, Any] = {"type": "file", "oid": oid, "size": f.size, "path": f.path}
+    if f.lfs and f.sha256:
+        entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
+    return entry
+
+
+def _folder_entry(view: RepoView, path: str) -> dict[str, Any]:
+    oid = hashlib.sha1(f"tree\0{view.commit}\0{path}".encode()).hexdigest()
+    return {"type": "directory", "oid": oid, "size": 0, "path": path}
+
+
+def _folders(view: RepoView) -> set[str]:
+    out: set[str] = set()
+    for p in view.files:
+        parts = p.split("/")[:-1]
+        out.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return out
+
+
+def repo_info(view: RepoView) -> dict[str, Any]:
+    """``GET /api/{models,datasets}/{id}[/revision/{rev}]``."""
+    siblings = []
+    for f in view.files.values():
+        entry: dict[str, Any] = {"rfilename": f.path, "size": f.size}
+        if f.git_oid:
+            entry["blobId"] = f.git_oid
+        if f.lfs and f.sha256:
+            entry["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": 134}
+        siblings.append(entry)
+    author = view.repo_id.split("/")[0] if "/" in view.repo_id else None
+    gated: Any = "manual" if view.manifest.gated or view.denied else False
+    info: dict[str, Any] = {
+        "_id": hashlib.sha1(view.repo_id.encode()).hexdigest()[:24],
+        "id": view.repo_id,
+        "author": author,
+        "sha": view.commit,
+        "lastModified": _DATE,
+        "createdAt": _DATE,
+        "private": False,
+        "gated": gated,
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": [],
+        "siblings": siblings,
+    }
+    if view.repo_type == "model":
+        info["modelId"] = view.repo_id
+    return info
+
+
+def tree_entries(view: RepoView, path: str, recursive: bool) -> list[dict[str, Any]] | None:
+    """``/tree/{rev}/{path}``: the entries under ``path`` (None: no such folder)."""
+    folders = _folders(view)
+    if path and path not in folders:
+        return None
+    prefix = f"{path}/" if path else ""
+    out: list[dict[str, Any]] = []
+    for p in sorted(folders | set(view.files)):
+        if not p.startswith(prefix) or (not recursive and "/" in p[len(prefix) :]):
+            continue
+        out.append(_folder_entry(view, p) if p in folders else file_entry(view.files[p]))
+    return out
+
+
+def paths_info(view: RepoView, paths: list[str]) -> list[dict[str, Any]]:
+    """``POST /paths-info/{rev}``: the entries of the paths that exist."""
+    folders = _folders(view)
+    out: list[dict[str, Any]] = []
+    for raw in paths:
+        p = raw.strip("/")
+        if p in view.files:
+            out.append(file_entry(view.files[p]))
+        elif p in folders:
+            out.append(_folder_entry(view, p))
+    return out
+
+
+def file_headers(view: RepoView, f: RepoFile) -> dict[str, str]:
+    """The headers of ``HEAD``/``GET`` ``/resolve/{rev}/{path}`` (bytes served directly)."""
+    name = f.path.rsplit("/", 1)[-1]
+    etag = f'"{f.etag}"'
+    headers = {
+        "X-Repo-Commit": view.commit,
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Content-Type": mimetypes.guess_type(name)[0] or "application/octet-stream",
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)};",
+    }
+    if f.lfs:
+        headers["X-Linked-Etag"] = etag
+        headers["X-Linked-Size"] = str(f.size)
+    return headers
+
+
+def error_answer(exc: BaseException, *, has_token: bool) -> tuple[int, str | None, str]:
+    """(status, X-Error-Code, message) for an error, as the Hub would answer it."""
+    msg = str(exc)
+    if isinstance(exc, RepoBlockedError):  # clients raise RepositoryNotFoundError with our words
+        return 403, "RepoNotFound", msg
+    if isinstance(exc, GatedRepoError):
+        return (403 if has_token else 401), "GatedRepo", msg
+    if isinstance(exc, AuthRequiredError):
+        return (404 if has_token else 401), "RepoNotFound", msg
+    if isinstance(exc, RepoNotFoundError):
+        return (404 if has_token else 401), "RepoNotFound", msg
+    if isinstance(exc, RevisionNotFoundError):
+        return 404, "RevisionNotFound", msg
+    if isinstance(exc, EntryNotFoundError):
+        return 404, "EntryNotFound", msg
+    if isinstance(exc, OfflineError):
+        return 404, "EntryNotFound", msg
+    if isinstance(exc, (ConfigError, UnsafePathError)):
+        return 400, None, msg
+    if isinstance(exc, SourceUnavailableError):
+        return 503, None, msg  # retryable: not the 401 olah users got (#61)
+    if isinstance(exc, (HubError, UnihubError)):
+        return 502, None, msg
+    return 500, None, "internal error"

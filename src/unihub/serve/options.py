@@ -1,0 +1,116 @@
+"""What ``unihub serve`` is told: :class:`ServeOptions`, checked once when the server starts.
+
+No web framework is imported here, so the CLI can check its arguments (and print a clear
+error) before the optional ``unihub[serve]`` dependencies are needed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+from ..models import RepoType
+from ..sources import Source
+from ..units import parse_size
+
+__all__ = ["ServeOptions", "size_option"]
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
+
+
+def size_option(text: str | None) -> int | None:
+    """``--max-cache-size``: '500GB', '1.5TiB', ... (None: no cap); ConfigError if malformed."""
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ConfigError(f"--max-cache-size: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the server runs.
+
+    - ``host`` / ``port``: where it listens (127.0.0.1 unless told otherwise; port 0: a free
+      port, reported once bound).
+    - ``cache_dir``: the Hugging Face cache it fills and serves (None: ``HF_HUB_CACHE``).
+    - ``sources``: as for ``unihub download --source`` (None: ``UNIHUB_SOURCES``, else the
+      public hubs).
+    - ``offline``: serve only what the cache holds; never ask a hub.
+    - ``max_cache_size``: bytes; the least recently served blobs are evicted past it, never one
+      being fetched or served (None: no cap).
+    - ``allow`` / ``deny``: repo patterns (shell globs, case-sensitive) matched against the
+      repo id (``org/name``) and against ``models/org/name`` or ``datasets/org/name``; deny
+      wins; with an allow list, only repos it matches are served.
+    - ``metadata_ttl``: seconds a repo's listing (and a token's access to it) is reused before
+      the hubs are asked again.
+    - ``connections``: the most connections per file for upstream fetches (the engine's ramp
+      uses fewer where more do not pay); 32 by default, twice a single download's, since a
+      server fetches for many clients and per-connection caps are common.
+    - ``access_log``: one JSON line per request on the ``unihub.serve.access`` logger.
+    - ``head_prefetch``: a ``HEAD`` of a file not in the cache starts its upstream fetch
+      (Hugging Face clients send one right before the ``GET``); a client that only asks for
+      headers then costs the file's bytes upstream once, and the blob stays cached.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8090
+    cache_dir: Path | None = None
+    sources: tuple[str, ...] | None = None
+    offline: bool = False
+    max_cache_size: int | None = None
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    metadata_ttl: float = 60.0
+    connections: int | None = 32
+    access_log: bool = True
+    head_prefetch: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0..65535, not {self.port!r}")
+        if self.max_cache_size is not None and self.max_cache_size <= 0:
+            raise ConfigError(f"max_cache_size must be positive, not {self.max_cache_size!r}")
+        if self.metadata_ttl < 0:
+            raise ConfigError(f"metadata_ttl must be >= 0, not {self.metadata_ttl!r}")
+        for pattern in (*self.allow, *self.deny):
+            if not pattern or pattern != pattern.strip():
+                raise ConfigError(f"empty or padded repo pattern {pattern!r}")
+
+    def allows(self, repo_type: RepoType, repo_id: str) -> bool:
+        """Whether the allow/deny lists let this repo through."""
+        names = (repo_id, f"{repo_type}s/{repo_id}")
+
+        def hit(patterns: tuple[str, ...]) -> bool:
+            return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
+
+        if hit(self.deny):
+            return False
+        return not self.allow or hit(self.allow)
+
+    def check_not_self(self, sources: list[Source], port: int) -> None:
+        """ConfigError if a source is this server itself (``HF_ENDPOINT`` exported for clients
+        in the server's own shell would make every miss a request to itself, forever)."""
+        for source in sources:
+            parts = urlsplit(source.endpoint)
+            default = 443 if parts.scheme == "https" else 80
+            if (parts.port or default) != port:
+                continue
+            host = (parts.hostname or "").lower()
+            if host in _LOOPBACK or host == self.host.lower() or _is_loopback(host):
+                raise ConfigError(
+                    f"source {source} is this server ({self.host}:{port})",
+                    hint="Unset HF_ENDPOINT in the server's environment, or pass --source",
+                )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

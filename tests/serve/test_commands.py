@@ -1,0 +1,147 @@
+"""The ``unihub serve`` and ``unihub run`` commands, as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from unihub.testing import FakeHub, FakeRepo
+
+Factory = Callable[..., FakeHub]
+UNIHUB = [sys.executable, "-m", "unihub"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def env(tmp_path: Path, isolated_env: None) -> dict[str, str]:
+    e = dict(os.environ)
+    for name in ("HF_ENDPOINT", "UNIHUB_SERVER", "HF_HUB_OFFLINE", "HF_TOKEN"):
+        e.pop(name, None)
+    e["HF_HOME"] = str(tmp_path / "hf-home")
+    e["UNIHUB_PROBE_TIMEOUT"] = "1.0"
+    return e
+
+
+def test_serve_command_answers_and_stops_on_sigterm(
+    fake_hub_factory: Factory, tmp_path: Path, env: dict[str, str]
+) -> None:
+    repo = FakeRepo("org/model", files={"config.json": "{}", "w.safetensors": 2 << 20})
+    hub = fake_hub_factory("hf", repos=[repo])
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            *UNIHUB,
+            "serve",
+            "--port",
+            str(port),
+            "--cache-dir",
+            str(tmp_path / "srv"),
+            "--source",
+            hub.source,
+            "--max-cache-size",
+            "1GB",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx2.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                time.sleep(0.1)
+        got = httpx2.get(f"{url}/org/model/resolve/main/w.safetensors", timeout=60)
+        assert got.content == repo.content("w.safetensors")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    # uvicorn re-raises the signal after its graceful shutdown (systemd counts it as clean)
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "stopped" in err.splitlines()[-1]
+    assert '"path": "/org/model/resolve/main/w.safetensors"' in err  # the access log
+
+
+def test_serve_command_bad_arguments_exit_2(env: dict[str, str]) -> None:
+    out = subprocess.run(
+        [*UNIHUB, "serve", "--max-cache-size", "lots"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "max-cache-size" in out.stderr
+
+
+def test_run_gives_the_command_a_server_and_its_exit_code(
+    fake_hub_factory: Factory, tmp_path: Path, env: dict[str, str]
+) -> None:
+    repo = FakeRepo("org/model", files={"config.json": '{"a": 1}'})
+    hub = fake_hub_factory("hf", repos=[repo])
+    code = (
+        "import os, sys\n"
+        "from huggingface_hub import hf_hub_download\n"
+        "p = hf_hub_download('org/model', 'config.json', token=False)\n"
+        "print(os.environ['HF_ENDPOINT'])\n"
+        "sys.exit(7 if open(p).read() == '{\"a\": 1}' else 1)\n"
+    )
+    out = subprocess.run(
+        [
+            *UNIHUB,
+            "run",
+            "--source",
+            hub.source,
+            "--cache-dir",
+            str(tmp_path / "srv"),
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 7, out.stderr
+    assert out.stdout.strip().startswith("http://127.0.0.1:")
+    assert hub.stats.bytes_total > 0
+    assert list((tmp_path / "srv").glob("models--org--model/blobs/*"))
+
+
+def test_run_with_an_existing_server_and_failures(
+    fake_hub_factory: Factory, tmp_path: Path, env: dict[str, str]
+) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}"
+    out = subprocess.run(
+        [*UNIHUB, "run", "--", sys.executable, "-c", "print(1)"],
+        env={**env, "UNIHUB_SERVER": dead},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "no unihub serve answers" in out.stderr
+    out = subprocess.run(
+        [*UNIHUB, "run", "--source", "hf=http://127.0.0.1:9", "--", "no-such-command-xyz"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 127 and "command not found" in out.stderr
+    out = subprocess.run([*UNIHUB, "run"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
