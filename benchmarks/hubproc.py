@@ -32,6 +32,7 @@ class HubSpec:
     files: dict[str, int | str]
     per_connection_rate: float | None = None
     total_rate: float | None = None
+    per_client_rate: float | None = None  # one cap per client address (scenario P: per node)
     latency: float = 0.0
     faults: dict[str, Any] | None = None
     blackhole: bool = False
@@ -45,6 +46,7 @@ class HubSpec:
             "knobs": {
                 "per_connection_rate": self.per_connection_rate,
                 "total_rate": self.total_rate,
+                "per_client_rate": self.per_client_rate,
                 "latency": self.latency,
                 "blackhole": self.blackhole,
                 "page_size": self.page_size,
@@ -161,6 +163,7 @@ def _stats(hub: Any) -> dict[str, Any]:
     gets = [r for r in list(st.requests) if _is_file_get(r.method, r.path, r.query)]
     return {
         "bytes_total": st.bytes_total,
+        "bytes_by_client": dict(getattr(st, "bytes_by_client", {})),
         "requests": len(st.requests),
         "file_gets": len(gets),
         "statuses": dict(Counter(str(r.status) for r in st.requests)),

@@ -100,6 +100,9 @@ def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any,
                  install_olah: bool = True) -> dict[str, Any]:
     """Start the scenario's hubs, run each tool (or server, in the serve scenarios), check the
     targets. ``install_olah``: create olah's virtualenv if it is missing."""
+    if sc.cluster_nodes:
+        started = time.monotonic()
+        return _summary(sc, _cluster_runs(sc, tools, scratch, log), {}, started, log)
     wanted = [t for t in sc.tools if t in tools]
     needed: set[str] = set()
     for name in wanted:
@@ -139,6 +142,26 @@ def run_scenario(sc: Scenario, tools: list[str], scratch: Path, log: Any,
             log(f"[{sc.key}] {name}: {'ok' if r.ok else 'FAILED ' + str(r.error)[:300]}; "
                 f"{secs}, {r.files} files, served {r.bytes_served / max(1, need):.3f}x, "
                 f"rss {r.peak_rss_mib or 0:.0f} MiB" + (f"; {r.note}" if r.note else ""))
+    return _summary(sc, results, skipped, t0, log)
+
+
+def _cluster_runs(sc: Scenario, tools: list[str], scratch: Path, log: Any
+                  ) -> dict[str, RunResult]:
+    """Scenario P: its own runner (a Ray cluster per node count); needs unihub[ray]."""
+    if "unihub" not in tools:
+        return {}
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        log(f"[{sc.key}] skipped: ray is not installed (pip install 'unihub[ray]')")
+        return {}
+    from raycluster import run_cluster
+
+    return run_cluster(sc.hubs["hf"], sc.cluster_nodes, sc.kill_at_fraction, scratch, log)
+
+
+def _summary(sc: Scenario, results: dict[str, RunResult], skipped: dict[str, str], t0: float,
+             log: Any) -> dict[str, Any]:
     targets = []
     for t in sc.targets:
         met, measured = t.check(results, sc.metric, sc.main)
@@ -218,11 +241,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     command = "python benchmarks/run.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    used = sorted({n for sc in done for n in sc["runs"]}, key=list(TOOLS).index)
+    used = sorted({n for sc in done for n in sc["runs"] if n in TOOLS}, key=list(TOOLS).index)
     data = {"command": command.strip(), "date": date, "profile": profile,
             "elapsed": time.monotonic() - started, "commit": _commit(),
             "machine": _machine() | {"load_before": load_before, "load_after": _load()},
-            "versions": tool_versions(used),
+            "versions": tool_versions(used) | _ray_version(done),
             "results_path": _rel(js), "scenarios": done}
     js.parent.mkdir(parents=True, exist_ok=True)
     js.write_text(json.dumps(data, indent=1) + "\n")
@@ -266,6 +289,18 @@ def _report_only(results: Path, out: Path | None, merge: list[Path] | None = Non
     write_markdown(data, md, png.name if plotted else None)
     print(f"wrote {_rel(md)}" + (f", {_rel(png)}" if plotted else ""))
     return 0
+
+
+def _ray_version(done: list[dict[str, Any]]) -> dict[str, str]:
+    """Ray's version when scenario P ran."""
+    if not any(n.startswith("unihub-ray") for sc in done for n in sc["runs"]):
+        return {}
+    from importlib import metadata
+
+    try:
+        return {"ray": metadata.version("ray")}
+    except metadata.PackageNotFoundError:
+        return {}
 
 
 def _load() -> list[float] | None:

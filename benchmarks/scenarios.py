@@ -35,7 +35,7 @@ SHORT = {"A": "capped links", "B": "unthrottled, 2 big files", "C": "drops, 503,
          "G": "blackholed HF hub", "H": "two hubs", "I": "corrupt mirror",
          "J": "first byte, one hub", "L": "serve: cold, 1 client",
          "M": "serve: 16 cold clients", "N": "serve: 16 warm clients",
-         "O": "serve: HF blocked, ModelScope"}
+         "O": "serve: HF blocked, ModelScope", "P": "Ray cluster fan-out"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ class Target:
 
     text: str
     kind: str  # cap_fraction | times | times_best | cpu_best | served | rss | ttfb |
-    #            ttfb_plus | rate | completes | upstream
+    #            ttfb_plus | rate | completes | upstream | cluster_served | cluster_time |
+    #            cluster_kill
     value: float = 0.0
     other: str = ""  # baseline tool for "times" and "ttfb_plus"
     cap: float = 0.0  # bytes/s for "cap_fraction"
@@ -61,6 +62,8 @@ class Target:
               ) -> tuple[bool | None, str]:
         """(met?, measured) — None when it cannot be decided (unihub or baseline missing).
         ``main`` is the unihub contender (``unihub-serve`` in the serve scenarios)."""
+        if self.kind.startswith("cluster_"):
+            return _check_cluster(self, results)
         u = results.get(main)
         if u is None or (not u.ok and self.kind not in ("completes",)):
             why = u.error if u is not None else f"{main} did not run"
@@ -119,6 +122,38 @@ class Target:
         raise ValueError(self.kind)
 
 
+def _check_cluster(t: Target, results: Mapping[str, RunResult]) -> tuple[bool | None, str]:
+    """Scenario P's targets, over its runs ``unihub-ray-N``, ``baseline-N`` and
+    ``unihub-ray-N-kill``."""
+    fan = {k: r for k, r in results.items() if k.startswith("unihub-ray-") and "kill" not in k}
+    if t.kind == "cluster_served":
+        if not fan:
+            return None, "no cluster run"
+        ratios = {k: r.bytes_served / r.bytes for k, r in fan.items() if r.bytes}
+        worst = max(ratios.values(), default=float("inf"))
+        ok = all(r.ok for r in fan.values()) and worst <= t.value
+        text = ", ".join(f"{k.rsplit('-', 1)[1]} nodes {v:.3f}x" for k, v in ratios.items())
+        base = {k: r for k, r in results.items() if k.startswith("baseline-")}
+        if base:
+            text += "; baseline " + ", ".join(
+                f"{k.rsplit('-', 1)[1]} nodes {r.bytes_served / max(1, r.bytes):.2f}x"
+                for k, r in base.items())
+        return ok, text
+    if t.kind == "cluster_time":
+        mine, base = results.get(f"unihub-ray-{t.other}"), results.get(f"baseline-{t.other}")
+        if mine is None or base is None or not base.ok or not base.seconds:
+            return None, f"no baseline with {t.other} nodes"
+        if not mine.ok or not mine.seconds:
+            return False, f"failed: {mine.error}"
+        ratio = mine.seconds / base.seconds
+        return ratio <= t.value, (f"{ratio:.2f}x the baseline ({mine.seconds:.1f} s vs"
+                                  f" {base.seconds:.1f} s)")
+    kill = next((r for k, r in results.items() if k.endswith("-kill")), None)
+    if kill is None:
+        return None, "no kill run"
+    return kill.ok, (f"completed, {kill.note}" if kill.ok else f"failed: {kill.error}")
+
+
 @dataclass
 class Scenario:
     key: str
@@ -138,6 +173,7 @@ class Scenario:
     plot_metric: str = ""  # what the plot shows when not ``metric`` ("rss")
     serve: ServePlan | None = None  # a serve scenario: servers between clients and hubs
     main: str = "unihub"  # the unihub contender the targets are checked for
+    cluster_nodes: tuple[int, ...] = ()  # scenario P: Ray clusters of these node counts
 
     @property
     def short(self) -> str:
@@ -190,6 +226,10 @@ def build(profile: str) -> list[Scenario]:
     n_small = 5000 if full else 500 if quick else 60
     shard = 250 if full else 100 if quick else 20
     giant = 2048 * MiB if full else 256 * MiB if quick else 8 * MiB
+    node_cap = 2 * MiB if full or quick else 4 * MiB
+    # large enough that a transfer, not Ray's start of the node actors (3-4 s on this loaded
+    # 2-core machine), dominates: 64 MB gave 0.43x the baseline's time with 4 nodes
+    fan = 96 * MiB if full else 32 * MiB if quick else 4 * MiB
     slow = 1.0 if full else 0.5
 
     faults = {"seed": 11, "drop_mid_body": 0.03, "error_5xx": 0.03, "too_many_requests": 1}
@@ -302,6 +342,28 @@ def build(profile: str) -> list[Scenario]:
                    " the moment the client called its download function (imports done)."
                    " Both tools are pointed at the one hub."]),
         *_serve_scenarios(profile),
+        Scenario(
+            "P", f"Ray cluster fan-out: 1, 2 and 4 nodes, each capped at {node_cap // MiB} MB/s"
+            f" per address; 1 x {fan // MiB} MB + 5 small files",
+            {"hf": HubSpec("hf", REPO, {"model.safetensors": fan} | _small_files(5),
+                           per_client_rate=node_cap)},
+            ("unihub",), "served",
+            [Target("bytes served <= 1.05x the repo for any N", "cluster_served", 1.05),
+             Target("4 nodes: all verified in <= 0.4x the baseline's time", "cluster_time",
+                    0.4, "4"),
+             Target("a node killed half way: completes, every remaining node verified",
+                    "cluster_kill")],
+            timeout=300 * slow, issue=12, kill_at_fraction=0.5,
+            cluster_nodes=(1, 2, 4) if full or quick else (1, 2),
+            notes=["A `ray.cluster_utils.Cluster` on this machine: a head that runs nothing and"
+                   " N worker nodes of 1 CPU, each with its own HF cache and its own loopback"
+                   " address (`UNIHUB_BIND_ADDRESS=127.0.0.2`, ...); the hub caps each address."
+                   " `baseline-N`: every node runs `unihub.snapshot` on its own at once (a Ray"
+                   " task per node). `unihub-ray-N`: `unihub.snapshot(cluster=\"ray\")` from the"
+                   " driver. Time: until every node holds the verified repo (checked on each"
+                   " node's disk). `served / needed` lists the bytes per client address.",
+                   "All nodes share this machine's 2 cores: the exchange between nodes costs CPU"
+                   " here that separate machines would not share."]),
     ]
 
 

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import (
+    ConfigError,
     ContentChangedError,
     DownloadFailedError,
     EntryNotFoundError,
@@ -240,6 +241,8 @@ def snapshot(
     progress: ProgressArg = None,
     verify: bool = True,
     offline: bool = False,
+    cluster: str | None = None,
+    nodes: str | int | Iterable[str] = "all",
 ) -> str:
     """Download a whole repo (or its include/exclude subset) and return the folder.
 
@@ -247,7 +250,34 @@ def snapshot(
     layout under ``cache_dir`` (default: ``HF_HUB_CACHE`` / ``HF_HOME``), keyed by the
     Hugging Face id whatever hub the bytes came from, so ``from_pretrained("org/name")``
     finds it offline. Patterns that match no file raise :class:`EntryNotFoundError`.
+
+    ``cluster="ray"`` (or a Ray address): every node of the Ray cluster (``nodes="all"``, the
+    first ``n``, or a list of node ids) gets the verified repo at the same path, the hubs
+    serving its bytes once (``unihub[ray]``; see ``docs/cluster.md`` and
+    :func:`unihub.cluster.snapshot_on_cluster` for the per-node report).
     """
+    if cluster is not None:
+        if offline:
+            raise ConfigError("offline=True and cluster= cannot go together")
+        from .cluster import snapshot_on_cluster
+
+        return snapshot_on_cluster(
+            repo_id,
+            cluster=cluster,
+            nodes=nodes,
+            repo_type=repo_type,
+            revision=revision,
+            local_dir=local_dir,
+            cache_dir=cache_dir,
+            sources=sources,
+            include=include,
+            exclude=exclude,
+            token=token,
+            max_workers=max_workers,
+            connections=connections,
+            progress=progress,
+            verify=verify,
+        ).path
     folder, _ = _call(
         repo_id,
         None,

@@ -73,6 +73,20 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--no-verify", action="store_true", help="skip hash checks (sizes still checked)"
     )
+    d.add_argument(
+        "--ray",
+        nargs="?",
+        const="ray",
+        default=None,
+        metavar="ADDRESS",
+        help="onto every node of a Ray cluster (this one, or ADDRESS such as ray://HOST:10001);"
+        " needs unihub[ray]",
+    )
+    d.add_argument(
+        "--nodes",
+        default="all",
+        help="with --ray: 'all' (default), a count, or comma-separated Ray node ids",
+    )
 
     ls = sub.add_parser("ls", help="list a repo's files with sizes")
     ls.add_argument("repo")
@@ -210,11 +224,35 @@ def _cmd_download(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         offline=args.offline,
     )
+    if args.ray is not None:
+        return _cluster_download(args, kwargs)
     if args.files:
         path = fetch_paths(args.repo, list(args.files), **kwargs)
     else:
         path = snapshot(args.repo, **kwargs)
     print(path)
+    return 0
+
+
+def _cluster_download(args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
+    from .cluster import snapshot_on_cluster
+
+    if args.files or args.offline:
+        raise ConfigError("--ray fetches whole repos: use --include instead of FILES, no --offline")
+    del kwargs["offline"]
+    nodes: str | int | list[str] = args.nodes
+    if args.nodes.isdigit():
+        nodes = int(args.nodes)
+    elif args.nodes != "all":
+        nodes = [n.strip() for n in args.nodes.split(",") if n.strip()]
+    report = snapshot_on_cluster(args.repo, cluster=args.ray, nodes=nodes, **kwargs)
+    if not args.quiet:
+        for n in report.nodes:
+            where = n.bind_address or n.ip
+            line = f"node {n.node_id[:12]} {where}: {n.status}, {n.fetched:,} B from hubs, "
+            line += f"{n.received:,} B from peers"
+            print(line + (f" ({n.message})" if n.message else ""), file=sys.stderr)
+    print(report.path)
     return 0
 
 

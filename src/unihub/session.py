@@ -8,7 +8,8 @@ builds one TLS context, one connection pool, one user agent and opens each sourc
 What the session owns (pip's ``network/session.py`` is the model: one factory, every policy):
 
 - the ``httpx2.Client``: TLS context (built once per process for the CA settings), user agent,
-  proxies from :class:`~unihub.settings.Settings` (``trust_env=False``: nothing is read from the
+  proxies and the local address to leave from (``UNIHUB_BIND_ADDRESS``) from
+  :class:`~unihub.settings.Settings` (``trust_env=False``: nothing is read from the
   environment behind our back), a pool sized for the transfer budget, timeouts from
   :class:`~unihub.timeouts.Timeouts`, no automatic redirects (callers follow them by hand so
   that credentials are re-decided at every hop);
@@ -218,6 +219,7 @@ class Session:
                     s.proxies,
                     user_agent(),
                     lambda: HttpxTransport(self.client),
+                    bind_address=s.bind_address,
                 )
             elif self._transport is None:
                 assert self._client is not None  # given by the caller
@@ -238,6 +240,7 @@ class Session:
                     max_keepalive_connections=n + 8,
                     keepalive_expiry=30.0,
                 ),
+                local_address=s.bind_address,  # UNIHUB_BIND_ADDRESS
             ),
             headers={"user-agent": user_agent()},
             timeout=s.timeouts.http(),

@@ -30,6 +30,8 @@ CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``
 ``HTTP(S)_PROXY``, ``ALL_PROXY``,       ``proxies``
 ``NO_PROXY`` (any case)
 ``SSL_CERT_FILE``, ``SSL_CERT_DIR``     ``ca_file``, ``ca_dir``
+``UNIHUB_BIND_ADDRESS``                 ``bind_address`` (local IP every connection leaves
+                                        from: one Ray node, one address)
 ``UNIHUB_*_TIMEOUT``, ``UNIHUB_MIN_*``  ``timeouts`` (see :mod:`unihub.timeouts`)
 ======================================= ===============================================
 
@@ -38,6 +40,7 @@ Flags use huggingface_hub's truthiness: ``1``, ``ON``, ``YES``, ``TRUE`` (any ca
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import urllib.request
@@ -46,6 +49,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
 from .timeouts import Timeouts
 
 __all__ = ["Settings", "env_flag", "id_map_file"]
@@ -114,6 +118,19 @@ def _proxies(environ: Mapping[str, str] | None) -> dict[str, str]:
             if low.endswith("_proxy") and value.strip():
                 found.setdefault(low[: -len("_proxy")], value.strip())
     return {k: v for k, v in found.items() if k in ("http", "https", "all", "no") and v}
+
+
+def _bind_address(env: Mapping[str, str]) -> str | None:
+    raw = env.get("UNIHUB_BIND_ADDRESS", "").strip()
+    if not raw:
+        return None
+    try:
+        return str(ipaddress.ip_address(raw.strip("[]")))
+    except ValueError:
+        raise ConfigError(
+            f"UNIHUB_BIND_ADDRESS={raw!r} is not an IP address",
+            hint="a local address of this machine, e.g. 10.0.0.5 or 127.0.0.2",
+        ) from None
 
 
 def _hf_token_file(env: Mapping[str, str]) -> Path:
@@ -198,6 +215,7 @@ class Settings:
     ca_file: str | None = None
     ca_dir: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
+    bind_address: str | None = None
     server: str | None = None
 
     @classmethod
@@ -228,6 +246,7 @@ class Settings:
             ca_file=env.get("SSL_CERT_FILE") or None,
             ca_dir=env.get("SSL_CERT_DIR") or None,
             timeouts=Timeouts.from_env(env),
+            bind_address=_bind_address(env),
             server=env.get("UNIHUB_SERVER", "").strip().rstrip("/") or None,
         )
 

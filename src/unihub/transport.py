@@ -22,10 +22,11 @@ What this transport does, and all it does: ``GET`` with the caller's headers, on
 HTTP/1.1 connections (a pool of idle connections per origin and proxy), TLS with the session's
 context, HTTP proxies (``http://`` proxy URLs: absolute-form requests for ``http`` targets, a
 ``CONNECT`` tunnel for ``https`` ones; credentials in the proxy URL become
-``Proxy-Authorization``), the session's connect and read timeouts. Redirects, Range checks,
-retries and credentials per origin are the callers' rules (:mod:`unihub.transfer.worker`).
-A proxy of another kind (``socks5://``, ``https://``) and a caller-supplied ``httpx2.Client``
-go through :class:`HttpxTransport`, the same interface over ``httpx2``.
+``Proxy-Authorization``), the session's connect and read timeouts and local address
+(``UNIHUB_BIND_ADDRESS``). Redirects, Range checks, retries and credentials per origin are
+the callers' rules (:mod:`unihub.transfer.worker`). A proxy of another kind (``socks5://``,
+``https://``) and a caller-supplied ``httpx2.Client`` go through :class:`HttpxTransport`, the
+same interface over ``httpx2``.
 """
 
 from __future__ import annotations
@@ -141,8 +142,11 @@ class RawTransport:
         proxies: Mapping[str, str],
         user_agent: str,
         fallback: Callable[[], Transport] | None = None,
+        bind_address: str | None = None,
     ) -> None:
         self._ssl = ssl_context
+        # every connection leaves from this local address (``UNIHUB_BIND_ADDRESS``)
+        self._source = (bind_address, 0) if bind_address else None
         self._proxies = dict(proxies)
         self._ua = user_agent
         self._fallback = fallback
@@ -204,15 +208,18 @@ class RawTransport:
 
     def _new(self, key: _Key) -> http.client.HTTPConnection:
         scheme, host, port, proxy = key
+        src = self._source
         if proxy is None:
             if scheme == "https":
-                return http.client.HTTPSConnection(host, port, context=self._ssl)
-            return http.client.HTTPConnection(host, port)
+                return http.client.HTTPSConnection(
+                    host, port, context=self._ssl, source_address=src
+                )
+            return http.client.HTTPConnection(host, port, source_address=src)
         p = urlsplit(proxy)
         p_host, p_port = p.hostname or "", p.port or 80
         if scheme == "http":
-            return http.client.HTTPConnection(p_host, p_port)
-        conn = http.client.HTTPSConnection(p_host, p_port, context=self._ssl)
+            return http.client.HTTPConnection(p_host, p_port, source_address=src)
+        conn = http.client.HTTPSConnection(p_host, p_port, context=self._ssl, source_address=src)
         auth = _proxy_auth(proxy)
         conn.set_tunnel(host, port, headers={"Proxy-Authorization": auth} if auth else None)
         return conn

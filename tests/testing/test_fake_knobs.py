@@ -279,3 +279,43 @@ def test_stop_and_restart_keeps_the_endpoint(fake_hub_factory: HubFactory) -> No
     assert (hub.endpoint, hub.cdn_endpoint) == (endpoint, cdn)
     r = httpx2.get(_url(hub), timeout=5, follow_redirects=True)
     assert r.status_code == 200 and len(r.content) == 3 * MB
+
+
+def test_per_client_rate_caps_each_address_and_counts_its_bytes(
+    fake_hub_factory: HubFactory,
+) -> None:
+    """All connections from one address share its cap (per-IP throttling); bytes are counted per
+    address."""
+    repo = _repo()
+    hub = fake_hub_factory("hf", repos=[repo], cdn=None, per_client_rate=2 * MB)
+    elapsed: dict[str, float] = {}
+
+    def client(address: str) -> None:
+        transport = httpx2.HTTPTransport(local_address=address)
+        with httpx2.Client(transport=transport, timeout=30) as c:
+            ranges = [f"bytes={i * MB}-{(i + 1) * MB - 1}" for i in range(3)]
+            t0 = time.monotonic()
+            threads = [
+                threading.Thread(target=lambda r=r: c.get(_url(hub), headers={"Range": r}))
+                for r in ranges
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            elapsed[address] = time.monotonic() - t0
+
+    clients = [threading.Thread(target=client, args=(a,)) for a in ("127.0.0.1", "127.0.0.2")]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join(60)
+    assert hub.stats.bytes_by_client == {"127.0.0.1": 3 * MB, "127.0.0.2": 3 * MB}
+    assert hub.stats.bytes_total == 6 * MB
+    for address, seconds in elapsed.items():
+        # three connections together never beat one address's cap (+25 % slack: the burst)
+        assert seconds >= 1.5 / 1.25, (address, seconds)
+    hub.configure(per_client_rate=None)
+    hub.reset_stats()
+    _timed_get(_url(hub))
+    assert hub.stats.bytes_by_client == {"127.0.0.1": 3 * MB}

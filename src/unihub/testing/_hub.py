@@ -61,7 +61,8 @@ class Faults:
 
 
 class RequestRecord(NamedTuple):
-    """One request as the hub saw it. ``path`` is percent-decoded; ``range`` is the raw header."""
+    """One request as the hub saw it. ``path`` is percent-decoded; ``range`` is the raw header;
+    ``client`` the client's IP address."""
 
     method: str
     host: str
@@ -71,11 +72,13 @@ class RequestRecord(NamedTuple):
     has_auth: bool
     range: str | None
     time: float
+    client: str = ""
 
 
 @dataclass
 class HubStats:
-    """Counters of one hub: file body bytes served, every request answered, TCP connections.
+    """Counters of one hub: file body bytes served (in all, per file, per client address),
+    every request answered, TCP connections.
 
     ``connections`` counts accepted connections, ``open_connections`` those open now and
     ``peak_connections`` the most open at once (since the last reset).
@@ -83,6 +86,7 @@ class HubStats:
 
     bytes_total: int = 0
     bytes_by_file: dict[str, int] = field(default_factory=dict)
+    bytes_by_client: dict[str, int] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
     connections: int = 0
     open_connections: int = 0
@@ -91,6 +95,7 @@ class HubStats:
 
 _KNOBS = (
     "per_connection_rate",
+    "per_client_rate",
     "total_rate",
     "latency",
     "blackhole",
@@ -140,6 +145,7 @@ class FakeHub:
         *,
         cdn: Literal["same-host", "other-host", "auto"] | None = "auto",
         per_connection_rate: float | None = None,
+        per_client_rate: float | None = None,
         total_rate: float | None = None,
         latency: float = 0.0,
         blackhole: bool = False,
@@ -167,6 +173,7 @@ class FakeHub:
             cdn = "same-host" if kind == "hf" else None
         self.cdn: Literal["same-host", "other-host"] | None = cdn
         self.per_connection_rate = per_connection_rate
+        self.per_client_rate = per_client_rate
         self.total_rate = total_rate
         self.latency = latency
         self.blackhole = blackhole
@@ -189,6 +196,7 @@ class FakeHub:
         self._repos: dict[tuple[str, str], FakeRepo] = {}
         self._lock = threading.Lock()
         self._bucket = TokenBucket(total_rate)
+        self._client_buckets: dict[str, TokenBucket] = {}
         self._rng = random.Random(self.faults.seed)
         self._file_gets = 0
         self._cdn_blobs: dict[str, tuple[Blob, str, str, str]] = {}
@@ -277,15 +285,19 @@ class FakeHub:
 
     # -- knobs and stats -----------------------------------------------------------------
     def configure(self, **knobs: Any) -> None:
-        """Change knobs live: per_connection_rate, total_rate, latency, blackhole, faults, html,
-        status_override, page_size, moved, gated, private, tokens. New ``faults`` restart the
-        fault sequence from its seed."""
+        """Change knobs live: per_connection_rate, per_client_rate, total_rate, latency,
+        blackhole, faults, html, status_override, page_size, moved, gated, private, tokens. New
+        ``faults`` restart the fault sequence from its seed."""
         for name, value in knobs.items():
             if name not in _KNOBS:
                 raise TypeError(f"unknown knob {name!r}; known: {', '.join(_KNOBS)}")
             setattr(self, name, value)
         if "total_rate" in knobs:
             self._bucket.rate = knobs["total_rate"]
+        if "per_client_rate" in knobs:
+            with self._lock:
+                for bucket in self._client_buckets.values():
+                    bucket.rate = knobs["per_client_rate"]
         for name in ("gated", "private", "tokens"):
             if name in knobs:
                 setattr(self, name, set(knobs[name]))
@@ -312,6 +324,15 @@ class FakeHub:
     def total_bucket(self) -> TokenBucket:
         return self._bucket
 
+    def client_bucket(self, client: str) -> TokenBucket:
+        """The bucket every connection from ``client`` (an IP address) shares: as per-IP
+        throttling does, one client's many connections together get ``per_client_rate``."""
+        with self._lock:
+            bucket = self._client_buckets.get(client)
+            if bucket is None:
+                bucket = self._client_buckets[client] = TokenBucket(self.per_client_rate)
+            return bucket
+
     def before_answer(self) -> None:
         if self.latency > 0:
             self.stopping.wait(self.latency)
@@ -326,6 +347,7 @@ class FakeHub:
             "Authorization" in request.headers,
             request.headers.get("Range"),
             started,
+            request.client,
         )
         with self._lock:
             self.stats.requests.append(rec)
@@ -338,12 +360,14 @@ class FakeHub:
                 st.connections += delta
                 st.peak_connections = max(st.peak_connections, st.open_connections)
 
-    def count_bytes(self, key: str | None, n: int) -> None:
+    def count_bytes(self, key: str | None, n: int, client: str = "") -> None:
         if key is None:
             return
         with self._lock:
-            self.stats.bytes_total += n
-            self.stats.bytes_by_file[key] = self.stats.bytes_by_file.get(key, 0) + n
+            st = self.stats
+            st.bytes_total += n
+            st.bytes_by_file[key] = st.bytes_by_file.get(key, 0) + n
+            st.bytes_by_client[client] = st.bytes_by_client.get(client, 0) + n
 
     def dispatch(self, request: Request) -> Response:
         if self.status_override is not None:

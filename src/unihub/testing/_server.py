@@ -1,10 +1,10 @@
 """Threaded HTTP/1.1 server under the fake hubs: keep-alive, throttling, blackhole, stalls, drops.
 
 Hand-written on ``http.server`` because the fakes must misbehave at the socket level in ways a
-framework hides: cap bytes per TCP connection and across connections (token buckets), accept
-connections and never answer, close a connection in the middle of a body, or stop sending while
-keeping it open. The protocol logic (what to answer) lives in ``_hf.py``/``_ms.py`` behind the
-:class:`Backend` protocol; this module only moves bytes.
+framework hides: cap bytes per TCP connection, per client address and across connections (token
+buckets), accept connections and never answer, close a connection in the middle of a body, or
+stop sending while keeping it open. The protocol logic (what to answer) lives in
+``_hf.py``/``_ms.py`` behind the :class:`Backend` protocol; this module only moves bytes.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class Request:
     listener: str  # "main" or "cdn"
     scheme_host: str  # "http://127.0.0.1:PORT" as the client addressed us
     body: bytes = b""
+    client: str = ""  # the client's IP address
 
     @property
     def params(self) -> dict[str, str]:
@@ -88,8 +89,9 @@ class Backend(Protocol):
     def blackholed(self) -> bool: ...
     def connection_rate(self) -> float | None: ...
     def total_bucket(self) -> TokenBucket: ...
+    def client_bucket(self, client: str) -> TokenBucket: ...
     def record(self, request: Request, status: int, started: float) -> None: ...
-    def count_bytes(self, key: str | None, n: int) -> None: ...
+    def count_bytes(self, key: str | None, n: int, client: str = "") -> None: ...
     def connection_change(self, delta: int) -> None: ...
 
 
@@ -138,6 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.track(self.connection, True)
         self.server.backend.connection_change(+1)
         self._bucket = TokenBucket(None)
+        self._client = str(self.client_address[0])
 
     def finish(self) -> None:
         with contextlib.suppress(OSError):
@@ -176,7 +179,14 @@ class _Handler(BaseHTTPRequestHandler):
         addr = self.server.server_address
         host = self.headers.get("Host") or f"{addr[0]!s}:{addr[1]}"
         request = Request(
-            self.command, path, query, self.headers, self.server.name, "http://" + host, body
+            self.command,
+            path,
+            query,
+            self.headers,
+            self.server.name,
+            "http://" + host,
+            body,
+            self._client,
         )
         try:
             response = backend.dispatch(request)
@@ -223,27 +233,29 @@ class _Handler(BaseHTTPRequestHandler):
         backend = self.server.backend
         stop = backend.stopping
         total = backend.total_bucket()
+        client = backend.client_bucket(self._client)
         view = memoryview(data)
         while view:
             if stop.is_set():
                 raise _Stop
             conn_rate = backend.connection_rate()
             self._bucket.rate = conn_rate
-            rates = [r for r in (conn_rate, total.rate) if r]
+            rates = [r for r in (conn_rate, total.rate, client.rate) if r]
             step = 64 * 1024
             if rates:
                 step = int(max(1024, min(step, min(rates) / 50)))
             piece = view[:step]
             self._bucket.take(len(piece), stop)
             total.take(len(piece), stop)
+            client.take(len(piece), stop)
             # Counted before the write, so a client that has read the body sees it counted;
             # taken back when the kernel refuses the piece (the client is gone), so bytes that
             # never left are not "served".
-            backend.count_bytes(key, len(piece))
+            backend.count_bytes(key, len(piece), self._client)
             try:
                 self.wfile.write(piece)
             except OSError:
-                backend.count_bytes(key, -len(piece))
+                backend.count_bytes(key, -len(piece), self._client)
                 raise
             view = view[len(piece) :]
 
