@@ -18,8 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.timeout(120)
-def test_smoke_profile_runs_and_verifies(tmp_path: Path) -> None:
+def _run_smoke(tmp_path: Path, key: str, tools: str, timeout: float) -> tuple[Path, dict]:
+    """``benchmarks/run.py --profile smoke --only KEY --tools TOOLS``: (output folder, the
+    scenario's results)."""
     out = tmp_path / "out"
     proc = subprocess.run(
         [
@@ -28,9 +29,9 @@ def test_smoke_profile_runs_and_verifies(tmp_path: Path) -> None:
             "--profile",
             "smoke",
             "--only",
-            "B",
+            key,
             "--tools",
-            "unihub,huggingface_hub,aria2c",
+            tools,
             "--out",
             str(out),
             "--scratch",
@@ -38,13 +39,19 @@ def test_smoke_profile_runs_and_verifies(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads((out / "results.json").read_text())
     [scenario] = data["scenarios"]
-    assert scenario["key"] == "B"
+    assert scenario["key"] == key
+    return out, scenario
+
+
+@pytest.mark.timeout(120)
+def test_smoke_profile_runs_and_verifies(tmp_path: Path) -> None:
+    out, scenario = _run_smoke(tmp_path, "B", "unihub,huggingface_hub,aria2c", 110)
     runs = scenario["runs"]
     assert set(runs) == {"unihub", "huggingface_hub", "aria2c"}
     ran = {name: r for name, r in runs.items() if not r.get("skipped")}
@@ -64,31 +71,8 @@ def test_smoke_serve_scenario_runs_and_verifies(tmp_path: Path) -> None:
     """Scenario M (issue 11) at its smallest: ``unihub serve`` with two concurrent
     huggingface_hub clients, each verified. olah is left out (it needs its own virtualenv,
     which the smoke profile never creates)."""
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--profile",
-            "smoke",
-            "--only",
-            "M",
-            "--tools",
-            "unihub-serve",
-            "--out",
-            str(out),
-            "--scratch",
-            str(tmp_path / "scratch"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=140,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads((out / "results.json").read_text())
-    [scenario] = data["scenarios"]
-    assert scenario["key"] == "M" and scenario["main"] == "unihub-serve"
+    out, scenario = _run_smoke(tmp_path, "M", "unihub-serve", 140)
+    assert scenario["main"] == "unihub-serve"
     r = scenario["runs"]["unihub-serve"]
     assert r["ok"], r["error"]
     assert r["clients"] == 2 and r["files"] == 2 * 7 and r["bytes"] == 2 * r["repo_bytes"]

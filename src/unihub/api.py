@@ -256,31 +256,7 @@ def snapshot(
     serving its bytes once (``unihub[ray]``; see ``docs/cluster.md`` and
     :func:`unihub.cluster.snapshot_on_cluster` for the per-node report).
     """
-    if cluster is not None:
-        if offline:
-            raise ConfigError("offline=True and cluster= cannot go together")
-        from .cluster import snapshot_on_cluster
-
-        return snapshot_on_cluster(
-            repo_id,
-            cluster=cluster,
-            nodes=nodes,
-            repo_type=repo_type,
-            revision=revision,
-            local_dir=local_dir,
-            cache_dir=cache_dir,
-            sources=sources,
-            include=include,
-            exclude=exclude,
-            token=token,
-            max_workers=max_workers,
-            connections=connections,
-            progress=progress,
-            verify=verify,
-        ).path
-    folder, _ = _call(
-        repo_id,
-        None,
+    common: dict[str, object] = dict(
         repo_type=repo_type,
         revision=revision,
         local_dir=local_dir,
@@ -293,8 +269,14 @@ def snapshot(
         connections=connections,
         progress=progress,
         verify=verify,
-        offline=offline,
     )
+    if cluster is not None:
+        if offline:
+            raise ConfigError("offline=True and cluster= cannot go together")
+        from .cluster import snapshot_on_cluster
+
+        return snapshot_on_cluster(repo_id, cluster=cluster, nodes=nodes, **common).path  # type: ignore[arg-type]
+    folder, _ = _call(repo_id, None, offline=offline, **common)
     return str(folder)
 
 

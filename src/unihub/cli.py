@@ -21,9 +21,7 @@ from .units import human_size
 __all__ = ["human_size", "main"]
 
 
-def _common(p: argparse.ArgumentParser, *, patterns: bool = True) -> None:
-    p.add_argument("--repo-type", choices=["model", "dataset"], default="model")
-    p.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
+def _source_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source",
         action="append",
@@ -32,6 +30,12 @@ def _common(p: argparse.ArgumentParser, *, patterns: bool = True) -> None:
         help="hf=URL, ms=URL, huggingface, hf-mirror or modelscope; repeatable, in priority order "
         "(default: UNIHUB_SOURCES, else all three public hubs)",
     )
+
+
+def _common(p: argparse.ArgumentParser, *, patterns: bool = True) -> None:
+    p.add_argument("--repo-type", choices=["model", "dataset"], default="model")
+    p.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
+    _source_option(p)
     p.add_argument(
         "--token", default=None, help="Hugging Face token (default: HF_TOKEN / token file)"
     )
@@ -128,13 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="HF cache to fill (default: HF_HUB_CACHE)")
-    p.add_argument(
-        "--source",
-        action="append",
-        dest="sources",
-        metavar="SOURCE",
-        help="as for download; repeatable (default: UNIHUB_SOURCES, else the public hubs)",
-    )
+    _source_option(p)
     p.add_argument("--offline", action="store_true", help="serve only what the cache holds")
     p.add_argument(
         "--max-cache-size", default=None, metavar="SIZE", help="e.g. 500GB; LRU eviction past it"
