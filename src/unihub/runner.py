@@ -25,6 +25,7 @@ import httpx2
 
 from .errors import ConfigError, SourceUnavailableError
 from .serve.options import ServeOptions
+from .session import Session
 from .settings import Settings
 
 __all__ = ["child_env", "run_command"]
@@ -45,9 +46,11 @@ def child_env(environ: Mapping[str, str], url: str) -> dict[str, str]:
     return env
 
 
-def _check_server(url: str) -> None:
+def _check_server(url: str, settings: Settings) -> None:
+    """The server answers ``/healthz`` (through the session's client: its proxies, TLS)."""
     try:
-        resp = httpx2.get(f"{url}/healthz", timeout=5.0, trust_env=False)
+        with Session(settings, token=False) as session:
+            resp = session.client.get(f"{url}/healthz", timeout=5.0)
     except httpx2.HTTPError as exc:
         raise SourceUnavailableError(
             f"no unihub serve answers at {url}: {exc}",
@@ -90,7 +93,7 @@ def run_command(
     settings = settings if settings is not None else Settings.from_env()
     url = (server or settings.server or "").rstrip("/")
     if url:
-        _check_server(url)
+        _check_server(url, settings)
         return _spawn(cmd, child_env(os.environ, url))
     from .serve import running
 

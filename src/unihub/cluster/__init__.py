@@ -110,14 +110,14 @@ def _choose(ray: Any, nodes: object) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def _resolve(req: Request) -> tuple[RunSpec, dict[str, list[Mirror]]]:
+def _resolve(req: Request, settings: Settings) -> tuple[RunSpec, dict[str, list[Mirror]]]:
     """The plan of a plain call, made once on the driver: the run and each file's mirrors."""
     from ..api import _plan, _select
     from ..plan import await_mirrors, drop_refusing, mirrors_for
     from ..session import Session
 
     try:
-        with Session(Settings.from_env(), token=req.token) as session:
+        with Session(settings, token=req.token) as session:
             plan = _plan(req, session)
             files = _select(plan.manifest, req.include, req.exclude, None)
             await_mirrors(plan, session, sum(f.size for f in files))
@@ -177,8 +177,9 @@ def snapshot_on_cluster(
     check_nodes(nodes)
     from .driver import Run, agent_class
 
+    settings = Settings.from_env()  # the driver's environment, read once
     req = check_request(
-        Settings.from_env(),
+        settings,
         repo_id,
         repo_type=repo_type,
         revision=revision,
@@ -211,7 +212,7 @@ def snapshot_on_cluster(
                 )
                 .remote(nid)
             )
-        spec, mirrors = _resolve(req)
+        spec, mirrors = _resolve(req, settings)
         return Run(ray, spec, actors, mirrors, make_reporter(req.progress)).go()
     finally:
         for actor in actors.values():
