@@ -312,6 +312,7 @@ class ServeApp:
             bad = {"Content-Range": f"bytes */{f.size}", "X-Repo-Commit": view.commit}
             return "resolve", _json({"error": "range not satisfiable"}, 416, bad)
         fetch = await anyio.to_thread.run_sync(self.repos.fetch, view, f)
+        self.metrics.add("unihub_serve_cache_misses_total")  # a GET (a HEAD is no miss)
         start, end = span if isinstance(span, tuple) else (0, f.size)
         if f.size == 0:
             await wait_done(fetch)

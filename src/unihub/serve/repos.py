@@ -205,17 +205,17 @@ class Repos:
         try:
             made = self._make(repo_type, repo_id, rev, token)
         except BaseException as exc:
-            flight.set_exception(exc)
-            raise
-        finally:
             with self._lock:
                 self._flights.pop(key, None)
-        with self._lock:
+            flight.set_exception(exc)
+            raise
+        with self._lock:  # stored before the flight ends: no second listing slips in between
             self._views[key] = made
             # a commit never changes: the same view answers clients that ask for it by sha
             self._views[(repo_type, repo_id, made.commit, key[3])] = made
             while len(self._views) > _VIEWS:
                 self._views.popitem(last=False)
+            self._flights.pop(key, None)
         flight.set_result(made)
         return made
 
@@ -410,7 +410,6 @@ class Repos:
             return blob if blob.is_file() else paths[0]
 
         fetch, started = self.store.fetch(blob, file.size, partial, run)
-        self.metrics.add("unihub_serve_cache_misses_total")
         if started:
             log.info("fetching %s/%s (%d bytes)", view.repo_id, file.path, file.size)
         return fetch
