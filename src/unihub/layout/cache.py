@@ -197,16 +197,20 @@ class CacheLayout:
             result.append(_with_present(t, present))
         return result
 
-    def _target(self, f: RepoFile, pointer: Path, commit: str) -> Target:
-        """``blobs/<etag>``; without git oid (ModelScope regular file) a staged name by sha256,
-        renamed in :meth:`publish` (the token keeps concurrent processes off each other's)."""
+    def blob_paths(self, f: RepoFile) -> tuple[Path, Path]:
+        """(blob, partial) of a file: ``blobs/<etag>``; without git oid (ModelScope regular
+        file) a staged name by sha256, renamed in :meth:`publish` (the token keeps concurrent
+        processes off each other's). No I/O."""
         if f.etag is not None:
             name = _checked_hash(f.etag, f, self.repo_id)
         else:
             key = _checked_hash(f.sha256 or "", f, self.repo_id)
             name = f"{key}.{self._token}{STAGED_SUFFIX}"
-        partial = self.blobs / (name.removesuffix(STAGED_SUFFIX) + PARTIAL_SUFFIX)
-        return Target(f, self.blobs / name, partial, False, pointer, commit)
+        return self.blobs / name, self.blobs / (name.removesuffix(STAGED_SUFFIX) + PARTIAL_SUFFIX)
+
+    def _target(self, f: RepoFile, pointer: Path, commit: str) -> Target:
+        blob, partial = self.blob_paths(f)
+        return Target(f, blob, partial, False, pointer, commit)
 
     def _inside(self, *paths: Path) -> None:
         """Refuse bookkeeping paths whose existing folders lead out of the repo folder."""

@@ -41,7 +41,7 @@ from ..errors import (
     UnihubError,
 )
 from ..layout.cache import CacheLayout
-from ..layout.common import PARTIAL_SUFFIX, effective_commit, git_blob_sha1, read_tree_json
+from ..layout.common import effective_commit, git_blob_sha1, read_tree_json
 from ..models import Manifest, RepoFile, RepoType, is_commit_sha
 from ..plan import Plan, drop_refusing, make_plan
 from ..request import Request, check_request
@@ -372,8 +372,7 @@ class Repos:
     def local(self, view: RepoView, file: RepoFile) -> Path | None:
         """The complete file in the cache, if it is there."""
         layout = self.layout(view)
-        assert file.etag is not None
-        blob = layout.blobs / file.etag
+        blob, _ = layout.blob_paths(file)  # views give every file an etag: the blob's name
         ensure_inside(layout.storage, blob, repo_id=view.repo_id)
         with contextlib.suppress(OSError):
             if blob.stat().st_size == file.size:
@@ -391,10 +390,7 @@ class Repos:
         """The upstream fetch of this file's blob: the running one, or a new one."""
         if view.plan is None or view.request is None or view.session is None:
             raise OfflineError(f"{file.path} is not in the server's cache", repo_id=view.repo_id)
-        layout = self.layout(view)
-        assert file.etag is not None
-        blob = layout.blobs / file.etag
-        partial = layout.blobs / (file.etag + PARTIAL_SUFFIX)
+        blob, partial = self.layout(view).blob_paths(file)
         plan, req, session = view.plan, view.request, view.session
 
         def run(fetch: Fetch) -> Path:
