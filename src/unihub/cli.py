@@ -105,9 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("repo", help="a Hugging Face id, or ms:Owner/Name to map back")
     m.add_argument("--repo-type", choices=["model", "dataset"], default="model")
 
-    sv = sub.add_parser(
-        "serve", help="a Hugging Face-protocol endpoint for HF_ENDPOINT (needs unihub[serve])"
-    )
+    sv = sub.add_parser("serve", help="a Hugging Face-protocol endpoint for HF_ENDPOINT")
     _serve_options(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=8090, help="port (default 8090; 0: any free)")

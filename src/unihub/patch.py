@@ -1,177 +1,329 @@
-"""``unihub.patch()``: huggingface_hub's download functions fetch through unihub, in process.
+"""``unihub.patch()``: every Hugging Face request of this process goes through unihub.
 
-After ``unihub.patch()`` (or inside ``with unihub.patch():``), ``huggingface_hub``'s
-``hf_hub_download`` and ``snapshot_download`` — and through them ``from_pretrained`` of
-transformers, diffusers and sentence-transformers — take unihub's path: every source, the id
-mapping to ModelScope when Hugging Face is blocked, many connections per file, verification.
-They return what huggingface_hub would: a path in the same Hugging Face cache (or the
-``local_dir``), and raise huggingface_hub's own exceptions (``RepositoryNotFoundError``,
-``RevisionNotFoundError``, ``RemoteEntryNotFoundError``, ``GatedRepoError``,
-``LocalEntryNotFoundError``), which those libraries catch (an optional file that does not
-exist must stay a ``RemoteEntryNotFoundError``).
+The in-process front door, standing on the same Hugging Face-protocol endpoint as
+``unihub serve`` and ``unihub run``: :func:`patch` starts a ``unihub serve`` on a loopback
+port in a background thread (one per process) and points huggingface_hub at it, so every call
+any huggingface_hub-based client makes — metadata (``HfApi``), ``hf_hub_download`` and
+``snapshot_download`` in every calling form, ``HfFileSystem``, and through them transformers,
+datasets, diffusers, sentence-transformers, vllm's loader — is answered by unihub: every
+source, the id mapping to ModelScope when Hugging Face is blocked, deadlines instead of hangs.
+huggingface_hub itself keeps doing what it does (its cache writes, markers, refs, locks, its
+exceptions), because it only ever talks to a Hugging Face endpoint.
 
-How: the two functions are replaced in huggingface_hub and in every module already imported
-that holds them by name (``from huggingface_hub import hf_hub_download`` in transformers), so
-the order of imports does not matter; :func:`unpatch` puts the originals back where they were.
-A call with an argument unihub does not honour the same way (``headers``, ``endpoint``,
-``force_download``, ``dry_run``, unknown ones) goes to the original function, with a debug log
-line. Written here rather than taken from a library: it is a few dozen lines of attribute
-swapping, and what it maps to is unihub's own API.
+What changes in the process (all undone by :func:`unpatch`, and at exit):
+
+- ``huggingface_hub.constants.ENDPOINT`` (and its URL template, and the module-level
+  ``HfApi``) name the server; ``HF_ENDPOINT`` in ``os.environ`` too, so child processes
+  (``subprocess``, spawned workers, ``hf download``) use it while this process lives.
+- huggingface_hub's HTTP client factory gains one request hook: a request to the Hugging
+  Face endpoint this process had before (``HfApi`` or ``HfFileSystem`` objects made before
+  the patch hold it) is sent to the server instead. An explicit other ``endpoint=`` is left
+  alone, with one warning.
+- ``hf_hub_download`` and ``snapshot_download`` are wrapped where they are held by name
+  (import order does not matter). The wrapper does not answer for huggingface_hub: before the
+  original runs, it writes the verified bytes with unihub's engine where huggingface_hub will
+  look for them (:mod:`unihub.serve.materialize`), so each file is written once, in the cache
+  or ``local_dir`` the call names; the original then finds them, links them, and returns or
+  raises exactly as it does against the Hub.
+
+A forked child (DataLoader workers) keeps talking to the parent's server over HTTP; it does
+not write through the parent's engine. Written here rather than taken from a library: it is
+attribute swapping around huggingface_hub's documented client factory.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
+import inspect
 import logging
+import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors as ue
+from .layout.cache import CacheLayout
+from .layout.common import filter_paths
+from .layout.local_dir import LocalDirLayout
+from .models import RepoType
+from .settings import Settings
 
 __all__ = ["patch", "patched", "unpatch"]
 
 log = logging.getLogger("unihub.patch")
 
-# Arguments that change nothing in what is fetched or where (UI, telemetry, timeouts of a
-# client that is not used): accepted and ignored.
-_IGNORED = frozenset(
-    {"library_name", "library_version", "user_agent", "etag_timeout", "tqdm_class"}
-)
-_FILE_ARGS = frozenset(
-    {"subfolder", "repo_type", "revision", "cache_dir", "local_dir", "token", "local_files_only"}
-)
-_SNAPSHOT_ARGS = frozenset(
-    {
-        "repo_type",
-        "revision",
-        "cache_dir",
-        "local_dir",
-        "token",
-        "local_files_only",
-        "allow_patterns",
-        "ignore_patterns",
-        "max_workers",
-    }
-)
-
-# What patch(**options) may set for every call (the rest comes from each call's arguments).
-_OPTIONS = frozenset({"sources", "connections", "progress", "verify"})
-
-_lock = threading.Lock()
-_swapped: list[tuple[object, str, Callable[..., Any]]] = []  # (module, name, original)
-_options: dict[str, Any] = {}
+# What patch(**options) may set (the rest comes from each call's own arguments).
+_OPTIONS = frozenset({"sources", "connections", "progress", "verify", "settings"})
+_REPO_TYPES = {"model", "dataset"}
+_DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
-def _hf_error(exc: ue.UnihubError) -> Exception | None:
-    """huggingface_hub's exception for ``exc`` (the type its callers catch), or None."""
+@dataclass
+class _State:
+    """What :func:`patch` changed, to be undone by :func:`unpatch`."""
+
+    url: str = ""
+    app: Any = None  # ServeApp
+    stack: contextlib.ExitStack | None = None
+    pid: int = 0
+    origins: frozenset[str] = frozenset()
+    swapped: list[tuple[object, str, object]] = field(default_factory=list)
+    saved: dict[str, Any] = field(default_factory=dict)
+    progress: Any = None
+    warned: set[str] = field(default_factory=set)
+
+
+_lock = threading.RLock()
+_state = _State()
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.netloc}".lower()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _state.warned:
+        _state.warned.add(key)
+        log.warning(message)
+
+
+# -- the server and where huggingface_hub looks for the Hub ----------------------------------
+def _start_server(options: dict[str, Any], settings: Settings) -> None:
+    from .serve import ServeOptions, running
+
+    sources = options.get("sources")
+    if isinstance(sources, str):
+        sources = [sources]
+    serve_options = ServeOptions(
+        host="127.0.0.1",
+        port=0,
+        cache_dir=settings.unihub_cache / "drop-in",
+        sources=tuple(str(s) for s in sources) if sources else None,
+        connections=options.get("connections") or ServeOptions.connections,
+        access_log=False,
+        head_prefetch=False,  # the wrapper writes the bytes where the client looks
+    )
+    stack = contextlib.ExitStack()
+    srv = stack.enter_context(running(serve_options, settings))
+    _state.url, _state.app, _state.stack, _state.pid = srv.url, srv.app, stack, os.getpid()
+
+
+def _rewrite_hook(request: Any) -> None:
+    """huggingface_hub's request hook: the Hub's origin becomes the server's."""
+    if not _state.url or _origin(str(request.url)) not in _state.origins:
+        return
     import httpx2
-    from huggingface_hub import errors as he
 
-    def http(cls: type[he.HfHubHTTPError], status: int, code: str) -> Exception:
-        request = httpx2.Request("GET", "https://huggingface.co/unihub")
-        response = httpx2.Response(status, headers={"X-Error-Code": code}, request=request)
-        return cls(str(exc), response=response)
-
-    if isinstance(exc, ue.GatedRepoError):
-        return http(he.GatedRepoError, 403, "GatedRepo")
-    if isinstance(exc, (ue.RepoNotFoundError, ue.AuthRequiredError)):
-        return http(he.RepositoryNotFoundError, 404, "RepoNotFound")
-    if isinstance(exc, ue.RevisionNotFoundError):
-        return http(he.RevisionNotFoundError, 404, "RevisionNotFound")
-    if isinstance(exc, ue.EntryNotFoundError):
-        return http(he.RemoteEntryNotFoundError, 404, "EntryNotFound")
-    if isinstance(exc, ue.OfflineError):
-        return he.LocalEntryNotFoundError(str(exc))
-    return None
+    target = httpx2.URL(_state.url)
+    request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
+    request.headers["Host"] = target.netloc.decode("ascii")
 
 
-def _unsupported(kwargs: Mapping[str, Any], supported: frozenset[str]) -> list[str]:
-    # At these values the arguments ask for nothing unihub does differently (older callers,
-    # transformers among them, still pass ``proxies=None`` and ``resume_download=None``).
-    defaults = {
-        "force_download": False,
-        "dry_run": False,
-        "headers": None,
-        "endpoint": None,
-        "proxies": None,
-        "resume_download": None,
-        "force_filename": None,
-        "local_dir_use_symlinks": "auto",
-    }
-    return [
-        k
-        for k, v in kwargs.items()
-        if k not in supported and k not in _IGNORED and defaults.get(k, object()) != v
-    ]
+def _point_huggingface_hub() -> None:
+    import huggingface_hub.hf_api as hf_api
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+
+    saved = _state.saved
+    saved["ENDPOINT"] = constants.ENDPOINT
+    saved["HUGGINGFACE_CO_URL_TEMPLATE"] = constants.HUGGINGFACE_CO_URL_TEMPLATE
+    saved["env"] = os.environ.get("HF_ENDPOINT")
+    saved["factory"] = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
+    _state.origins = frozenset({_origin(_DEFAULT_ENDPOINT), _origin(constants.ENDPOINT)})
+    constants.ENDPOINT = _state.url
+    constants.HUGGINGFACE_CO_URL_TEMPLATE = _state.url + "/{repo_id}/resolve/{revision}/{filename}"
+    api = getattr(hf_api, "api", None)
+    if api is not None:
+        saved["api.endpoint"] = api.endpoint
+        api.endpoint = _state.url
+    os.environ["HF_ENDPOINT"] = _state.url
+    _swap_endpoint_copies(saved["ENDPOINT"])
+    previous = saved["factory"]
+
+    def factory() -> Any:
+        client = previous()
+        client.event_hooks["request"] = [*client.event_hooks["request"], _rewrite_hook]
+        return client
+
+    _http.set_client_factory(factory)
 
 
-def _common(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The keywords both calls map the same way, plus the options given to :func:`patch`."""
-    return {
-        "repo_type": kwargs.get("repo_type") or "model",
-        "revision": kwargs.get("revision"),
-        "cache_dir": kwargs.get("cache_dir"),
-        "local_dir": kwargs.get("local_dir"),
-        "token": kwargs.get("token"),
-        "offline": bool(kwargs.get("local_files_only")),
-        **_options,
-    }
+def _swap_endpoint_copies(old: str) -> None:
+    """Libraries that copied the endpoint at import (``datasets.config.HF_ENDPOINT``) and
+    compare URLs with it: every module global named ``*ENDPOINT*`` holding it names the server
+    too."""
+    olds = {old.rstrip("/"), old.rstrip("/") + "/"}
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", {})
+        for name, value in list(namespace.items()):
+            if "ENDPOINT" in name and isinstance(value, str) and value in olds:
+                new = _state.url + ("/" if value.endswith("/") else "")
+                setattr(module, name, new)
+                _state.swapped.append((module, name, value))
 
 
-def _file(repo_id: str, filename: str, **kwargs: Any) -> str:
-    from .api import download
+def _restore_huggingface_hub() -> None:
+    import huggingface_hub.hf_api as hf_api
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
 
-    sub = kwargs.get("subfolder")
-    name = f"{sub.strip('/')}/{filename}" if sub else filename
-    return download(repo_id, name, **_common(kwargs))
+    saved = _state.saved
+    if not saved:
+        return
+    constants.ENDPOINT = saved["ENDPOINT"]
+    constants.HUGGINGFACE_CO_URL_TEMPLATE = saved["HUGGINGFACE_CO_URL_TEMPLATE"]
+    if "api.endpoint" in saved:
+        hf_api.api.endpoint = saved["api.endpoint"]
+    if saved["env"] is None:
+        os.environ.pop("HF_ENDPOINT", None)
+    else:
+        os.environ["HF_ENDPOINT"] = saved["env"]
+    _http.set_client_factory(saved["factory"])
+    saved.clear()
 
 
-def _snapshot(repo_id: str, **kwargs: Any) -> str:
-    from .api import snapshot
+# -- the wrappers: the bytes where huggingface_hub will look, then huggingface_hub ------------
+def _routed(endpoint: str | None) -> bool:
+    """Whether a call with this ``endpoint=`` reaches the server."""
+    if endpoint is None or _origin(endpoint) in (*_state.origins, _origin(_state.url)):
+        return True
+    _warn_once(
+        f"endpoint:{endpoint}",
+        f"unihub.patch(): endpoint={endpoint} is not routed through unihub; "
+        "calls naming it go there directly",
+    )
+    return False
 
-    return snapshot(
-        repo_id,
-        include=kwargs.get("allow_patterns"),
-        exclude=kwargs.get("ignore_patterns"),
-        max_workers=kwargs.get("max_workers"),
-        **_common(kwargs),
+
+def _can_write(a: dict[str, Any]) -> bool:
+    from huggingface_hub import constants
+
+    return (
+        _state.app is not None
+        and os.getpid() == _state.pid  # a forked child: HTTP to the parent's server only
+        and not a.get("local_files_only")
+        and not a.get("dry_run")
+        and not constants.is_offline_mode()
+        and (a.get("repo_type") or "model") in _REPO_TYPES
+        and _routed(a.get("endpoint"))
     )
 
 
-def _wrap(
-    original: Callable[..., Any], supported: frozenset[str], ours: Callable[..., str]
-) -> Callable[..., Any]:
-    """``original``'s stand-in: ``ours`` with huggingface_hub's exceptions, or ``original``
-    itself for arguments unihub does not honour the same way."""
+def _view_for(a: dict[str, Any]) -> Any:
+    """The server's view of the call's repo, with the token huggingface_hub will send."""
+    from huggingface_hub.utils._headers import build_hf_headers
 
-    def stand_in(repo_id: str, *args: Any, **kwargs: Any) -> Any:
-        odd = _unsupported(kwargs, supported)
-        if odd:
-            name = getattr(original, "__name__", "download")
-            log.debug("%s(%s): %s not for unihub; original used", name, repo_id, odd)
-            return original(repo_id, *args, **kwargs)
+    auth = build_hf_headers(token=a.get("token"), headers=a.get("headers")).get("authorization")
+    scheme, _, bearer = (auth or "").partition(" ")
+    token = bearer.strip() if scheme.lower() == "bearer" and bearer.strip() else None
+    return _state.app.repos.view(
+        a.get("repo_type") or "model", a["repo_id"], a.get("revision") or "main", token
+    )
+
+
+def _layout(a: dict[str, Any]) -> CacheLayout | LocalDirLayout:
+    from huggingface_hub import constants
+
+    repo_type: RepoType = "dataset" if a.get("repo_type") == "dataset" else "model"
+    if a.get("local_dir") is not None:
+        return LocalDirLayout(a["local_dir"], repo_id=a["repo_id"], repo_type=repo_type)
+    cache = a.get("cache_dir") or constants.HF_HUB_CACHE
+    return CacheLayout(cache, repo_id=a["repo_id"], repo_type=repo_type)
+
+
+def _write(a: dict[str, Any], paths: Callable[[Any], list[str]]) -> bool:
+    """Materialize the files ``paths(view)`` names; whether it ran (errors are left for the
+    client's own call to meet, in huggingface_hub's words)."""
+    from .serve.materialize import materialize
+
+    try:
+        view = _view_for(a)
+        files = [view.files[p] for p in paths(view) if p in view.files]
+        if not files:
+            return False
+        materialize(
+            _state.app.repos,
+            view,
+            files,
+            _layout(a),
+            force=bool(a.get("force_download")),
+            progress=_state.progress,
+        )
+        return True
+    except (ue.UnihubError, OSError) as exc:
+        log.debug("unihub.patch(): %s left to huggingface_hub: %s", a.get("repo_id"), exc)
+        return False
+
+
+def _file_paths(a: dict[str, Any]) -> Callable[[Any], list[str]]:
+    sub = a.get("subfolder")
+    name = f"{str(sub).strip('/')}/{a['filename']}" if sub else str(a["filename"])
+    return lambda _view: [name]
+
+
+def _snapshot_paths(a: dict[str, Any]) -> Callable[[Any], list[str]]:
+    return lambda view: filter_paths(view.files, a.get("allow_patterns"), a.get("ignore_patterns"))
+
+
+def _wrap(original: Callable[..., Any], paths: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(original)
+
+    def stand_in(*args: Any, **kwargs: Any) -> Any:
         try:
-            return ours(repo_id, *args, **kwargs)
-        except ue.UnihubError as exc:
-            hf = _hf_error(exc)
-            if hf is None:
-                raise
-            raise hf from exc
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            return original(*args, **kwargs)  # huggingface_hub's own error for a bad call
+        a = dict(bound.arguments)
+        if _can_write(a) and _write(a, paths(a)) and a.get("force_download"):
+            bound.arguments["force_download"] = False  # fetched again just now
+        return original(*bound.args, **bound.kwargs)
 
-    functools.update_wrapper(stand_in, original)  # name, doc, signature via __wrapped__
+    functools.update_wrapper(stand_in, original)
+    stand_in.__unihub_original__ = original  # type: ignore[attr-defined]
     return stand_in
 
 
-def patch(**options: Any) -> _Patch:
-    """Route huggingface_hub's ``hf_hub_download`` and ``snapshot_download`` through unihub.
+def _swap_functions() -> None:
+    import huggingface_hub
+    import huggingface_hub._snapshot_download as snap_mod
+    import huggingface_hub.file_download as file_mod
 
-    ``options`` are passed to every :func:`unihub.download` / :func:`unihub.snapshot` call:
-    ``sources``, ``connections``, ``progress``, ``verify`` (anything else is a ConfigError:
-    the rest comes from each call's own arguments). Idempotent: a second call only updates
-    the options. Use as a context manager to undo it at the end of the block, or call
-    :func:`unpatch`.
+    originals: dict[str, Callable[..., Any]] = {
+        "hf_hub_download": file_mod.hf_hub_download,
+        "snapshot_download": snap_mod.snapshot_download,
+    }
+    wrappers = {
+        "hf_hub_download": _wrap(originals["hf_hub_download"], _file_paths),
+        "snapshot_download": _wrap(originals["snapshot_download"], _snapshot_paths),
+    }
+    for name in originals:  # materialise the package's lazy attributes first
+        getattr(huggingface_hub, name)
+    for module in list(sys.modules.values()):
+        # the module's own namespace only: no lazy __getattr__ of other packages runs
+        namespace = getattr(module, "__dict__", {})
+        for name, original in originals.items():
+            if namespace.get(name) is original:
+                setattr(module, name, wrappers[name])
+                _state.swapped.append((module, name, original))
+
+
+# -- the door ----------------------------------------------------------------------------------
+def patch(**options: Any) -> _Patch:
+    """Send every Hugging Face request of this process through unihub.
+
+    ``options``: ``sources``, ``connections`` (upstream, per file), ``progress`` (for the
+    bytes unihub writes), ``verify`` (always on: accepted for compatibility), ``settings``
+    (a :class:`~unihub.Settings`; default: read from the environment now). Anything else is a
+    ConfigError: the rest comes from each call's own arguments. Idempotent: a second call
+    while patched changes nothing. Use as a context manager to undo it at the end of the
+    block, or call :func:`unpatch`.
     """
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
@@ -179,49 +331,50 @@ def patch(**options: Any) -> _Patch:
             f"unihub.patch() does not take {', '.join(unknown)}",
             hint=f"It takes {', '.join(sorted(_OPTIONS))}; the rest comes from each call",
         )
-    import huggingface_hub._snapshot_download as snap_mod
-    import huggingface_hub.file_download as file_mod
-
+    settings = options.get("settings")
+    if settings is not None and not isinstance(settings, Settings):
+        raise ue.ConfigError("settings= must be a unihub.Settings")
     with _lock:
-        _options.clear()
-        _options.update(options)
-        if not _swapped:
-            originals: dict[str, Callable[..., Any]] = {
-                "hf_hub_download": file_mod.hf_hub_download,
-                "snapshot_download": snap_mod.snapshot_download,
-            }
-            wrappers = {
-                "hf_hub_download": _wrap(originals["hf_hub_download"], _FILE_ARGS, _file),
-                "snapshot_download": _wrap(
-                    originals["snapshot_download"], _SNAPSHOT_ARGS, _snapshot
-                ),
-            }
-            import huggingface_hub
-
-            for name in originals:  # materialise the package's lazy attributes first
-                getattr(huggingface_hub, name)
-            for module in list(sys.modules.values()):
-                # the module's own namespace only: no lazy __getattr__ of other packages runs
-                namespace = getattr(module, "__dict__", {})
-                for name, original in originals.items():
-                    if namespace.get(name) is original:
-                        setattr(module, name, wrappers[name])
-                        _swapped.append((module, name, original))
+        if _state.app is not None and _state.pid == os.getpid():
+            return _Patch()
+        _reset_state()
+        _start_server(options, settings if settings is not None else Settings.from_env())
+        _state.progress = options.get("progress")
+        try:
+            _point_huggingface_hub()
+            _swap_functions()
+        except BaseException:
+            _undo()
+            raise
     return _Patch()
 
 
+def _reset_state() -> None:
+    global _state
+    _state = _State()
+
+
+def _undo() -> None:
+    while _state.swapped:
+        module, name, original = _state.swapped.pop()
+        setattr(module, name, original)
+    _restore_huggingface_hub()
+    stack, _state.stack = _state.stack, None
+    if stack is not None and _state.pid == os.getpid():
+        stack.close()
+    _reset_state()
+
+
 def unpatch() -> None:
-    """Put huggingface_hub's original functions back wherever :func:`patch` replaced them."""
+    """Undo :func:`patch`: huggingface_hub's functions, endpoint and client factory as they
+    were, the server stopped (its running fetches keep their partials for next time)."""
     with _lock:
-        while _swapped:
-            module, name, original = _swapped.pop()
-            setattr(module, name, original)
-        _options.clear()
+        _undo()
 
 
 def patched() -> bool:
     """Whether :func:`patch` is in effect."""
-    return bool(_swapped)
+    return _state.app is not None
 
 
 class _Patch:
@@ -232,3 +385,6 @@ class _Patch:
 
     def __exit__(self, *exc: object) -> None:
         unpatch()
+
+
+atexit.register(unpatch)

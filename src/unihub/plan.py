@@ -348,8 +348,11 @@ def mirrors_for(plan: Plan, file: RepoFile) -> list[Mirror]:
     return confirmed + fallback
 
 
-def drop_refusing(plan: Plan, files: Sequence[RepoFile]) -> None:
+def drop_refusing(plan: Plan, files: Sequence[RepoFile], *, as_the_hub: bool = False) -> None:
     """Drop sources that list the repo but refuse its bytes (gated, private); raise if all do.
+
+    ``as_the_hub``: also raise when the source that gave the manifest refuses, even if another
+    serves the repo freely (a Hugging Face-protocol endpoint answers as the hub itself would).
 
     Listings of gated repos succeed on both hubs and only file requests are refused, so one
     cheap request per source (concurrently) turns that into a clear error — or into a
@@ -381,6 +384,10 @@ def drop_refusing(plan: Plan, files: Sequence[RepoFile]) -> None:
     errors = [err for err in refusals if err is not None]
     if not kept and errors:
         raise errors[0]
+    if as_the_hub:
+        for listing, err in zip(plan.listings, refusals, strict=True):
+            if err is not None and listing.manifest is plan.manifest:
+                raise err
     for listing, err in zip(plan.listings, refusals, strict=True):
         if err is not None:
             logger.warning("not using %s: %s", listing.source, err)

@@ -7,6 +7,12 @@ duration of the command (stopped gracefully after it). Any Hugging Face client i
 ``HF_ENDPOINT``) then gets every source, the id mapping and the engine with no code change.
 The exit status is the command's (128 + N when a signal N ended it; 127 if it cannot start).
 
+unihub is the command's parent as a shell is: the command runs in its own process group, which
+owns the terminal while it runs; SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to unihub (by
+``timeout``, systemd, Kubernetes, a job scheduler) are passed to that group, which has
+:data:`GRACE` seconds to end before SIGKILL; whatever the command leaves behind in its group
+is ended with it, and the server stops after it. Nothing outlives ``unihub run``.
+
 Cold listings through the server can take longer than huggingface_hub's 10 s defaults (every
 source is probed, and ModelScope's regular files are fetched to learn their ids), so the
 command also gets ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` of 60 s unless they
@@ -15,11 +21,15 @@ are set already.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import httpx2
 
@@ -62,22 +72,114 @@ def _check_server(url: str, settings: Settings) -> None:
         )
 
 
-def _spawn(cmd: Sequence[str], env: Mapping[str, str]) -> int:
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+GRACE = 10.0  # seconds the command has to end after a forwarded signal, before SIGKILL
+
+
+@contextlib.contextmanager
+def _terminal_to(pgid: int) -> Iterator[None]:
+    """The terminal's foreground handed to the command's process group (as a shell does:
+    Ctrl+C and reads from the terminal reach the command), and taken back after."""
     try:
-        proc = subprocess.Popen(list(cmd), env=dict(env))
-    except FileNotFoundError:
-        print(f"unihub: {cmd[0]}: command not found", file=sys.stderr)
-        return 127
-    except PermissionError:
-        print(f"unihub: {cmd[0]}: permission denied", file=sys.stderr)
-        return 126
-    while True:
+        fd = sys.stdin.fileno()
+        ours = os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if ours:
+        _set_foreground(fd, pgid)
+    try:
+        yield
+    finally:
+        if ours:
+            _set_foreground(fd, os.getpgrp())
+
+
+def _set_foreground(fd: int, pgid: int) -> None:
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background group may not ask
+    try:
+        os.tcsetpgrp(fd, pgid)
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTTOU, old)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _end_group(pgid: int, grace: float) -> None:
+    """What the command left in its process group (background children) is ended too."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
         try:
-            rc = proc.wait()
-            break
-        except KeyboardInterrupt:  # the command got the same Ctrl+C: let it finish
-            continue
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _spawn(cmd: Sequence[str], env: Mapping[str, str], grace: float = GRACE) -> int:
+    """Run ``cmd`` in its own process group; SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to
+    unihub go to that group, which gets ``grace`` seconds before SIGKILL. Its exit status
+    (128 + N after signal N)."""
+    group: list[int] = []  # the command's process group, once it exists
+    kill_at: list[float] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if not group:  # before the command started: it starts, then gets the signal
+            kill_at.append(time.monotonic() + grace)
+            kill_at.append(float(signum))
+            return
+        _signal_group(group[0], signum)
+        if not kill_at:
+            kill_at.append(time.monotonic() + grace)
+
+    previous: dict[int, Any] = {}
+    with contextlib.suppress(ValueError):  # not the main thread: no handlers to install
+        for sig in _FORWARDED:
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        try:
+            proc = subprocess.Popen(list(cmd), env=dict(env), **_OWN_GROUP)
+        except FileNotFoundError:
+            print(f"unihub: {cmd[0]}: command not found", file=sys.stderr)
+            return 127
+        except PermissionError:
+            print(f"unihub: {cmd[0]}: permission denied", file=sys.stderr)
+            return 126
+        group.append(proc.pid)
+        if len(kill_at) == 2:  # a signal came while it started
+            _signal_group(proc.pid, int(kill_at.pop()))
+        with _terminal_to(proc.pid):
+            while True:
+                try:
+                    rc = proc.wait(timeout=0.1)
+                    break
+                except subprocess.TimeoutExpired:
+                    if kill_at and time.monotonic() > kill_at[0]:
+                        _signal_group(proc.pid, signal.SIGKILL)
+        _end_group(proc.pid, min(grace, 2.0))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 128 - rc if rc < 0 else rc
+
+
+def _own_group() -> None:  # Python 3.10: runs in the child between fork and exec
+    os.setpgid(0, 0)
+
+
+_OWN_GROUP: dict[str, Any] = (
+    {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": _own_group}
+)
 
 
 def run_command(
@@ -86,18 +188,20 @@ def run_command(
     server: str | None = None,
     options: ServeOptions | None = None,
     settings: Settings | None = None,
+    grace: float = GRACE,
 ) -> int:
-    """Run ``cmd`` with ``HF_ENDPOINT`` at a unihub serve; its exit status."""
+    """Run ``cmd`` with ``HF_ENDPOINT`` at a unihub serve; its exit status. ``grace``: seconds
+    the command has after a forwarded signal before SIGKILL."""
     if not cmd:
         raise ConfigError("no command to run", hint="unihub run -- python train.py")
     settings = settings if settings is not None else Settings.from_env()
     url = (server or settings.server or "").rstrip("/")
     if url:
         _check_server(url, settings)
-        return _spawn(cmd, child_env(os.environ, url))
+        return _spawn(cmd, child_env(os.environ, url), grace)
     from .serve import running
 
     opts = options if options is not None else ServeOptions(port=0)
     with running(opts, settings) as srv:
         log.info("unihub serve for the command at %s", srv.url)
-        return _spawn(cmd, child_env(os.environ, srv.url))
+        return _spawn(cmd, child_env(os.environ, srv.url), grace)

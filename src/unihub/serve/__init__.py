@@ -1,4 +1,4 @@
-"""``unihub serve``: a Hugging Face-protocol endpoint backed by unihub (``unihub[serve]``).
+"""``unihub serve``: a Hugging Face-protocol endpoint backed by unihub.
 
 Clients pointed at it with ``HF_ENDPOINT=http://HOST:PORT`` download through unihub: every
 source, id mapping, many connections per file, verification, one upstream fetch per blob for
@@ -9,7 +9,8 @@ all clients, the Hugging Face cache layout on the server (see docs/serve.md).
 - :func:`running`: a server in a background thread for the duration of a ``with`` block
   (``unihub run``, tests); yields a :class:`Running` with its URL.
 
-The web stack (Starlette under uvicorn) is optional and imported only here.
+The web stack (Starlette under uvicorn, core dependencies) is imported only here, when a
+server starts: `import unihub` stays light.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def _need_web_stack() -> None:
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise ConfigError(
-            f"unihub serve needs the optional web stack ({exc.name} is missing)",
-            hint="pip install 'unihub[serve]'",
+            f"unihub serve needs its web stack ({exc.name} is missing)",
+            hint="pip install --force-reinstall unihub (starlette and uvicorn are dependencies)",
         ) from None
 
 

@@ -1,7 +1,7 @@
 """What ``unihub serve`` is told: :class:`ServeOptions`, checked once when the server starts.
 
 No web framework is imported here, so the CLI can check its arguments (and print a clear
-error) before the optional ``unihub[serve]`` dependencies are needed.
+error) before the web stack is imported.
 """
 
 from __future__ import annotations

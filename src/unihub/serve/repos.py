@@ -255,7 +255,7 @@ class Repos:
         self.metrics.add("unihub_serve_listings_total", outcome="ok")
         denied: AuthRequiredError | None = None
         try:
-            drop_refusing(plan, plan.manifest.files)
+            drop_refusing(plan, plan.manifest.files, as_the_hub=True)
         except AuthRequiredError as exc:
             denied = exc
         manifest = plan.manifest if denied else self._with_etags(plan, req, session)
