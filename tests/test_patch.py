@@ -4,6 +4,7 @@ through unihub (every source, id mapping, the engine) and answer like huggingfac
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def test_errors_are_huggingface_hubs_own(fake_hub_factory: Factory, tmp_path: Pa
         ) is None  # fmt: skip
 
 
-def test_unsupported_arguments_use_the_original(fake_hub_factory: Factory, tmp_path: Path) -> None:
+def test_an_explicit_other_endpoint_is_left_alone(
+    fake_hub_factory: Factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     hf = fake_hub_factory("hf", repos=[_repo()])
     with unihub.patch(sources=["ms=http://127.0.0.1:9"], progress=False):  # unihub: dead source
         path = huggingface_hub.hf_hub_download(
@@ -82,9 +85,99 @@ def test_unsupported_arguments_use_the_original(fake_hub_factory: Factory, tmp_p
         )
     assert Path(path).read_text() == CONFIG
     assert hf.stats.bytes_total > 0
+    assert "not routed through unihub" in caplog.text  # said once, visibly
 
 
 def test_patch_options_are_checked() -> None:
     with pytest.raises(unihub.ConfigError, match="revision"):
         unihub.patch(revision="main")
+    assert not unihub.patched()
+
+
+def test_one_copy_written_once_and_everything_undone(
+    fake_hub_factory: Factory, tmp_path: Path
+) -> None:
+    """The blob is written once, by unihub's engine, where huggingface_hub looks: the server
+    sends no file body to the client and keeps no copy; unpatch() puts everything back."""
+    import os
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+
+    size = 24 << 20
+    repo = FakeRepo(HF_ID, files={"config.json": CONFIG, "model.safetensors": size})
+    hf = fake_hub_factory("hf", repos=[repo])
+    before = (constants.ENDPOINT, os.environ.get("HF_ENDPOINT"), _http._GLOBAL_CLIENT_FACTORY)
+    cache = tmp_path / "hub"
+    with unihub.patch(sources=[hf.source], progress=False):
+        p = sys.modules["unihub.patch"]
+
+        url, app = p._state.url, p._state.app
+        assert url == constants.ENDPOINT and os.environ["HF_ENDPOINT"] == url
+        path = huggingface_hub.hf_hub_download(
+            repo_id=HF_ID, filename="model.safetensors", cache_dir=cache
+        )
+        served = app.metrics.total("unihub_serve_bytes_served_total")
+        server_cache = app.cache_dir
+    assert Path(path).stat().st_size == size and Path(path).is_symlink()
+    assert served == 0  # huggingface_hub found the blob: it downloaded nothing itself
+    assert hf.stats.bytes_total <= size * 1.05  # fetched from the hub once
+    held = sum(f.stat().st_size for f in server_cache.rglob("*") if f.is_file())
+    assert held < size // 10  # the server kept no second copy
+    blobs = list((cache / "models--internlm--internlm2-chat-7b/blobs").iterdir())
+    assert [b.stat().st_size for b in blobs] == [size]  # no partial or journal left beside it
+    assert (
+        constants.ENDPOINT,
+        os.environ.get("HF_ENDPOINT"),
+        _http._GLOBAL_CLIENT_FACTORY,
+    ) == before
+    assert not unihub.patched()
+    import httpx2
+
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(url + "/healthz", timeout=2)  # the server is stopped
+
+
+def test_objects_made_before_the_patch_and_forked_children(
+    fake_hub_factory: Factory, tmp_path: Path
+) -> None:
+    """An HfApi made before patch() (it holds the old endpoint) reaches unihub too, as does a
+    forked child (over HTTP to the parent's server)."""
+    import multiprocessing
+
+    from huggingface_hub import HfApi
+
+    repo = _repo()
+    hf = fake_hub_factory("hf", repos=[repo], blackhole=True)
+    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)])
+    early = HfApi(endpoint="https://huggingface.co")
+    with unihub.patch(sources=[hf.source, ms.source], progress=False):
+        info = early.model_info(HF_ID)  # the request hook sends it to the server
+        assert sorted(s.rfilename for s in info.siblings or []) == ["config.json", "sub/notes.txt"]
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(1) as pool:
+            got = pool.apply(_child_download, (str(tmp_path / "child"),))
+    assert Path(got).read_text() == "hello\n"
+    assert ms.stats.bytes_total > 0 and hf.stats.bytes_total == 0
+
+
+def _child_download(cache: str) -> str:
+    return str(huggingface_hub.hf_hub_download(HF_ID, "sub/notes.txt", cache_dir=cache))
+
+
+def test_patch_is_one_server_per_process_from_many_threads(fake_hub_factory: Factory) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = sys.modules["unihub.patch"]
+
+    hf = fake_hub_factory("hf", repos=[_repo()])
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: unihub.patch(sources=[hf.source]), range(8)))
+        assert unihub.patched()
+        url = p._state.url
+        unihub.patch(sources=[hf.source])
+        assert p._state.url == url  # idempotent: the same server
+    finally:
+        unihub.unpatch()
     assert not unihub.patched()

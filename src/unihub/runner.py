@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx2
@@ -202,6 +203,15 @@ def run_command(
     from .serve import running
 
     opts = options if options is not None else ServeOptions(port=0)
+    if opts.client_cache is None:
+        # the command's own cache gets each blob, written once, before its client asks for
+        # the bytes; the server keeps its own small cache apart
+        opts = replace(
+            opts,
+            cache_dir=opts.cache_dir or settings.unihub_cache / "drop-in",
+            client_cache=settings.hub_cache,
+            head_prefetch=False,
+        )
     with running(opts, settings) as srv:
         log.info("unihub serve for the command at %s", srv.url)
         return _spawn(cmd, child_env(os.environ, srv.url), grace)

@@ -535,10 +535,11 @@ def _(tmp: Path) -> Any:
 # -- the hf command line --------------------------------------------------------------------
 def hf_cli(*args: str) -> Any:
     exe = Path(sys.executable).with_name("hf")
-    done = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "NO_COLOR": "1"}
+    done = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60, env=env)
     if done.returncode != 0:
         return {"exit": done.returncode}
-    return done.stdout.strip().splitlines()[-1]
+    return done.stdout.strip().splitlines()[-1].strip().removeprefix("path:").strip()
 
 
 @call("hf download file")

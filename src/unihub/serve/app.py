@@ -32,11 +32,13 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.responses import StreamingResponse as _Streaming
 from starlette.types import Message, Receive, Scope, Send
 
-from ..errors import EntryNotFoundError
-from ..models import RepoType
+from ..errors import EntryNotFoundError, UnihubError
+from ..layout.cache import CacheLayout
+from ..models import RepoFile, RepoType
 from ..settings import Settings
 from .blobs import Aborted, BlobStore, first_bytes, stream, wait_done
 from .hfapi import error_answer, file_headers, paths_info, repo_info, tree_entries
+from .materialize import materialize
 from .metrics import Metrics
 from .options import ServeOptions
 from .repos import Repos, RepoView
@@ -277,6 +279,18 @@ class ServeApp:
         return _json(entries[cursor : cursor + limit], headers=headers)
 
     # -- /resolve -----------------------------------------------------------------------------
+    def _to_client_cache(
+        self, view: RepoView, f: RepoFile, repo_id: str, repo_type: RepoType
+    ) -> None:
+        """The verified blob in the clients' own cache (see ``ServeOptions.client_cache``);
+        trouble is left for the client's ``GET`` to meet."""
+        assert self.options.client_cache is not None
+        layout = CacheLayout(self.options.client_cache, repo_id=repo_id, repo_type=repo_type)
+        try:
+            materialize(self.repos, view, [f], layout)
+        except (UnihubError, OSError) as exc:
+            log.debug("%s/%s not written to the client cache: %s", repo_id, f.path, exc)
+
     async def _resolve(
         self, request: Request, repo_type: RepoType, segs: list[str]
     ) -> tuple[str, Response]:
@@ -295,6 +309,8 @@ class ServeApp:
         if view.denied is not None:
             return "resolve", self._error(view.denied, request, view.commit)
         headers = file_headers(view, f)
+        if request.method == "HEAD" and self.options.client_cache is not None:
+            await anyio.to_thread.run_sync(self._to_client_cache, view, f, repo_id, repo_type)
         local = await anyio.to_thread.run_sync(self.repos.local, view, f)
         if local is not None:
             self.metrics.add("unihub_serve_cache_hits_total")

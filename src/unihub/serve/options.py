@@ -56,6 +56,9 @@ class ServeOptions:
     - ``head_prefetch``: a ``HEAD`` of a file not in the cache starts its upstream fetch
       (Hugging Face clients send one right before the ``GET``); a client that only asks for
       headers then costs the file's bytes upstream once, and the blob stays cached.
+    - ``client_cache``: the Hugging Face cache the clients themselves use (``unihub run``: the
+      command's). A ``HEAD`` of a file writes its verified blob there first, so a client using
+      that cache finds it and only links it: one copy, written once, by the engine.
     """
 
     host: str = "127.0.0.1"
@@ -70,6 +73,7 @@ class ServeOptions:
     connections: int | None = 32
     access_log: bool = True
     head_prefetch: bool = True
+    client_cache: Path | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
