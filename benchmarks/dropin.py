@@ -1,0 +1,101 @@
+"""The drop-in's data path against ``unihub.snapshot()``: a 1 GB repo through ``patch()`` and
+through ``unihub run``, on the same fake hub, in the same run.
+
+    python benchmarks/dropin.py [--size-mb 1024] [--rounds 2] [--out FILE.json]
+
+Each job runs in a fresh process with an empty cache; a round runs the three jobs in turn
+(order rotated each round). Measured per job: wall time (bytes verified on disk at the end),
+bytes written to disk by the job's processes (``ru_oublock`` of the children, ext4 and the like;
+0 on tmpfs) and the bytes the hub sent. Targets (issue 17): patch and run at >= 0.95x the
+time of ``unihub.snapshot()``, disk bytes written <= 1.05x the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hubproc import HubProcess, HubSpec
+
+REPO = "internlm/internlm2-chat-7b"
+JOBS = {
+    "snapshot": (
+        "import unihub; print(unihub.snapshot({repo!r}, cache_dir={cache!r}, progress=False))"
+    ),
+    "patch": (
+        "import unihub, huggingface_hub; unihub.patch(progress=False); "
+        "print(huggingface_hub.snapshot_download({repo!r}, cache_dir={cache!r}))"
+    ),
+    "run": "import huggingface_hub; print(huggingface_hub.snapshot_download({repo!r}))",
+}
+
+
+def _job(name: str, hub: HubProcess, work: Path) -> dict[str, Any]:
+    home = work / name
+    shutil.rmtree(home, ignore_errors=True)
+    cache = str(home / "hub")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "UNIHUB_"))}
+    env.update(HF_HOME=str(home), UNIHUB_CACHE=str(home / "unihub"), UNIHUB_SOURCES=hub.source,
+               HF_HUB_DISABLE_PROGRESS_BARS="1", HF_ENDPOINT="http://127.0.0.1:9")  # fmt: skip
+    code = JOBS[name].format(repo=REPO, cache=cache)
+    cmd = [sys.executable, "-c", code]
+    if name == "run":
+        cmd = [sys.executable, "-m", "unihub", "run", "--", *cmd]
+    hub.reset()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_oublock
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - t0
+    written = (resource.getrusage(resource.RUSAGE_CHILDREN).ru_oublock - before) * 512
+    folder = Path(done.stdout.strip().splitlines()[-1])
+    model = folder / "model.safetensors"
+    ok = hashlib.sha256(model.read_bytes()).hexdigest() == hub.files["model.safetensors"].sha256
+    return {"seconds": seconds, "disk_written": written, "hub_sent": hub.stats()["bytes_total"],
+            "verified": ok}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    size = args.size_mb << 20
+    spec = HubSpec("hf", REPO, {"config.json": '{"model_type": "gpt2"}', "model.safetensors": size})
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in JOBS}
+    with HubProcess(spec) as hub, tempfile.TemporaryDirectory(dir=os.getcwd()) as tmp:
+        names = list(JOBS)
+        for r in range(args.rounds):
+            for name in names[r % 3 :] + names[: r % 3]:
+                results[name].append(_job(name, hub, Path(tmp)))
+                print(name, results[name][-1], flush=True)
+    best = {n: min(x["seconds"] for x in rs) for n, rs in results.items()}
+    summary = {
+        "repo_bytes": size,
+        "best_seconds": best,
+        "speed_vs_snapshot": {n: best["snapshot"] / best[n] for n in ("patch", "run")},
+        "disk_written_vs_repo": {n: max(x["disk_written"] for x in rs) / size
+                                 for n, rs in results.items()},  # fmt: skip
+        "all_verified": all(x["verified"] for rs in results.values() for x in rs),
+        "runs": results,
+    }
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
