@@ -86,8 +86,9 @@ def main() -> int:
         "repo_bytes": size,
         "best_seconds": best,
         "speed_vs_snapshot": {n: best["snapshot"] / best[n] for n in ("patch", "run")},
-        "disk_written_vs_repo": {n: max(x["disk_written"] for x in rs) / size
-                                 for n, rs in results.items()},  # fmt: skip
+        "disk_written_vs_repo": {
+            n: max(x["disk_written"] for x in rs) / size for n, rs in results.items()
+        },
         "all_verified": all(x["verified"] for rs in results.values() for x in rs),
         "runs": results,
     }
