@@ -369,6 +369,10 @@ class Repos:
         )
 
     # -- blobs ------------------------------------------------------------------------------
+    def blob_key(self, view: RepoView, file: RepoFile) -> Path:
+        """The blob's path: the key its fetch, its pins and the size cap know it by."""
+        return self.layout(view).blob_paths(file)[0]
+
     def local(self, view: RepoView, file: RepoFile) -> Path | None:
         """The complete file in the cache, if it is there."""
         layout = self.layout(view)
