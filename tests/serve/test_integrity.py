@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 
-from unihub.testing import FakeHub, Faults, FakeRepo
+from unihub.testing import FakeHub, FakeRepo, Faults
 
 from .conftest import ServeFactory
 

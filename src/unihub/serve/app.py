@@ -25,7 +25,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote_to_bytes, urlencode
+from urllib.parse import parse_qs, unquote_to_bytes, urlencode, urlsplit
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -35,6 +35,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ..errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError
 from ..models import RepoFile, RepoType
 from ..settings import Settings
+from ..sources import resolve_sources
 from .blobs import Aborted, BlobStore, first_bytes, stream, wait_done
 from .hfapi import error_answer, file_headers, paths_info, repo_info, tree_entries
 from .metrics import Metrics
@@ -42,6 +43,7 @@ from .options import ServeOptions
 from .ranges import UNSATISFIABLE, parse_range
 from .repos import Repos, RepoView
 from .responses import BodyResponse, file_chunks
+from .upstream import UpstreamUnreachableError
 
 __all__ = ["ServeApp"]
 
@@ -108,6 +110,14 @@ class ServeApp:
         self.store = BlobStore(self.cache_dir, options.max_cache_size, self.metrics)
         self.repos = Repos(options, self.settings, self.store, self.metrics, self.cache_dir)
         self.started = time.time()
+        named = list(options.sources) if options.sources else None
+        self._upstreams: list[tuple[str, str]] = []
+        for i, source in enumerate(resolve_sources(named, self.settings), 1):
+            parts = urlsplit(source.endpoint)
+            host = parts.netloc.rpartition("@")[2]
+            self._upstreams += [(source.endpoint, f"upstream-{i}"), (host, f"upstream-{i}")]
+            if parts.hostname and parts.hostname != host:
+                self._upstreams.append((parts.hostname, f"upstream-{i}"))
 
     # -- ASGI -------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -240,6 +250,7 @@ class ServeApp:
 
     def _error(self, exc: BaseException, request: Request, commit: str | None = None) -> Response:
         status, code, message = error_answer(exc, has_token=_bearer(request) is not None)
+        message = self._scrub(message)
         if status == 500:
             log.exception("internal error on %s %s", request.method, request.url.path)
         headers = {"X-Error-Message": _header_text(message)}
@@ -249,7 +260,17 @@ class ServeApp:
             headers["X-Repo-Commit"] = commit
         if status == 503:
             headers["Retry-After"] = "5"
+        if isinstance(exc, UpstreamUnreachableError):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return _json({"error": message}, status, headers)
+
+    def _scrub(self, message: str) -> str:
+        """``message`` without the sources' hosts and ports (unless ``show_upstream``)."""
+        if self.options.show_upstream:
+            return message
+        for address, label in self._upstreams:
+            message = message.replace(address, label)
+        return message
 
     @staticmethod
     def _split_id(rest: list[str], words: set[str]) -> tuple[str, list[str]]:

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..models import RepoFile
 from .repos import RepoBlockedError, RepoView
+from .upstream import UpstreamUnreachableError
 
 __all__ = ["error_answer", "file_entry", "file_headers", "repo_info", "tree_entries"]
 
@@ -153,6 +154,8 @@ def error_answer(exc: BaseException, *, has_token: bool) -> tuple[int, str | Non
         return 404, "EntryNotFound", msg
     if isinstance(exc, (ConfigError, UnsafePathError)):
         return 400, None, msg
+    if isinstance(exc, UpstreamUnreachableError):  # not retried by clients: fail fast
+        return 424, None, msg
     if isinstance(exc, SourceUnavailableError):
         return 503, None, msg  # retryable: not the 401 olah users got (#61)
     if isinstance(exc, (HubError, UnihubError)):

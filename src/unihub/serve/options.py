@@ -70,12 +70,18 @@ class ServeOptions:
     connections: int | None = 32
     access_log: bool = True
     head_prefetch: bool = True
+    upstream_timeout: float = 30.0
+    unreachable_for: float = 30.0
+    show_upstream: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, not {self.port!r}")
         if self.max_cache_size is not None and self.max_cache_size <= 0:
             raise ConfigError(f"max_cache_size must be positive, not {self.max_cache_size!r}")
+        for name in ("upstream_timeout", "unreachable_for"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.metadata_ttl < 0:
             raise ConfigError(f"metadata_ttl must be >= 0, not {self.metadata_ttl!r}")
         for pattern in (*self.allow, *self.deny):
