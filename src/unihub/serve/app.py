@@ -87,7 +87,9 @@ def _revision(raw: str) -> str:
 
 def _header_text(text: str) -> str:
     """``text`` as a header value: printable ASCII only (nothing a client sent is echoed raw)."""
-    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1] or "?", text)[:1000]
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)[
+        :1000
+    ]
 
 
 def _bearer(request: Request) -> str | None:
@@ -292,12 +294,12 @@ class ServeApp:
     ) -> tuple[str, Response]:
         repo_id, tail = self._split_id(rest, _API_WORDS)
         method = request.method
-        if method == "GET" and (not tail or (tail[0] == "revision" and len(tail) == 2)):
+        if method in ("GET", "HEAD") and (not tail or (tail[0] == "revision" and len(tail) == 2)):
             view = await self._view(
                 request, repo_type, repo_id, _revision(tail[1]) if tail else None
             )
             return "info", _json(repo_info(view))
-        if method == "GET" and len(tail) >= 2 and tail[0] == "tree":
+        if method in ("GET", "HEAD") and len(tail) >= 2 and tail[0] == "tree":
             view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
             return "tree", self._tree(request, view, _text("/".join(tail[2:])))
         if method == "POST" and len(tail) == 2 and tail[0] == "paths-info":
