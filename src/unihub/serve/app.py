@@ -37,7 +37,7 @@ from ..models import RepoFile, RepoType
 from ..settings import Settings
 from ..sources import resolve_sources
 from .blobs import Aborted, BlobStore, first_bytes, stream, wait_done
-from .hfapi import error_answer, file_headers, paths_info, repo_info, tree_entries
+from .hfapi import error_answer, file_headers, paths_info, refs, repo_info, tree_entries
 from .metrics import Metrics
 from .options import ServeOptions
 from .ranges import UNSATISFIABLE, parse_range
@@ -299,6 +299,9 @@ class ServeApp:
                 request, repo_type, repo_id, _revision(tail[1]) if tail else None
             )
             return "info", _json(repo_info(view))
+        if method in ("GET", "HEAD") and tail == ["refs"]:
+            view = await self._view(request, repo_type, repo_id, None)
+            return "refs", _json(refs(view))
         if method in ("GET", "HEAD") and len(tail) >= 2 and tail[0] == "tree":
             view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
             return "tree", self._tree(request, view, _text("/".join(tail[2:])))

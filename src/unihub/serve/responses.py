@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -86,6 +87,9 @@ class BodyResponse(Response):
         try:
             async for chunk in self.body_iter:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                # uvicorn's send returns at once for a client that left: let the disconnect
+                # listener run, or the rest of the file is read for nobody
+                await anyio.lowlevel.checkpoint()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except Aborted as exc:  # the caller cuts the connection (the body stays incomplete)
             self.aborted = exc
