@@ -27,11 +27,21 @@ from ..errors import ConfigError
 from ..settings import Settings
 from ..sources import resolve_sources
 from .options import ServeOptions, size_option
+from .protocol import Limits
+
+__all__ = [
+    "Running",
+    "ServeOptions",
+    "build_app",
+    "raise_descriptor_limit",
+    "running",
+    "serve",
+    "size_option",
+]
 
 if TYPE_CHECKING:
     from .app import ServeApp
 
-__all__ = ["Running", "ServeOptions", "build_app", "running", "serve", "size_option"]
 
 _STARTUP_TIMEOUT = 30.0
 
@@ -58,7 +68,27 @@ def build_app(options: ServeOptions, settings: Settings | None = None, port: int
     return ServeApp(options, settings)
 
 
+def raise_descriptor_limit() -> int:
+    """Raise this process's open-files soft limit to its hard limit (as far as allowed: a
+    server holds a descriptor per client); the soft limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= hard:
+        return soft if soft != resource.RLIM_INFINITY else hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return soft
+    return hard
+
+
 def _bind(host: str, port: int) -> socket.socket:
+    raise_descriptor_limit()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -72,18 +102,39 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def limits(options: ServeOptions) -> Limits:
+    """The per-connection limits; ``max_connections`` by default the descriptor limit less a
+    reserve (a quarter, at least 256) for upstream connections, blobs and the rest."""
+    most = options.max_connections
+    if most is None:
+        nofile = raise_descriptor_limit()
+        most = max(32, nofile - max(256, nofile // 4))
+    return Limits(
+        header_timeout=options.header_timeout,
+        keep_alive=options.keep_alive,
+        max_header_bytes=options.max_header_bytes,
+        max_connections=most,
+    )
+
+
 def _config(app: ServeApp, options: ServeOptions) -> object:
     import uvicorn
 
+    from .protocol import protocol_class
+
+    bounds = limits(options)
     return uvicorn.Config(
         app,
         host=options.host,
         port=options.port,
+        http=protocol_class(bounds),
         log_config=None,
         access_log=False,  # ours is structured (unihub.serve.access)
         lifespan="on",
         timeout_graceful_shutdown=10,
-        timeout_keep_alive=30,
+        timeout_keep_alive=max(1, round(options.keep_alive)),
+        h11_max_incomplete_event_size=options.max_header_bytes,
+        backlog=2048,
     )
 
 

@@ -21,27 +21,31 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode
+from urllib.parse import parse_qs, unquote_to_bytes, urlencode, urlsplit
 
 import anyio.to_thread
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.responses import StreamingResponse as _Streaming
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from ..errors import EntryNotFoundError, UnihubError
+from ..errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError, UnihubError
 from ..layout.cache import CacheLayout
 from ..models import RepoFile, RepoType
 from ..settings import Settings
+from ..sources import resolve_sources
 from .blobs import Aborted, BlobStore, first_bytes, stream, wait_done
-from .hfapi import error_answer, file_headers, paths_info, repo_info, tree_entries
+from .hfapi import error_answer, file_headers, paths_info, refs, repo_info, tree_entries
 from .materialize import materialize
 from .metrics import Metrics
 from .options import ServeOptions
+from .ranges import UNSATISFIABLE, parse_range
 from .repos import Repos, RepoView
+from .responses import BodyResponse, file_chunks
+from .upstream import UpstreamUnreachableError
 
 __all__ = ["ServeApp"]
 
@@ -50,37 +54,50 @@ log = logging.getLogger("unihub.serve")
 
 _TYPES: dict[str, RepoType] = {"models": "model", "datasets": "dataset"}
 _PAGE = 1000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 _API_WORDS = {"revision", "tree", "paths-info", "refs", "commits"}
-
-
-class _Blob(FileResponse):
-    chunk_size = 1 << 20
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(data, status_code=status, headers=headers)
 
 
+def _text(raw: str) -> str | None:
+    """A percent-encoded URL part as text; None if it is no valid UTF-8 or holds control
+    characters (no repo, revision or file name on a hub does)."""
+    try:
+        text = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _CONTROL.search(text) else text
+
+
+def _name(raw: str) -> str:
+    text = _text(raw)
+    if text is None:
+        raise RepoNotFoundError("no repository has this name (invalid characters)")
+    return text
+
+
+def _revision(raw: str) -> str:
+    text = _text(raw)
+    if text is None:
+        raise RevisionNotFoundError("no revision has this name (invalid characters)")
+    return text
+
+
+def _header_text(text: str) -> str:
+    """``text`` as a header value: printable ASCII only (nothing a client sent is echoed raw)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)[
+        :1000
+    ]
+
+
 def _bearer(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     scheme, _, value = auth.partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
-
-
-def _range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """(start, end) of a single ``bytes=`` range; None: whole file; "bad": unsatisfiable."""
-    if not header or not header.startswith("bytes=") or "," in header:
-        return None
-    first, _, last = header[6:].strip().partition("-")
-    try:
-        if not first:
-            n = int(last)
-            return (max(0, size - n), size) if n > 0 and size else "bad"
-        start = int(first)
-        end = min(int(last) + 1, size) if last else size
-    except ValueError:
-        return None
-    return (start, end) if start < end and start < size else "bad"
 
 
 class ServeApp:
@@ -97,6 +114,14 @@ class ServeApp:
         self.store = BlobStore(self.cache_dir, options.max_cache_size, self.metrics)
         self.repos = Repos(options, self.settings, self.store, self.metrics, self.cache_dir)
         self.started = time.time()
+        named = list(options.sources) if options.sources else None
+        self._upstreams: list[tuple[str, str]] = []
+        for i, source in enumerate(resolve_sources(named, self.settings), 1):
+            parts = urlsplit(source.endpoint)
+            host = parts.netloc.rpartition("@")[2]
+            self._upstreams += [(source.endpoint, f"upstream-{i}"), (host, f"upstream-{i}")]
+            if parts.hostname and parts.hostname != host:
+                self._upstreams.append((parts.hostname, f"upstream-{i}"))
 
     # -- ASGI -------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,6 +137,9 @@ class ServeApp:
             kind = message["type"]
             if kind == "http.response.start":
                 sent["status"] = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"content-length" and scope["method"] != "HEAD":
+                        sent["length"] = int(value)
             elif kind == "http.response.body":
                 sent["bytes"] += len(message.get("body", b""))
             elif kind == "http.response.pathsend":  # the server sends the whole file itself
@@ -120,36 +148,54 @@ class ServeApp:
 
         request = Request(scope, receive)
         route = "other"
+        error: str | None = None
         try:
             route, response = await self._dispatch(request)
             await response(scope, receive, counting_send)
         except Aborted as exc:
             # the body cannot be finished: returning with it incomplete makes the server cut
             # the connection (the client retries), without a traceback in the log
-            log.warning(
-                "%s %s cut after %d bytes: %s", scope["method"], scope["path"], sent["bytes"], exc
-            )
+            error = str(exc)
         finally:
-            self.metrics.add("unihub_serve_requests_total", route=route, status=str(sent["status"]))
-            if route == "resolve" and sent["bytes"]:
+            status = sent["status"]
+            self.metrics.add("unihub_serve_requests_total", route=route, status=str(status))
+            if route == "resolve" and status in (200, 206) and sent["bytes"]:
                 self.metrics.add("unihub_serve_bytes_served_total", sent["bytes"])
-            if self.options.access_log and route not in ("healthz", "metrics"):
-                client = scope.get("client") or ("-", 0)
-                access_log.info(
-                    json.dumps(
-                        {
-                            "ts": round(time.time(), 3),
-                            "client": client[0],
-                            "method": scope["method"],
-                            "path": scope["path"],
-                            "range": request.headers.get("range"),
-                            "status": sent["status"],
-                            "bytes": sent["bytes"],
-                            "seconds": round(time.monotonic() - t0, 4),
-                            "route": route,
-                        }
-                    )
-                )
+            self._log(scope, request, route, sent, error, time.monotonic() - t0)
+
+    def _log(
+        self,
+        scope: Scope,
+        request: Request,
+        route: str,
+        sent: dict[str, int],
+        error: str | None,
+        seconds: float,
+    ) -> None:
+        """One JSON line per request; a cut answer (client gone, or fetch failed) is one line
+        too, at WARNING when the server cut it, never a traceback."""
+        if route in ("healthz", "metrics") and error is None:
+            return
+        expected = sent.get("length", -1)
+        complete = error is None and (expected < 0 or sent["bytes"] >= expected)
+        if not self.options.access_log and error is None:
+            return
+        client = scope.get("client") or ("-", 0)
+        line = {
+            "ts": round(time.time(), 3),
+            "client": client[0],
+            "method": scope["method"],
+            "path": scope["path"],
+            "range": request.headers.get("range"),
+            "status": sent["status"],
+            "bytes": sent["bytes"],
+            "complete": complete,
+            "seconds": round(seconds, 4),
+            "route": route,
+        }
+        if error is not None:
+            line["error"] = error
+        access_log.log(logging.WARNING if error else logging.INFO, json.dumps(line))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -178,6 +224,10 @@ class ServeApp:
         raw = request.scope.get("raw_path") or request.url.path.encode()
         segs = [s for s in raw.decode("latin-1").split("?")[0].split("/") if s]
         method = request.method
+        if method not in ("GET", "HEAD") and not (
+            method == "POST" and segs[:1] == ["api"] and "paths-info" in segs
+        ):
+            return "other", _json({"error": "read-only mirror"}, 405, {"Allow": "GET, HEAD"})
         if segs == ["healthz"]:
             return "healthz", _json(
                 {
@@ -204,23 +254,34 @@ class ServeApp:
 
     def _error(self, exc: BaseException, request: Request, commit: str | None = None) -> Response:
         status, code, message = error_answer(exc, has_token=_bearer(request) is not None)
+        message = self._scrub(message)
         if status == 500:
             log.exception("internal error on %s %s", request.method, request.url.path)
-        headers = {"X-Error-Message": message.replace("\n", " ")[:1000]}
+        headers = {"X-Error-Message": _header_text(message)}
         if code:
             headers["X-Error-Code"] = code
         if commit:
             headers["X-Repo-Commit"] = commit
         if status == 503:
             headers["Retry-After"] = "5"
+        if isinstance(exc, UpstreamUnreachableError):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return _json({"error": message}, status, headers)
+
+    def _scrub(self, message: str) -> str:
+        """``message`` without the sources' hosts and ports (unless ``show_upstream``)."""
+        if self.options.show_upstream:
+            return message
+        for address, label in self._upstreams:
+            message = message.replace(address, label)
+        return message
 
     @staticmethod
     def _split_id(rest: list[str], words: set[str]) -> tuple[str, list[str]]:
         """(repo id, the segments after it): ids have one segment or two."""
         if len(rest) >= 2 and rest[1] not in words:
-            return f"{unquote(rest[0])}/{unquote(rest[1])}", rest[2:]
-        return unquote(rest[0]), rest[1:]
+            return f"{_name(rest[0])}/{_name(rest[1])}", rest[2:]
+        return _name(rest[0]), rest[1:]
 
     async def _view(
         self, request: Request, repo_type: RepoType, repo_id: str, rev: str | None
@@ -235,14 +296,19 @@ class ServeApp:
     ) -> tuple[str, Response]:
         repo_id, tail = self._split_id(rest, _API_WORDS)
         method = request.method
-        if method == "GET" and (not tail or (tail[0] == "revision" and len(tail) == 2)):
-            view = await self._view(request, repo_type, repo_id, unquote(tail[1]) if tail else None)
+        if method in ("GET", "HEAD") and (not tail or (tail[0] == "revision" and len(tail) == 2)):
+            view = await self._view(
+                request, repo_type, repo_id, _revision(tail[1]) if tail else None
+            )
             return "info", _json(repo_info(view))
-        if method == "GET" and len(tail) >= 2 and tail[0] == "tree":
-            view = await self._view(request, repo_type, repo_id, unquote(tail[1]))
-            return "tree", self._tree(request, view, "/".join(unquote(s) for s in tail[2:]))
+        if method in ("GET", "HEAD") and tail == ["refs"]:
+            view = await self._view(request, repo_type, repo_id, None)
+            return "refs", _json(refs(view))
+        if method in ("GET", "HEAD") and len(tail) >= 2 and tail[0] == "tree":
+            view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
+            return "tree", self._tree(request, view, _text("/".join(tail[2:])))
         if method == "POST" and len(tail) == 2 and tail[0] == "paths-info":
-            view = await self._view(request, repo_type, repo_id, unquote(tail[1]))
+            view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
             return "paths-info", _json(paths_info(view, await self._wanted_paths(request)))
         if method not in ("GET", "HEAD"):
             return "other", _json({"error": "read-only mirror"}, 405)
@@ -260,11 +326,11 @@ class ServeApp:
             paths = [paths]
         return [p for p in paths if isinstance(p, str)]
 
-    def _tree(self, request: Request, view: RepoView, path: str) -> Response:
+    def _tree(self, request: Request, view: RepoView, path: str | None) -> Response:
         recursive = request.query_params.get("recursive", "false").lower() in ("true", "1")
-        entries = tree_entries(view, path, recursive)
+        entries = tree_entries(view, path, recursive) if path is not None else None
         if entries is None:
-            exc = EntryNotFoundError(f"{path} does not exist on {view.commit}")
+            exc = EntryNotFoundError(f"{path!r} does not exist at {view.commit}")
             return self._error(exc, request, view.commit)
         try:
             cursor = max(0, int(request.query_params.get("cursor", "0")))
@@ -279,70 +345,92 @@ class ServeApp:
         return _json(entries[cursor : cursor + limit], headers=headers)
 
     # -- /resolve -----------------------------------------------------------------------------
-    def _to_client_cache(
-        self, view: RepoView, f: RepoFile, repo_id: str, repo_type: RepoType
-    ) -> None:
+    def _to_client_cache(self, view: RepoView, f: RepoFile) -> None:
         """The verified blob in the clients' own cache (see ``ServeOptions.client_cache``);
         trouble is left for the client's ``GET`` to meet."""
         assert self.options.client_cache is not None
-        layout = CacheLayout(self.options.client_cache, repo_id=repo_id, repo_type=repo_type)
+        cache = self.options.client_cache
+        layout = CacheLayout(cache, repo_id=view.repo_id, repo_type=view.repo_type)
         try:
             materialize(self.repos, view, [f], layout)
         except (UnihubError, OSError) as exc:
-            log.debug("%s/%s not written to the client cache: %s", repo_id, f.path, exc)
+            log.debug("%s/%s not written to the client cache: %s", view.repo_id, f.path, exc)
 
     async def _resolve(
         self, request: Request, repo_type: RepoType, segs: list[str]
     ) -> tuple[str, Response]:
         if len(segs) >= 4 and segs[2] == "resolve":
-            repo_id, rest = f"{unquote(segs[0])}/{unquote(segs[1])}", segs[3:]
+            repo_id, rest = f"{_name(segs[0])}/{_name(segs[1])}", segs[3:]
         elif len(segs) >= 3 and segs[1] == "resolve":
-            repo_id, rest = unquote(segs[0]), segs[2:]
+            repo_id, rest = _name(segs[0]), segs[2:]
         else:
             return "other", _json({"error": "Not Found"}, 404)
-        view = await self._view(request, repo_type, repo_id, unquote(rest[0]))
-        path = unquote("/".join(rest[1:]))
-        f = view.files.get(path)
+        view = await self._view(request, repo_type, repo_id, _revision(rest[0]))
+        path = _text("/".join(rest[1:]))
+        f = view.files.get(path) if path is not None else None
         if f is None:
-            exc = EntryNotFoundError(f"{path} does not exist on {rest[0]!r}")
+            exc = EntryNotFoundError(f"{path!r} does not exist at {view.commit}")
             return "resolve", self._error(exc, request, view.commit)
         if view.denied is not None:
             return "resolve", self._error(view.denied, request, view.commit)
+        key = self.repos.blob_key(view, f)
+        self.store.pin(key)  # before looking: nothing evicts it between the look and the read
+        try:
+            response = await self._file(request, view, f, key)
+        except BaseException:
+            await self._unpin(key)
+            raise
+        if not isinstance(response, BodyResponse) or response.release is None:
+            await self._unpin(key)
+        return "resolve", response
+
+    async def _unpin(self, key: Path) -> None:
+        if self.store.unpin(key):
+            await anyio.to_thread.run_sync(self.store.make_room, 0)
+
+    async def _file(self, request: Request, view: RepoView, f: RepoFile, key: Path) -> Response:
+        """The answer for one file (``key`` pinned by the caller; a body answer releases it)."""
         headers = file_headers(view, f)
-        if request.method == "HEAD" and self.options.client_cache is not None:
-            await anyio.to_thread.run_sync(self._to_client_cache, view, f, repo_id, repo_type)
+        get = request.method == "GET"
+        if not get and self.options.client_cache is not None:
+            await anyio.to_thread.run_sync(self._to_client_cache, view, f)
+        span = parse_range(request.headers.get("range"), f.size) if get else None
+        if span == UNSATISFIABLE:
+            bad = {"Content-Range": f"bytes */{f.size}", "X-Repo-Commit": view.commit}
+            return _json({"error": "range not satisfiable"}, 416, bad)
         local = await anyio.to_thread.run_sync(self.repos.local, view, f)
-        if local is not None:
-            self.metrics.add("unihub_serve_cache_hits_total")
-            self.store.touch(local, f.size)
-            return "resolve", _Blob(local, headers=headers, media_type=headers["Content-Type"])
-        if request.method == "HEAD":
+        if local is None and not get:
             if self.options.head_prefetch and view.plan is not None:
                 # Hugging Face clients HEAD a file right before they GET it: start the
                 # upstream fetch now, one client round trip earlier
                 await anyio.to_thread.run_sync(self.repos.fetch, view, f)
             headers["Content-Length"] = str(f.size)
-            return "resolve", Response(b"", headers=headers)
-        span = _range(request.headers.get("range"), f.size)
-        if span == "bad":
-            bad = {"Content-Range": f"bytes */{f.size}", "X-Repo-Commit": view.commit}
-            return "resolve", _json({"error": "range not satisfiable"}, 416, bad)
-        fetch = await anyio.to_thread.run_sync(self.repos.fetch, view, f)
-        self.metrics.add("unihub_serve_cache_misses_total")  # a GET (a HEAD is no miss)
+            return Response(b"", headers=headers)
+        if local is None:
+            fetch = await anyio.to_thread.run_sync(self.repos.fetch, view, f)
+            self.metrics.add("unihub_serve_cache_misses_total")
+            if span is None and f.size > 0:
+                # a whole body streams as the fetch writes it (its last byte waits for the hash)
+                await first_bytes(fetch, 0)
+            else:  # a range (or an empty file) waits for the verified whole: no unchecked byte
+                await wait_done(fetch)
+            if fetch.error is not None:
+                return self._error(fetch.error, request, view.commit)
+            if fetch.path is None or span is not None or f.size == 0:
+                local = fetch.path
+        elif get:
+            self.metrics.add("unihub_serve_cache_hits_total")
+        if local is not None:
+            self.store.touch(local, f.size)
         start, end = span if isinstance(span, tuple) else (0, f.size)
-        if f.size == 0:
-            await wait_done(fetch)
-        else:
-            await first_bytes(fetch, start)
-        if fetch.error is not None:
-            return "resolve", self._error(fetch.error, request, view.commit)
-        if f.size == 0:
-            headers["Content-Length"] = "0"
-            return "resolve", Response(b"", headers=headers)
-        status = 200
-        if isinstance(span, tuple):
-            status = 206
+        status = 206 if isinstance(span, tuple) else 200
+        if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{f.size}"
         headers["Content-Length"] = str(end - start)
-        body = stream(fetch, start, end)
-        return "resolve", _Streaming(body, status_code=status, headers=headers)
+        if not get or end == start:
+            body = None
+        elif local is not None:
+            body = file_chunks(local, start, end)
+        else:
+            body = stream(fetch, start, end)
+        return BodyResponse(status, headers, body, lambda: self._unpin(key))

@@ -21,10 +21,11 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from pathlib import Path
 
 from ..transfer.ranges import RangeSet
@@ -103,7 +104,7 @@ async def first_bytes(fetch: Fetch, start: int) -> None:
         delay = min(delay * 2, _POLL_MAX)
 
 
-async def stream(fetch: Fetch, start: int, end: int) -> AsyncIterator[bytes]:
+async def stream(fetch: Fetch, start: int, end: int) -> AsyncGenerator[bytes, None]:
     """Bytes ``[start, end)`` of the blob as they land on disk (see the module docstring)."""
     fd = -1
     epoch: int | None = None
@@ -187,17 +188,28 @@ class BlobStore:
             self._lru[blob] = size
 
     # -- pins: what a reader or a fetch holds is never evicted ---------------------------------
-    @contextlib.contextmanager
-    def pinned(self, path: Path) -> Iterator[None]:
+    def pin(self, path: Path) -> None:
+        """``path`` is being read: not evicted until :meth:`unpin` (pins count)."""
         with self._lock:
             self._pins[path] += 1
+
+    def unpin(self, path: Path) -> bool:
+        """One pin of ``path`` released; True when the cache is over its cap (the caller then
+        runs :meth:`make_room`, off the event loop)."""
+        with self._lock:
+            self._pins[path] -= 1
+            if self._pins[path] <= 0:
+                del self._pins[path]
+            return self.max_size is not None and sum(self._lru.values()) > self.max_size
+
+    @contextlib.contextmanager
+    def pinned(self, path: Path) -> Iterator[None]:
+        self.pin(path)
         try:
             yield
         finally:
-            with self._lock:
-                self._pins[path] -= 1
-                if self._pins[path] <= 0:
-                    del self._pins[path]
+            if self.unpin(path):
+                self.make_room(0)
 
     def touch(self, path: Path, size: int) -> None:
         """``path`` was served (or completed): most recently used. Only ``blobs/`` entries are
@@ -258,7 +270,7 @@ class BlobStore:
         if path is not None:
             log.info("fetched %s (%d bytes)", fetch.key.name, fetch.size)
             self.touch(fetch.key, fetch.size)
-            self.make_room(0)
+            self.make_room(0, keep=fetch.key)
 
     def running(self, key: Path) -> Fetch | None:
         with self._lock:
@@ -269,8 +281,10 @@ class BlobStore:
             return len(self._fetches)
 
     # -- the size cap -------------------------------------------------------------------------
-    def make_room(self, incoming: int) -> None:
-        """Evict least recently used blobs until ``incoming`` more bytes fit under the cap."""
+    def make_room(self, incoming: int, keep: Path | None = None) -> None:
+        """Evict least recently used blobs until ``incoming`` more bytes fit under the cap;
+        never a pinned blob, nor ``keep`` (a blob just fetched: while older ones are pinned
+        the cache stays over its cap until their readers finish, see :meth:`unpin`)."""
         if self.max_size is None:
             return
         victims: list[Path] = []
@@ -279,7 +293,7 @@ class BlobStore:
             for path in list(self._lru):
                 if total <= self.max_size:
                     break
-                if self._pins.get(path):
+                if self._pins.get(path) or path == keep:
                     continue
                 total -= self._lru.pop(path)
                 self._finished.pop(path, None)
@@ -306,16 +320,38 @@ class BlobStore:
 
 
 def _remove_blob(blob: Path) -> None:
-    """Delete ``blob`` and the snapshot entries that point at it (or are it)."""
+    """Delete ``blob`` and the snapshot entries that point at it (or are it); a snapshot left
+    without files goes too, with its ``trees/<commit>.json`` and the ``refs/`` naming it (an
+    offline server would otherwise list files it cannot serve)."""
     storage = blob.parent.parent
     target = blob.resolve()
     snapshots = storage / "snapshots"
+    touched: set[Path] = set()
     if snapshots.is_dir():
         for entry in snapshots.rglob("*"):
             try:
                 if entry.is_symlink() and entry.resolve() == target:
                     entry.unlink()
-            except OSError:
+                    touched.add(snapshots / entry.relative_to(snapshots).parts[0])
+            except (OSError, ValueError):
                 continue
     with contextlib.suppress(FileNotFoundError):
         blob.unlink()
+    for snapshot in touched:
+        if any(p.is_file() or p.is_symlink() for p in snapshot.rglob("*")):
+            continue
+        _drop_snapshot(storage, snapshot)
+
+
+def _drop_snapshot(storage: Path, snapshot: Path) -> None:
+    commit = snapshot.name
+    shutil.rmtree(snapshot, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (storage / "trees" / f"{commit}.json").unlink()
+    refs = storage / "refs"
+    if refs.is_dir():
+        for ref in [r for r in refs.rglob("*") if r.is_file()]:
+            with contextlib.suppress(OSError):
+                if ref.read_text(encoding="utf-8").strip() == commit:
+                    ref.unlink()
+    log.info("removed snapshot %s of %s (no file of it left)", commit[:12], storage.name)

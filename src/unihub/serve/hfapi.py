@@ -28,21 +28,59 @@ from ..errors import (
     UnihubError,
     UnsafePathError,
 )
-from ..models import RepoFile
+from ..layout.common import lfs_pointer_oid
+from ..models import RepoFile, is_commit_sha
 from .repos import RepoBlockedError, RepoView
+from .upstream import UpstreamUnreachableError
 
-__all__ = ["error_answer", "file_entry", "file_headers", "repo_info", "tree_entries"]
+__all__ = [
+    "error_answer",
+    "file_entry",
+    "file_headers",
+    "git_oid",
+    "refs",
+    "repo_info",
+    "tree_entries",
+]
 
 _DATE = "1970-01-01T00:00:00.000Z"
 
 
+def _pointer_size(sha256: str, size: int) -> int:
+    return len(f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n")
+
+
+def git_oid(f: RepoFile) -> str:
+    """The file's git blob id as the Hub gives it: of the LFS pointer for an LFS file (built
+    from sha256 and size when the listing came from a hub that gives only the sha256)."""
+    if f.git_oid:
+        return f.git_oid
+    if f.lfs and f.sha256:
+        return lfs_pointer_oid(f.sha256, f.size)
+    return f.etag or ""
+
+
 def file_entry(f: RepoFile) -> dict[str, Any]:
     """One ``/tree`` or ``/paths-info`` entry."""
-    oid = f.git_oid or f.etag or ""
-    entry: dict[str, Any] = {"type": "file", "oid": oid, "size": f.size, "path": f.path}
+    entry: dict[str, Any] = {"type": "file", "oid": git_oid(f), "size": f.size, "path": f.path}
     if f.lfs and f.sha256:
-        entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
+        entry["lfs"] = {
+            "oid": f.sha256,
+            "size": f.size,
+            "pointerSize": _pointer_size(f.sha256, f.size),
+        }
     return entry
+
+
+def refs(view: RepoView) -> dict[str, Any]:
+    """``GET /api/{models,datasets}/{id}/refs`` (huggingface_hub's ``list_repo_refs``): the
+    branch served, at its commit (the server lists one revision at a time)."""
+    branch = view.revision if not is_commit_sha(view.revision) else "main"
+    return {
+        "branches": [{"name": branch, "ref": f"refs/heads/{branch}", "targetCommit": view.commit}],
+        "converts": [],
+        "tags": [],
+    }
 
 
 def _folder_entry(view: RepoView, path: str) -> dict[str, Any]:
@@ -62,11 +100,13 @@ def repo_info(view: RepoView) -> dict[str, Any]:
     """``GET /api/{models,datasets}/{id}[/revision/{rev}]``."""
     siblings = []
     for f in view.files.values():
-        entry: dict[str, Any] = {"rfilename": f.path, "size": f.size}
-        if f.git_oid:
-            entry["blobId"] = f.git_oid
+        entry: dict[str, Any] = {"rfilename": f.path, "size": f.size, "blobId": git_oid(f)}
         if f.lfs and f.sha256:
-            entry["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": 134}
+            entry["lfs"] = {
+                "sha256": f.sha256,
+                "size": f.size,
+                "pointerSize": _pointer_size(f.sha256, f.size),
+            }
         siblings.append(entry)
     author = view.repo_id.split("/")[0] if "/" in view.repo_id else None
     gated: Any = "manual" if view.manifest.gated or view.denied else False
@@ -153,6 +193,8 @@ def error_answer(exc: BaseException, *, has_token: bool) -> tuple[int, str | Non
         return 404, "EntryNotFound", msg
     if isinstance(exc, (ConfigError, UnsafePathError)):
         return 400, None, msg
+    if isinstance(exc, UpstreamUnreachableError):  # not retried by clients: fail fast
+        return 424, None, msg
     if isinstance(exc, SourceUnavailableError):
         return 503, None, msg  # retryable: not the 401 olah users got (#61)
     if isinstance(exc, (HubError, UnihubError)):

@@ -74,12 +74,26 @@ class ServeOptions:
     access_log: bool = True
     head_prefetch: bool = True
     client_cache: Path | None = None
+    upstream_timeout: float = 30.0
+    unreachable_for: float = 30.0
+    show_upstream: bool = False
+    header_timeout: float = 10.0
+    keep_alive: float = 15.0
+    max_header_bytes: int = 64 * 1024
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, not {self.port!r}")
         if self.max_cache_size is not None and self.max_cache_size <= 0:
             raise ConfigError(f"max_cache_size must be positive, not {self.max_cache_size!r}")
+        if self.max_header_bytes < 1024:
+            raise ConfigError(f"max_header_bytes must be >= 1024, not {self.max_header_bytes!r}")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ConfigError(f"max_connections must be >= 1, not {self.max_connections!r}")
+        for name in ("upstream_timeout", "unreachable_for", "header_timeout", "keep_alive"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.metadata_ttl < 0:
             raise ConfigError(f"metadata_ttl must be >= 0, not {self.metadata_ttl!r}")
         for pattern in (*self.allow, *self.deny):

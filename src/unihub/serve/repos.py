@@ -14,9 +14,8 @@ token. When every hub is unreachable, or with ``--offline``, the view comes from
 for that repo before (anyone, for a repo an anonymous client was served): that record
 (:class:`AccessBook`) keeps hashes of tokens, never tokens.
 
-A source that did not answer a listing (timeout, refused) is left out of new listings for
-``DARK_FOR`` seconds, so a blackholed hub costs the probe deadline once, not once per repo,
-revision or token; then it is asked again.
+Sources that do not answer are left out for a while, and slow ones are waited for: see
+:mod:`.upstream`.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from ..api import _fetch
 from ..errors import (
+    AllSourcesFailedError,
     AuthRequiredError,
     GatedRepoError,
     OfflineError,
@@ -48,10 +48,10 @@ from ..request import Request, check_request
 from ..safety import check_revision, ensure_inside, path_parts, replace_json
 from ..session import Session
 from ..settings import Settings
-from ..sources import Source
 from .blobs import BlobStore, Fetch
 from .metrics import Metrics
 from .options import ServeOptions
+from .upstream import Reachability, silent
 
 __all__ = ["AccessBook", "RepoBlockedError", "RepoView", "Repos", "token_key"]
 
@@ -59,7 +59,6 @@ log = logging.getLogger("unihub.serve")
 
 _SESSIONS = 32  # client tokens with a session kept open
 _VIEWS = 4096  # repo views kept (each holds a plan: listings of every source)
-DARK_FOR = 30.0  # seconds a source that did not answer a listing is left out of new ones
 
 
 class RepoBlockedError(UnihubError):
@@ -145,23 +144,31 @@ class Repos:
         self._flights: dict[tuple[str, str, str, str], Future[RepoView]] = {}
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._derived: dict[tuple[str, str, str], str] = {}  # derived commit -> revision
-        self._dark: dict[str, float] = {}  # source -> until when it is skipped
+        self.reach = Reachability(options.unreachable_for)
+        t = settings.timeouts
+        wait = max(options.upstream_timeout, t.probe)
+        self._patient_settings = settings.evolve(
+            timeouts=t.evolve(probe=wait, first_contact=wait, read=max(t.read, wait))
+        )
 
     # -- sessions (one per client token, kept open for its connections) -----------------------
-    def _session(self, token: str | None) -> Session:
+    def _session(self, token: str | None, *, patient: bool = False) -> Session:
         key = token_key(token)
+        name = f"{key}+patient" if patient else key
         with self._lock:
-            session = self._sessions.get(key)
+            session = self._sessions.get(name)
             if session is not None:
-                self._sessions.move_to_end(key)
+                self._sessions.move_to_end(name)
                 return session
-            session = Session(self.settings, token=token or False)
+            settings = self._patient_settings if patient else self.settings
+            session = Session(settings, token=token or False)
+            self._sessions[name] = session
             self._sessions[key] = session
             if len(self._sessions) > _SESSIONS:
                 # the least recent token's session: no new view uses it; fetches running on
                 # it finish, and it is garbage once they and its views are gone
                 old, _ = self._sessions.popitem(last=False)
-                for k in [k for k in self._views if k[3] == old]:
+                for k in [k for k in self._views if k[3] == old.removesuffix("+patient")]:
                     del self._views[k]
         return session
 
@@ -234,16 +241,8 @@ class Repos:
             connections=self.options.connections,
             progress=False,
         )
-        session = self._session(token)
         try:
-            plan = make_plan(
-                req.plan_id,
-                session=session,
-                sources=self._reachable(req.sources),
-                repo_type=req.repo_type,
-                revision=req.revision,
-            )
-            self._note_reachability(plan)
+            plan, session = self._plan(req, token)
         except SourceUnavailableError as exc:
             self.metrics.add("unihub_serve_listings_total", outcome="unreachable")
             try:
@@ -282,27 +281,34 @@ class Repos:
                 self.layout(view).finalize(manifest, (), revision=req.revision)
         return view
 
-    def _reachable(self, sources: list[Source]) -> list[Source]:
-        """``sources`` without those that did not answer a listing in the last ``DARK_FOR``
-        seconds (a blackholed hub would cost every new listing the probe deadline); all of
-        them if none is left."""
-        now = time.monotonic()
-        with self._lock:
-            live = [s for s in sources if self._dark.get(str(s), 0.0) <= now]
-        skipped = len(sources) - len(live)
-        if skipped and live:
-            log.debug("skipping %d source(s) that did not answer lately", skipped)
-            return live
-        return sources
-
-    def _note_reachability(self, plan: Plan) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for r in plan.results:
-                if r.status in ("timeout", "refused"):
-                    self._dark[str(r.source)] = now + DARK_FOR
-                elif r.reachable:
-                    self._dark.pop(str(r.source), None)
+    def _plan(self, req: Request, token: str | None) -> tuple[Plan, Session]:
+        """The plan of a listing, quick then patient (see :mod:`.upstream`)."""
+        live = self.reach.live(req.sources)
+        if not live:
+            raise self.reach.unreachable(req.sources, req.hf_id)
+        # one source has nobody to race: however slow its answer, it is the only one
+        patient = len(live) == 1 or self.reach.patient(live)
+        while True:
+            session = self._session(token, patient=patient)
+            try:
+                plan = make_plan(
+                    req.plan_id,
+                    session=session,
+                    sources=live,
+                    repo_type=req.repo_type,
+                    revision=req.revision,
+                )
+            except AllSourcesFailedError as exc:
+                if not patient and silent(exc):
+                    log.info("%s: no source answered in time; asking patiently", req.hf_id)
+                    patient = True
+                    continue
+                self.reach.note_failure(exc, patient=patient)
+                if not self.reach.live(live):
+                    raise self.reach.unreachable(req.sources, req.hf_id) from None
+                raise
+            self.reach.note_plan(plan, patient=patient)
+            return plan, session
 
     def _with_etags(self, plan: Plan, req: Request, session: Session) -> Manifest:
         """The manifest with the git blob id of every file: those a hub did not give
@@ -369,6 +375,10 @@ class Repos:
         )
 
     # -- blobs ------------------------------------------------------------------------------
+    def blob_key(self, view: RepoView, file: RepoFile) -> Path:
+        """The blob's path: the key its fetch, its pins and the size cap know it by."""
+        return self.layout(view).blob_paths(file)[0]
+
     def local(self, view: RepoView, file: RepoFile) -> Path | None:
         """The complete file in the cache, if it is there."""
         layout = self.layout(view)

@@ -1,0 +1,132 @@
+"""Per-connection limits uvicorn does not have: request-head size and time, and a cap on
+connections that closes idle ones first.
+
+uvicorn (0.55) arms its keep-alive timer only after a response, and its httptools protocol
+puts no bound on a request head: a client that connects and sends nothing (or one header
+byte a minute), or 32 MB of headers, holds a descriptor and memory for ever. The protocol
+class here is uvicorn's own (httptools when installed, else h11) with three additions,
+written as a subclass because uvicorn has no hook for them:
+
+- ``header_timeout``: a request head must be complete this many seconds after the connection
+  opens (or, on a kept-alive connection, ``keep_alive`` + ``header_timeout`` after the last
+  answer); else the connection is closed (``408`` if part of a head had come);
+- ``max_header_bytes``: a head larger than this is answered ``431`` and the connection closed;
+- ``max_connections``: past it, a new connection closes the connection idle the longest
+  (waiting for a request head), so a flood of idle clients never locks out a working one;
+  if none is idle, the new one is answered ``503`` and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Limits", "protocol_class"]
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Busy"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    header_timeout: float = 10.0
+    keep_alive: float = 15.0
+    max_header_bytes: int = 64 * 1024
+    max_connections: int = 4096
+
+
+class _Idle:
+    """The connections of one server waiting for a request head, oldest first."""
+
+    def __init__(self) -> None:
+        self.waiting: OrderedDict[Any, None] = OrderedDict()
+
+
+_IDLE: weakref.WeakKeyDictionary[Any, _Idle] = weakref.WeakKeyDictionary()
+
+
+def protocol_class(limits: Limits) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol with :class:`Limits` applied."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:  # httptools is optional: h11 always comes with uvicorn
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
+
+    class Guarded(Base):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._idle = _IDLE.setdefault(self.server_state, _Idle())
+            self._head_bytes = 0
+            self._timer: asyncio.TimerHandle | None = None
+            self._seen: Any = None
+            self._wait_for_head(limits.header_timeout)
+            if len(self.connections) > limits.max_connections:
+                self._make_room()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_timer()
+            self._idle.waiting.pop(self, None)
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self in self._idle.waiting:
+                self._head_bytes += len(data)
+                if self._head_bytes > limits.max_header_bytes:
+                    self._refuse(431)
+                    return
+            super().data_received(data)
+            if self.cycle is not None and self.cycle is not self._seen:  # a head is complete
+                self._seen = self.cycle
+                self._stop_timer()
+                self._idle.waiting.pop(self, None)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and not getattr(self, "pipeline", None):
+                self._wait_for_head(limits.keep_alive + limits.header_timeout)
+
+        # -- helpers ------------------------------------------------------------------------
+        def _wait_for_head(self, seconds: float) -> None:
+            self._stop_timer()
+            self._head_bytes = 0
+            self._idle.waiting[self] = None
+            self._idle.waiting.move_to_end(self)
+            self._timer = self.loop.call_later(seconds, self._head_too_slow)
+
+        def _stop_timer(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _head_too_slow(self) -> None:
+            self._timer = None
+            if self in self._idle.waiting:
+                if self._head_bytes:
+                    self._refuse(408)
+                else:
+                    self.transport.close()
+
+        def _make_room(self) -> None:
+            for other in self._idle.waiting:
+                if other is not self:
+                    other.transport.close()
+                    self._idle.waiting.pop(other, None)
+                    return
+            self._refuse(503)
+
+        def _refuse(self, status: int) -> None:
+            self._idle.waiting.pop(self, None)
+            self._stop_timer()
+            if self.transport.is_closing():
+                return
+            reason = _REASONS[status]
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n%s" % (status, reason, len(reason), reason)
+            )
+            self.transport.close()
+
+    Guarded.__name__ = Guarded.__qualname__ = f"Guarded{Base.__name__}"
+    return Guarded

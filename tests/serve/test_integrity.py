@@ -1,0 +1,108 @@
+"""Never a wrong byte, never a lost reader: a blob read by a slow client is not evicted under
+it (and the cap is restored once it is done, with no refs, trees or snapshots left dangling);
+a range of a blob still being fetched carries no byte the hash has not checked."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx2
+
+from unihub.testing import FakeHub, FakeRepo, Faults
+
+from .conftest import ServeFactory
+
+Factory = Callable[..., FakeHub]
+MB = 1 << 20
+
+
+def _blob_bytes(cache: Path) -> int:
+    return sum(p.stat().st_size for p in cache.glob("*/blobs/*") if "." not in p.name)
+
+
+def _slow_get(url: str, path: str) -> socket.socket:
+    """A GET whose client reads nothing yet, with a small receive buffer: the server can only
+    send a little ahead of it."""
+    parts = urlsplit(url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.connect((parts.hostname, parts.port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = bytearray()
+    while chunk := sock.recv(1 << 20):
+        data += chunk
+    sock.close()
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    return body
+
+
+def test_a_blob_being_read_is_not_evicted_and_the_cap_holds_after(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, tmp_path: Path
+) -> None:
+    a = FakeRepo("org/a", files={"w.safetensors": 6 * MB})
+    b = FakeRepo("org/b", files={"w.safetensors": 6 * MB})
+    cache = tmp_path / "srv"
+    cap = 9 * MB
+    srv = serve_factory(fake_hub_factory("hf", repos=[a, b]), cache_dir=cache, max_cache_size=cap)
+    url_a, url_b = "/org/a/resolve/main/w.safetensors", "/org/b/resolve/main/w.safetensors"
+    assert httpx2.get(srv.url + url_a).content == a.content("w.safetensors")  # A warm
+    blob_a = cache / "models--org--a" / "blobs" / a.files()["w.safetensors"].sha256
+    reader = _slow_get(srv.url, url_a)
+    time.sleep(0.3)  # the server has started sending A (and pinned it)
+    assert httpx2.get(srv.url + url_b, timeout=60).content == b.content("w.safetensors")
+    deadline = time.monotonic() + 10
+    while _blob_bytes(cache) > cap and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # the cap holds at once: B, served and done, goes; A, pinned by its reader, stays
+    assert _blob_bytes(cache) == 6 * MB <= cap
+    assert blob_a.is_file()
+    storage = cache / "models--org--b"
+    assert not (storage / "blobs" / b.files()["w.safetensors"].sha256).exists()
+    assert not [p for p in (storage / "refs").rglob("*") if p.is_file()]  # nothing dangles
+    assert not list((storage / "trees").glob("*.json"))
+    assert not list((storage / "snapshots").iterdir())
+    body = _read_all(reader)
+    assert hashlib.sha256(body).hexdigest() == a.files()["w.safetensors"].sha256
+    assert (cache / "models--org--a" / "refs" / "main").is_file()  # A untouched
+    assert srv.app.metrics.get("unihub_serve_evictions_total") == 1
+    # asked again: fetched again, whole and right
+    assert httpx2.get(srv.url + url_b, timeout=60).content == b.content("w.safetensors")
+
+
+def test_a_range_of_a_corrupt_blob_being_fetched_is_never_a_complete_206(
+    fake_hub_factory: Factory, serve_factory: ServeFactory
+) -> None:
+    repo = FakeRepo("org/model", files={"w.safetensors": 8 * MB})
+    hub = fake_hub_factory(
+        "hf", repos=[repo], faults=Faults(corrupt={"w.safetensors"}), per_connection_rate=8 * MB
+    )
+    srv = serve_factory(hub)
+    url = f"{srv.url}/org/model/resolve/main/w.safetensors"
+    r = httpx2.get(url, headers={"Range": "bytes=0-3999999"}, timeout=60)
+    assert r.status_code == 502, (r.status_code, len(r.content))
+    assert "mismatch" in r.headers["X-Error-Message"]
+    assert hub.stats.bytes_total >= 8 * MB  # it did fetch (and check) the whole blob first
+
+
+def test_a_range_of_a_blob_being_fetched_is_its_verified_bytes(
+    fake_hub_factory: Factory, serve_factory: ServeFactory
+) -> None:
+    repo = FakeRepo("org/model", files={"w.safetensors": 8 * MB})
+    hub = fake_hub_factory("hf", repos=[repo], per_connection_rate=4 * MB)
+    srv = serve_factory(hub)
+    url = f"{srv.url}/org/model/resolve/main/w.safetensors"
+    data = repo.content("w.safetensors")
+    r = httpx2.get(url, headers={"Range": "bytes=1000-4000999"}, timeout=60)
+    assert (r.status_code, r.content) == (206, data[1000:4001000])
+    assert r.headers["Content-Range"] == f"bytes 1000-4000999/{8 * MB}"
+    assert srv.app.metrics.get("unihub_serve_fetches_total") == 1

@@ -1,0 +1,65 @@
+"""A slow source is slow, not down; a silent one costs its deadline once per window; a repo
+the server cannot reach fails at once, with an answer Hugging Face clients do not retry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx2
+import huggingface_hub
+import pytest
+
+from unihub.testing import FakeHub, FakeRepo
+
+from .conftest import ServeFactory
+
+Factory = Callable[..., FakeHub]
+
+
+def test_the_only_source_is_used_however_slow(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, tmp_path: Path
+) -> None:
+    repo = FakeRepo("org/model", files={"config.json": '{"a": 1}', "w.safetensors": 1 << 20})
+    hub = fake_hub_factory("hf", repos=[repo], latency=3.0)  # every answer: first byte at 3 s
+    srv = serve_factory(hub)  # the probe deadline is 1 s here (conftest)
+    t0 = time.monotonic()
+    path = huggingface_hub.hf_hub_download(
+        "org/model", "w.safetensors", cache_dir=tmp_path / "c", endpoint=srv.url, token=False
+    )
+    assert time.monotonic() - t0 >= 3.0  # the hub's latency was really paid...
+    assert Path(path).read_bytes() == repo.content("w.safetensors")  # ...and it answered
+    t0 = time.monotonic()
+    r = httpx2.get(f"{srv.url}/org/model/resolve/main/w.safetensors")
+    assert r.content == repo.content("w.safetensors") and time.monotonic() - t0 < 1.0
+
+
+def test_a_silent_hub_costs_its_deadline_once_per_window_and_clients_fail_fast(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, tmp_path: Path
+) -> None:
+    hub = fake_hub_factory("hf", repos=[FakeRepo("org/model", files={"x": "1"})], blackhole=True)
+    port = str(urlsplit(hub.endpoint).port)
+    srv = serve_factory(hub, upstream_timeout=2.0, unreachable_for=4.0)
+    timings = []
+    for _ in range(2):
+        t0 = time.monotonic()
+        with pytest.raises(Exception) as info:
+            huggingface_hub.hf_hub_download(
+                "org/model", "x", cache_dir=tmp_path / "c", endpoint=srv.url, token=False
+            )
+        timings.append(time.monotonic() - t0)
+        chain = f"{info.value} {info.value.__cause__}"
+        assert "no source of this server answers" in chain and "upstream-1" in chain
+        assert port not in chain  # no upstream host:port shown to clients
+    assert 1.5 <= timings[0] < 6.0  # the deadline once, no client retries of a 5xx
+    assert timings[1] < 1.0  # within the window: at once, the hub not asked
+    asked = hub.stats.connections
+    r = httpx2.get(f"{srv.url}/api/models/org/model")
+    assert r.status_code == 424 and 1 <= int(r.headers["Retry-After"]) <= 4
+    assert hub.stats.connections == asked
+    time.sleep(4.0)  # the window is over: asked again (once)
+    t0 = time.monotonic()
+    assert httpx2.get(f"{srv.url}/api/models/org/model", timeout=30).status_code == 424
+    assert time.monotonic() - t0 >= 1.5 and hub.stats.connections > asked
