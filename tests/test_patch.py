@@ -181,3 +181,32 @@ def test_patch_is_one_server_per_process_from_many_threads(fake_hub_factory: Fac
     finally:
         unihub.unpatch()
     assert not unihub.patched()
+
+
+def test_every_source_unreachable_fails_fast_naming_them(
+    fake_hub_factory: Factory, tmp_path: Path
+) -> None:
+    """No hang and no 30 s of retried 503s: huggingface_hub's own call fails within seconds,
+    with an error that names the sources tried."""
+    import time
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    hf = fake_hub_factory("hf", repos=[_repo()], blackhole=True)
+    ms = fake_hub_factory("ms", repos=[_repo().renamed(MS_ID)], blackhole=True)
+    with unihub.patch(sources=[hf.source, ms.source], progress=False):
+        for call, named in (
+            (lambda: huggingface_hub.hf_hub_download(HF_ID, "config.json", cache_dir=tmp_path), 1),
+            (lambda: huggingface_hub.HfApi().model_info(HF_ID), 1),
+            # transformers words its own OSError ("couldn't connect ... to load the files")
+            (lambda: transformers.AutoConfig.from_pretrained(HF_ID, cache_dir=tmp_path), 0),
+        ):
+            t0 = time.monotonic()
+            with pytest.raises((HfHubHTTPError, OSError)) as info:
+                call()
+            assert time.monotonic() - t0 < 10
+            exc: BaseException | None = info.value
+            text = ""
+            while exc is not None:  # huggingface_hub keeps the server's answer as the cause
+                text, exc = text + str(exc), exc.__cause__
+            assert not named or all(h.endpoint.split("//")[1] in text for h in (hf, ms)), text

@@ -102,14 +102,9 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
     if isinstance(sources, str):
         sources = [sources]
     serve_options = ServeOptions(
-        host="127.0.0.1",
-        port=0,
-        cache_dir=settings.unihub_cache / "drop-in",
         sources=tuple(str(s) for s in sources) if sources else None,
         connections=options.get("connections") or ServeOptions.connections,
-        access_log=False,
-        head_prefetch=False,  # the wrapper writes the bytes where the client looks
-    )
+    ).for_one_client(settings.unihub_cache / "drop-in")
     stack = contextlib.ExitStack()
     srv = stack.enter_context(running(serve_options, settings))
     _state.url, _state.app, _state.stack, _state.pid = srv.url, srv.app, stack, os.getpid()

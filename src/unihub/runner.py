@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import httpx2
@@ -206,12 +205,7 @@ def run_command(
     if opts.client_cache is None:
         # the command's own cache gets each blob, written once, before its client asks for
         # the bytes; the server keeps its own small cache apart
-        opts = replace(
-            opts,
-            cache_dir=opts.cache_dir or settings.unihub_cache / "drop-in",
-            client_cache=settings.hub_cache,
-            head_prefetch=False,
-        )
+        opts = opts.for_one_client(settings.unihub_cache / "drop-in", settings.hub_cache)
     with running(opts, settings) as srv:
         log.info("unihub serve for the command at %s", srv.url)
         return _spawn(cmd, child_env(os.environ, srv.url), grace)

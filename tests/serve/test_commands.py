@@ -120,7 +120,10 @@ def test_run_gives_the_command_a_server_and_its_exit_code(
     assert out.returncode == 7, out.stderr
     assert out.stdout.strip().startswith("http://127.0.0.1:")
     assert hub.stats.bytes_total > 0
-    assert list((tmp_path / "srv").glob("models--org--model/blobs/*"))
+    # one copy: the blob went into the command's own cache, written by the server's engine
+    # before its client asked for the bytes; the server's cache holds none
+    assert list((tmp_path / "hf-home/hub").glob("models--org--model/blobs/*"))
+    assert not list((tmp_path / "srv").glob("models--org--model/blobs/*"))
 
 
 def test_run_with_an_existing_server_and_failures(

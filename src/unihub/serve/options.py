@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,6 +30,10 @@ def size_option(text: str | None) -> int | None:
         return parse_size(text)
     except ValueError as exc:
         raise ConfigError(f"--max-cache-size: {exc}") from None
+
+
+# seconds a hub has to answer a server for one client: a first byte after 3 s still comes
+ONE_CLIENT_UPSTREAM_TIMEOUT = 6.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,24 @@ class ServeOptions:
     keep_alive: float = 15.0
     max_header_bytes: int = 64 * 1024
     max_connections: int | None = None
+
+    def for_one_client(self, cache_dir: Path, client_cache: Path | None = None) -> ServeOptions:
+        """These options for a server whose only client is this process or its command
+        (``unihub.patch()``, ``unihub run``): loopback on a free port, its own ``cache_dir``,
+        blobs written into ``client_cache`` on the client's ``HEAD`` (no prefetch into the
+        server's own cache), errors naming the sources, and a dead hub failing the call within
+        seconds (:data:`ONE_CLIENT_UPSTREAM_TIMEOUT`) rather than the lab server's patience."""
+        return replace(
+            self,
+            host="127.0.0.1",
+            port=0,
+            cache_dir=self.cache_dir or cache_dir,
+            client_cache=client_cache,
+            access_log=False,
+            head_prefetch=False,
+            show_upstream=True,
+            upstream_timeout=min(self.upstream_timeout, ONE_CLIENT_UPSTREAM_TIMEOUT),
+        )
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
