@@ -136,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     _serve_options(rn)
     rn.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
 
+    from .cli_cache import add_cache_parser
+
+    add_cache_parser(sub)
+
     demo = sub.add_parser("demo", help="an offline end-to-end demo against local fake hubs")
     demo.add_argument("--size-mb", type=int, default=24, help="size of the demo model (MB)")
     demo.add_argument("--keep", default=None, help="download into this folder and keep it")
@@ -384,6 +388,12 @@ def _cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from .cli_cache import run_cache
+
+    return run_cache(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -398,6 +408,7 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "serve": _cmd_serve,
     "run": _cmd_run,
+    "cache": _cmd_cache,
 }
 
 
