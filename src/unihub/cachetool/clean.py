@@ -44,6 +44,24 @@ def _size(path: Path) -> int:
     return st.st_size if st.st_nlink <= 1 else 0  # a hard-linked blob frees nothing
 
 
+def _freed(folder: Path) -> int:
+    """Bytes removing ``folder`` frees: files not hard-linked from elsewhere, each inode once."""
+    inside: dict[tuple[int, int], tuple[int, int]] = {}  # inode -> (links seen here, nlink)
+    sizes: dict[tuple[int, int], int] = {}
+    for path in folder.rglob("*"):
+        try:
+            st = path.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not path.is_file() or path.is_symlink():
+            continue
+        key = (st.st_dev, st.st_ino)
+        seen, _ = inside.get(key, (0, st.st_nlink))
+        inside[key] = (seen + 1, st.st_nlink)
+        sizes[key] = st.st_size
+    return sum(sizes[k] for k, (seen, nlink) in inside.items() if seen >= nlink)
+
+
 def _unlink(path: Path, out: Removal, apply: bool) -> None:
     out.bytes += _size(path)
     out.files.append(str(path))
@@ -154,7 +172,7 @@ def remove(repos: Sequence[CachedRepo], revision: str | None, *, apply: bool = T
             continue
         out.revisions.extend(f"{repo.key}@{r.commit}" for r in repo.revisions)
         out.files.append(str(repo.folder))
-        out.bytes += repo.size
+        out.bytes += _freed(repo.folder)
         if apply:
             shutil.rmtree(repo.folder, ignore_errors=True)
             if repo.root.kind != "ms":
