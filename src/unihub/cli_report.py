@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
+from .dryrun import SCHEMA_VERSION as DRY_RUN_SCHEMA
 from .dryrun import DryRun
 from .models import RepoFile
 from .probing import ProbeResult, human_rate
@@ -30,7 +31,7 @@ __all__ = [
     "probe_json",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = DRY_RUN_SCHEMA  # one version for every document
 
 
 def emit_json(kind: str, body: dict[str, Any]) -> None:
