@@ -17,6 +17,7 @@ from huggingface_hub import scan_cache_dir
 import unihub
 from unihub.cachetool import CacheRoot, dedupe, scan, verify
 from unihub.testing import FakeRepo
+from unihub.units import human_size
 
 BIG = bytes(range(256)) * 12_000  # 3 MB, the same in several repos
 A, B, C = "org/alpha", "org/beta", "org/gamma"
@@ -218,3 +219,35 @@ def test_rm_a_revision_then_the_repo_leaves_a_valid_hf_cache(fake_hub_factory, c
     assert info.warnings == [] and [r.repo_id for r in info.repos] == [B]
     missing = cache("rm", "org/nothing", env=caches)
     assert missing.returncode == 2 and "not in the cache" in missing.stderr
+
+
+def test_reflink_mode_links_by_reflink_or_leaves_the_files(fake_hub_factory, caches):
+    hub = fake_hub_factory(
+        "hf", repos=[FakeRepo(A, files={"w.bin": BIG}), FakeRepo(B, files={"w.bin": BIG})]
+    )
+    a = Path(_get(hub, A, caches["HF_HUB_CACHE"])) / "w.bin"
+    b = Path(_get(hub, B, caches["HF_HUB_CACHE"])) / "w.bin"
+    report = dedupe(scan([CacheRoot("hf", Path(caches["HF_HUB_CACHE"]))]), mode="reflink")
+    assert report.groups == 1
+    if report.linked:  # a file system with reflinks (btrfs, XFS): two inodes, shared blocks
+        assert [x.how for x in report.linked] == ["reflink"]
+    else:
+        assert report.skipped and report.saved == 0
+    assert a.resolve().stat().st_ino != b.resolve().stat().st_ino  # never a hard link
+    assert a.read_bytes() == b.read_bytes() == BIG
+
+
+def test_ls_prints_a_table_on_a_terminal(fake_hub_factory, caches, monkeypatch, capsys):
+    from unihub.cli import main
+
+    hub = fake_hub_factory("hf", repos=[FakeRepo(A, files={"w.bin": BIG})])
+    _get(hub, A, caches["HF_HUB_CACHE"])
+    for name, value in caches.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["cache", "ls"]) == 0
+    out = capsys.readouterr().out
+    assert A in out and "(main)" in out and human_size(len(BIG)) in out
+    assert main(["cache", "ls", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["repos"][0]["repo_id"] == A
