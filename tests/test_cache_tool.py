@@ -251,3 +251,16 @@ def test_ls_prints_a_table_on_a_terminal(fake_hub_factory, caches, monkeypatch, 
     assert A in out and "(main)" in out and human_size(len(BIG)) in out
     assert main(["cache", "ls", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["repos"][0]["repo_id"] == A
+
+
+def test_rm_names_the_hf_repo_and_ms_prefix_the_modelscope_one(fake_hub_factory, caches):
+    hub = fake_hub_factory("hf", repos=[FakeRepo(A, files={"c.json": "{}"})])
+    _get(hub, A, caches["HF_HUB_CACHE"])
+    ms = _ms_copy(caches["MODELSCOPE_CACHE"], A, {"c.json": b"{}"})
+    assert cache("rm", A, env=caches).returncode == 0
+    assert not (Path(caches["HF_HUB_CACHE"]) / "models--org--alpha").exists()
+    assert ms.exists()
+    out = cache("rm", f"ms:{A}", env=caches)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["revisions"] == [f"ms:model:{A}@master"]
+    assert not ms.parent.parent.exists()

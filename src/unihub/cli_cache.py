@@ -175,6 +175,8 @@ def _removal(title: str, body: dict[str, Any], pretty: bool) -> None:
 def _rm(args: argparse.Namespace, repos: list[CachedRepo], pretty: bool) -> dict[str, Any]:
     repo, _, rev = args.target.partition("@")
     chosen = _select(repos, repo, args.repo_type)
+    if not repo.startswith("ms:"):  # a Hugging Face id: not ModelScope's repo of the same name
+        chosen = [r for r in chosen if r.root.kind != "ms"]
     if not chosen:
         raise ConfigError(f"{repo} is not in the cache", hint="`unihub cache ls` lists the repos")
     body = asdict(remove(chosen, rev or None, apply=not args.dry_run))
