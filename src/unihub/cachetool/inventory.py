@@ -12,7 +12,8 @@ Three kinds of cache root are understood:
 For each repo: its revisions (commit, the refs naming it, files, size), the bytes it takes
 on disk (each inode counted once, so hard-linked blobs are not counted twice), the last use
 (newest access or modification time of its files) and leftovers: partial downloads
-(``*.incomplete``, unihub's ``*.unihub-partial`` and journals, staged files).
+(``*.incomplete``, unihub's ``*.unihub-partial`` and journals, staged files, a dedupe's
+leftover temporary link).
 
 A blob's expected hash comes from its name in an HF-layout cache (64 hex: sha256, 40 hex: the
 git blob sha1); a snapshot file stored without symlinks takes it from ``trees/<commit>.json``;
@@ -45,7 +46,7 @@ RootKind = Literal["hf", "ms", "serve"]
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX40 = re.compile(r"[0-9a-f]{40}")
 _HF_FOLDER = re.compile(r"(models|datasets|spaces)--(.+)")
-PARTIAL_MARKERS = (".incomplete", ".unihub-partial", ".unihub-staged")
+PARTIAL_MARKERS = (".incomplete", ".unihub-partial", ".unihub-staged", ".unihub-dedupe")
 
 
 @dataclass(frozen=True)
