@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .api import download, list_files, snapshot
+from .dryrun import DryRun, DryRunFile, dry_run
 from .errors import (
     AllSourcesFailedError,
     AuthRequiredError,
@@ -45,6 +46,8 @@ __all__ = [
     "ContentChangedError",
     "DiskSpaceError",
     "DownloadFailedError",
+    "DryRun",
+    "DryRunFile",
     "EntryNotFoundError",
     "Failure",
     "GatedRepoError",
@@ -70,6 +73,7 @@ __all__ = [
     "__version__",
     "candidates",
     "download",
+    "dry_run",
     "list_files",
     "map_id",
     "parse_repo_ref",

@@ -22,6 +22,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from .errors import (
@@ -91,8 +92,11 @@ def _jobs(
     files: list[RepoFile],
     session: Session,
     watch: Callable[[Target], Watch | None] | None = None,
+    force: bool = False,
 ) -> tuple[list[FileJob], list[Target]]:
     targets = layout.targets(plan.manifest, files)
+    if force:
+        targets = _forced(targets)
     missing = [t.file for t in targets if not t.present]
     await_mirrors(plan, session, sum(f.size for f in missing))
     drop_refusing(plan, missing)
@@ -105,7 +109,7 @@ def _jobs(
             mirrors=mirrors_for(plan, t.file),
             partial=t.partial,
             label=t.file.path,
-            present_at=(t.path,) if t.path != t.final else (),
+            present_at=(t.path,) if t.path != t.final and not force else (),
             watch=watch(t) if watch is not None else None,
         )
         for t in targets
@@ -114,6 +118,16 @@ def _jobs(
     if len(targets) > len(jobs):
         logger.info("%d of %d files already present", len(targets) - len(jobs), len(targets))
     return jobs, targets
+
+
+def _forced(targets: list[Target]) -> list[Target]:
+    """``force_download``: every file fetched again (one download per distinct blob)."""
+    seen: set[Path] = set()
+    out = []
+    for t in targets:
+        out.append(replace(t, present=t.final in seen))
+        seen.add(t.final)
+    return out
 
 
 def _fetch(
@@ -125,17 +139,20 @@ def _fetch(
     *,
     watch: Callable[[Target], Watch | None] | None = None,
     cancel: threading.Event | None = None,
+    force: bool = False,
 ) -> list[Path]:
     """Download what of ``files`` is missing and publish every one; their local paths.
 
     ``watch(target)``: a :class:`~unihub.transfer.Watch` for a file being downloaded (the
     server streams it to clients as it lands); ``cancel``: stops the downloads (see
-    :func:`~unihub.transfer.download_files`).
+    :func:`~unihub.transfer.download_files`); ``force``: fetch every file again, even those
+    on disk (only in the first round: a retry keeps what the first round fetched).
     """
     settings = session.settings
     published: dict[int, Path] = {}
     while True:
-        jobs, targets = _jobs(plan, layout, files, session, watch)
+        jobs, targets = _jobs(plan, layout, files, session, watch, force)
+        force = False
         if not jobs:
             break
         downloading = [i for i, t in enumerate(targets) if not t.present]
@@ -200,6 +217,8 @@ def _get(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
         settings=settings,
     )
     if req.offline or settings.offline:
+        if req.force_download:
+            raise ConfigError("force_download=True needs the network: not with offline")
         hit = layout.find_offline(
             revision=req.revision, include=req.include, exclude=req.exclude, paths=req.paths
         )
@@ -207,7 +226,7 @@ def _get(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
     with Session(settings, token=req.token) as session:
         plan = _plan(req, session)
         files = _select(plan.manifest, req.include, req.exclude, req.paths)
-        local = _fetch(plan, files, layout, req, session)
+        local = _fetch(plan, files, layout, req, session, force=req.force_download)
         folder = layout.finalize(plan.manifest, files, revision=req.revision)
         return folder, local
 
@@ -243,6 +262,7 @@ def snapshot(
     offline: bool = False,
     cluster: str | None = None,
     nodes: str | int | Iterable[str] = "all",
+    force_download: bool = False,
 ) -> str:
     """Download a whole repo (or its include/exclude subset) and return the folder.
 
@@ -255,6 +275,10 @@ def snapshot(
     first ``n``, or a list of node ids) gets the verified repo at the same path, the hubs
     serving its bytes once (``unihub[ray]``; see ``docs/cluster.md`` and
     :func:`unihub.cluster.snapshot_on_cluster` for the per-node report).
+
+    ``force_download=True`` fetches every selected file again even if it is already on disk
+    (verified like any download, then atomically replacing the old copy). To see what a call
+    would fetch without writing anything, use :func:`unihub.dry_run`.
     """
     common: dict[str, object] = dict(
         repo_type=repo_type,
@@ -271,12 +295,12 @@ def snapshot(
         verify=verify,
     )
     if cluster is not None:
-        if offline:
-            raise ConfigError("offline=True and cluster= cannot go together")
+        if offline or force_download:
+            raise ConfigError("offline=True or force_download=True and cluster= cannot go together")
         from .cluster import snapshot_on_cluster
 
         return snapshot_on_cluster(repo_id, cluster=cluster, nodes=nodes, **common).path  # type: ignore[arg-type]
-    folder, _ = _call(repo_id, None, offline=offline, **common)
+    folder, _ = _call(repo_id, None, offline=offline, force_download=force_download, **common)
     return str(folder)
 
 
@@ -295,8 +319,10 @@ def download(
     progress: ProgressArg = None,
     verify: bool = True,
     offline: bool = False,
+    force_download: bool = False,
 ) -> str:
-    """Download one file of a repo and return its local path."""
+    """Download one file of a repo and return its local path (``force_download``: fetch it
+    again even if it is on disk)."""
     _, (path,) = _call(
         repo_id,
         [filename],
@@ -311,6 +337,7 @@ def download(
         progress=progress,
         verify=verify,
         offline=offline,
+        force_download=force_download,
     )
     return str(path)
 

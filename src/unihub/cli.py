@@ -78,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
         "--no-verify", action="store_true", help="skip hash checks (sizes still checked)"
     )
     d.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the files, what is already on disk, the sources, the plan and an estimated "
+        "time; write nothing",
+    )
+    d.add_argument(
+        "--force-download", action="store_true", help="fetch every file again, even if on disk"
+    )
+    _json_option(d)
+    d.add_argument(
         "--ray",
         nargs="?",
         const="ray",
@@ -95,11 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list a repo's files with sizes")
     ls.add_argument("repo")
     _common(ls)
+    _json_option(ls)
 
     pr = sub.add_parser("probe", help="probe the sources: reachability, latency, throughput")
     pr.add_argument("repo", nargs="?", default=None)
     _common(pr, patterns=False)
     pr.add_argument("--no-cache", action="store_true", help="probe again even if recently probed")
+    _json_option(pr)
 
     m = sub.add_parser("map", help="the equivalent id on the other hub")
     m.add_argument("repo", help="a Hugging Face id, or ms:Owner/Name to map back")
@@ -122,10 +134,20 @@ def _parser() -> argparse.ArgumentParser:
     _serve_options(rn)
     rn.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
 
+    from .cli_cache import add_cache_parser
+
+    add_cache_parser(sub)
+
     demo = sub.add_parser("demo", help="an offline end-to-end demo against local fake hubs")
     demo.add_argument("--size-mb", type=int, default=24, help="size of the demo model (MB)")
     demo.add_argument("--keep", default=None, help="download into this folder and keep it")
     return parser
+
+
+def _json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json", action="store_true", help="one JSON document on stdout (see docs/user-guide.md)"
+    )
 
 
 def _serve_options(p: argparse.ArgumentParser) -> None:
@@ -202,9 +224,43 @@ def _ids(value: list[str] | None) -> list[str] | None:
     return value or None
 
 
+def _dry_run(args: argparse.Namespace) -> int:
+    from .cli_report import dry_run_text, emit_json
+    from .dryrun import dry_run
+
+    if args.ray is not None or args.offline:
+        raise ConfigError("--dry-run plans a plain download: not with --ray or --offline")
+    plan = dry_run(
+        args.repo,
+        filenames=list(args.files) or None,
+        repo_type=args.repo_type,
+        revision=args.revision,
+        local_dir=args.local_dir,
+        cache_dir=args.cache_dir,
+        sources=_ids(args.sources),
+        include=_ids(args.include),
+        exclude=_ids(args.exclude),
+        token=args.token,
+        force_download=args.force_download,
+    )
+    if args.json:
+        body = plan.to_json()
+        emit_json(body.pop("kind"), {k: v for k, v in body.items() if k != "schema"})
+    else:
+        print(dry_run_text(plan))
+    return 0
+
+
 def _cmd_download(args: argparse.Namespace) -> int:
     from .api import fetch_paths, snapshot
 
+    if args.dry_run:
+        return _dry_run(args)
+    tally = None
+    if args.json:
+        from .cli_report import DownloadTally
+
+        tally = DownloadTally()
     kwargs: dict[str, Any] = dict(
         repo_type=args.repo_type,
         revision=args.revision,
@@ -216,25 +272,34 @@ def _cmd_download(args: argparse.Namespace) -> int:
         token=args.token,
         max_workers=args.max_workers,
         connections=args.connections,
-        progress=False if args.quiet else None,
+        progress=tally if tally is not None else (False if args.quiet else None),
         verify=not args.no_verify,
         offline=args.offline,
     )
     if args.ray is not None:
         return _cluster_download(args, kwargs)
+    kwargs["force_download"] = args.force_download
     if args.files:
         path = fetch_paths(args.repo, list(args.files), **kwargs)
     else:
         path = snapshot(args.repo, **kwargs)
-    print(path)
+    if tally is not None:
+        from .cli_report import emit_json
+
+        emit_json("download", tally.summary(path, args.repo))
+    else:
+        print(path)
     return 0
 
 
 def _cluster_download(args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
     from .cluster import snapshot_on_cluster
 
-    if args.files or args.offline:
-        raise ConfigError("--ray fetches whole repos: use --include instead of FILES, no --offline")
+    if args.files or args.offline or args.force_download:
+        raise ConfigError(
+            "--ray fetches whole repos: use --include instead of FILES; no --offline, "
+            "no --force-download"
+        )
     del kwargs["offline"]
     nodes: str | int | list[str] = args.nodes
     if args.nodes.isdigit():
@@ -248,7 +313,12 @@ def _cluster_download(args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
             line = f"node {n.node_id[:12]} {where}: {n.status}, {n.fetched:,} B from hubs, "
             line += f"{n.received:,} B from peers"
             print(line + (f" ({n.message})" if n.message else ""), file=sys.stderr)
-    print(report.path)
+    if args.json:
+        from .cli_report import emit_json
+
+        emit_json("cluster-download", {"path": report.path, "nodes": report.nodes})
+    else:
+        print(report.path)
     return 0
 
 
@@ -264,6 +334,11 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         exclude=_ids(args.exclude),
         token=args.token,
     )
+    if args.json:
+        from .cli_report import emit_json, ls_json
+
+        emit_json("ls", {"repo_id": args.repo, **ls_json(files)})
+        return 0
     width = max((len(human_size(f.size)) for f in files), default=4)
     for f in files:
         print(f"{human_size(f.size):>{width}}  {f.path}")
@@ -284,7 +359,12 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         token=args.token,
         use_cache=not args.no_cache,
     )
-    print(format_table(results))
+    if args.json:
+        from .cli_report import emit_json, probe_json
+
+        emit_json("probe", {"repo_id": args.repo, **probe_json(results)})
+    else:
+        print(format_table(results))
     return 0 if any(r.reachable for r in results) else 1
 
 
@@ -306,6 +386,12 @@ def _cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from .cli_cache import run_cache
+
+    return run_cache(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -320,6 +406,7 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "serve": _cmd_serve,
     "run": _cmd_run,
+    "cache": _cmd_cache,
 }
 
 

@@ -49,6 +49,7 @@ class Request:
     progress: ProgressArg = None
     verify: bool = True
     offline: bool = False
+    force_download: bool = False
 
 
 def _repo_type(value: object) -> RepoType:
@@ -140,6 +141,7 @@ def check_request(
     progress: object = None,
     verify: object = True,
     offline: object = False,
+    force_download: object = False,
 ) -> Request:
     """Check every argument of an API call; :class:`ConfigError` names the first bad one."""
     chosen = resolve_sources(sources, settings)  # type: ignore[arg-type]
@@ -167,4 +169,5 @@ def check_request(
         progress=_progress(progress),
         verify=_flag("verify", verify),
         offline=_flag("offline", offline),
+        force_download=_flag("force_download", force_download),
     )

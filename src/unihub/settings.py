@@ -26,6 +26,7 @@ CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``
 ``UNIHUB_ID_MAP``                       ``id_map_file``
 ``UNIHUB_PROBE_TTL``                    ``probe_ttl``
 ``UNIHUB_CACHE``                        ``unihub_cache`` (probe results)
+``MODELSCOPE_CACHE``                    ``ms_cache`` (ModelScope's cache, for ``unihub cache``)
 ``UNIHUB_SERVER``                       ``server`` (the ``unihub serve`` ``unihub run`` uses)
 ``HTTP(S)_PROXY``, ``ALL_PROXY``,       ``proxies``
 ``NO_PROXY`` (any case)
@@ -89,6 +90,11 @@ def _unihub_cache(env: Mapping[str, str]) -> Path:
         return Path(explicit).expanduser()
     xdg = env.get("XDG_CACHE_HOME", "").strip()
     return (Path(xdg) if xdg else Path.home() / ".cache") / "unihub"
+
+
+def _ms_cache(env: Mapping[str, str]) -> Path:
+    explicit = env.get("MODELSCOPE_CACHE", "").strip()
+    return Path(explicit).expanduser() if explicit else Path.home() / ".cache" / "modelscope"
 
 
 def _ms_endpoint(env: Mapping[str, str]) -> str | None:
@@ -211,6 +217,7 @@ class Settings:
     id_map_file: Path | None = None
     probe_ttl: str | None = None
     unihub_cache: Path = field(default_factory=lambda: _unihub_cache({}))
+    ms_cache: Path = field(default_factory=lambda: _ms_cache({}))
     proxies: Mapping[str, str] = field(default_factory=dict)
     ca_file: str | None = None
     ca_dir: str | None = None
@@ -242,6 +249,7 @@ class Settings:
             id_map_file=id_map_file(env),
             probe_ttl=env.get("UNIHUB_PROBE_TTL", "").strip() or None,
             unihub_cache=_unihub_cache(env),
+            ms_cache=_ms_cache(env),
             proxies=_proxies(environ),
             ca_file=env.get("SSL_CERT_FILE") or None,
             ca_dir=env.get("SSL_CERT_DIR") or None,

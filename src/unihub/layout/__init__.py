@@ -6,6 +6,7 @@ the API drives without knowing which one it holds::
 
     layout = make_layout(hf_id, repo_type, local_dir=..., cache_dir=..., settings=settings)
     targets = layout.targets(manifest, selected_files)   # validates every path, decides `present`
+    layout.preview(manifest, selected_files)             # the same, writing nothing (dry runs)
     for t in targets:
         if not t.present:                                 # engine: write t.partial, verify,
             engine_job(dest=t.final, partial=t.partial,   #   os.replace to t.final

@@ -197,6 +197,27 @@ class CacheLayout:
             result.append(_with_present(t, present))
         return result
 
+    @translate_oserror
+    def preview(self, manifest: Manifest, files: Sequence[RepoFile]) -> list[Target]:
+        """:meth:`targets` without writing anything (a dry run): the same names, checks and
+        ``present`` rule, but no folder, lock or bookkeeping is made or swept, and nothing is
+        counted for :meth:`publish`."""
+        commit = effective_commit(manifest.commit, manifest.files)
+        snapshot = self.snapshot_dir(commit)
+        check_tree((f.path for f in files), repo_id=self.repo_id)
+        out = [
+            self._target(f, snapshot.joinpath(*path_parts(f.path, repo_id=self.repo_id)), commit)
+            for f in files
+        ]
+        result: list[Target] = []
+        downloading: set[Path] = set()
+        for t in out:
+            present = self._present(t) or t.final in downloading
+            if not present:
+                downloading.add(t.final)
+            result.append(_with_present(t, present))
+        return result
+
     def blob_paths(self, f: RepoFile) -> tuple[Path, Path]:
         """(blob, partial) of a file: ``blobs/<etag>``; without git oid (ModelScope regular
         file) a staged name by sha256, renamed in :meth:`publish` (the token keeps concurrent

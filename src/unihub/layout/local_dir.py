@@ -165,6 +165,21 @@ class LocalDirLayout:
             for f, final, partial in places
         ]
 
+    @translate_oserror
+    def preview(self, manifest: Manifest, files: Sequence[RepoFile]) -> list[Target]:
+        """:meth:`targets` without writing anything (a dry run): same names, checks and
+        ``present`` rule (which may hash files without metadata); no folder is made."""
+        commit = effective_commit(manifest.commit, manifest.files)
+        check_tree((f.path for f in files), repo_id=self.repo_id)
+        out = []
+        for f in files:
+            parts = self._parts(f.path)
+            final = self._inside(self.root.joinpath(*parts), f.path)
+            meta = self._inside(self.metadata_path(f.path), f.path)
+            partial = meta.with_name(parts[-1] + PARTIAL_SUFFIX)
+            out.append(Target(f, final, partial, self._present(f, final), final, commit))
+        return out
+
     def _present(self, f: RepoFile, final: Path) -> bool:
         try:
             st = final.stat()
