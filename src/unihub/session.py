@@ -40,12 +40,14 @@ import httpcore2  # noqa: F401  (see below)
 import httpx2
 
 from .auth import Tokens, resolve_tokens
+from .errors import ConfigError
 from .settings import Settings
+from .timeouts import Timeouts
 from .transport import HttpxTransport, RawTransport, Transport, proxy_for
 
 if TYPE_CHECKING:
     from .hubs.base import Hub
-    from .sources import Source
+    from .hubs.source import Source
 
 __all__ = [
     "OriginAuth",
@@ -269,7 +271,7 @@ class Session:
             hub = self._hubs.get(key)
         if hub is not None:
             return hub
-        from .hubs.registry import adapter_class
+        from .hubs.base import adapter_class
 
         created: Hub = adapter_class(source.protocol)(source, session=self)  # type: ignore[assignment]
         with self._lock:
@@ -288,3 +290,39 @@ class Session:
             transport.close()
         if client is not None and self._own_client:
             client.close()
+
+
+def open_hub(
+    source: Source,
+    *,
+    session: Session | None = None,
+    token: str | bool | None = None,
+    client: httpx2.Client | None = None,
+    timeout: float | Timeouts | None = None,
+) -> Hub:
+    """The adapter for ``source``'s protocol (from :mod:`unihub.hubs.registry`).
+
+    With ``session``: the session's adapter (opened once per session, ``token``/``client``/
+    ``timeout`` must not be given). Without: a private :class:`~unihub.session.Session` built
+    from the environment (an entry of its own) with ``token`` (see
+    :func:`unihub.auth.resolve_tokens`), ``client`` (a shared ``httpx2.Client``, not closed)
+    and ``timeout`` (a :class:`Timeouts`, or seconds for every phase of every metadata
+    request); ``close()`` on the hub closes it.
+    """
+    if session is not None:
+        if token is not None or client is not None or timeout is not None:
+            raise ConfigError("open_hub: pass either session= or token=/client=/timeout=")
+        return session.hub(source)
+    settings = Settings.from_env()
+    if timeout is not None:
+        t = timeout
+        if not isinstance(t, Timeouts):
+            t = settings.timeouts.evolve(first_contact=t, connect=t, read=t)
+        settings = settings.evolve(timeouts=t)
+    from .hubs._adapter import HubAdapter
+
+    own = Session(settings, token=token, client=client)
+    hub = own.hub(source)
+    if isinstance(hub, HubAdapter):
+        hub.owns_session = True
+    return hub

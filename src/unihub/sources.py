@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 from .hubs.registry import PROTOCOLS, ProtocolName
+from .hubs.source import Source
 from .settings import Settings
 
 __all__ = ["Protocol", "Source", "default_sources", "parse_source", "resolve_sources"]
@@ -36,32 +36,6 @@ _SYNTAX_HINT = (
     + ") or one of: "
     + ", ".join(name for s in PROTOCOLS.values() for name, _ in s.public)
 )
-
-
-@dataclass(frozen=True)
-class Source:
-    """One hub endpoint speaking one protocol. ``name`` is what logs and tables show.
-
-    ``basic_auth``: the ``Authorization`` value for credentials that were in the URL (never
-    shown, never compared).
-    """
-
-    protocol: Protocol
-    endpoint: str
-    name: str
-    basic_auth: str | None = field(default=None, repr=False, compare=False)
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def spec(self) -> str:
-        """The ``protocol=url`` string that parses back to this source (without credentials)."""
-        return f"{self.protocol}={self.endpoint}"
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.endpoint).netloc
 
 
 def _settings(settings: Settings | None) -> Settings:

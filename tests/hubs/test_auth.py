@@ -9,8 +9,7 @@ import pytest
 
 from unihub.auth import Tokens, resolve_tokens
 from unihub.errors import ConfigError
-from unihub.hubs.base import open_hub
-from unihub.session import Session
+from unihub.session import Session, open_hub
 from unihub.settings import Settings
 from unihub.sources import parse_source
 from unihub.testing import FakeHub, FakeRepo

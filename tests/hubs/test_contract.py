@@ -244,7 +244,7 @@ def test_silent_source_after_first_contact_is_not_retried(serve: Serve) -> None:
 
 
 def test_shared_client_and_timeout(kind: str, serve: Serve) -> None:
-    from unihub.hubs.base import open_hub
+    from unihub.session import open_hub
     from unihub.sources import parse_source
 
     s = serve(blackhole=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from layout_helpers import run_python, small_repo
 
-from unihub.hubs.base import open_hub
 from unihub.layout import CacheLayout, LocalDirLayout
+from unihub.session import open_hub
 from unihub.sources import parse_source
 from unihub.testing import FakeHub
 from unihub.transfer import FileJob, Mirror, download_files

@@ -10,8 +10,8 @@ from ._http import HTML_HINT, HubHttp
 from .registry import spec
 
 if TYPE_CHECKING:
-    from ..session import Session
-    from ..sources import Source
+    from .context import HubSession
+    from .source import Source
 
 __all__ = ["HubAdapter"]
 
@@ -25,7 +25,7 @@ class HubAdapter:
     builds a client nor adds secret headers (the session's origin-scoped hook does).
     """
 
-    def __init__(self, source: Source, *, session: Session) -> None:
+    def __init__(self, source: Source, *, session: HubSession) -> None:
         self.source = source
         self.session = session
         self.default_branch = spec(source.protocol).default_branch

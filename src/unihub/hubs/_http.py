@@ -44,8 +44,8 @@ from ..retry import RETRY_STATUSES, Retry, retry_after
 from ..safety import redact_text, redact_url
 
 if TYPE_CHECKING:
-    from ..session import Session
-    from ..sources import Source
+    from .context import HubSession
+    from .source import Source
 
 __all__ = ["HTML_HINT", "HubHttp", "Reply", "deadline", "parse_json"]
 
@@ -120,7 +120,7 @@ class _Transient(Exception):
 class HubHttp:
     """The HTTP side of one hub object. Raises only unihub errors."""
 
-    def __init__(self, source: Source, session: Session) -> None:
+    def __init__(self, source: Source, session: HubSession) -> None:
         self.source = source
         self.session = session
         self.alive = False  # the source has answered at least once

@@ -13,21 +13,17 @@ hostile listing is refused, never "fixed".
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ..errors import ConfigError
 from ..models import Manifest, RepoFile, RepoType
-from ..timeouts import Timeouts
 from ._adapter import HubAdapter
 from .registry import spec
 
 if TYPE_CHECKING:
-    import httpx2
+    from .source import Source
 
-    from ..session import Session
-    from ..sources import Source
-
-__all__ = ["Hub", "default_revision", "open_hub"]
+__all__ = ["Hub", "adapter_class", "default_revision"]
 
 
 @runtime_checkable
@@ -92,37 +88,8 @@ def default_revision(protocol: str) -> str:
     return spec(protocol).default_branch
 
 
-def open_hub(
-    source: Source,
-    *,
-    session: Session | None = None,
-    token: str | bool | None = None,
-    client: httpx2.Client | None = None,
-    timeout: float | Timeouts | None = None,
-) -> Hub:
-    """The adapter for ``source``'s protocol (from :mod:`unihub.hubs.registry`).
-
-    With ``session``: the session's adapter (opened once per session, ``token``/``client``/
-    ``timeout`` must not be given). Without: a private :class:`~unihub.session.Session` built
-    from the environment with ``token`` (see :func:`unihub.auth.resolve_tokens`), ``client``
-    (a shared ``httpx2.Client``, not closed) and ``timeout`` (a :class:`Timeouts`, or seconds
-    for every phase of every metadata request); ``close()`` on the hub closes it.
-    """
-    if session is not None:
-        if token is not None or client is not None or timeout is not None:
-            raise ConfigError("open_hub: pass either session= or token=/client=/timeout=")
-        return session.hub(source)
-    from ..session import Session
-    from ..settings import Settings
-
-    settings = Settings.from_env()
-    if timeout is not None:
-        t = timeout
-        if not isinstance(t, Timeouts):
-            t = settings.timeouts.evolve(first_contact=t, connect=t, read=t)
-        settings = settings.evolve(timeouts=t)
-    own = Session(settings, token=token, client=client)
-    hub = own.hub(source)
-    if isinstance(hub, HubAdapter):
-        hub.owns_session = True
-    return hub
+def adapter_class(protocol: str) -> type[HubAdapter]:
+    """Import and return the adapter class of ``protocol``."""
+    module, _, name = spec(protocol).adapter.partition(":")
+    cls: type[HubAdapter] = getattr(importlib.import_module(module), name)
+    return cls

@@ -15,18 +15,14 @@ protocol adapter                                      default    public endpoint
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ..errors import ConfigError
 
-if TYPE_CHECKING:
-    from ._adapter import HubAdapter
-
-__all__ = ["PROTOCOLS", "REFERENCE", "HubSpec", "ProtocolName", "adapter_class", "spec"]
+__all__ = ["PROTOCOLS", "REFERENCE", "HubSpec", "ProtocolName", "spec"]
 
 ProtocolName = Literal["hf", "ms"]
 
@@ -97,10 +93,3 @@ def spec(protocol: str) -> HubSpec:
             hint="Known protocols: " + ", ".join(sorted(PROTOCOLS)),
         )
     return found
-
-
-def adapter_class(protocol: str) -> type[HubAdapter]:
-    """Import and return the adapter class of ``protocol``."""
-    module, _, name = spec(protocol).adapter.partition(":")
-    cls: type[HubAdapter] = getattr(importlib.import_module(module), name)
-    return cls
