@@ -206,6 +206,6 @@ def run_command(
         # the command's own cache gets each blob, written once, before its client asks for
         # the bytes; the server keeps its own small cache apart
         opts = opts.for_one_client(settings.unihub_cache / "drop-in", settings.hub_cache)
-    with running(opts, settings) as srv:
+    with running(opts, settings, wait=False) as srv:
         log.info("unihub serve for the command at %s", srv.url)
         return _spawn(cmd, child_env(os.environ, srv.url), grace)

@@ -168,8 +168,14 @@ class Running:
 
 
 @contextlib.contextmanager
-def running(options: ServeOptions, settings: Settings | None = None) -> Iterator[Running]:
-    """A server in a background thread; stopped (gracefully) when the block ends."""
+def running(
+    options: ServeOptions, settings: Settings | None = None, *, wait: bool = True
+) -> Iterator[Running]:
+    """A server in a background thread; stopped (gracefully) when the block ends.
+
+    ``wait=False``: enter the block as soon as the socket listens, while the server starts
+    (``unihub run`` starts its command meanwhile: the command's first requests wait in the
+    listen queue instead of the command waiting for the server)."""
     import uvicorn
 
     sock = _bind(options.host, options.port)
@@ -185,9 +191,9 @@ def running(options: ServeOptions, settings: Settings | None = None) -> Iterator
     )
     thread.start()
     deadline = time.monotonic() + _STARTUP_TIMEOUT
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+    while wait and not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.01)
-    if not server.started:
+    if wait and not server.started:
         server.should_exit = True
         thread.join(5)
         sock.close()
