@@ -1,15 +1,8 @@
 """The public entry points: ``snapshot``, ``download`` and ``list_files``.
 
-Each call is an *entry*: it reads the environment once (:meth:`Settings.from_env`), checks
-every argument once (:mod:`unihub.request`), opens one :class:`~unihub.session.Session` and runs
-the same pipeline::
-
-    ids: which repo, on which hub         (ms:Owner/Name bypasses the mapping)
-    plan: list on every source at once    (manifest from the most authoritative source)
-    select: exact paths, include/exclude  (huggingface_hub's allow/ignore pattern semantics)
-    layout: where each file goes          (local_dir, or the HF cache keyed by the HF id)
-    transfer: bytes from the best mirrors (ranged, resumable, verified)
-    layout: publish, finalize             (symlinks/metadata, refs, tree cache)
+Each call is an *entry* (a front door): it reads the environment once
+(:meth:`Settings.from_env`), checks every argument once (:mod:`unihub.request`) and runs
+:mod:`unihub.pipeline` (plan, select, fetch, publish, finalize) on the checked request.
 
 Offline (``offline=True`` or ``HF_HUB_OFFLINE=1``) asks only the layout and makes no network
 call. An ``OSError`` from writing the target leaves as a unihub error (``from_oserror``).
@@ -17,218 +10,19 @@ call. An ``OSError`` from writing the target leaves as a unihub error (``from_os
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import (
-    ConfigError,
-    ContentChangedError,
-    DownloadFailedError,
-    EntryNotFoundError,
-    IntegrityError,
-    UnihubError,
-    from_oserror,
-)
-from .layout import Layout, Target, make_layout
-from .layout.common import filter_paths
-from .models import Manifest, RepoFile
-from .plan import Plan, await_mirrors, drop_refusing, late_mirrors, make_plan, mirrors_for
-from .request import ProgressArg, Request, check_request
+from . import pipeline
+from .errors import ConfigError, UnihubError, from_oserror
+from .models import RepoFile
+from .request import ProgressArg, check_request
 from .session import Session
 from .settings import Settings
 from .sources import Source
-from .transfer import FileJob, TransferOptions, Watch, download_files
 
 __all__ = ["download", "list_files", "snapshot"]
-
-logger = logging.getLogger("unihub")
-
-_PUBLISH_WORKERS = 8
-
-
-def _select(
-    manifest: Manifest,
-    include: list[str] | None,
-    exclude: list[str] | None,
-    paths: list[str] | None,
-) -> list[RepoFile]:
-    """The files asked for: exact ``paths`` (each must exist) plus include/exclude matches.
-
-    Patterns that select nothing are an error (a typo should not "succeed" with no files).
-    """
-    listed = manifest.by_path()
-    chosen: dict[str, RepoFile] = {}
-    for path in paths or ():
-        if path not in listed:
-            raise EntryNotFoundError(
-                f"no file {path!r} at revision {manifest.revision}",
-                repo_id=manifest.repo_id,
-                source=manifest.source,
-                hint="`unihub ls REPO` lists the files",
-            )
-        chosen[path] = listed[path]
-    if paths is None or include is not None:
-        matched = filter_paths(listed, include, exclude)
-        if not matched and (include is not None or exclude is not None) and listed:
-            raise EntryNotFoundError(
-                f"no file matches include={include!r} exclude={exclude!r} "
-                f"({len(listed)} files at revision {manifest.revision})",
-                repo_id=manifest.repo_id,
-                source=manifest.source,
-                hint="`unihub ls REPO` lists the files; patterns are globs like '*.json'",
-            )
-        chosen.update((p, listed[p]) for p in matched)
-    return list(chosen.values())
-
-
-def _jobs(
-    plan: Plan,
-    layout: Layout,
-    files: list[RepoFile],
-    session: Session,
-    watch: Callable[[Target], Watch | None] | None = None,
-    force: bool = False,
-) -> tuple[list[FileJob], list[Target]]:
-    targets = layout.targets(plan.manifest, files)
-    if force:
-        targets = _forced(targets)
-    missing = [t.file for t in targets if not t.present]
-    await_mirrors(plan, session, sum(f.size for f in missing))
-    drop_refusing(plan, missing)
-    jobs = [
-        FileJob(
-            dest=t.final,
-            size=t.file.size,
-            sha256=t.file.sha256,
-            git_oid=t.file.git_oid,
-            mirrors=mirrors_for(plan, t.file),
-            partial=t.partial,
-            label=t.file.path,
-            present_at=(t.path,) if t.path != t.final and not force else (),
-            watch=watch(t) if watch is not None else None,
-        )
-        for t in targets
-        if not t.present
-    ]
-    if len(targets) > len(jobs):
-        logger.info("%d of %d files already present", len(targets) - len(jobs), len(targets))
-    return jobs, targets
-
-
-def _forced(targets: list[Target]) -> list[Target]:
-    """``force_download``: every file fetched again (one download per distinct blob)."""
-    seen: set[Path] = set()
-    out = []
-    for t in targets:
-        out.append(replace(t, present=t.final in seen))
-        seen.add(t.final)
-    return out
-
-
-def _fetch(
-    plan: Plan,
-    files: list[RepoFile],
-    layout: Layout,
-    req: Request,
-    session: Session,
-    *,
-    watch: Callable[[Target], Watch | None] | None = None,
-    cancel: threading.Event | None = None,
-    force: bool = False,
-) -> list[Path]:
-    """Download what of ``files`` is missing and publish every one; their local paths.
-
-    ``watch(target)``: a :class:`~unihub.transfer.Watch` for a file being downloaded (the
-    server streams it to clients as it lands); ``cancel``: stops the downloads (see
-    :func:`~unihub.transfer.download_files`); ``force``: fetch every file again, even those
-    on disk (only in the first round: a retry keeps what the first round fetched).
-    """
-    settings = session.settings
-    published: dict[int, Path] = {}
-    while True:
-        jobs, targets = _jobs(plan, layout, files, session, watch, force)
-        force = False
-        if not jobs:
-            break
-        downloading = [i for i, t in enumerate(targets) if not t.present]
-
-        def publish(
-            k: int,
-            _path: Path,
-            downloading: list[int] = downloading,
-            targets: list[Target] = targets,
-        ) -> None:
-            # Each file's metadata (or symlink) is written by the engine's worker as soon as the
-            # file is in place: for thousands of small files it overlaps the other requests
-            # instead of adding a phase after the last one.
-            i = downloading[k]
-            published[i] = layout.publish(targets[i])
-
-        try:
-            download_files(
-                jobs,
-                connections=req.connections,
-                max_workers=req.max_workers,
-                progress=req.progress,
-                verify=req.verify,
-                session=session,
-                options=TransferOptions.from_settings(settings),
-                on_done=publish,
-                cancel=cancel,
-            )
-            break
-        except (DownloadFailedError, IntegrityError, ContentChangedError) as exc:
-            # Sources that listed after the start may serve what the others could not.
-            if not late_mirrors(plan, session):
-                raise
-            logger.warning("%s; trying again with the sources that listed late", exc)
-    # Files already present (or sharing a blob another target downloaded) are published after
-    # every download: file-system work, parallel, cheap.
-    rest = [i for i in range(len(targets)) if i not in published]
-    with ThreadPoolExecutor(max_workers=_PUBLISH_WORKERS) as pool:
-        for i, path in zip(rest, pool.map(lambda i: layout.publish(targets[i]), rest), strict=True):
-            published[i] = path
-    return [published[i] for i in range(len(targets))]
-
-
-def _plan(req: Request, session: Session) -> Plan:
-    """The plan of a checked request: list every source, decide the manifest."""
-    return make_plan(
-        req.plan_id,
-        session=session,
-        sources=req.sources,
-        repo_type=req.repo_type,
-        revision=req.revision,
-    )
-
-
-def _get(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
-    """The pipeline shared by snapshot and download: (folder, local path of each file)."""
-    layout = make_layout(
-        req.hf_id,
-        req.repo_type,
-        local_dir=req.local_dir,
-        cache_dir=req.cache_dir,
-        settings=settings,
-    )
-    if req.offline or settings.offline:
-        if req.force_download:
-            raise ConfigError("force_download=True needs the network: not with offline")
-        hit = layout.find_offline(
-            revision=req.revision, include=req.include, exclude=req.exclude, paths=req.paths
-        )
-        return hit.folder, [hit.folder / name for name in hit.files]
-    with Session(settings, token=req.token) as session:
-        plan = _plan(req, session)
-        files = _select(plan.manifest, req.include, req.exclude, req.paths)
-        local = _fetch(plan, files, layout, req, session, force=req.force_download)
-        folder = layout.finalize(plan.manifest, files, revision=req.revision)
-        return folder, local
 
 
 def _call(repo_id: str, paths: list[str] | None, **kwargs: object) -> tuple[Path, list[Path]]:
@@ -237,7 +31,7 @@ def _call(repo_id: str, paths: list[str] | None, **kwargs: object) -> tuple[Path
     settings = Settings.from_env()
     req = check_request(settings, repo_id, paths=paths, **kwargs)
     try:
-        return _get(req, settings)
+        return pipeline.run(req, settings)
     except OSError as exc:
         if isinstance(exc, UnihubError):
             raise  # already translated (DiskSpaceError, EntryNotFoundError, ...)
@@ -379,5 +173,5 @@ def list_files(
         token=token,
     )
     with Session(settings, token=req.token) as session:
-        plan = _plan(req, session)
-        return _select(plan.manifest, req.include, req.exclude, None)
+        made = pipeline.plan(req, session)
+        return pipeline.select(made.manifest, req.include, req.exclude, None)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .api import _plan, _select
+from . import pipeline
 from .layout import CacheLayout, effective_commit, make_layout
 from .plan import mirrors_for
 from .probing import ProbeResult, probe_sources
@@ -173,8 +173,8 @@ def dry_run(
         settings=settings,
     )
     with Session(settings, token=req.token) as session:
-        plan = _plan(req, session)
-        files = _select(plan.manifest, req.include, req.exclude, req.paths)
+        plan = pipeline.plan(req, session)
+        files = pipeline.select(plan.manifest, req.include, req.exclude, req.paths)
         results = probe_sources(
             session,
             req.plan_id,

@@ -8,10 +8,10 @@ only when a cluster run starts (``pip install 'unihub[ray]'``).
 Design, and why:
 
 - **The driver resolves once.** Sources, ids, the manifest, the access check and the mirrors of
-  every file come from the same pipeline as a plain call (``api._plan``, ``api._select``,
-  :mod:`unihub.plan`); the nodes never list the repo. Tokens travel to the nodes inside the
-  mirrors (as they would reach a plain ``snapshot`` on each node), and the engine sends them
-  only to their own origin.
+  every file come from the same pipeline as a plain call (``plan`` and ``select`` of
+  :mod:`unihub.pipeline`, :mod:`unihub.plan`); the nodes never list the repo. Tokens travel
+  to the nodes inside the mirrors (as they would reach a plain ``snapshot`` on each node),
+  and the engine sends them only to their own origin.
 - **Parts, by range, fixed by the file's size** (:mod:`.parts`): a 60 GB file spreads over the
   nodes as well as many files do, and a rerun (other nodes, other count) finds the parts a
   killed run left, because a part's bounds do not depend on the node count.
@@ -112,14 +112,14 @@ def _choose(ray: Any, nodes: object) -> list[str]:
 
 def _resolve(req: Request, settings: Settings) -> tuple[RunSpec, dict[str, list[Mirror]]]:
     """The plan of a plain call, made once on the driver: the run and each file's mirrors."""
-    from ..api import _plan, _select
+    from .. import pipeline
     from ..plan import await_mirrors, drop_refusing, mirrors_for
     from ..session import Session
 
     try:
         with Session(settings, token=req.token) as session:
-            plan = _plan(req, session)
-            files = _select(plan.manifest, req.include, req.exclude, None)
+            plan = pipeline.plan(req, session)
+            files = pipeline.select(plan.manifest, req.include, req.exclude, None)
             await_mirrors(plan, session, sum(f.size for f in files))
             drop_refusing(plan, files)
             mirrors: dict[str, list[Mirror]] = {}

@@ -31,7 +31,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..api import _fetch
+from .. import pipeline
 from ..errors import (
     AllSourcesFailedError,
     AuthRequiredError,
@@ -318,7 +318,7 @@ class Repos:
         if not missing:
             return manifest
         layout = CacheLayout(self.cache_dir, repo_id=req.hf_id, repo_type=req.repo_type)
-        paths = _fetch(
+        paths = pipeline.fetch(
             plan,
             missing,
             layout,
@@ -404,7 +404,7 @@ class Repos:
         plan, req, session = view.plan, view.request, view.session
 
         def run(fetch: Fetch) -> Path:
-            paths = _fetch(
+            paths = pipeline.fetch(
                 plan,
                 [file],
                 CacheLayout(self.cache_dir, repo_id=view.repo_id, repo_type=view.repo_type),
