@@ -21,13 +21,13 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from .. import pipeline
 from ..layout import Target
 from ..layout.cache import CacheLayout
 from ..layout.local_dir import LocalDirLayout
 from ..models import RepoFile
-from ..plan import mirrors_for
 from ..request import ProgressArg
-from ..transfer import FileJob, TransferOptions, download_files
+from ..transfer import TransferOptions, download_files
 from .repos import Repos, RepoView
 
 __all__ = ["materialize"]
@@ -94,17 +94,7 @@ def materialize(
         held = repos.local(view, t.file)
         if held is not None and not force and _link_or_copy(held, t.final, link=cache):
             continue
-        jobs.append(
-            FileJob(
-                dest=t.final,
-                size=t.file.size,
-                sha256=t.file.sha256,
-                git_oid=t.file.git_oid,
-                mirrors=mirrors_for(view.plan, t.file),
-                partial=t.partial,
-                label=t.file.path,
-            )
-        )
+        jobs.append(pipeline.file_job(view.plan, t, force=force))
     if jobs:
         req = view.request
         fetching = [t for t in todo.values() if any(j.dest == t.final for j in jobs)]
