@@ -12,6 +12,7 @@ import pytest
 
 from unihub.errors import ConfigError
 from unihub.probe import ProbeResult, clear_cache, format_table, human_rate, probe, rank
+from unihub.settings import Settings
 from unihub.sources import Source
 from unihub.testing import FakeHub, FakeRepo
 
@@ -283,7 +284,7 @@ def test_memory_cache_serves_repeat_calls_and_use_cache_false_reprobes(
 
     probe(HF_ID, sources=sources, deadline=1.0, use_cache=False)
     assert requests_to(hf) > n - requests_to(dead)
-    clear_cache(disk=True)
+    clear_cache(disk=True, settings=Settings.from_env())
     before = requests_to(hf)
     probe(HF_ID, sources=[hf.source], use_cache=False)
     probe(HF_ID, sources=[hf.source], use_cache=False)  # bypasses: read *and* write

@@ -175,7 +175,8 @@ class Session:
         client: httpx2.Client | None = None,
         max_connections: int = POOL_CONNECTIONS,
     ) -> None:
-        self.settings = settings if settings is not None else Settings.from_env()
+        # no environment read here: the entry that opens the session has read it
+        self.settings = settings if settings is not None else Settings()
         self.tokens: Tokens = resolve_tokens(token, self.settings)
         self.auth = OriginAuth()
         self._own_client = client is None

@@ -39,7 +39,8 @@ _SYNTAX_HINT = (
 
 
 def _settings(settings: Settings | None) -> Settings:
-    return settings if settings is not None else Settings.from_env()
+    # the defaults, not the environment: entries pass the settings they read
+    return settings if settings is not None else Settings()
 
 
 def _split_url(url: str, text: str) -> tuple[str, str | None]:

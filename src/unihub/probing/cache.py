@@ -83,12 +83,13 @@ def cache_key(
 
 
 def clear_cache(*, disk: bool = False, settings: Settings | None = None) -> None:
-    """Forget the in-process results (and the disk file with ``disk=True``)."""
+    """Forget the in-process results (and, with ``disk=True``, the file of ``settings``'
+    cache folder; default: the folder of the defaults, ``~/.cache/unihub``)."""
     with _lock:
         _memory.clear()
     if disk:
         with contextlib.suppress(OSError):
-            cache_file(settings if settings is not None else Settings.from_env()).unlink()
+            cache_file(settings if settings is not None else Settings()).unlink()
 
 
 def load(keys: list[str], *, sampled: bool, settings: Settings) -> list[ProbeResult] | None:
