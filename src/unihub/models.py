@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["GIT_OID_RE", "SHA256_RE", "Manifest", "RepoFile", "RepoType", "is_commit_sha"]
+__all__ = ["GIT_OID_RE", "SHA256_RE", "Manifest", "Refs", "RepoFile", "RepoType", "is_commit_sha"]
 
 RepoType = Literal["model", "dataset"]
 
@@ -75,3 +75,11 @@ class Manifest:
 
     def by_path(self) -> dict[str, RepoFile]:
         return {f.path: f for f in self.files}
+
+
+@dataclass(frozen=True)
+class Refs:
+    """A repo's branches and tags (name -> commit id) as one hub lists them."""
+
+    branches: dict[str, str]
+    tags: dict[str, str]

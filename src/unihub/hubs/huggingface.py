@@ -36,7 +36,7 @@ from ..errors import (
     SourceUnavailableError,
     UnihubError,
 )
-from ..models import GIT_OID_RE, SHA256_RE, Manifest, RepoFile, RepoType, is_commit_sha
+from ..models import GIT_OID_RE, SHA256_RE, Manifest, Refs, RepoFile, RepoType, is_commit_sha
 from ..safety import check_repo_id, check_repo_path, check_tree
 from ..session import same_origin
 from ._adapter import HubAdapter
@@ -69,6 +69,24 @@ class HuggingFaceHub(HubAdapter):
         return Manifest(
             repo_id, repo_type, rev, commit, self.source.name, files, protocol="hf", gated=gated
         )
+
+    def list_refs(self, repo_id: str, *, repo_type: RepoType = "model") -> Refs:
+        """The repo's branches and tags (``GET /api/{type}s/{id}/refs``)."""
+        reply = self._get(f"{self._api(repo_type, repo_id)}/refs", repo_id)
+        self._check(reply, repo_id)
+        data = parse_json(reply, repo_id=repo_id, source=self.source.name)
+
+        def table(key: str) -> dict[str, str]:
+            items = data.get(key) if isinstance(data, dict) else None
+            return {
+                str(i["name"]): str(i["targetCommit"]).lower()
+                for i in items or []
+                if isinstance(i, dict)
+                and isinstance(i.get("name"), str)
+                and is_commit_sha(str(i.get("targetCommit", "")).lower())
+            }
+
+        return Refs(table("branches"), table("tags"))
 
     def _api(self, repo_type: RepoType, repo_id: str) -> str:
         return f"{self.source.endpoint}/api/{repo_type}s/{repo_id}"

@@ -51,7 +51,7 @@ from ..errors import (
     SourceUnavailableError,
     UnihubError,
 )
-from ..models import SHA256_RE, Manifest, RepoFile, RepoType
+from ..models import SHA256_RE, Manifest, Refs, RepoFile, RepoType
 from ..safety import check_repo_id, check_repo_path, check_tree
 from ._adapter import HubAdapter
 from ._http import HTML_HINT, Reply, loads, parse_json
@@ -107,6 +107,12 @@ class ModelScopeHub(HubAdapter):
         return Manifest(
             repo_id, repo_type, requested, commit or ref, self.source.name, files, protocol="ms"
         )
+
+    def list_refs(self, repo_id: str, *, repo_type: RepoType = "model") -> Refs:
+        """The repo's branches and tags with a commit id (the ``revisions`` route)."""
+        reply = self._get(f"{self._base(repo_type, repo_id)}/revisions", repo_id)
+        branches, tags = _revision_map(self._data(reply, repo_id, missing="repo"))
+        return Refs({k: v for k, v in branches.items() if v}, {k: v for k, v in tags.items() if v})
 
     def _resolve(
         self, repo_id: str, repo_type: RepoType, requested: str

@@ -303,7 +303,8 @@ class ServeApp:
             return "info", _json(repo_info(view))
         if method in ("GET", "HEAD") and tail == ["refs"]:
             view = await self._view(request, repo_type, repo_id, None)
-            return "refs", _json(refs(view))
+            listed = await anyio.to_thread.run_sync(self.repos.refs, view)
+            return "refs", _json(refs(view, listed))
         if method in ("GET", "HEAD") and len(tail) >= 2 and tail[0] == "tree":
             view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
             return "tree", self._tree(request, view, _text("/".join(tail[2:])))

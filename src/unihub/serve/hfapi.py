@@ -29,7 +29,7 @@ from ..errors import (
     UnsafePathError,
 )
 from ..layout.common import lfs_pointer_oid
-from ..models import RepoFile, is_commit_sha
+from ..models import Refs, RepoFile, is_commit_sha
 from .repos import RepoBlockedError, RepoView
 from .upstream import UpstreamUnreachableError
 
@@ -72,14 +72,21 @@ def file_entry(f: RepoFile) -> dict[str, Any]:
     return entry
 
 
-def refs(view: RepoView) -> dict[str, Any]:
+def refs(view: RepoView, listed: Refs | None) -> dict[str, Any]:
     """``GET /api/{models,datasets}/{id}/refs`` (huggingface_hub's ``list_repo_refs``): the
-    branch served, at its commit (the server lists one revision at a time)."""
-    branch = view.revision if not is_commit_sha(view.revision) else "main"
+    branches and tags the hub listed, or, when it could not say, the branch served at its
+    commit."""
+    if listed is None:
+        branch = view.revision if not is_commit_sha(view.revision) else "main"
+        listed = Refs({branch: view.commit}, {})
+
+    def entries(table: dict[str, str], kind: str) -> list[dict[str, str]]:
+        return [{"name": k, "ref": f"refs/{kind}/{k}", "targetCommit": v} for k, v in table.items()]
+
     return {
-        "branches": [{"name": branch, "ref": f"refs/heads/{branch}", "targetCommit": view.commit}],
+        "branches": entries(listed.branches, "heads"),
         "converts": [],
-        "tags": [],
+        "tags": entries(listed.tags, "tags"),
     }
 
 

@@ -40,9 +40,10 @@ from ..errors import (
     SourceUnavailableError,
     UnihubError,
 )
+from ..hubs.registry import REFERENCE, spec
 from ..layout.cache import CacheLayout
 from ..layout.common import effective_commit, git_blob_sha1, read_tree_json
-from ..models import Manifest, RepoFile, RepoType, is_commit_sha
+from ..models import Manifest, Refs, RepoFile, RepoType, is_commit_sha
 from ..plan import Plan, drop_refusing, make_plan
 from ..request import Request, check_request
 from ..safety import check_revision, ensure_inside, path_parts, replace_json
@@ -373,6 +374,30 @@ class Repos:
         return RepoView(
             repo_type, repo_id, rev, commit, manifest, manifest.by_path(), made=time.monotonic()
         )
+
+    def refs(self, view: RepoView) -> Refs | None:
+        """The branches and tags of the hub that gave the view's listing, in Hugging Face's
+        words (ModelScope's default branch is ``main``, at the commit clients see); None when
+        that hub cannot say (the view's own branch is then the answer)."""
+        plan = view.plan
+        truth = (
+            next((x for x in plan.listings if x.manifest is plan.manifest), None) if plan else None
+        )
+        lister = getattr(truth.hub, "list_refs", None) if truth is not None else None
+        if truth is None or lister is None:
+            return None
+        try:
+            got: Refs = lister(truth.manifest.repo_id, repo_type=view.repo_type)
+        except UnihubError as exc:
+            log.debug("%s: no refs from %s: %s", view.repo_id, truth.source, exc)
+            return None
+        if truth.manifest.protocol == REFERENCE:
+            return got
+        default = spec(truth.manifest.protocol).default_branch
+        branches = {("main" if k == default else k): v for k, v in got.branches.items()}
+        if view.revision == "main":
+            branches["main"] = view.commit
+        return Refs(branches, got.tags)
 
     # -- blobs ------------------------------------------------------------------------------
     def blob_key(self, view: RepoView, file: RepoFile) -> Path:
