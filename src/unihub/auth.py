@@ -16,9 +16,11 @@ Tokens are never logged, never put in exception messages, never shown by ``repr`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .hubs.registry import PROTOCOLS, REFERENCE
 from .settings import Settings
 
 __all__ = ["Tokens", "resolve_tokens"]
@@ -26,17 +28,25 @@ __all__ = ["Tokens", "resolve_tokens"]
 
 @dataclass(frozen=True)
 class Tokens:
-    """The token of each protocol for one call (None: send none)."""
+    """The token of each protocol for one call (absent: send none)."""
 
-    hf: str | None = field(default=None, repr=False)
-    ms: str | None = field(default=None, repr=False)
+    by_protocol: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def for_protocol(self, protocol: str) -> str | None:
-        return self.hf if protocol == "hf" else self.ms if protocol == "ms" else None
+        return self.by_protocol.get(protocol)
 
 
 def _clean(token: str) -> str | None:
     return token.replace("\r", "").replace("\n", "").strip() or None
+
+
+def _tokens(reference: str | None, settings: Settings) -> Tokens:
+    """``reference`` for the reference protocol, the settings' token for every other one."""
+    found: dict[str, str | None] = {REFERENCE: reference}
+    for name, spec in PROTOCOLS.items():
+        if name != REFERENCE:
+            found[name] = getattr(settings, spec.token_setting, None)
+    return Tokens({k: v for k, v in found.items() if v})
 
 
 def resolve_tokens(explicit: str | bool | None, settings: Settings) -> Tokens:
@@ -48,17 +58,18 @@ def resolve_tokens(explicit: str | bool | None, settings: Settings) -> Tokens:
     if explicit is False:
         return Tokens()
     if isinstance(explicit, str):
-        return Tokens(hf=_clean(explicit), ms=settings.ms_token)
+        return _tokens(_clean(explicit), settings)
     if explicit is None and not settings.implicit_token:
-        return Tokens(hf=None, ms=settings.ms_token)
-    if settings.hf_token_error and settings.hf_token is None:
+        return _tokens(None, settings)
+    discovered = getattr(settings, PROTOCOLS[REFERENCE].token_setting)
+    if settings.hf_token_error and discovered is None:
         raise ConfigError(
             settings.hf_token_error,
             hint="Set HF_TOKEN, run `hf auth login`, or pass token=False",
         )
-    if explicit is True and settings.hf_token is None:
+    if explicit is True and discovered is None:
         raise ConfigError(
-            "token=True but no Hugging Face token was found",
+            f"token=True but no {PROTOCOLS[REFERENCE].title} token was found",
             hint="Set HF_TOKEN or run `hf auth login`",
         )
-    return Tokens(hf=settings.hf_token, ms=settings.ms_token)
+    return _tokens(discovered, settings)

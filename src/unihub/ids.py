@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from .errors import ConfigError
+from .hubs.registry import PROTOCOLS, spec
 from .safety import check_repo_id
 from .settings import id_map_file
 
@@ -119,7 +120,7 @@ def validate_repo_id(repo_id: str, *, hub: Hub | None = None) -> str:
     The rules are :func:`unihub.safety.check_repo_id`'s (huggingface_hub's). Raises
     :class:`ConfigError` otherwise.
     """
-    return check_repo_id(repo_id, hub=hub)
+    return check_repo_id(repo_id, owner_required=hub is not None and spec(hub).owner_required)
 
 
 def parse_repo_ref(repo_id: str) -> tuple[Hub | None, str]:
@@ -134,14 +135,14 @@ def parse_repo_ref(repo_id: str) -> tuple[Hub | None, str]:
     bare = repo_id.strip()
     prefix, sep, rest = bare.partition(":")
     if sep:
-        if prefix.lower() not in ("hf", "ms"):
+        if prefix.lower() not in PROTOCOLS:
             raise ConfigError(
                 f"invalid repo id {repo_id!r}: unknown hub prefix {prefix!r}",
                 repo_id=repo_id,
                 hint="Use 'ms:Owner/Name' for a ModelScope id or 'hf:Owner/Name' for a "
                 "Hugging Face id",
             )
-        hub = "ms" if prefix.lower() == "ms" else "hf"
+        hub = cast(Hub, prefix.lower())
         bare = rest.strip()
     return hub, validate_repo_id(bare, hub=hub)
 

@@ -145,8 +145,13 @@ def check_tree(
             head, sep, _ = head.rpartition("/")
 
 
-def check_repo_id(repo_id: object, *, hub: str | None = None, source: str | None = None) -> str:
-    """Return ``repo_id`` if it is a well-formed hub id, else raise :class:`ConfigError`."""
+def check_repo_id(
+    repo_id: object, *, owner_required: bool = False, source: str | None = None
+) -> str:
+    """Return ``repo_id`` if it is a well-formed hub id, else raise :class:`ConfigError`.
+
+    ``owner_required``: the hub's ids are always ``owner/name`` (the registry says which).
+    """
     if not isinstance(repo_id, str):
         raise ConfigError(
             f"repo id must be a string, not {type(repo_id).__name__}",
@@ -156,8 +161,8 @@ def check_repo_id(repo_id: object, *, hub: str | None = None, source: str | None
     problem = None
     if len(parts) > 2:
         problem = "has more than one '/'"
-    elif hub == "ms" and len(parts) == 1:
-        problem = "has no owner (ModelScope ids are always 'owner/name')"
+    elif owner_required and len(parts) == 1:
+        problem = "has no owner (this hub's ids are always 'owner/name')"
     else:
         for part in parts:
             if not part:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
+from typing import cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ConfigError
@@ -79,7 +80,7 @@ def _shown(text: str) -> str:
 def _public(protocol: str, settings: Settings) -> list[tuple[str, str]]:
     """(name, url) of a protocol's public endpoints, the first replaced by its env setting."""
     entries = list(PROTOCOLS[protocol].public)
-    override = {"hf": settings.hf_endpoint, "ms": settings.ms_endpoint}.get(protocol)
+    override = getattr(settings, PROTOCOLS[protocol].endpoint_setting, None)
     if override:
         entries[0] = (entries[0][0], override)
     return entries
@@ -94,8 +95,7 @@ def _name_for(protocol: str, url: str) -> str:
 
 def _make(protocol: str, url: str, text: str) -> Source:
     endpoint, auth = _split_url(url, text)
-    proto: Protocol = "hf" if protocol == "hf" else "ms"
-    return Source(proto, endpoint, _name_for(protocol, endpoint), auth)
+    return Source(cast(Protocol, protocol), endpoint, _name_for(protocol, endpoint), auth)
 
 
 def parse_source(text: str, settings: Settings | None = None) -> Source:

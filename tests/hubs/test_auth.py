@@ -32,19 +32,19 @@ def _tokens(token: str | bool | None) -> Tokens:
 
 def test_hf_explicit_wins(no_tokens: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_env")
-    assert _tokens("hf_explicit").hf == "hf_explicit"
-    assert _tokens(" hf_spaced\n").hf == "hf_spaced"
-    assert _tokens("").hf is None
-    assert _tokens(False).hf is None
+    assert _tokens("hf_explicit").for_protocol("hf") == "hf_explicit"
+    assert _tokens(" hf_spaced\n").for_protocol("hf") == "hf_spaced"
+    assert _tokens("").for_protocol("hf") is None
+    assert _tokens(False).for_protocol("hf") is None
 
 
 def test_hf_env_then_token_file(no_tokens: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _tokens(None).hf is None
+    assert _tokens(None).for_protocol("hf") is None
     no_tokens.write_text("hf_from_file\n")
-    assert _tokens(None).hf == "hf_from_file"
+    assert _tokens(None).for_protocol("hf") == "hf_from_file"
     monkeypatch.setenv("HF_TOKEN", "hf_env")
-    assert _tokens(None).hf == "hf_env"
-    assert _tokens(True).hf == "hf_env"
+    assert _tokens(None).for_protocol("hf") == "hf_env"
+    assert _tokens(True).for_protocol("hf") == "hf_env"
 
 
 def test_hf_implicit_token_can_be_disabled(
@@ -52,9 +52,9 @@ def test_hf_implicit_token_can_be_disabled(
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
-    assert _tokens(None).hf is None
-    assert _tokens(True).hf == "hf_env"  # asked for explicitly
-    assert _tokens("hf_explicit").hf == "hf_explicit"
+    assert _tokens(None).for_protocol("hf") is None
+    assert _tokens(True).for_protocol("hf") == "hf_env"  # asked for explicitly
+    assert _tokens("hf_explicit").for_protocol("hf") == "hf_explicit"
 
 
 def test_hf_true_without_token_is_an_error(no_tokens: Path) -> None:
@@ -64,11 +64,11 @@ def test_hf_true_without_token_is_an_error(no_tokens: Path) -> None:
 
 def test_ms_token(no_tokens: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_env")
-    assert _tokens(None).ms is None  # never the Hugging Face token
+    assert _tokens(None).for_protocol("ms") is None  # never the Hugging Face token
     monkeypatch.setenv("MODELSCOPE_API_TOKEN", "ms_env")
-    assert _tokens(None).ms == "ms_env"
-    assert _tokens("hf_explicit").ms == "ms_env"  # token= is a Hugging Face token
-    assert _tokens(False).ms is None  # False: no implicit token for any hub
+    assert _tokens(None).for_protocol("ms") == "ms_env"
+    assert _tokens("hf_explicit").for_protocol("ms") == "ms_env"  # token= is a Hugging Face token
+    assert _tokens(False).for_protocol("ms") is None  # False: no implicit token for any hub
 
 
 def _both_hubs() -> tuple[FakeHub, FakeHub]:

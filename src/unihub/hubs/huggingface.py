@@ -61,7 +61,7 @@ class HuggingFaceHub(HubAdapter):
     def list_repo(
         self, repo_id: str, *, repo_type: RepoType = "model", revision: str | None = None
     ) -> Manifest:
-        check_repo_id(repo_id, hub="hf", source=self.source.name)
+        check_repo_id(repo_id, source=self.source.name)
         rev = revision or self.default_branch
         commit, gated = self._resolve(repo_id, repo_type, rev)
         files = self._tree(repo_id, repo_type, commit)
@@ -199,7 +199,7 @@ class HuggingFaceHub(HubAdapter):
     def file_url(
         self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str
     ) -> str:
-        check_repo_id(repo_id, hub="hf", source=self.source.name)
+        check_repo_id(repo_id, source=self.source.name)
         check_repo_path(path, repo_id=repo_id, source=self.source.name)
         prefix = "datasets/" if repo_type == "dataset" else ""
         return (

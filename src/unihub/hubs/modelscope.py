@@ -89,7 +89,7 @@ class ModelScopeHub(HubAdapter):
     def list_repo(
         self, repo_id: str, *, repo_type: RepoType = "model", revision: str | None = None
     ) -> Manifest:
-        check_repo_id(repo_id, hub="ms", source=self.source.name)
+        check_repo_id(repo_id, owner_required=True, source=self.source.name)
         requested = revision or DEFAULT_BRANCH
         ref, commit, confirmed = self._resolve(repo_id, repo_type, requested)
         try:
@@ -276,7 +276,7 @@ class ModelScopeHub(HubAdapter):
     def file_url(
         self, repo_id: str, path: str, *, repo_type: RepoType = "model", revision: str
     ) -> str:
-        check_repo_id(repo_id, hub="ms", source=self.source.name)
+        check_repo_id(repo_id, owner_required=True, source=self.source.name)
         check_repo_path(path, repo_id=repo_id, source=self.source.name)
         return (
             f"{self._base(repo_type, repo_id)}/repo"

@@ -41,6 +41,10 @@ class HubSpec:
     ``ping_path``: a cheap request any hub of the protocol answers with JSON (for ``probe``
     without a repo). ``token_hint``: where this protocol's token comes from, for messages.
     ``token_cookie``: a cookie that carries the token too (the official client sends both).
+    ``endpoint_setting`` / ``token_setting``: the :class:`~unihub.settings.Settings` fields
+    holding the endpoint that replaces the first public one, and the protocol's implicit
+    token. ``owner_required``: its repo ids are always ``owner/name``.
+    The protocol's name is also the prefix that names its ids (``ms:Owner/Name``).
     """
 
     protocol: ProtocolName
@@ -51,7 +55,10 @@ class HubSpec:
     aliases: tuple[str, ...]
     ping_path: str
     token_hint: str
+    endpoint_setting: str
+    token_setting: str
     token_cookie: str | None = None
+    owner_required: bool = False
 
 
 PROTOCOLS: Mapping[str, HubSpec] = MappingProxyType(
@@ -68,6 +75,8 @@ PROTOCOLS: Mapping[str, HubSpec] = MappingProxyType(
             aliases=("hf", "hfmirror"),
             ping_path="/api/models/openai-community/gpt2/revision/main",
             token_hint="token=, HF_TOKEN or `hf auth login`",  # noqa: S106 - a hint
+            endpoint_setting="hf_endpoint",
+            token_setting="hf_token",  # noqa: S106 - a field name
         ),
         "ms": HubSpec(
             protocol="ms",
@@ -79,6 +88,9 @@ PROTOCOLS: Mapping[str, HubSpec] = MappingProxyType(
             ping_path="/api/v1/models/Qwen/Qwen2.5-0.5B-Instruct/revisions",
             token_hint="MODELSCOPE_API_TOKEN",  # noqa: S106 - a hint
             token_cookie="m_session_id",  # noqa: S106 - a cookie name
+            endpoint_setting="ms_endpoint",
+            token_setting="ms_token",  # noqa: S106 - a field name
+            owner_required=True,
         ),
     }
 )
