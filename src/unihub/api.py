@@ -42,6 +42,7 @@ from .session import Session
 from .settings import Settings
 from .sources import Source
 from .transfer import FileJob, TransferOptions, Watch, download_files
+from .units import parse_rate
 
 __all__ = ["download", "list_files", "snapshot"]
 
@@ -212,10 +213,35 @@ def _get(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
         return folder, local
 
 
-def _call(repo_id: str, paths: list[str] | None, **kwargs: object) -> tuple[Path, list[Path]]:
+def _limits(settings: Settings, max_rate: object, fair: object) -> Settings:
+    """The settings with an explicit bandwidth cap / fair mode (they win over the env vars)."""
+    changes: dict[str, object] = {}
+    if max_rate is not None:
+        if not isinstance(max_rate, (str, int, float)) or isinstance(max_rate, bool):
+            raise ConfigError(f"max_rate must be bytes/s or a string like '20MB/s': {max_rate!r}")
+        try:
+            rate = parse_rate(max_rate) if isinstance(max_rate, str) else float(max_rate)
+        except ValueError as exc:
+            raise ConfigError(f"max_rate: {exc}") from None
+        if not rate > 0:
+            raise ConfigError(f"max_rate must be positive, not {max_rate!r}")
+        changes["max_rate"] = rate
+    if fair is not None:
+        changes["fair"] = bool(fair)
+    return settings.evolve(**changes) if changes else settings
+
+
+def _call(
+    repo_id: str,
+    paths: list[str] | None,
+    *,
+    max_rate: object = None,
+    fair: object = None,
+    **kwargs: object,
+) -> tuple[Path, list[Path]]:
     """One entry: read the settings, check the arguments, run the pipeline; an ``OSError`` of
     the target leaves as a unihub error."""
-    settings = Settings.from_env()
+    settings = _limits(Settings.from_env(), max_rate, fair)
     req = check_request(settings, repo_id, paths=paths, **kwargs)
     try:
         return _get(req, settings)
@@ -243,6 +269,8 @@ def snapshot(
     offline: bool = False,
     cluster: str | None = None,
     nodes: str | int | Iterable[str] = "all",
+    max_rate: float | str | None = None,
+    fair: bool | None = None,
 ) -> str:
     """Download a whole repo (or its include/exclude subset) and return the folder.
 
@@ -255,6 +283,11 @@ def snapshot(
     first ``n``, or a list of node ids) gets the verified repo at the same path, the hubs
     serving its bytes once (``unihub[ray]``; see ``docs/cluster.md`` and
     :func:`unihub.cluster.snapshot_on_cluster` for the per-node report).
+
+    ``max_rate``: a bandwidth cap for every download of the process with that cap together,
+    bytes/s or a string such as ``"20MB/s"`` (default: ``UNIHUB_MAX_RATE``, else none).
+    ``fair=True``: fewer connections where more bring nothing but a bigger share of a shared
+    link (default: ``UNIHUB_FAIR``). See ``docs/transfer.md``.
     """
     common: dict[str, object] = dict(
         repo_type=repo_type,
@@ -273,10 +306,12 @@ def snapshot(
     if cluster is not None:
         if offline:
             raise ConfigError("offline=True and cluster= cannot go together")
+        if max_rate is not None or fair is not None:
+            raise ConfigError("max_rate= and fair= are not supported with cluster= yet")
         from .cluster import snapshot_on_cluster
 
         return snapshot_on_cluster(repo_id, cluster=cluster, nodes=nodes, **common).path  # type: ignore[arg-type]
-    folder, _ = _call(repo_id, None, offline=offline, **common)
+    folder, _ = _call(repo_id, None, offline=offline, max_rate=max_rate, fair=fair, **common)
     return str(folder)
 
 
@@ -295,8 +330,11 @@ def download(
     progress: ProgressArg = None,
     verify: bool = True,
     offline: bool = False,
+    max_rate: float | str | None = None,
+    fair: bool | None = None,
 ) -> str:
-    """Download one file of a repo and return its local path."""
+    """Download one file of a repo and return its local path (``max_rate``, ``fair``: as for
+    :func:`snapshot`)."""
     _, (path,) = _call(
         repo_id,
         [filename],
@@ -311,6 +349,8 @@ def download(
         progress=progress,
         verify=verify,
         offline=offline,
+        max_rate=max_rate,
+        fair=fair,
     )
     return str(path)
 

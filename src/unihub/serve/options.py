@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError
 from ..models import RepoType
 from ..sources import Source
-from ..units import parse_size
+from ..units import parse_rate, parse_size
 
-__all__ = ["ServeOptions", "size_option"]
+__all__ = ["ServeOptions", "rate_option", "size_option"]
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
 
@@ -30,6 +30,17 @@ def size_option(text: str | None) -> int | None:
         return parse_size(text)
     except ValueError as exc:
         raise ConfigError(f"--max-cache-size: {exc}") from None
+
+
+def rate_option(text: str | None) -> float | None:
+    """``--max-upstream-rate``: '50MB/s', '1GiB/s', ... (None: no cap); ConfigError if
+    malformed."""
+    if text is None:
+        return None
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise ConfigError(f"--max-upstream-rate: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,8 @@ class ServeOptions:
     - ``head_prefetch``: a ``HEAD`` of a file not in the cache starts its upstream fetch
       (Hugging Face clients send one right before the ``GET``); a client that only asks for
       headers then costs the file's bytes upstream once, and the blob stays cached.
+    - ``max_upstream_rate``: bytes/s for all upstream fetches of the server together (one
+      token bucket, :mod:`unihub.transfer.ratelimit`); None: ``UNIHUB_MAX_RATE``, else no cap.
     """
 
     host: str = "127.0.0.1"
@@ -70,12 +83,15 @@ class ServeOptions:
     connections: int | None = 32
     access_log: bool = True
     head_prefetch: bool = True
+    max_upstream_rate: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, not {self.port!r}")
         if self.max_cache_size is not None and self.max_cache_size <= 0:
             raise ConfigError(f"max_cache_size must be positive, not {self.max_cache_size!r}")
+        if self.max_upstream_rate is not None and not self.max_upstream_rate > 0:
+            raise ConfigError(f"max_upstream_rate must be positive, not {self.max_upstream_rate!r}")
         if self.metadata_ttl < 0:
             raise ConfigError(f"metadata_ttl must be >= 0, not {self.metadata_ttl!r}")
         for pattern in (*self.allow, *self.deny):
