@@ -149,3 +149,29 @@ def test_fair_mode_uses_fewer_connections(tmp_path: Path) -> None:
             assert sha256_file(job.dest) == repo.files()["a.bin"].sha256
     assert results[True][0] <= 4 < 8 <= results[False][0], results
     assert results[True][1] <= results[False][1] * 1.35, results
+
+
+def test_serve_max_upstream_rate(tmp_path: Path, isolated_env: None) -> None:
+    """``unihub serve --max-upstream-rate``: the option parses, reaches the engine's settings,
+    and a cold fetch through the server takes as long as the cap says; bytes served once."""
+    pytest.importorskip("uvicorn", reason="unihub[serve] is not installed")
+    import httpx2
+
+    from unihub.cli import _parser, _serve_opts
+    from unihub.serve import running
+
+    args = _parser().parse_args(["serve", "--max-upstream-rate", "4MB/s"])
+    assert _serve_opts(args).max_upstream_rate == 4e6
+    size = 8_000_000
+    repo = FakeRepo("org/model", files={"a.bin": size})
+    with FakeHub("hf", repos=[repo]) as hub:
+        opts = ServeOptions(port=0, cache_dir=tmp_path / "srv", sources=(hub.source,),
+                            max_upstream_rate=4e6)  # fmt: skip
+        with running(opts, Settings.from_env({"UNIHUB_CACHE": str(tmp_path / "c")})) as srv:
+            t0 = time.monotonic()
+            resp = httpx2.get(f"{srv.url}/org/model/resolve/main/a.bin", timeout=60,
+                              follow_redirects=True)  # fmt: skip
+            elapsed = time.monotonic() - t0
+        assert resp.status_code == 200 and resp.content == repo.content("a.bin")
+        assert hub.stats.bytes_total <= size * 1.01
+    assert elapsed >= size / 4e6 - BURST - 0.2, elapsed  # the cap held: about 2 s
