@@ -120,6 +120,8 @@ class RunResult:
     repo_bytes: int = 0  # serve scenarios: one copy of the repo (``bytes`` is all clients')
     clients: int = 0  # serve scenarios: clients measured together
     per_client: list[float] = field(default_factory=list)  # their times to done, sorted
+    first_seconds: float | None = None  # warm tools: the first (cold) run's download time
+    first_cpu_seconds: float | None = None  # ... and its CPU time
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -297,11 +299,12 @@ def run_tool(tool: Tool, hubs: Mapping[str, HubProcess], repo_id: str, scratch: 
         hub.reset()
     cmd = _command(tool, job, scratch)
     if tool.warm:
-        ok, text = _warm_up(cmd, env, timeout, dest, hubs)
-        if not ok:
-            result.error = text
+        first = _warm_up(cmd, env, timeout, dest, hubs)
+        if isinstance(first, str):
+            result.error = first
             return result
-        result.note = f"first run: {text}"
+        result.first_seconds, result.first_cpu_seconds, backend = first
+        result.note = (f"first run: {first[0]:.2f} s, CPU {first[1]:.1f} s ({backend})")
 
     def served() -> int:
         return sum(int(h.stats()["bytes_total"]) for h in hubs.values())
@@ -367,22 +370,21 @@ def run_tool(tool: Tool, hubs: Mapping[str, HubProcess], repo_id: str, scratch: 
 
 
 def _warm_up(cmd: list[str], env: Mapping[str, str], timeout: float, dest: Path,
-             hubs: Mapping[str, HubProcess]) -> tuple[bool, str]:
+             hubs: Mapping[str, HubProcess]) -> tuple[float, float, str] | str:
     """The first run of a ``warm`` tool: same command and home, output thrown away, so the
     timed run starts with what the first one left in its caches (unihub's link memory and
-    probe results). (True, its time, CPU and data path) or (False, why it failed)."""
+    probe results). Its (download seconds, CPU seconds, data path), or why it failed."""
     ex = _spawn(cmd, env, timeout)
     parsed = _parse_client(ex.stdout)
     if ex.code != 0 or parsed is None or parsed.get("t0") is None:
-        return False, ("warm-up run failed: "
-                       f"{(parsed or {}).get('error') or _last_line(ex.stderr)}")
+        return f"warm-up run failed: {(parsed or {}).get('error') or _last_line(ex.stderr)}"
     secs = float(parsed["t1"]) - float(parsed["t0"])
     cpu = ex.rusage.ru_utime + ex.rusage.ru_stime
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     for hub in hubs.values():
         hub.reset()
-    return True, f"{secs:.2f} s, CPU {cpu:.1f} s ({parsed.get('backend')})"
+    return secs, cpu, str(parsed.get("backend"))
 
 
 def _last_line(text: str) -> str:
