@@ -165,13 +165,51 @@ def test_serve_max_upstream_rate(tmp_path: Path, isolated_env: None) -> None:
     size = 8_000_000
     repo = FakeRepo("org/model", files={"a.bin": size})
     with FakeHub("hf", repos=[repo]) as hub:
-        opts = ServeOptions(port=0, cache_dir=tmp_path / "srv", sources=(hub.source,),
-                            max_upstream_rate=4e6)  # fmt: skip
+        opts = ServeOptions(
+            port=0, cache_dir=tmp_path / "srv", sources=(hub.source,), max_upstream_rate=4e6
+        )
         with running(opts, Settings.from_env({"UNIHUB_CACHE": str(tmp_path / "c")})) as srv:
             t0 = time.monotonic()
-            resp = httpx2.get(f"{srv.url}/org/model/resolve/main/a.bin", timeout=60,
-                              follow_redirects=True)  # fmt: skip
+            resp = httpx2.get(
+                f"{srv.url}/org/model/resolve/main/a.bin", timeout=60, follow_redirects=True
+            )
             elapsed = time.monotonic() - t0
         assert resp.status_code == 200 and resp.content == repo.content("a.bin")
         assert hub.stats.bytes_total <= size * 1.01
     assert elapsed >= size / 4e6 - BURST - 0.2, elapsed  # the cap held: about 2 s
+
+
+def test_cli_and_download_take_the_cap(tmp_path: Path, isolated_env: None) -> None:
+    """``unihub download --max-rate --fair`` and ``unihub.download(max_rate=...)`` both hold the
+    cap (4 MB at 4 MB/s: at least about 0.75 s after the bucket's burst)."""
+    repo = FakeRepo("org/model", files={"a.bin": 4_000_000, "b.bin": 4_000_000})
+    with FakeHub("hf", repos=[repo]) as hub:
+        t0 = time.monotonic()
+        argv = [
+            "download",
+            "org/model",
+            "a.bin",
+            "--source",
+            f"hf={hub.endpoint}",
+            "--local-dir",
+            str(tmp_path / "cli"),
+            "--max-rate",
+            "4MB/s",
+            "--fair",
+            "-q",
+        ]
+        assert main(argv) == 0
+        cli = time.monotonic() - t0
+        t0 = time.monotonic()
+        path = unihub.download(
+            "org/model",
+            "b.bin",
+            sources=[f"hf={hub.endpoint}"],
+            local_dir=tmp_path / "api",
+            progress=False,
+            max_rate=4e6,
+        )
+        api = time.monotonic() - t0
+    assert sha256_file(tmp_path / "cli" / "a.bin") == repo.files()["a.bin"].sha256
+    assert sha256_file(Path(path)) == repo.files()["b.bin"].sha256
+    assert cli >= 1.0 - BURST - 0.05 and api >= 1.0 - BURST - 0.05, (cli, api)
