@@ -137,6 +137,7 @@ def _get(hub: FakeHub, repo: FakeRepo, name: str, dest: Path, opts: TransferOpti
 
 
 def _rates(links: Path, hub: FakeHub, repo: FakeRepo, name: str) -> dict[str, float]:
+    """Rates of the jobs with a hash to check (those without are kept under ``NAME/unhashed``)."""
     return LinkMemory(links).path_rates([url_of(hub, repo, name)])
 
 
@@ -206,7 +207,11 @@ def test_explored_only_without_a_hash_on_a_fast_link(tmp_path: Path) -> None:
         assert _get(hub, repo, "b.bin", tmp_path / "2", _auto(links), verify=False) == [
             "hf_transfer"
         ]
-        assert set(_rates(links, hub, repo, "b.bin")) == {"own", "hf_transfer"}
+        unhashed = {"own/unhashed", "hf_transfer/unhashed"}
+        assert set(_rates(links, hub, repo, "b.bin")) == unhashed
+        # a job with a hash to check has no measurement of its own: the own engine carries it
+        assert _get(hub, repo, "b.bin", tmp_path / "3", _auto(links)) == ["own"]
+        assert set(_rates(links, hub, repo, "b.bin")) == unhashed | {"own"}
     capped = tmp_path / "capped.json"
     with FakeHub("hf", repos=[repo], cdn=None, per_connection_rate=256 * 1024) as hub:
         for n in ("4", "5"):

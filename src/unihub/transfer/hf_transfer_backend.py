@@ -105,7 +105,7 @@ class HfTransferPath:
         """Nothing to hash (its read-back would cost what the own engine overlaps) and a link
         whose single connection measured at least ``fast_connection_rate``."""
         if ctx.verify and expected_digest(job.sha256, job.git_oid) is not None:
-            return False
+            return False  # it would read the file back to hash it: never expected to win
         urls = [m.url for m in job.mirrors]
         return ctx.link.fast_origin(urls, ctx.options.fast_connection_rate) is not None
 

@@ -24,7 +24,9 @@ The choice for one file (:func:`choose`):
 3. Auto: :class:`~unihub.transfer.links.LinkMemory` keeps, per set of mirror origins, the
    whole-job rate each path measured on its last file there (file bytes over the seconds from
    the path's start to the file verified and in place; only files of at least
-   ``TransferOptions.measure_min_size`` that started from nothing are measured). A delegate is
+   ``TransferOptions.measure_min_size`` that started from nothing are measured; jobs with a
+   hash to check and jobs without are kept apart, ``hf_transfer`` and
+   ``hf_transfer/unhashed``). A delegate is
    taken only when its measured rate beats the own engine's measured rate; never when the
    own engine is unmeasured there (it is what measures a link, and it can resume) or measured
    faster. A delegate with no measurement yet is tried only where its own ``may_explore``
@@ -47,6 +49,7 @@ from typing import Protocol
 from . import hf_transfer_backend
 from .context import Context
 from .jobs import FileJob, Mirror
+from .verify import expected_digest
 
 __all__ = ["DELEGATES", "OWN", "Choice", "DataPath", "choose", "record"]
 
@@ -98,6 +101,16 @@ def _urls(job: FileJob) -> list[str]:
     return [m.url for m in job.mirrors]
 
 
+def _hashed(job: FileJob, ctx: Context) -> bool:
+    return ctx.verify and expected_digest(job.sha256, job.git_oid) is not None
+
+
+def _key(name: str, job: FileJob, ctx: Context) -> str:
+    """The name a path's rate is kept under: jobs with and without a hash to check are
+    different jobs (a path that must read the file back to hash it loses only the former)."""
+    return name if _hashed(job, ctx) else f"{name}/unhashed"
+
+
 def choose(job: FileJob, ctx: Context) -> Choice:
     """The data path for ``job`` (module docstring: forced, else the best measured)."""
     fitting: list[tuple[DataPath, Mirror]] = []
@@ -112,7 +125,9 @@ def choose(job: FileJob, ctx: Context) -> Choice:
             return Choice(path, mirror, "forced on")
     if not fitting:
         return Choice(None, None, "no other path fits")
-    rates = ctx.link.path_rates(_urls(job))
+    known = ctx.link.path_rates(_urls(job))
+    names = (OWN, *(path.name for path, _ in fitting))
+    rates = {n: known[_key(n, job, ctx)] for n in names if _key(n, job, ctx) in known}
     own = rates.get(OWN)
     if own is None:
         return Choice(None, None, "own engine not measured on this link yet")
@@ -122,8 +137,8 @@ def choose(job: FileJob, ctx: Context) -> Choice:
         rate = rates.get(path.name)
         if rate is not None and rate > best_rate:
             best_rate = rate
-            best = Choice(path, mirror, f"{path.name} measured {rate / 1e6:.0f} MB/s, own "
-                          f"engine {own / 1e6:.0f} MB/s")  # fmt: skip
+            why = f"{path.name} measured {rate / 1e6:.0f} MB/s, own engine {own / 1e6:.0f} MB/s"
+            best = Choice(path, mirror, why)
     if best.path is None:
         for path, mirror in fitting:
             if path.name not in rates and path.may_explore(job, ctx):
@@ -141,7 +156,7 @@ def record(job: FileJob, ctx: Context, name: str, started: float) -> None:
         return
     rate = job.size / elapsed
     log.debug("%s: %s carried it at %.0f B/s (download and verification)", job.name, name, rate)
-    ctx.link.put_path_rate(_urls(job), name, rate)
+    ctx.link.put_path_rate(_urls(job), _key(name, job, ctx), rate)
 
 
 def carry(job: FileJob, ctx: Context, own: Callable[[], Path]) -> Path:
