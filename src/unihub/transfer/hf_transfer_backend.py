@@ -6,8 +6,9 @@ when the host is unchanged. So:
 
 - it is used only when the case fits: installed, a file of at least
   ``hf_transfer_min_size``, no partial state on disk (nothing to resume), no proxy in
-  ``TransferOptions.proxies`` (it would not use it the way we do), and (auto) a mirror whose
-  link the engine measured fast; it then fetches from that one mirror;
+  ``TransferOptions.proxies`` (it would not use it the way we do), no bandwidth cap, and
+  (auto) where it measured faster for the whole job (:mod:`.paths`); it then fetches from one
+  mirror, the first;
 - the redirect is resolved first with our own ``Range: bytes=0-0`` request; the final URL is
   passed with the mirror's headers only when it is on the mirror's origin;
 - it writes to its own temporary file (never our partial); on any error that file is removed
