@@ -23,7 +23,7 @@ CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``
 ``HF_HUB_DISABLE_SYMLINKS``             ``symlinks`` False
 ``HF_HUB_ENABLE_HF_TRANSFER``,          ``hf_transfer`` (True forces it on, False off,
 ``UNIHUB_HF_TRANSFER`` (0/1)            None: the engine decides)
-``UNIHUB_MAX_RATE`` (``20MB/s``, ``500k``) ``max_rate`` (bytes/s for the whole process)
+``UNIHUB_MAX_RATE`` (e.g. ``20MB/s``)    ``max_rate`` (bytes/s for the whole process)
 ``UNIHUB_FAIR`` (0/1)                   ``fair`` (fewer connections where more bring
                                         nothing)
 ``UNIHUB_ID_MAP``                       ``id_map_file``
