@@ -217,3 +217,34 @@ def test_explored_only_without_a_hash_on_a_fast_link(tmp_path: Path) -> None:
         for n in ("4", "5"):
             assert _get(hub, repo, "b.bin", tmp_path / n, _auto(capped), verify=False) == ["own"]
         assert capped.exists()  # measured, and found capped
+
+
+def test_env_switches_reach_the_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env: None
+) -> None:
+    """``HF_HUB_ENABLE_HF_TRANSFER=1`` forces it through ``unihub.snapshot``;
+    ``UNIHUB_HF_TRANSFER=0`` wins over it and over a link memory where it measured faster."""
+    import unihub
+    from unihub.settings import Settings
+
+    assert Settings.from_env({"HF_HUB_ENABLE_HF_TRANSFER": "1"}).hf_transfer is True
+    both = {"HF_HUB_ENABLE_HF_TRANSFER": "1", "UNIHUB_HF_TRANSFER": "0"}
+    assert Settings.from_env(both).hf_transfer is False
+    assert Settings.from_env({}).hf_transfer is None
+    repo = FakeRepo("org/name", files={"w.bin": 64 * MiB})
+    with FakeHub("hf", repos=[repo], cdn=None) as hub:
+
+        def get(n: str) -> list[str]:
+            events: list[ProgressEvent] = []
+            folder = unihub.snapshot("org/name", sources=[f"hf={hub.endpoint}"],
+                                     local_dir=tmp_path / n, progress=events.append)  # fmt: skip
+            assert sha256_file(Path(folder) / "w.bin") == repo.files()["w.bin"].sha256
+            return _backends(events)
+
+        monkeypatch.setenv("HF_HUB_ENABLE_HF_TRANSFER", "1")
+        assert get("1") == ["hf_transfer"]
+        links = tmp_path / "cache" / "links.json"  # UNIHUB_CACHE of isolated_env
+        assert set(_rates(links, hub, repo, "w.bin")) == {"hf_transfer"}
+        LinkMemory(links).put_path_rate([url_of(hub, repo, "w.bin")], "own", 1.0)
+        monkeypatch.setenv("UNIHUB_HF_TRANSFER", "0")
+        assert get("2") == ["own"]
