@@ -168,8 +168,10 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
                     f" `{r.get('commit') or 'unknown'}`, load average before {r.get('load_before')}"
                     f", after {r.get('load_after')}.", ""]
         out += [*(f"- {n}" for n in sc.get("notes", [])), ""] if sc.get("notes") else []
-        backends = sorted({str(r["backend"]) for n, r in sc["runs"].items()
-                           if n.startswith("unihub") and r.get("backend")})
+        used = {n: str(r["backend"]) for n, r in sc["runs"].items()
+                if n.startswith("unihub") and r.get("backend")}
+        backends = sorted(set(used.values())) if len(set(used.values())) <= 1 \
+            else [f"`{n}` {b}" for n, b in used.items()]
         out += [f"unihub's data path: {'; '.join(backends)}.", ""] if backends else []
         out += _scenario_table(sc)
     out += ["", "## Missed targets", ""]

@@ -81,3 +81,21 @@ def test_smoke_serve_scenario_runs_and_verifies(tmp_path: Path) -> None:
     assert all(t["met"] for t in scenario["targets"]), scenario["targets"]
     markdown = (out / "benchmarks.md").read_text()
     assert "| `unihub-serve` | ok |" in markdown
+
+
+@pytest.mark.timeout(120)
+def test_smoke_warm_scenario_keeps_the_first_runs_caches(tmp_path: Path) -> None:
+    """Scenario Q (issue 20) at its smallest: ``unihub-warm`` is timed on a second run that
+    keeps the first run's home (its link memory); the first run is in its note."""
+    _out, scenario = _run_smoke(tmp_path, "Q", "unihub,unihub-warm", 110)
+    assert scenario["main"] == "unihub-warm"
+    runs = scenario["runs"]
+    for r in runs.values():
+        assert r["ok"], r["error"]
+        assert r["bytes_served"] == r["bytes"] > 0
+    assert runs["unihub-warm"]["note"].startswith("first run: ")
+    warm = runs["unihub-warm"]
+    assert warm["first_seconds"] > 0 and warm["first_cpu_seconds"] > 0
+    first, separate = scenario["targets"]
+    assert first["met"] in (True, False) and f"{warm['first_seconds']:.2f} s" in first["measured"]
+    assert separate["met"] in (True, False) and "unihub" in separate["measured"]

@@ -21,17 +21,53 @@ from .request import ProgressArg, check_request
 from .session import Session
 from .settings import Settings
 from .sources import Source
+from .units import parse_rate
 
 __all__ = ["download", "list_files", "snapshot"]
 
 
-def _call(repo_id: str, paths: list[str] | None, **kwargs: object) -> tuple[Path, list[Path]]:
-    """One entry: read the settings, check the arguments, run the pipeline; an ``OSError`` of
-    the target leaves as a unihub error."""
-    settings = Settings.from_env()
-    req = check_request(settings, repo_id, paths=paths, **kwargs)
+def _limits(settings: Settings, max_rate: object, fair: object) -> Settings:
+    """The settings with an explicit bandwidth cap / fair mode (they win over the env vars)."""
+    changes: dict[str, object] = {}
+    if max_rate is not None:
+        if not isinstance(max_rate, (str, int, float)) or isinstance(max_rate, bool):
+            raise ConfigError(f"max_rate must be bytes/s or a string like '20MB/s': {max_rate!r}")
+        try:
+            rate = parse_rate(max_rate) if isinstance(max_rate, str) else float(max_rate)
+        except ValueError as exc:
+            raise ConfigError(f"max_rate: {exc}") from None
+        if not rate > 0:
+            raise ConfigError(f"max_rate must be positive, not {max_rate!r}")
+        changes["max_rate"] = rate
+    if fair is not None:
+        changes["fair"] = bool(fair)
+    return settings.evolve(**changes) if changes else settings
+
+
+def _settings(settings: object) -> Settings:
+    """``settings=`` as given (a :class:`Settings`), else the environment, read once here."""
+    if settings is None:
+        return Settings.from_env()
+    if not isinstance(settings, Settings):
+        raise ConfigError(f"settings must be a unihub.Settings, not {type(settings).__name__}")
+    return settings
+
+
+def _call(
+    repo_id: str,
+    paths: list[str] | None,
+    *,
+    settings: object = None,
+    max_rate: object = None,
+    fair: object = None,
+    **kwargs: object,
+) -> tuple[Path, list[Path]]:
+    """One entry: the settings (given, or read from the environment once), the arguments
+    checked once, the pipeline; an ``OSError`` of the target leaves as a unihub error."""
+    chosen = _limits(_settings(settings), max_rate, fair)
+    req = check_request(chosen, repo_id, paths=paths, **kwargs)
     try:
-        return pipeline.run(req, settings)
+        return pipeline.run(req, chosen)
     except OSError as exc:
         if isinstance(exc, UnihubError):
             raise  # already translated (DiskSpaceError, EntryNotFoundError, ...)
@@ -57,6 +93,9 @@ def snapshot(
     cluster: str | None = None,
     nodes: str | int | Iterable[str] = "all",
     force_download: bool = False,
+    max_rate: float | str | None = None,
+    fair: bool | None = None,
+    settings: Settings | None = None,
 ) -> str:
     """Download a whole repo (or its include/exclude subset) and return the folder.
 
@@ -70,9 +109,12 @@ def snapshot(
     serving its bytes once (``unihub[ray]``; see ``docs/cluster.md`` and
     :func:`unihub.cluster.snapshot_on_cluster` for the per-node report).
 
-    ``force_download=True`` fetches every selected file again even if it is already on disk
-    (verified like any download, then atomically replacing the old copy). To see what a call
-    would fetch without writing anything, use :func:`unihub.dry_run`.
+    ``force_download``: fetch every file again even if it is on disk. ``max_rate``: a
+    bandwidth cap for every download of the process with that cap together, bytes/s or a
+    string such as ``"20MB/s"`` (default: ``UNIHUB_MAX_RATE``, else none). ``fair=True``:
+    fewer connections where more bring nothing but a bigger share of a shared link (default:
+    ``UNIHUB_FAIR``). See ``docs/transfer.md``. ``settings``: a :class:`Settings` (timeouts,
+    retry, limits, endpoints, tokens...) used instead of reading the environment.
     """
     common: dict[str, object] = dict(
         repo_type=repo_type,
@@ -91,10 +133,28 @@ def snapshot(
     if cluster is not None:
         if offline or force_download:
             raise ConfigError("offline=True or force_download=True and cluster= cannot go together")
+        if max_rate is not None or fair is not None:
+            raise ConfigError("max_rate= and fair= are not supported with cluster= yet")
         from .cluster import snapshot_on_cluster
 
-        return snapshot_on_cluster(repo_id, cluster=cluster, nodes=nodes, **common).path  # type: ignore[arg-type]
-    folder, _ = _call(repo_id, None, offline=offline, force_download=force_download, **common)
+        report = snapshot_on_cluster(
+            repo_id,
+            cluster=cluster,
+            nodes=nodes,
+            settings=settings,
+            **common,  # type: ignore[arg-type]
+        )
+        return report.path
+    folder, _ = _call(
+        repo_id,
+        None,
+        offline=offline,
+        force_download=force_download,
+        max_rate=max_rate,
+        fair=fair,
+        settings=settings,
+        **common,
+    )
     return str(folder)
 
 
@@ -114,9 +174,12 @@ def download(
     verify: bool = True,
     offline: bool = False,
     force_download: bool = False,
+    max_rate: float | str | None = None,
+    fair: bool | None = None,
+    settings: Settings | None = None,
 ) -> str:
-    """Download one file of a repo and return its local path (``force_download``: fetch it
-    again even if it is on disk)."""
+    """Download one file of a repo and return its local path (``force_download``,
+    ``max_rate``, ``fair``, ``settings``: as for :func:`snapshot`)."""
     _, (path,) = _call(
         repo_id,
         [filename],
@@ -132,6 +195,9 @@ def download(
         verify=verify,
         offline=offline,
         force_download=force_download,
+        max_rate=max_rate,
+        fair=fair,
+        settings=settings,
     )
     return str(path)
 
@@ -159,11 +225,12 @@ def list_files(
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
     token: str | bool | None = None,
+    settings: Settings | None = None,
 ) -> list[RepoFile]:
     """The files of a repo (path, size, sha256 / git oid, source), from the manifest source."""
-    settings = Settings.from_env()
+    chosen = _settings(settings)
     req = check_request(
-        settings,
+        chosen,
         repo_id,
         repo_type=repo_type,
         revision=revision,
@@ -172,6 +239,6 @@ def list_files(
         exclude=exclude,
         token=token,
     )
-    with Session(settings, token=req.token) as session:
+    with Session(chosen, token=req.token) as session:
         made = pipeline.plan(req, session)
         return pipeline.select(made.manifest, req.include, req.exclude, None)

@@ -88,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     _json_option(d)
     d.add_argument(
+        "--max-rate",
+        default=None,
+        metavar="RATE",
+        help="bandwidth cap for all files together, e.g. 20MB/s (default: UNIHUB_MAX_RATE)",
+    )
+    d.add_argument(
+        "--fair",
+        action="store_true",
+        default=None,
+        help="share the link: fewer connections where more bring nothing (UNIHUB_FAIR=1)",
+    )
+    d.add_argument(
         "--ray",
         nargs="?",
         const="ray",
@@ -167,6 +179,12 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
         "--connections", type=int, default=32, help="most connections per upstream file (32)"
     )
     p.add_argument(
+        "--max-upstream-rate",
+        default=None,
+        metavar="RATE",
+        help="bandwidth cap for all upstream fetches together, e.g. 50MB/s (default: none)",
+    )
+    p.add_argument(
         "--no-head-prefetch",
         action="store_true",
         help="a HEAD does not start the file's upstream fetch (default: it does)",
@@ -183,7 +201,7 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
 def _serve_opts(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0) -> Any:
     from pathlib import Path
 
-    from .serve.options import ServeOptions, size_option
+    from .serve.options import ServeOptions, rate_option, size_option
 
     return ServeOptions(
         host=host,
@@ -197,6 +215,7 @@ def _serve_opts(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0
         metadata_ttl=args.metadata_ttl,
         connections=args.connections,
         head_prefetch=not args.no_head_prefetch,
+        max_upstream_rate=rate_option(args.max_upstream_rate),
     )
 
 
@@ -275,6 +294,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
         progress=tally if tally is not None else (False if args.quiet else None),
         verify=not args.no_verify,
         offline=args.offline,
+        max_rate=args.max_rate,
+        fair=args.fair,
     )
     if args.ray is not None:
         return _cluster_download(args, kwargs)
@@ -301,6 +322,8 @@ def _cluster_download(args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
             "no --force-download"
         )
     del kwargs["offline"]
+    if kwargs.pop("max_rate") is not None or kwargs.pop("fair") is not None:
+        raise ConfigError("--max-rate and --fair are not supported with --ray yet")
     nodes: str | int | list[str] = args.nodes
     if args.nodes.isdigit():
         nodes = int(args.nodes)

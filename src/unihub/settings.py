@@ -23,6 +23,9 @@ CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``
 ``HF_HUB_DISABLE_SYMLINKS``             ``symlinks`` False
 ``HF_HUB_ENABLE_HF_TRANSFER``,          ``hf_transfer`` (True forces it on, False off,
 ``UNIHUB_HF_TRANSFER`` (0/1)            None: the engine decides)
+``UNIHUB_MAX_RATE`` (e.g. ``20MB/s``)    ``max_rate`` (bytes/s for the whole process)
+``UNIHUB_FAIR`` (0/1)                   ``fair`` (fewer connections where more bring
+                                        nothing)
 ``UNIHUB_ID_MAP``                       ``id_map_file``
 ``UNIHUB_PROBE_TTL``                    ``probe_ttl``
 ``UNIHUB_CACHE``                        ``unihub_cache`` (probe results)
@@ -52,6 +55,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .timeouts import Timeouts
+from .units import parse_rate
 
 __all__ = ["Settings", "env_flag", "id_map_file"]
 
@@ -139,6 +143,16 @@ def _bind_address(env: Mapping[str, str]) -> str | None:
         ) from None
 
 
+def _max_rate(env: Mapping[str, str]) -> float | None:
+    raw = env.get("UNIHUB_MAX_RATE", "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_rate(raw)
+    except ValueError as exc:
+        raise ConfigError(f"UNIHUB_MAX_RATE: {exc}", hint="e.g. 20MB/s, 500KB/s, 1GiB/s") from None
+
+
 def _hf_token_file(env: Mapping[str, str]) -> Path:
     """huggingface_hub's ``HF_TOKEN_PATH`` constant, computed as it computes it (``getenv``
     defaults: a variable set to "" counts as set)."""
@@ -224,6 +238,8 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     bind_address: str | None = None
     server: str | None = None
+    max_rate: float | None = None
+    fair: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -256,6 +272,8 @@ class Settings:
             timeouts=Timeouts.from_env(env),
             bind_address=_bind_address(env),
             server=env.get("UNIHUB_SERVER", "").strip().rstrip("/") or None,
+            max_rate=_max_rate(env),
+            fair=env_flag("UNIHUB_FAIR", env),
         )
 
     def evolve(self, **changes: Any) -> Settings:

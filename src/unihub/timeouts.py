@@ -140,6 +140,11 @@ class SpeedCheck:
         self._start = time.monotonic()
         self._got = 0
 
+    def pause(self, seconds: float) -> None:
+        """The body was not read for ``seconds`` on purpose (a bandwidth cap): not held
+        against it."""
+        self._start += seconds
+
     def add(self, nbytes: int) -> bool:
         self._got += nbytes
         if self._rate <= 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["human_rate", "human_size", "parse_size"]
+__all__ = ["human_rate", "human_size", "parse_rate", "parse_size"]
 
 _UNITS = ("B", "KB", "MB", "GB", "TB")
 
@@ -39,3 +39,20 @@ def parse_size(text: str) -> int:
     number, unit, binary = m.groups()
     base = 1024 if binary else 1000
     return int(float(number) * base ** _POWERS[unit.lower()])
+
+
+def parse_rate(text: str) -> float:
+    """'20MB/s' -> 20e6, '500k' -> 500e3, '1GiB/s' -> 2**30 bytes per second (``/s`` optional).
+
+    ValueError for anything else, or for a rate that is not positive.
+    """
+    body = text.strip()
+    if body.lower().endswith("/s"):
+        body = body[:-2]
+    try:
+        rate = float(parse_size(body))
+    except ValueError:
+        raise ValueError(f"not a rate: {text!r} (examples: 20MB/s, 500KB/s, 1GiB/s)") from None
+    if rate <= 0:
+        raise ValueError(f"a rate must be positive, not {text!r}")
+    return rate

@@ -9,11 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from transfer_helpers import FAST, MiB, job_for, sha256_file
+from transfer_helpers import FAST, MiB, job_for, sha256_file, url_of
 
 from unihub.progress import ProgressEvent
 from unihub.testing import FakeHub, FakeRepo
-from unihub.transfer import download_files
+from unihub.transfer import TransferOptions, download_files
+from unihub.transfer.links import LinkMemory
 
 pytest.importorskip("hf_transfer")
 
@@ -118,38 +119,132 @@ def _backends(events: list[ProgressEvent]) -> list[str]:
     return [e.message or "own" for e in events if e.kind == "start"]
 
 
-def test_auto_uses_hf_transfer_only_on_a_link_measured_fast(tmp_path: Path) -> None:
-    """Auto (no switch set): the first large file on an unknown link goes through the own
-    engine, which measures it; a later call on a link measured fast delegates, one on a link
-    capped per connection does not; ``use_hf_transfer=False`` never does."""
+def _auto(links: Path) -> TransferOptions:
+    return replace(
+        FAST, use_hf_transfer=None, hf_transfer_min_size=1 * MiB, chunk_size=1 * MiB,
+        measure_min_size=1 * MiB, ramp_interval=0.2, link_cache=links,
+        fast_connection_rate=512 * 1024,
+    )  # fmt: skip
+
+
+def _get(hub: FakeHub, repo: FakeRepo, name: str, dest: Path, opts: TransferOptions,
+         verify: bool = True) -> list[str]:  # fmt: skip
+    events: list[ProgressEvent] = []
+    job = job_for(hub, repo, name, dest)
+    download_files([job], progress=events.append, options=opts, verify=verify)
+    assert sha256_file(job.dest) == repo.files()[name].sha256
+    return _backends(events)
+
+
+def _rates(links: Path, hub: FakeHub, repo: FakeRepo, name: str) -> dict[str, float]:
+    """Rates of the jobs with a hash to check (those without are kept under ``NAME/unhashed``)."""
+    return LinkMemory(links).path_rates([url_of(hub, repo, name)])
+
+
+def test_warm_fast_link_keeps_the_own_engine_when_there_is_a_hash(tmp_path: Path) -> None:
+    """The issue 20 regression: a link measured fast used to send the next large file to
+    hf_transfer, then read it back to hash it. Now the first file measures the own engine's
+    whole job, hf_transfer is never explored where a hash must be checked, and the second file
+    (a warm link memory) stays on the own engine."""
     repo = FakeRepo("org/name", files={"a.bin": 12 * MiB, "b.bin": 6 * MiB})
     links = tmp_path / "links.json"
-    auto = replace(
-        FAST, use_hf_transfer=None, hf_transfer_min_size=1 * MiB, chunk_size=1 * MiB,
-        ramp_interval=0.2, link_cache=links, fast_connection_rate=512 * 1024,
-    )  # fmt: skip
     with FakeHub("hf", repos=[repo], cdn=None, total_rate=12 * MiB) as hub:
-        first: list[ProgressEvent] = []
-        download_files([job_for(hub, repo, "a.bin", tmp_path / "1")], progress=first.append,
-                       options=auto)  # fmt: skip
-        assert _backends(first) == ["own"]
+        assert _get(hub, repo, "a.bin", tmp_path / "1", _auto(links)) == ["own"]
         text = links.read_text()
         assert "127.0.0.1" in text and "org/name" not in text and "resolve" not in text
-        second: list[ProgressEvent] = []
-        job = job_for(hub, repo, "b.bin", tmp_path / "2")
-        download_files([job], progress=second.append, options=auto)
-        assert _backends(second) == ["hf_transfer"]
-        assert sha256_file(job.dest) == repo.files()["b.bin"].sha256
-        off: list[ProgressEvent] = []
-        download_files([job_for(hub, repo, "b.bin", tmp_path / "3")], progress=off.append,
-                       options=replace(auto, use_hf_transfer=False))  # fmt: skip
-        assert _backends(off) == ["own"]
+        url = url_of(hub, repo, "a.bin")
+        assert LinkMemory(links).fast_origin([url], 512 * 1024) == url  # measured fast
+        assert set(_rates(links, hub, repo, "a.bin")) == {"own"}
+        assert _get(hub, repo, "b.bin", tmp_path / "2", _auto(links)) == ["own"]
+        assert set(_rates(links, hub, repo, "b.bin")) == {"own"}
+
+
+def test_the_measured_whole_job_rate_decides(tmp_path: Path) -> None:
+    """With both paths measured on the link, the faster one carries the next file; a path
+    measured slower is never taken; ``use_hf_transfer=False`` never delegates."""
+    repo = FakeRepo("org/name", files={"b.bin": 6 * MiB})
+    links = tmp_path / "links.json"
+    with FakeHub("hf", repos=[repo], cdn=None) as hub:
+        memory = LinkMemory(links)
+        url = url_of(hub, repo, "b.bin")
+        memory.put_path_rate([url], "own", 100e6)
+        memory.put_path_rate([url], "hf_transfer", 300e6)
+        assert _get(hub, repo, "b.bin", tmp_path / "1", _auto(links)) == ["hf_transfer"]
+        # measured again by that run: the memory now holds what hf_transfer really did
+        assert _rates(links, hub, repo, "b.bin")["hf_transfer"] != 300e6
+        off = replace(_auto(links), use_hf_transfer=False)
+        LinkMemory(links).put_path_rate([url], "hf_transfer", 300e6)
+        assert _get(hub, repo, "b.bin", tmp_path / "2", off) == ["own"]
+        memory = LinkMemory(links)
+        memory.put_path_rate([url], "own", 300e6)
+        memory.put_path_rate([url], "hf_transfer", 100e6)
+        assert _get(hub, repo, "b.bin", tmp_path / "3", _auto(links)) == ["own"]
+
+
+def test_forced_runs_are_measured_and_unmeasured_own_engine_goes_first(tmp_path: Path) -> None:
+    """A forced hf_transfer run records its whole-job rate; auto then still starts with the
+    own engine (unmeasured here), and from then on compares the two measurements."""
+    repo = FakeRepo("org/name", files={"b.bin": 6 * MiB})
+    links = tmp_path / "links.json"
+    with FakeHub("hf", repos=[repo], cdn=None) as hub:
+        forced = replace(_auto(links), use_hf_transfer=True)
+        assert _get(hub, repo, "b.bin", tmp_path / "1", forced) == ["hf_transfer"]
+        assert set(_rates(links, hub, repo, "b.bin")) == {"hf_transfer"}
+        assert _get(hub, repo, "b.bin", tmp_path / "2", _auto(links)) == ["own"]
+        rates = _rates(links, hub, repo, "b.bin")
+        assert set(rates) == {"own", "hf_transfer"}
+        faster = max(rates, key=lambda k: rates[k])
+        assert _get(hub, repo, "b.bin", tmp_path / "3", _auto(links)) == [faster]
+
+
+def test_explored_only_without_a_hash_on_a_fast_link(tmp_path: Path) -> None:
+    """Nothing to hash (``verify=False``): on a link measured fast, the unmeasured hf_transfer
+    is tried once (its raw speed is what counts there) and measured; capped links never."""
+    repo = FakeRepo("org/name", files={"a.bin": 12 * MiB, "b.bin": 6 * MiB})
+    links = tmp_path / "links.json"
+    with FakeHub("hf", repos=[repo], cdn=None, total_rate=12 * MiB) as hub:
+        assert _get(hub, repo, "a.bin", tmp_path / "1", _auto(links), verify=False) == ["own"]
+        assert _get(hub, repo, "b.bin", tmp_path / "2", _auto(links), verify=False) == [
+            "hf_transfer"
+        ]
+        unhashed = {"own/unhashed", "hf_transfer/unhashed"}
+        assert set(_rates(links, hub, repo, "b.bin")) == unhashed
+        # a job with a hash to check has no measurement of its own: the own engine carries it
+        assert _get(hub, repo, "b.bin", tmp_path / "3", _auto(links)) == ["own"]
+        assert set(_rates(links, hub, repo, "b.bin")) == unhashed | {"own"}
     capped = tmp_path / "capped.json"
     with FakeHub("hf", repos=[repo], cdn=None, per_connection_rate=256 * 1024) as hub:
-        opts = replace(auto, link_cache=capped)
         for n in ("4", "5"):
-            events: list[ProgressEvent] = []
-            download_files([job_for(hub, repo, "b.bin", tmp_path / n)], progress=events.append,
-                           options=opts)  # fmt: skip
-            assert _backends(events) == ["own"]
+            assert _get(hub, repo, "b.bin", tmp_path / n, _auto(capped), verify=False) == ["own"]
         assert capped.exists()  # measured, and found capped
+
+
+def test_env_switches_reach_the_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env: None
+) -> None:
+    """``HF_HUB_ENABLE_HF_TRANSFER=1`` forces it through ``unihub.snapshot``;
+    ``UNIHUB_HF_TRANSFER=0`` wins over it and over a link memory where it measured faster."""
+    import unihub
+    from unihub.settings import Settings
+
+    assert Settings.from_env({"HF_HUB_ENABLE_HF_TRANSFER": "1"}).hf_transfer is True
+    both = {"HF_HUB_ENABLE_HF_TRANSFER": "1", "UNIHUB_HF_TRANSFER": "0"}
+    assert Settings.from_env(both).hf_transfer is False
+    assert Settings.from_env({}).hf_transfer is None
+    repo = FakeRepo("org/name", files={"w.bin": 64 * MiB})
+    with FakeHub("hf", repos=[repo], cdn=None) as hub:
+
+        def get(n: str) -> list[str]:
+            events: list[ProgressEvent] = []
+            folder = unihub.snapshot("org/name", sources=[f"hf={hub.endpoint}"],
+                                     local_dir=tmp_path / n, progress=events.append)  # fmt: skip
+            assert sha256_file(Path(folder) / "w.bin") == repo.files()["w.bin"].sha256
+            return _backends(events)
+
+        monkeypatch.setenv("HF_HUB_ENABLE_HF_TRANSFER", "1")
+        assert get("1") == ["hf_transfer"]
+        links = tmp_path / "cache" / "links.json"  # UNIHUB_CACHE of isolated_env
+        assert set(_rates(links, hub, repo, "w.bin")) == {"hf_transfer"}
+        LinkMemory(links).put_path_rate([url_of(hub, repo, "w.bin")], "own", 1.0)
+        monkeypatch.setenv("UNIHUB_HF_TRANSFER", "0")
+        assert get("2") == ["own"]

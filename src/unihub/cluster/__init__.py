@@ -162,6 +162,7 @@ def snapshot_on_cluster(
     connections: int | None = None,
     progress: ProgressArg = None,
     verify: bool = True,
+    settings: Settings | None = None,
 ) -> ClusterReport:
     """Every chosen node of the Ray cluster gets the verified repo at the same path.
 
@@ -177,7 +178,8 @@ def snapshot_on_cluster(
     check_nodes(nodes)
     from .driver import Run, agent_class
 
-    settings = Settings.from_env()  # the driver's environment, read once
+    if settings is None:
+        settings = Settings.from_env()  # the driver's environment, read once
     req = check_request(
         settings,
         repo_id,

@@ -108,6 +108,8 @@ class ServeApp:
         # the server streams what the engine writes: no hf_transfer hand-off (it writes
         # nothing a reader can follow until it is done)
         self.settings = base.evolve(hf_transfer=False)
+        if options.max_upstream_rate is not None:  # one bucket for every upstream fetch
+            self.settings = self.settings.evolve(max_rate=options.max_upstream_rate)
         self.options = options
         self.cache_dir = options.cache_dir or self.settings.hub_cache
         self.metrics = Metrics()

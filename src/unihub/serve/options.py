@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError
 from ..models import RepoType
 from ..sources import Source
-from ..units import parse_size
+from ..units import parse_rate, parse_size
 
-__all__ = ["ServeOptions", "size_option"]
+__all__ = ["ServeOptions", "rate_option", "size_option"]
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
 
@@ -34,6 +34,17 @@ def size_option(text: str | None) -> int | None:
 
 # seconds a hub has to answer a server for one client: a first byte after 3 s still comes
 ONE_CLIENT_UPSTREAM_TIMEOUT = 6.0
+
+
+def rate_option(text: str | None) -> float | None:
+    """``--max-upstream-rate``: '50MB/s', '1GiB/s', ... (None: no cap); ConfigError if
+    malformed."""
+    if text is None:
+        return None
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise ConfigError(f"--max-upstream-rate: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,8 @@ class ServeOptions:
     - ``client_cache``: the Hugging Face cache the clients themselves use (``unihub run``: the
       command's). A ``HEAD`` of a file writes its verified blob there first, so a client using
       that cache finds it and only links it: one copy, written once, by the engine.
+    - ``max_upstream_rate``: bytes/s for all upstream fetches of the server together (one
+      token bucket, :mod:`unihub.transfer.ratelimit`); None: ``UNIHUB_MAX_RATE``, else no cap.
     """
 
     host: str = "127.0.0.1"
@@ -104,6 +117,8 @@ class ServeOptions:
             upstream_timeout=min(self.upstream_timeout, ONE_CLIENT_UPSTREAM_TIMEOUT),
         )
 
+    max_upstream_rate: float | None = None
+
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, not {self.port!r}")
@@ -116,6 +131,8 @@ class ServeOptions:
         for name in ("upstream_timeout", "unreachable_for", "header_timeout", "keep_alive"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.max_upstream_rate is not None and not self.max_upstream_rate > 0:
+            raise ConfigError(f"max_upstream_rate must be positive, not {self.max_upstream_rate!r}")
         if self.metadata_ttl < 0:
             raise ConfigError(f"metadata_ttl must be >= 0, not {self.metadata_ttl!r}")
         for pattern in (*self.allow, *self.deny):

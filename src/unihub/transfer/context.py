@@ -1,6 +1,6 @@
 """What all transfers of one ``download_files`` call share: the data transport (file bodies,
 :mod:`unihub.transport`), the options, the progress sink, the
-global connection budget and the cancel flag.
+global connection budget, the bandwidth cap's bucket and the cancel flag.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from ..progress import ProgressEvent
 from ..transport import Transport
 from .jobs import TransferOptions
 from .links import LinkMemory
+from .ratelimit import limiter_for
 
 __all__ = ["Budget", "Cancelled", "Context", "wait_for"]
 
@@ -59,3 +60,4 @@ class Context:
         self.cancel = threading.Event()
         self.timeouts = options.timeouts
         self.retry = options.retry
+        self.limiter = limiter_for(options.max_rate)  # the process's bucket for this cap

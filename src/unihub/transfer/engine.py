@@ -30,7 +30,7 @@ from ..errors import ConfigError, DownloadFailedError, IntegrityError, UnihubErr
 from ..progress import ProgressEvent, make_reporter
 from ..session import Session
 from ..settings import Settings
-from . import hf_transfer_backend
+from . import paths
 from .context import Cancelled, Context, wait_for
 from .diskspace import check_free_space
 from .filetask import FileTransfer
@@ -63,7 +63,8 @@ def _one(job: FileJob, ctx: Context) -> Path:
 
 
 def _large(job: FileJob, ctx: Context) -> Path:
-    """One large file under its inter-process lock (hf_transfer first when it fits)."""
+    """One large file under its inter-process lock, by the data path measured fastest
+    (:mod:`.paths`)."""
     dest_before = stat_id(job.dest)
     try:
         job.partial_path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,7 @@ def _large(job: FileJob, ctx: Context) -> Path:
             ctx.report(ProgressEvent("start", job.name, job.size, job.size))
             ctx.report(ProgressEvent("done", job.name, 0, job.size))
         else:
-            path = _hf_transfer(job, ctx) or FileTransfer(job, ctx).run()
+            path = paths.carry(job, ctx, lambda: FileTransfer(job, ctx).run())
         # Published: remove the lock file while still holding it, so no clutter stays beside
         # the user's files. A process already waiting on it sees ``dest`` changed and returns.
         job.lock_path.unlink(missing_ok=True)
@@ -89,17 +90,6 @@ def _large(job: FileJob, ctx: Context) -> Path:
         raise
     finally:
         lock.release()
-
-
-def _hf_transfer(job: FileJob, ctx: Context) -> Path | None:
-    mirror = hf_transfer_backend.fits(job, ctx)
-    if mirror is None:
-        return None
-    wait_for(lambda: ctx.budget.acquire(timeout=0.2), ctx.cancel)
-    try:
-        return hf_transfer_backend.try_hf_transfer(job, ctx, mirror)
-    finally:
-        ctx.budget.release()
 
 
 def _options(

@@ -50,7 +50,7 @@ from .jobs import FileJob
 from .journal import Journal
 from .links import Measured
 from .mirrors import Mirrors, MirrorState
-from .ramp import Ramp
+from .ramp import FAIR_START, Ramp
 from .ranges import Assignment, RangeSet, Scheduler
 from .verify import PrefixHasher, expected_digest, new_hasher
 from .worker import Body, FetchError, WholeBody, open_range
@@ -304,6 +304,8 @@ class FileTransfer:
         threads.append(self._spawn())
         known = self.ctx.link.get(self._urls())
         start = known.connections if known is not None else self.opts.initial_connections
+        if self.opts.fair:
+            start = FAIR_START
         self.add_connections(threads, min(start, self.opts.connections) - 1)
         return threads
 
@@ -538,7 +540,7 @@ class FileTransfer:
         (a kill loses little per connection); nothing that arrived before a shrink or a failure is
         thrown away.
         """
-        reader = Body(resp, self.opts.timeouts)
+        reader = Body(resp, self.opts.timeouts, limit=self.ctx.limiter)
         buf = self._buffer()
         filled = 0
         oldest = 0.0
@@ -598,7 +600,7 @@ class FileTransfer:
         if self.sequential_owner is None:
             log.info("%s: %s ignores Range; downloading sequentially", self.job.name, state.name)
         self.sequential_owner = me
-        reader = Body(resp, self.opts.timeouts, self.size)
+        reader = Body(resp, self.opts.timeouts, self.size, self.ctx.limiter)
         buf = self._buffer()
         pos = new = 0
         try:

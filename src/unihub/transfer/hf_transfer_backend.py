@@ -6,8 +6,9 @@ when the host is unchanged. So:
 
 - it is used only when the case fits: installed, a file of at least
   ``hf_transfer_min_size``, no partial state on disk (nothing to resume), no proxy in
-  ``TransferOptions.proxies`` (it would not use it the way we do), and (auto) a mirror whose
-  link the engine measured fast; it then fetches from that one mirror;
+  ``TransferOptions.proxies`` (it would not use it the way we do), no bandwidth cap, and
+  (auto) where it measured faster for the whole job (:mod:`.paths`); it then fetches from one
+  mirror, the first;
 - the redirect is resolved first with our own ``Range: bytes=0-0`` request; the final URL is
   passed with the mirror's headers only when it is on the mirror's origin;
 - it writes to its own temporary file (never our partial); on any error that file is removed
@@ -22,18 +23,21 @@ when the host is unchanged. So:
   which the own engine takes over.
 
 ``use_hf_transfer``: True = use it whenever the case fits (the first mirror); False = never;
-None (auto, the default) = where the benchmarks show it faster. The API passes
-``Settings.hf_transfer``: True when ``HF_HUB_ENABLE_HF_TRANSFER`` or ``UNIHUB_HF_TRANSFER=1`` is
-set, False for ``UNIHUB_HF_TRANSFER=0``. Auto uses it for a large fresh file when one of its
-mirrors is on an origin measured fast (:mod:`.links`: at least ``fast_connection_rate`` on
-one connection, by an earlier file of this call or of a call within the probe cache's
-lifetime): there, on 2 cores, its Rust data path costs less CPU than ours (benchmarks B and F
-in ``docs/benchmarks.md``). On per-connection-capped links, the links unihub is mostly used
-on, the own engine is as fast or faster, resumes after an interruption, stripes mirrors and
-never loses bytes: measured against FakeHub at 700 KB/s per connection, one 48 MiB file: own
-engine 6.0-6.5 MB/s (ramps to 16 connections), hf_transfer 4.0 MB/s (8 MiB chunks, so 6
-connections). The first large file on an unknown link always uses the own engine (it is what
-measures the link): hf_transfer cannot resume, so handing it a started file would lose bytes.
+None (auto, the default) = where it measured faster for the whole job (:mod:`.paths`). The API
+passes ``Settings.hf_transfer``: True when ``HF_HUB_ENABLE_HF_TRANSFER`` or
+``UNIHUB_HF_TRANSFER=1`` is set, False for ``UNIHUB_HF_TRANSFER=0``.
+
+Auto takes it only when a whole job through it (download, then the read-back hash) measured a
+higher rate on the link than the own engine's (:mod:`.links` keeps both), and tries it
+unmeasured only where nothing has to be hashed (``verify=False`` or no digest) on a link whose
+connections measured fast (``fast_connection_rate``): there its raw Rust data path is what
+counts. With a hash to check it must read the whole file back after the download, which the own
+engine does while the bytes land: on a fast link it measured about 2x slower and 2.2x the CPU
+for a 1 GiB file (issue 20), so it is never explored there. On per-connection-capped links the
+own engine is as fast or faster (measured against FakeHub at 700 KB/s per connection, one
+48 MiB file: own engine 6.0-6.5 MB/s, hf_transfer 4.0 MB/s), resumes after an interruption,
+stripes mirrors and never loses bytes. It does not fit under a bandwidth cap
+(``TransferOptions.max_rate``), which it could not hold.
 """
 
 from __future__ import annotations
@@ -52,13 +56,13 @@ from typing import Any
 
 from ..progress import EventKind, ProgressEvent
 from ..session import same_origin
-from .context import Cancelled, Context
+from .context import Cancelled, Context, wait_for
 from .jobs import FileJob, Mirror
 from .mirrors import MirrorState
 from .verify import expected_digest, new_hasher
 from .worker import WholeBody, open_range
 
-__all__ = ["available", "fits", "try_hf_transfer"]
+__all__ = ["PATH", "HfTransferPath", "available", "fits", "try_hf_transfer"]
 
 log = logging.getLogger("unihub")
 
@@ -68,28 +72,53 @@ def available() -> bool:
 
 
 def fits(job: FileJob, ctx: Context) -> Mirror | None:
-    """The mirror hf_transfer should fetch ``job`` from, or None to use the own engine.
-
-    Forced on (``use_hf_transfer=True``): the first (best-ranked) mirror. Auto (None): a mirror
-    whose origin the engine measured fast (:mod:`.links`: one connection carried at least
-    ``fast_connection_rate``), the case where hf_transfer wins; never on capped links.
-    """
+    """The mirror hf_transfer would fetch ``job`` from (the first, best-ranked one), or None
+    when the case does not fit (see the module docstring); whether it is *chosen* is
+    :func:`unihub.transfer.paths.choose`'s decision."""
     opts = ctx.options
     if opts.use_hf_transfer is False or not job.mirrors:
         return None
     proxies = opts.proxies
     if (
         job.size < opts.hf_transfer_min_size
+        or opts.max_rate is not None
         or job.partial_path.exists()
         or job.journal_path.exists()
         or any(k in proxies for k in ("http", "https", "all"))
         or not available()
     ):
         return None
-    if opts.use_hf_transfer:
-        return job.mirrors[0]
-    url = ctx.link.fast_origin([m.url for m in job.mirrors], opts.fast_connection_rate)
-    return next((m for m in job.mirrors if m.url == url), None)
+    return job.mirrors[0]
+
+
+class HfTransferPath:
+    """hf_transfer as a data path of :mod:`.paths`."""
+
+    name = "hf_transfer"
+
+    def switch(self, ctx: Context) -> bool | None:
+        return ctx.options.use_hf_transfer
+
+    def fits(self, job: FileJob, ctx: Context) -> Mirror | None:
+        return fits(job, ctx)
+
+    def may_explore(self, job: FileJob, ctx: Context) -> bool:
+        """Nothing to hash (its read-back would cost what the own engine overlaps) and a link
+        whose single connection measured at least ``fast_connection_rate``."""
+        if ctx.verify and expected_digest(job.sha256, job.git_oid) is not None:
+            return False  # it would read the file back to hash it: never expected to win
+        urls = [m.url for m in job.mirrors]
+        return ctx.link.fast_origin(urls, ctx.options.fast_connection_rate) is not None
+
+    def run(self, job: FileJob, ctx: Context, mirror: Mirror) -> Path | None:
+        wait_for(lambda: ctx.budget.acquire(timeout=0.2), ctx.cancel)
+        try:
+            return try_hf_transfer(job, ctx, mirror)
+        finally:
+            ctx.budget.release()
+
+
+PATH = HfTransferPath()
 
 
 _CHILD = """

@@ -131,8 +131,14 @@ class TransferOptions:
     - ``journal_interval`` / ``journal_bytes``: save the resume journal at least this often
       (seconds) and after this many new bytes (what a ``kill -9`` can lose).
     - ``use_hf_transfer``: True = delegate fitting files to hf_transfer, False = never,
-      None = auto: only where it wins, a large file from a source measured fast (see
-      :mod:`unihub.transfer.hf_transfer_backend`).
+      None = auto: only where a whole job through it measured faster than the own engine
+      (:mod:`unihub.transfer.paths`, :mod:`unihub.transfer.hf_transfer_backend`).
+    - ``measure_min_size``: files of at least this size that start from nothing have their
+      whole-job rate remembered per data path (smaller ones measure round trips, not paths).
+    - ``max_rate``: bytes/s for every body of every file of the process that has the same cap
+      (one token bucket, :mod:`unihub.transfer.ratelimit`); None: no cap.
+    - ``fair``: share the link: start each file with ``FAIR_START`` connections and add more
+      only while each doubling raises the rate by ``FAIR_GAIN`` (:mod:`unihub.transfer.ramp`).
     """
 
     connections: int = 16
@@ -158,12 +164,15 @@ class TransferOptions:
     check_free_space: bool = True
     use_hf_transfer: bool | None = None
     hf_transfer_min_size: int = 64 * MiB
+    measure_min_size: int = 64 * MiB
+    max_rate: float | None = None
+    fair: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransferOptions:
         """The defaults with what :class:`~unihub.settings.Settings` decides: timeouts,
-        proxies, the hf_transfer switch, and where (and how long) link measurements are kept
-        (beside the probe cache, with its lifetime)."""
+        proxies, the hf_transfer switch, the bandwidth cap and fair mode, and where (and how
+        long) link measurements are kept (beside the probe cache, with its lifetime)."""
         from ..probing.cache import ttls
 
         return cls(
@@ -172,4 +181,6 @@ class TransferOptions:
             use_hf_transfer=settings.hf_transfer,
             link_cache=settings.unihub_cache / "links.json",
             link_ttl=ttls(settings.probe_ttl)[1],
+            max_rate=settings.max_rate,
+            fair=settings.fair,
         )

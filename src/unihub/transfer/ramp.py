@@ -24,6 +24,13 @@ and every extra one only costs CPU on both ends (and wastes its in-flight bytes 
   of a later one within the probe cache's lifetime) starts at that count instead of at
   ``initial_connections``, and the automatic hf_transfer choice reads the rate.
 
+Fair mode (``TransferOptions.fair``: ``--fair``, ``fair=True``, ``UNIHUB_FAIR=1``), for a link
+shared with others: on a shared bottleneck every extra connection wins mostly by taking a share
+from other users' connections, so a file starts with ``FAIR_START`` connections (not
+``initial_connections`` or the remembered count), a doubling is kept only when it raises the
+rate by ``FAIR_GAIN`` (each new connection brings at least half of what an old one carries),
+and fewer connections are kept while the rate stays within ``FAIR_KEEP`` of the best.
+
 A retired connection finishes the range it holds first: nothing it received is thrown away.
 """
 
@@ -43,6 +50,9 @@ log = logging.getLogger("unihub")
 GAIN = 1.15  # doubling pays off above this
 KEEP = 0.9  # halving is fine while the rate stays above this share of the best
 FIRST_WINDOW = 0.25  # share of ``ramp_interval`` the first measurement takes
+FAIR_START = 2  # fair mode: connections a file starts with
+FAIR_GAIN = 1.5  # fair mode: a doubling pays off above this
+FAIR_KEEP = 0.8  # fair mode: fewer connections are fine while the rate stays above this
 
 
 class Ramp:
@@ -60,6 +70,9 @@ class Ramp:
         self.baseline = 0.0  # rate at the previous count (adding)
         self.per_connection = 0.0  # at the first measurement
         self.before = 0  # count before the last doubling
+        fair = task.opts.fair
+        self.gain = FAIR_GAIN if fair else GAIN
+        self.keep = FAIR_KEEP if fair else KEEP
 
     def step(self, threads: list[threading.Thread], now: float) -> None:
         task, interval = self.task, self.task.opts.ramp_interval
@@ -92,7 +105,7 @@ class Ramp:
                 self._add(threads, alive, rate)
             return
         if self.direction > 0:
-            if rate > self.baseline * GAIN:
+            if rate > self.baseline * self.gain:
                 self._add(threads, alive, rate)
                 return
             # The last doubling brought nothing: retire it, then see whether even fewer hold
@@ -103,7 +116,7 @@ class Ramp:
             self.settling = True
             self._remember(self.before)
             return
-        if rate < self.best * KEEP:  # fewer connections cost speed: one step back
+        if rate < self.best * self.keep:  # fewer connections cost speed: one step back
             task.add_connections(threads, self.good_count - alive)
             self._done(self.good_count)
         elif alive > 1:

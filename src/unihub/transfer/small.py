@@ -181,7 +181,7 @@ class _SmallFile:
             have = 0
         pos = have
         try:
-            for piece in body(resp, self.ctx.options.timeouts, size - have):
+            for piece in body(resp, self.ctx.options.timeouts, size - have, self.ctx.limiter):
                 if self.ctx.cancel.is_set():
                     raise Cancelled
                 try:

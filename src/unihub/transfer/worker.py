@@ -39,6 +39,7 @@ from ..session import same_origin
 from ..timeouts import Timeouts
 from ..transport import Transport, TransportError, WireResponse
 from .mirrors import MirrorState
+from .ratelimit import RateLimiter
 
 __all__ = ["Body", "FetchError", "MirrorState", "WholeBody", "body", "open_range"]
 
@@ -84,21 +85,36 @@ class Body:
     :class:`FetchError`. The caller closes ``resp``.
     """
 
-    __slots__ = ("_check", "_resp", "_size", "_timeouts", "got")
+    __slots__ = ("_check", "_limit", "_resp", "_size", "_timeouts", "got")
 
-    def __init__(self, resp: WireResponse, timeouts: Timeouts, size: int | None = None) -> None:
+    def __init__(
+        self,
+        resp: WireResponse,
+        timeouts: Timeouts,
+        size: int | None = None,
+        limit: RateLimiter | None = None,
+    ) -> None:
         self._resp = resp
+        self._limit = limit
         self._timeouts = timeouts
         self._check = timeouts.speed_check()
         self._size = size
         self.got = 0
 
     def readinto(self, buf: memoryview) -> int:
-        """Up to ``len(buf)`` bytes (one arrival); 0 at the end of the body."""
+        """Up to ``len(buf)`` bytes (one arrival); 0 at the end of the body. Under a bandwidth
+        cap (``limit``) at most its ``chunk``, and the bytes are taken from its bucket."""
+        limit = self._limit
+        if limit is not None and len(buf) > limit.chunk:
+            buf = buf[: limit.chunk]
         try:
             n = self._resp.readinto(buf)
         except TransportError as exc:
             raise FetchError(str(exc)) from exc
+        if limit is not None and n:
+            slept = limit.take(n)
+            if slept:
+                self._check.pause(slept)
         self.got += n
         if self._size is not None and self.got > self._size:
             raise FetchError("server sent more bytes than the file size", retry=False)
@@ -108,10 +124,15 @@ class Body:
         return n
 
 
-def body(resp: WireResponse, timeouts: Timeouts, size: int | None = None) -> Iterator[memoryview]:
+def body(
+    resp: WireResponse,
+    timeouts: Timeouts,
+    size: int | None = None,
+    limit: RateLimiter | None = None,
+) -> Iterator[memoryview]:
     """The pieces of ``resp``'s body as they arrive (:class:`Body`'s rules); each piece is a
     view of one reused buffer, valid until the next one is asked for."""
-    reader = Body(resp, timeouts, size)
+    reader = Body(resp, timeouts, size, limit)
     view = memoryview(bytearray(_PIECE if size is None else max(1, min(size, _PIECE))))
     while True:
         n = reader.readinto(view)
