@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag
 
+from .. import redirects
 from ..session import Session, same_origin
 from ..timeouts import Timeouts
 from ..transfer import Mirror
@@ -31,8 +32,6 @@ __all__ = ["PartSession", "PartTransport", "part_mirror"]
 _FRAGMENT = re.compile(r"unihub-range=(\d+)-(\d+)-(\d+)")
 _RANGE = re.compile(r"\s*bytes=(\d+)-(\d+)\s*")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_MAX_REDIRECTS = 10
 _ENGINE_HEADERS = frozenset({"range", "accept-encoding"})
 
 
@@ -110,18 +109,18 @@ class PartTransport:
 
     def _follow(self, url: str, headers: dict[str, str], timeouts: Timeouts) -> WireResponse:
         origin_url = url
-        for _ in range(_MAX_REDIRECTS + 1):
+        for _ in redirects.hops():
             send = (
                 headers
                 if same_origin(url, origin_url)
                 else {k: v for k, v in headers.items() if k.lower() in _ENGINE_HEADERS}
             )
             resp = self.inner.get(url, send, timeouts)
-            location = resp.headers.get("location")
-            if resp.status not in _REDIRECTS or not location:
+            hop = redirects.next_url(url, resp.status, resp.headers.get("location"))
+            if hop is None:
                 return resp
             resp.close()
-            url = urljoin(url, location)
+            url = hop
         raise TransportError("too many redirects")
 
     def close(self) -> None:

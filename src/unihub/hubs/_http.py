@@ -35,10 +35,10 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
 
 import httpx2
 
+from .. import redirects
 from ..errors import BadResponseError, Failure, SourceUnavailableError
 from ..retry import RETRY_STATUSES, Retry, retry_after
 from ..safety import redact_text, redact_url
@@ -52,7 +52,6 @@ __all__ = ["HTML_HINT", "HubHttp", "Reply", "deadline", "parse_json"]
 logger = logging.getLogger("unihub.hubs")
 
 MAX_BODY = 64 * 2**20
-MAX_REDIRECTS = 10
 HTML_HINT = "got an HTML page: a captive portal or block page?"
 
 
@@ -184,13 +183,13 @@ class HubHttp:
         limit: int | None,
     ) -> Reply:
         """``_once``, then every redirect hop by hand (each hop through the auth hook)."""
-        for _ in range(MAX_REDIRECTS + 1):
+        for _ in redirects.hops():
             reply = self._once(method, url, params, headers, where, limit)
-            location = reply.headers.get("location")
-            if not (follow and 300 <= reply.status < 400 and location):
+            hop = redirects.next_url(reply.url, reply.status, reply.headers.get("location"))
+            if not follow or hop is None:
                 return reply
-            url, params = urljoin(reply.url, location), None
-            method = "GET" if reply.status == 303 and method != "HEAD" else method
+            url, params = hop, None
+            method = redirects.method_after(reply.status, method)
         raise BadResponseError("too many redirects", kind=Failure.PROTOCOL, **where)
 
     def _timeouts(self, where: dict[str, Any]) -> tuple[httpx2.Timeout, float]:

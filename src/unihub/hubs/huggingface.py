@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urljoin
 
+from .. import redirects
 from ..errors import (
     AuthRequiredError,
     BadResponseError,
@@ -46,7 +47,6 @@ from .registry import spec
 __all__ = ["HuggingFaceHub"]
 
 MAX_PAGES = 100_000  # 1000 entries a page: far beyond any real repo
-MAX_REDIRECTS = 10
 _NO_ACCESS_HINT = "Check the id; the token may lack access to it"
 _BLOCKED_HINT = "The source refuses this request (region or network block); try another source"
 _MS_DEFAULT = spec("ms").default_branch
@@ -231,7 +231,7 @@ class HuggingFaceHub(HubAdapter):
         url = self.file_url(repo_id, path, repo_type=repo_type, revision=rev)
         # Follow same-origin redirects only (renamed repos answer a relative 307); a redirect
         # to a CDN carries the X-Linked-* headers itself, as huggingface_hub relies on.
-        for _ in range(MAX_REDIRECTS):
+        for _ in redirects.hops():
             reply = self._http.request(
                 url,
                 repo_id=repo_id,
@@ -240,12 +240,10 @@ class HuggingFaceHub(HubAdapter):
                 path=path,
                 headers={"accept-encoding": "identity"},
             )
-            location = reply.headers.get("location")
-            if 300 <= reply.status < 400 and location:
-                target = urljoin(url, location)
-                if same_origin(target, url):
-                    url = target
-                    continue
+            hop = redirects.next_url(url, reply.status, reply.headers.get("location"))
+            if hop is not None and same_origin(hop, url):
+                url = hop
+                continue
             break
         else:
             raise BadResponseError(

@@ -23,10 +23,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urljoin
 
 import httpx2
 
+from .. import redirects
 from ..errors import (
     AuthRequiredError,
     ConfigError,
@@ -47,7 +47,6 @@ __all__ = ["SourceTask", "first_ids", "probe_source"]
 logger = logging.getLogger("unihub.probe")
 
 MIN_SAMPLE_WINDOW = 0.1  # below this, a throughput number would be noise: skip the sample
-MAX_REDIRECTS = 10
 _CHUNK = 64 * 1024
 _REFUSALS = (RepoNotFoundError, RevisionNotFoundError, AuthRequiredError, ConfigError)
 
@@ -242,15 +241,15 @@ def _sample(
 def _open(session: Session, url: str, headers: dict[str, str], stop_at: float) -> httpx2.Response:
     """A streamed GET, redirects followed by hand through the session's auth hook."""
     client = session.client
-    for _ in range(MAX_REDIRECTS):
+    for _ in redirects.hops():
         timeout = session.settings.timeouts.http(first_contact=True, cap=_remaining(stop_at))
         request = client.build_request("GET", url, headers=headers, timeout=timeout)
         resp = client.send(request, auth=session.auth, stream=True, follow_redirects=False)
-        location = resp.headers.get("location")
-        if not (300 <= resp.status_code < 400 and location):
+        hop = redirects.next_url(str(resp.url), resp.status_code, resp.headers.get("location"))
+        if hop is None:
             return resp
         _drain(resp)
-        url = urljoin(str(resp.url), location)
+        url = hop
         logger.debug("sample redirected to %s", redact_url(url))
     raise httpx2.TooManyRedirects("too many redirects")
 

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from urllib.parse import urljoin
 
+from .. import redirects
 from ..retry import RETRY_STATUSES, retry_after
 from ..session import same_origin
 from ..timeouts import Timeouts
@@ -43,8 +43,6 @@ from .ratelimit import RateLimiter
 
 __all__ = ["Body", "FetchError", "MirrorState", "WholeBody", "body", "open_range"]
 
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
-MAX_REDIRECTS = 10
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _PIECE = 256 * 1024
 
@@ -186,17 +184,17 @@ def _follow(
     """Send the GET, following redirects by hand; the answer and the URL that gave it. The
     mirror's headers go only to the mirror's own origin (re-decided at every hop)."""
     mirror = state.mirror
-    for _ in range(MAX_REDIRECTS + 1):
+    for _ in redirects.hops():
         send = {**headers, **mirror.headers} if same_origin(url, mirror.url) else headers
         try:
             resp = transport.get(url, send, timeouts)
         except TransportError as exc:
             raise FetchError(str(exc)) from exc
-        location = resp.headers.get("location")
-        if resp.status not in REDIRECTS or not location:
+        hop = redirects.next_url(url, resp.status, resp.headers.get("location"))
+        if hop is None:
             return resp, url
         resp.close()
-        url = urljoin(url, location)
+        url = hop
     raise FetchError("too many redirects", retry=False)
 
 
