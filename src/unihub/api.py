@@ -36,7 +36,15 @@ from .errors import (
 from .layout import Layout, Target, make_layout
 from .layout.common import filter_paths
 from .models import Manifest, RepoFile
-from .plan import Plan, await_mirrors, drop_refusing, late_mirrors, make_plan, mirrors_for
+from .plan import (
+    Plan,
+    await_mirrors,
+    drop_refusing,
+    late_mirrors,
+    make_plan,
+    mirrors_for,
+    xet_for,
+)
 from .request import ProgressArg, Request, check_request
 from .session import Session
 from .settings import Settings
@@ -107,6 +115,7 @@ def _jobs(
             label=t.file.path,
             present_at=(t.path,) if t.path != t.final else (),
             watch=watch(t) if watch is not None else None,
+            xet=xet_for(plan, t.file),
         )
         for t in targets
         if not t.present

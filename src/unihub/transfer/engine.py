@@ -38,6 +38,7 @@ from .jobs import FileJob, TransferOptions
 from .journal import Journal
 from .locking import file_lock, finished_elsewhere, held, stat_id
 from .small import fetch_small
+from .xet import XetTransfer, XetUnavailable
 
 __all__ = ["download_files"]
 
@@ -79,7 +80,7 @@ def _large(job: FileJob, ctx: Context) -> Path:
             ctx.report(ProgressEvent("start", job.name, job.size, job.size))
             ctx.report(ProgressEvent("done", job.name, 0, job.size))
         else:
-            path = _hf_transfer(job, ctx) or FileTransfer(job, ctx).run()
+            path = _xet(job, ctx) or _hf_transfer(job, ctx) or FileTransfer(job, ctx).run()
         # Published: remove the lock file while still holding it, so no clutter stays beside
         # the user's files. A process already waiting on it sees ``dest`` changed and returns.
         job.lock_path.unlink(missing_ok=True)
@@ -89,6 +90,18 @@ def _large(job: FileJob, ctx: Context) -> Path:
         raise
     finally:
         lock.release()
+
+
+def _xet(job: FileJob, ctx: Context) -> Path | None:
+    """The Xet data path when the file has a Xet source; None (and the partial left to the
+    plain path, with the chunks already verified) when it cannot finish."""
+    if job.xet is None or not ctx.options.use_xet:
+        return None
+    try:
+        return XetTransfer(job, ctx, job.xet).run()
+    except XetUnavailable as exc:
+        log.warning("%s: Xet path gave up (%s); continuing over plain HTTP", job.name, exc)
+        return None
 
 
 def _hf_transfer(job: FileJob, ctx: Context) -> Path | None:

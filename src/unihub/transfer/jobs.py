@@ -16,7 +16,7 @@ from ..retry import Retry
 from ..settings import Settings
 from ..timeouts import Timeouts
 
-__all__ = ["PARTIAL_SUFFIX", "FileJob", "Mirror", "TransferOptions", "Watch"]
+__all__ = ["PARTIAL_SUFFIX", "FileJob", "Mirror", "TransferOptions", "Watch", "XetSource"]
 
 PARTIAL_SUFFIX = ".unihub-partial"
 
@@ -37,6 +37,23 @@ class Mirror:
 
     def __repr__(self) -> str:  # never print header values (tokens)
         return f"Mirror(url={self.url!r}, source={self.source!r}, headers=<{len(self.headers)}>)"
+
+
+@dataclass(frozen=True)
+class XetSource:
+    """Where a file is in Xet: its Xet hash and the hub route that issues CAS read tokens.
+
+    ``headers`` (the hub's credentials) are secrets, sent only to ``token_url``'s origin."""
+
+    file_hash: str
+    token_url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    def __repr__(self) -> str:  # never print header values (tokens)
+        return (
+            f"XetSource({self.file_hash[:12]}…, {self.token_url!r}, headers=<{len(self.headers)}>)"
+        )
 
 
 class Watch(Protocol):
@@ -62,6 +79,8 @@ class FileJob:
     so a second process that waited on the lock must not fetch it again).
     ``watch``: told which bytes are on disk as they land (see :class:`Watch`); files handed to
     hf_transfer tell it nothing until they are done.
+    ``xet``: where the file is in Xet; the engine then tries the Xet data path first
+    (:mod:`unihub.transfer.xet`) and falls back to ``mirrors``.
     """
 
     dest: Path
@@ -73,6 +92,7 @@ class FileJob:
     label: str = ""
     present_at: tuple[Path, ...] = ()
     watch: Watch | None = field(default=None, compare=False, repr=False)
+    xet: XetSource | None = None
 
     def __post_init__(self) -> None:
         self.dest = Path(self.dest)
@@ -133,6 +153,9 @@ class TransferOptions:
     - ``use_hf_transfer``: True = delegate fitting files to hf_transfer, False = never,
       None = auto: only where it wins, a large file from a source measured fast (see
       :mod:`unihub.transfer.hf_transfer_backend`).
+    - ``use_xet``: fetch files that have a Xet source (``FileJob.xet``) through Xet first;
+      ``xet_index``: directory of the chunk reuse index (None: no reuse across files);
+      ``xet_batch``: bytes of file per reconstruction query.
     """
 
     connections: int = 16
@@ -158,6 +181,9 @@ class TransferOptions:
     check_free_space: bool = True
     use_hf_transfer: bool | None = None
     hf_transfer_min_size: int = 64 * MiB
+    use_xet: bool = True
+    xet_index: Path | None = None
+    xet_batch: int = 1024 * MiB
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransferOptions:
@@ -172,4 +198,5 @@ class TransferOptions:
             use_hf_transfer=settings.hf_transfer,
             link_cache=settings.unihub_cache / "links.json",
             link_ttl=ttls(settings.probe_ttl)[1],
+            xet_index=settings.unihub_cache / "xet-chunks",
         )
