@@ -123,5 +123,6 @@ def test_kill_9_resumes_at_chunk_granularity(tmp_path: Path) -> None:
         snap = _snapshot(hub, repo, tmp_path)
         assert (snap / FILE).read_bytes() == repo.content(FILE)
         assert hub.stats.xet_bytes - served_before < size - served_before // 2
-        assert hub.stats.xet_bytes <= 1.10 * size
+        # lost: what was in flight (socket buffers, partial chunks) on ~16 connections
+        assert hub.stats.xet_bytes <= 1.15 * size
         assert _plain_gets(hub) == 0

@@ -45,7 +45,6 @@ from ..xet import (
     Term,
     XorbFormatError,
     chunk_hash,
-    decode_chunk,
     file_hash,
     hash_hex,
     hex_hash,
@@ -58,6 +57,7 @@ from .journal import Journal
 from .ranges import RangeSet
 from .worker import Body, FetchError
 from .xetlog import ChunkLog, ChunkRecord, ReuseIndex
+from .xetparts import Assembly, Part, split
 
 _Reuse = dict[tuple[bytes, int], tuple[Path, ChunkRecord]]
 
@@ -253,21 +253,33 @@ class XetTransfer:
 
     # ---------- terms ----------
     def _fetch_all(self, work: list[_Work], reuse: _Reuse) -> None:
-        todo: queue.Queue[_Work] = queue.Queue()
+        """Fetch what ``work`` needs (module docstring, 3.) over up to ``connections``."""
+        assemblies = []
         for w in work:
-            todo.put(w)
-        n = max(1, min(self.ctx.options.connections, len(work)))
+            todo = [
+                (t, p)
+                for t, p in w.terms
+                if self._done_prefix(t, p)[1] < t.length and not self._reuse(t, p, reuse)
+            ]
+            if todo:
+                assemblies.append(self._assembly(w.fetch, todo))
+        total = sum(a.fetch.last + 1 - a.first for a in assemblies)
+        if not total:
+            return
+        opts = self.ctx.options
+        size = max(opts.min_split, min(opts.chunk_size, total // (2 * opts.connections)))
+        parts: queue.Queue[Part] = queue.Queue()
+        for a in assemblies:
+            for part in split(a, size):
+                parts.put(part)
         threads: list[threading.Thread] = []
-        for i in range(n):
+        for i in range(max(1, min(opts.connections, parts.qsize()))):
             if i == 0:
                 wait_for(lambda: self.ctx.budget.acquire(timeout=0.2), self.ctx.cancel)
             elif not self.ctx.budget.acquire(False):
                 break
             t = threading.Thread(
-                target=self._connection,
-                args=(todo, reuse),
-                daemon=True,
-                name=f"unihub-xet:{self.job.name}",
+                target=self._connection, args=(parts,), daemon=True, name=f"xet:{self.job.name}"
             )
             t.start()
             threads.append(t)
@@ -281,20 +293,86 @@ class XetTransfer:
         if self.error is not None:
             raise self.error
 
-    def _connection(self, todo: queue.Queue[_Work], reuse: _Reuse) -> None:
+    def _connection(self, parts: queue.Queue[Part]) -> None:
         try:
             while not self.stop.is_set():
                 try:
-                    w = todo.get_nowait()
+                    part = parts.get_nowait()
                 except queue.Empty:
                     return
-                self._term(w, reuse)
+                if part.assembly.done:
+                    continue
+                try:
+                    self._fetch_part(part)
+                except FetchError as exc:
+                    part.attempts += 1
+                    log.warning("%s: Xet part %d: %s", self.job.name, part.attempts, exc)
+                    if part.attempts >= _ATTEMPTS:
+                        msg = f"a xorb range failed {_ATTEMPTS} times: {exc}"
+                        raise XetUnavailable(msg) from None
+                    self.stop.wait(0.2 * part.attempts)
+                    parts.put(part)
+        except XorbFormatError as exc:
+            self._fail(XetUnavailable(f"xorb bytes do not decode: {exc}"))
         except BaseException as exc:
-            if self.error is None:
-                self.error = exc
-            self.stop.set()
+            self._fail(exc)
         finally:
             self.ctx.budget.release()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self.stop.set()
+
+    def _assembly(self, fetch: Fetch, todo: list[tuple[Term, int]]) -> Assembly:
+        """The decoder of ``fetch`` for the terms in ``todo``; a lone term resumed after a
+        kill starts at its first missing chunk."""
+        index, first = fetch.start, fetch.first
+        at = [p for _, p in todo]
+        if len(todo) == 1 and todo[0][0].start == fetch.start:
+            k, off, ser = self._done_prefix(*todo[0])
+            index, first, at = fetch.start + k, fetch.first + ser, [at[0] + off]
+        xorb = hex_hash(todo[0][0].xorb)
+
+        def emit(users: list[int], index: int, data: bytes, serialized: int) -> None:
+            h = chunk_hash(data)
+            recs = []
+            for i in users:
+                self._write(data, at[i])
+                recs.append(ChunkRecord(at[i], len(data), serialized, index, xorb, h))
+                at[i] += len(data)
+            self._record(recs)
+
+        return Assembly(fetch, [t for t, _ in todo], first, index, emit)
+
+    def _fetch_part(self, part: Part) -> None:
+        """Fetch what ``part`` lacks, feeding its bytes to the decoder as they arrive."""
+        fetch = part.assembly.fetch
+        first = part.start + part.got
+        headers = {"Range": f"bytes={first}-{part.end - 1}", "Accept-Encoding": "identity"}
+        if same_origin(fetch.url, self.cas):
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            resp = self.ctx.transport.get(fetch.url, headers, self.ctx.timeouts)
+        except TransportError as exc:
+            raise FetchError(str(exc)) from None
+        try:
+            if resp.status not in (200, 206):
+                raise FetchError(f"xorb range: HTTP {resp.status}")
+            reader = Body(resp, self.ctx.timeouts)
+            if resp.status == 200 and first:  # Range ignored: skip to our bytes
+                self._read(reader, first)
+            view = memoryview(bytearray(256 * 1024))
+            while part.got < part.end - part.start and not self.stop.is_set():
+                n = reader.readinto(view[: part.end - part.start - part.got])
+                if not n:
+                    raise FetchError("xorb range ended early")
+                part.got += n
+                with self.lock:
+                    self.fetched += n
+                part.assembly.feed(part, bytes(view[:n]))
+        finally:
+            resp.close()
 
     def _done_prefix(self, term: Term, pos: int) -> tuple[int, int, int]:
         """(chunks, file bytes, serialized bytes) of ``term`` (at ``pos``) already on disk."""
@@ -306,30 +384,6 @@ class XetTransfer:
                     break
                 k, off, ser = k + 1, off + r.size, ser + r.serialized
         return k, off, ser
-
-    def _term(self, w: _Work, reuse: _Reuse) -> None:
-        for attempt in range(1, _ATTEMPTS + 1):
-            todo = [
-                (t, p)
-                for t, p in w.terms
-                if self._done_prefix(t, p)[1] < t.length and not self._reuse(t, p, reuse)
-            ]
-            if not todo:
-                return
-            try:
-                self._stream(w.fetch, todo)
-                return
-            except (FetchError, XorbFormatError) as exc:
-                log.warning(
-                    "%s: Xet range of %s, attempt %d: %s",
-                    self.job.name,
-                    todo[0][0].xorb[:12],
-                    attempt,
-                    exc,
-                )
-                if self.stop.wait(0.2 * attempt):
-                    return
-        raise XetUnavailable(f"xorb {w.terms[0][0].xorb[:12]} failed {_ATTEMPTS} times")
 
     def _reuse(self, term: Term, pos: int, reuse: _Reuse) -> bool:
         """Copy ``term``'s chunks from an older file on disk if all are indexed and intact."""
@@ -356,54 +410,6 @@ class XetTransfer:
         with self.lock:
             self.reused += at - pos
         return True
-
-    def _stream(self, fetch: Fetch, todo: list[tuple[Term, int]]) -> None:
-        """Fetch ``fetch`` once and write each chunk wherever a term in ``todo`` needs it; a
-        lone term resumed after a kill asks only for the chunks it lacks."""
-        index, first = fetch.start, fetch.first
-        skip = 0
-        if len(todo) == 1 and todo[0][0].start == fetch.start:
-            k, _, ser = self._done_prefix(*todo[0])
-            index, first, skip = fetch.start + k, fetch.first + ser, k
-        headers = {"Range": f"bytes={first}-{fetch.last}", "Accept-Encoding": "identity"}
-        if same_origin(fetch.url, self.cas):
-            headers["Authorization"] = f"Bearer {self.token}"
-        # where each term writes its next chunk (a resumed lone term starts past its done ones)
-        at = [p + (self._done_prefix(t, p)[1] if skip else 0) for t, p in todo]
-        end = max(t.end for t, _ in todo)
-        xorb = hex_hash(todo[0][0].xorb)
-        try:
-            resp = self.ctx.transport.get(fetch.url, headers, self.ctx.timeouts)
-        except TransportError as exc:
-            raise FetchError(str(exc)) from None
-        try:
-            if resp.status not in (200, 206):
-                raise FetchError(f"xorb range: HTTP {resp.status}")
-            reader = Body(resp, self.ctx.timeouts)
-            if resp.status == 200 and first:  # Range ignored: skip to our bytes
-                self._read(reader, first)
-            while index < end and not self.stop.is_set():
-                head = self._read(reader, 8)
-                if head[0] != 0:
-                    raise XorbFormatError(f"unknown chunk header version {head[0]}")
-                csize = int.from_bytes(head[1:4], "little")
-                usize = int.from_bytes(head[5:8], "little")
-                body = self._read(reader, csize)
-                users = [i for i, (t, _) in enumerate(todo) if t.start <= index < t.end]
-                if users:
-                    data = decode_chunk(head[4], body, usize)
-                    h = chunk_hash(data)
-                    recs = []
-                    for i in users:
-                        self._write(data, at[i])
-                        recs.append(ChunkRecord(at[i], usize, 8 + csize, index, xorb, h))
-                        at[i] += usize
-                    self._record(recs)
-                index += 1
-            with self.lock:
-                self.fetched += reader.got
-        finally:
-            resp.close()
 
     @staticmethod
     def _read(reader: Body, n: int) -> bytes:
