@@ -334,7 +334,7 @@ class XetTransfer:
             index, first, at = fetch.start + k, fetch.first + ser, [at[0] + off]
         xorb = hex_hash(todo[0][0].xorb)
 
-        def emit(users: list[int], index: int, data: bytes, serialized: int) -> None:
+        def emit(users: list[int], index: int, data: bytes | memoryview, serialized: int) -> None:
             h = chunk_hash(data)
             recs = []
             for i in users:
@@ -370,7 +370,7 @@ class XetTransfer:
                 part.got += n
                 with self.lock:
                     self.fetched += n
-                part.assembly.feed(part, bytes(view[:n]))
+                part.assembly.feed(part, view[:n])
         finally:
             resp.close()
 
@@ -423,7 +423,7 @@ class XetTransfer:
             got += m
         return bytes(buf)
 
-    def _write(self, data: bytes, pos: int) -> None:
+    def _write(self, data: bytes | memoryview, pos: int) -> None:
         try:
             pwrite(self.fd, data, pos)
         except OSError as exc:

@@ -20,8 +20,9 @@ from ..xet.xorb import HEADER_SIZE, XorbFormatError
 
 __all__ = ["Assembly", "Part", "split"]
 
-# emit(term index in the assembly's terms, chunk index, decoded data, serialized size)
-Emit = Callable[[list[int], int, bytes, int], None]
+# emit(term indices in the assembly's terms, chunk index, decoded data, serialized size); the
+# data may be a view into the decode buffer, valid only during the call
+Emit = Callable[[list[int], int, bytes | memoryview, int], None]
 
 
 @dataclass
@@ -59,12 +60,17 @@ class Assembly:
         self._pos = self._front = self.first
         self._end = max(t.end for t in self.terms)
 
-    def feed(self, part: Part, data: bytes) -> None:
-        """Bytes of ``part`` (in order); decode what is complete; XorbFormatError on bad bytes."""
+    def feed(self, part: Part, data: bytes | memoryview) -> None:
+        """Bytes of ``part`` (in order); decode what is complete; XorbFormatError on bad bytes.
+        ``data`` is copied once (into the decode buffer, or aside while its part waits)."""
         with self._lock:
             if self.done:
                 return
-            self._pending.setdefault(part.start, bytearray()).extend(data)
+            if part.start == self._front and not self._pending.get(part.start):
+                self._buf += data
+                self._pos += len(data)
+            else:
+                self._pending.setdefault(part.start, bytearray()).extend(data)
             while True:
                 waiting = self._pending.get(self._front)
                 if waiting:
@@ -74,7 +80,7 @@ class Assembly:
                 end = self._ends[self._front]
                 if self._pos < end:
                     break
-                del self._pending[self._front]
+                self._pending.pop(self._front, None)
                 self._front = end
                 if end not in self._ends:
                     break
@@ -83,20 +89,23 @@ class Assembly:
     def _decode(self) -> None:
         buf = self._buf
         at = 0
-        while self.index < self._end and len(buf) - at >= HEADER_SIZE:
-            if buf[at] != 0:
-                raise XorbFormatError(f"unknown chunk header version {buf[at]}")
-            csize = int.from_bytes(buf[at + 1 : at + 4], "little")
-            usize = int.from_bytes(buf[at + 5 : at + 8], "little")
-            stop = at + HEADER_SIZE + csize
-            if stop > len(buf):
-                break
-            users = [i for i, t in enumerate(self.terms) if t.start <= self.index < t.end]
-            if users:
-                data = decode_chunk(buf[at + 4], bytes(buf[at + HEADER_SIZE : stop]), usize)
-                self.emit(users, self.index, data, HEADER_SIZE + csize)
-            self.index += 1
-            at = stop
+        with memoryview(buf) as view:  # chunks are handed out as views: no copy
+            while self.index < self._end and len(buf) - at >= HEADER_SIZE:
+                if buf[at] != 0:
+                    raise XorbFormatError(f"unknown chunk header version {buf[at]}")
+                csize = int.from_bytes(buf[at + 1 : at + 4], "little")
+                usize = int.from_bytes(buf[at + 5 : at + 8], "little")
+                stop = at + HEADER_SIZE + csize
+                if stop > len(buf):
+                    break
+                users = [i for i, t in enumerate(self.terms) if t.start <= self.index < t.end]
+                if users:
+                    with view[at + HEADER_SIZE : stop] as body:
+                        data = decode_chunk(buf[at + 4], body, usize)
+                        self.emit(users, self.index, data, HEADER_SIZE + csize)
+                        del data
+                self.index += 1
+                at = stop
         del buf[:at]
         if self.index >= self._end:
             self.done = True

@@ -77,10 +77,12 @@ def encode_chunk(data: bytes, scheme: Scheme | None = None) -> bytes:
     return header + len(data).to_bytes(3, "little") + body
 
 
-def decode_chunk(scheme: int, body: bytes, size: int) -> bytes:
-    """Decompress one chunk body; XorbFormatError unless it yields exactly ``size`` bytes."""
+def decode_chunk(scheme: int, body: bytes | memoryview, size: int) -> bytes | memoryview:
+    """Decompress one chunk body; XorbFormatError unless it yields exactly ``size`` bytes
+    (an uncompressed body is returned as given, without a copy)."""
     try:
         kind = Scheme(scheme)
+        data: bytes | memoryview
         if kind is Scheme.NONE:
             data = body
         else:
@@ -112,6 +114,6 @@ def iter_chunks(buf: bytes | memoryview) -> Iterator[tuple[int, bytes]]:
             raise XorbFormatError("truncated chunk body")
         yield (
             HEADER_SIZE + csize,
-            decode_chunk(head[4], bytes(view[pos + HEADER_SIZE : end]), usize),
+            bytes(decode_chunk(head[4], bytes(view[pos + HEADER_SIZE : end]), usize)),
         )
         pos = end
