@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,10 +29,16 @@ def _plain_gets(hub: FakeHub, path: str = FILE) -> int:
     )
 
 
-def _snapshot(hub: FakeHub, repo: FakeRepo, cache: Path, revision: str | None = None) -> Path:
+def _snapshot(
+    hub: FakeHub, repo: FakeRepo, cache: Path, revision: str | None = None, progress: Any = False
+) -> Path:
     return Path(
         unihub.snapshot(
-            repo.repo_id, revision=revision, sources=[hub.source], cache_dir=cache, progress=False
+            repo.repo_id,
+            revision=revision,
+            sources=[hub.source],
+            cache_dir=cache,
+            progress=progress,
         )
     )
 
@@ -39,9 +46,13 @@ def _snapshot(hub: FakeHub, repo: FakeRepo, cache: Path, revision: str | None = 
 def test_xet_download_is_byte_exact_without_any_plain_body(tmp_path: Path) -> None:
     size = 9 * MiB + 123
     repo = FakeRepo("org/x", files={"config.json": "{}", FILE: os.urandom(size)})
+    events: list[unihub.ProgressEvent] = []
     with FakeHub("hf", repos=[repo], xet=True, xet_bridge=False, xet_xorb_chunks=16) as hub:
-        snap = _snapshot(hub, repo, tmp_path)
+        snap = _snapshot(hub, repo, tmp_path, progress=events.append)
         assert (snap / FILE).read_bytes() == repo.content(FILE)
+        mine = [e for e in events if e.label == FILE]
+        assert sum(e.bytes for e in mine) == size and mine[-1].kind == "done"
+        assert len(mine) > 10  # reported as chunks land
         assert (snap / "config.json").read_text() == "{}"
         assert hub.stats.xet_reconstructions >= 1
         assert size <= hub.stats.xet_bytes < size * 1.01  # raw chunks + 8-byte headers
