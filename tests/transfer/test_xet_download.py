@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,23 @@ def test_kill_9_resumes_at_chunk_granularity(tmp_path: Path) -> None:
         # lost: what was in flight (socket buffers, partial chunks) on ~16 connections
         assert hub.stats.xet_bytes <= 1.15 * size
         assert _plain_gets(hub) == 0
+
+
+def test_cas_lost_mid_download_the_plain_path_finishes_it(tmp_path: Path) -> None:
+    size = 12 * MiB
+    repo = FakeRepo("org/lost", files={FILE: os.urandom(size)})
+    with FakeHub("hf", repos=[repo], xet=True, xet_xorb_chunks=16, per_connection_rate=MiB) as hub:
+        hub.xet_xorbs(repo.repo_id, FILE)
+        result: list[Path] = []
+        worker = threading.Thread(target=lambda: result.append(_snapshot(hub, repo, tmp_path)))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while hub.stats.xet_bytes < size // 3:
+            assert time.monotonic() < deadline and worker.is_alive()
+            time.sleep(0.02)
+        hub._cas_listener.stop()
+        hub.configure(per_connection_rate=None)
+        worker.join(60)
+        assert result and (result[0] / FILE).read_bytes() == repo.content(FILE)
+        plain = hub.stats.bytes_by_file[f"{repo.repo_id}/{FILE}"]
+        assert 0 < plain < size - size // 4  # the chunks Xet verified were kept
