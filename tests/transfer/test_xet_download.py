@@ -158,3 +158,17 @@ def test_cas_lost_mid_download_the_plain_path_finishes_it(tmp_path: Path) -> Non
         assert result and (result[0] / FILE).read_bytes() == repo.content(FILE)
         plain = hub.stats.bytes_by_file[f"{repo.repo_id}/{FILE}"]
         assert 0 < plain < size - size // 4  # the chunks Xet verified were kept
+
+
+def test_xet_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from unihub.settings import Settings
+
+    assert Settings.from_env({}).xet is True
+    assert Settings.from_env({"HF_HUB_DISABLE_XET": "1"}).xet is False
+    assert Settings.from_env({"UNIHUB_XET": "0"}).xet is False
+    monkeypatch.setenv("UNIHUB_XET", "0")
+    repo = FakeRepo("org/off", files={FILE: os.urandom(3 * MiB)})
+    with FakeHub("hf", repos=[repo], xet=True) as hub:
+        snap = _snapshot(hub, repo, tmp_path)
+        assert (snap / FILE).read_bytes() == repo.content(FILE)
+        assert hub.stats.xet_reconstructions == 0 and _plain_gets(hub) >= 1

@@ -188,8 +188,8 @@ class TransferOptions:
     @classmethod
     def from_settings(cls, settings: Settings) -> TransferOptions:
         """The defaults with what :class:`~unihub.settings.Settings` decides: timeouts,
-        proxies, the hf_transfer switch, and where (and how long) link measurements are kept
-        (beside the probe cache, with its lifetime)."""
+        proxies, the hf_transfer and Xet switches, the Xet chunk reuse index, and where (and how
+        long) link measurements are kept (beside the probe cache, with its lifetime)."""
         from ..probing.cache import ttls
 
         return cls(
@@ -198,5 +198,6 @@ class TransferOptions:
             use_hf_transfer=settings.hf_transfer,
             link_cache=settings.unihub_cache / "links.json",
             link_ttl=ttls(settings.probe_ttl)[1],
+            use_xet=settings.xet,
             xet_index=settings.unihub_cache / "xet-chunks",
         )
