@@ -56,7 +56,7 @@ from .jobs import FileJob, XetSource
 from .journal import Journal
 from .ranges import RangeSet
 from .worker import Body, FetchError
-from .xetlog import ChunkLog, ChunkRecord, ReuseIndex
+from .xetlog import ChunkLog, ChunkRecord, ReuseIndex, Spill, take
 from .xetparts import Assembly, Part, split
 
 _Reuse = dict[tuple[bytes, int], tuple[Path, ChunkRecord]]
@@ -96,6 +96,8 @@ class XetTransfer:
         self.log = ChunkLog(
             job.partial_path.with_name(job.partial_path.name + ".xet"), source.file_hash, job.size
         )
+        self.spill = Spill(job.partial_path.with_name(job.partial_path.name + ".xetspill"))
+        self.spilled: dict[bytes, list[tuple[int, bytes]]] = {}
         self.records: dict[int, ChunkRecord] = {}
         self.lock = threading.Lock()
         self.fd = -1
@@ -121,6 +123,8 @@ class XetTransfer:
             if os.fstat(self.fd).st_size != self.size:
                 os.ftruncate(self.fd, self.size)
             self.log.open(fresh=not self.records)
+            self.spilled = self.spill.load() if self.records else {}
+            self.spill.open(fresh=not self.records)
         except OSError as exc:
             self._close()
             raise from_oserror(exc, path=job.partial_path) from exc
@@ -134,6 +138,7 @@ class XetTransfer:
 
     def _close(self) -> None:
         self.log.close()
+        self.spill.close()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -159,6 +164,7 @@ class XetTransfer:
         records = sorted(self.records.values(), key=lambda r: r.offset)
         ReuseIndex(self.ctx.options.xet_index).save(self.src.file_hash, self.job.dest, records)
         self.log.remove()
+        self.spill.remove()
         self._emit("done")
         log.info(
             "%s: Xet: %d bytes fetched, %d bytes reused from disk",
@@ -199,6 +205,7 @@ class XetTransfer:
             finally:
                 journal.close()
         self.log.remove()
+        self.spill.remove()
         if done.total():
             self._emit("advance", -done.total())  # the plain path reports them again
 
@@ -267,11 +274,18 @@ class XetTransfer:
         if not total:
             return
         opts = self.ctx.options
-        size = max(opts.min_split, min(opts.chunk_size, total // (2 * opts.connections)))
+        # from the file size, not from what is left: a resumed run cuts the same parts
+        size = max(opts.min_split, min(opts.chunk_size, self.size // (2 * opts.connections)))
         parts: queue.Queue[Part] = queue.Queue()
         for a in assemblies:
+            xorb = hex_hash(a.terms[0].xorb)
             for part in split(a, size):
-                parts.put(part)
+                kept = take(self.spilled.get(xorb, []), part.start, part.end)
+                if kept:  # bytes a killed run had fetched ahead of the front
+                    part.got = len(kept)
+                    a.feed(part, kept)
+                if part.got < part.end - part.start:
+                    parts.put(part)
         threads: list[threading.Thread] = []
         for i in range(max(1, min(opts.connections, parts.qsize()))):
             if i == 0:
@@ -348,6 +362,7 @@ class XetTransfer:
     def _fetch_part(self, part: Part) -> None:
         """Fetch what ``part`` lacks, feeding its bytes to the decoder as they arrive."""
         fetch = part.assembly.fetch
+        fetch_xorb = part.assembly.terms[0].xorb
         first = part.start + part.got
         headers = {"Range": f"bytes={first}-{part.end - 1}", "Accept-Encoding": "identity"}
         if same_origin(fetch.url, self.cas):
@@ -370,7 +385,8 @@ class XetTransfer:
                 part.got += n
                 with self.lock:
                     self.fetched += n
-                part.assembly.feed(part, view[:n])
+                if part.assembly.feed(part, view[:n]):
+                    self.spill.add(hex_hash(fetch_xorb), part.start + part.got - n, view[:n])
         finally:
             resp.close()
 

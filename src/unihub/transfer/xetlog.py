@@ -20,13 +20,14 @@ import contextlib
 import json
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..safety import open_nofollow
 from ..xet import hex_hash
 
-__all__ = ["ChunkLog", "ChunkRecord", "ReuseIndex"]
+__all__ = ["ChunkLog", "ChunkRecord", "ReuseIndex", "Spill", "take"]
 
 _MAGIC = b"UHXL"
 _HEAD = struct.Struct("<4s32sQ")
@@ -134,3 +135,74 @@ class ReuseIndex:
                 rec = ChunkRecord(*_REC.unpack_from(body, i * _REC.size))
                 out.setdefault((rec.xorb, rec.index), (path, rec))
         return out
+
+
+_SPILL = struct.Struct("<32sQI")
+
+
+class Spill:
+    """``<partial>.xetspill``: xorb bytes that arrived ahead of the decoding front.
+
+    A xorb range is fetched in parts over many connections, but chunks can only be placed in the
+    file once every byte before them in the range is there; the bytes waiting for that are
+    appended here (xorb hash, offset in the xorb, length, bytes) so a ``kill -9`` does not lose
+    them. A resumed download feeds them back before asking the CAS for the rest. The bytes are
+    raw xorb bytes: decoding, chunk hashes and the file hash check them like fetched ones.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+        self._lock = threading.Lock()
+
+    def open(self, fresh: bool) -> None:
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if fresh else 0)
+        self.fd = open_nofollow(self.path, flags)
+
+    def add(self, xorb: bytes, start: int, data: bytes | memoryview) -> None:
+        with self._lock:
+            os.write(self.fd, _SPILL.pack(xorb, start, len(data)) + bytes(data))
+
+    def load(self) -> dict[bytes, list[tuple[int, bytes]]]:
+        """``xorb -> [(offset in the xorb, bytes)]`` of every whole record."""
+        out: dict[bytes, list[tuple[int, bytes]]] = {}
+        try:
+            raw = self.path.read_bytes()
+        except OSError:
+            return out
+        pos = 0
+        while pos + _SPILL.size <= len(raw):
+            xorb, start, n = _SPILL.unpack_from(raw, pos)
+            body = raw[pos + _SPILL.size : pos + _SPILL.size + n]
+            if len(body) < n:
+                break  # torn by a kill
+            out.setdefault(xorb, []).append((start, body))
+            pos += _SPILL.size + n
+        return out
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def remove(self) -> None:
+        self.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def take(records: list[tuple[int, bytes]], start: int, end: int) -> bytes:
+    """The bytes of ``[start, end)`` that ``records`` hold contiguously from ``start``."""
+    out = bytearray()
+    pos = start
+    progress = True
+    while pos < end and progress:
+        progress = False
+        for s, data in records:
+            if s <= pos < s + len(data):
+                piece = data[pos - s : min(len(data), end - s)]
+                out += piece
+                pos += len(piece)
+                progress = True
+                break
+    return bytes(out)

@@ -60,17 +60,19 @@ class Assembly:
         self._pos = self._front = self.first
         self._end = max(t.end for t in self.terms)
 
-    def feed(self, part: Part, data: bytes | memoryview) -> None:
+    def feed(self, part: Part, data: bytes | memoryview) -> bool:
         """Bytes of ``part`` (in order); decode what is complete; XorbFormatError on bad bytes.
-        ``data`` is copied once (into the decode buffer, or aside while its part waits)."""
+        ``data`` is copied once (into the decode buffer, or aside while its part waits). True
+        when it was set aside (it arrived ahead of the decoding front)."""
         with self._lock:
             if self.done:
-                return
-            if part.start == self._front and not self._pending.get(part.start):
+                return False
+            ahead = not (part.start == self._front and not self._pending.get(part.start))
+            if ahead:
+                self._pending.setdefault(part.start, bytearray()).extend(data)
+            else:
                 self._buf += data
                 self._pos += len(data)
-            else:
-                self._pending.setdefault(part.start, bytearray()).extend(data)
             while True:
                 waiting = self._pending.get(self._front)
                 if waiting:
@@ -85,6 +87,7 @@ class Assembly:
                 if end not in self._ends:
                     break
             self._decode()
+            return ahead
 
     def _decode(self) -> None:
         buf = self._buf
@@ -116,11 +119,17 @@ class Assembly:
 
 
 def split(assembly: Assembly, part_size: int) -> list[Part]:
-    """``assembly``'s range ``[first, fetch.last]`` in parts of about ``part_size`` bytes."""
-    last = assembly.fetch.last + 1
-    parts = [
-        Part(assembly, s, min(last, s + part_size))
-        for s in range(assembly.first, last, max(1, part_size))
-    ]
+    """``assembly``'s range ``[first, fetch.last]`` in parts of ``part_size`` bytes, aligned on
+    the fetch's start (so a resumed run's parts start where the killed run's did, and the bytes
+    it had set aside fit them)."""
+    base, last = assembly.fetch.first, assembly.fetch.last + 1
+    size = max(1, part_size)
+    k = (assembly.first - base) // size
+    parts = []
+    start = assembly.first
+    while start < last:
+        end = min(last, base + (k + 1) * size)
+        parts.append(Part(assembly, start, end))
+        start, k = end, k + 1
     assembly._ends.update((p.start, p.end) for p in parts)
     return parts
