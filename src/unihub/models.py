@@ -28,7 +28,8 @@ class RepoFile:
 
     ``sha256`` is the LFS oid on Hugging Face and the ``Sha256`` field on ModelScope (which
     gives it for every file); ``git_oid`` is the git blob sha1 (Hugging Face only). ``source``
-    names the source that listed it.
+    names the source that listed it. ``xet_hash``: the Xet file hash when the hub stores the
+    file in Xet (Hugging Face's ``xetHash``; not part of equality).
     """
 
     path: str
@@ -37,6 +38,7 @@ class RepoFile:
     git_oid: str | None = None
     lfs: bool = False
     source: str = ""
+    xet_hash: str | None = field(default=None, compare=False)
 
     @property
     def etag(self) -> str | None:

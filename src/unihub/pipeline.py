@@ -39,7 +39,15 @@ from .errors import (
 from .layout import Layout, Target, make_layout
 from .layout.common import filter_paths
 from .models import Manifest, RepoFile
-from .plan import Plan, await_mirrors, drop_refusing, late_mirrors, make_plan, mirrors_for
+from .plan import (
+    Plan,
+    await_mirrors,
+    drop_refusing,
+    late_mirrors,
+    make_plan,
+    mirrors_for,
+    xet_for,
+)
 from .request import Request
 from .session import Session
 from .settings import Settings
@@ -67,6 +75,7 @@ def file_job(
         label=t.file.path,
         present_at=(t.path,) if t.path != t.final and not force else (),
         watch=watch,
+        xet=xet_for(plan, t.file),
     )
 
 

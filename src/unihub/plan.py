@@ -46,7 +46,7 @@ from .probing import ProbeResult, ProbeRun, rank, start_probe
 from .probing.compare import annotate
 from .session import Session
 from .sources import Source
-from .transfer import Mirror
+from .transfer import Mirror, XetSource
 
 __all__ = [
     "LATE_MIRROR_RATE",
@@ -346,6 +346,22 @@ def mirrors_for(plan: Plan, file: RepoFile) -> list[Mirror]:
         mirror = Mirror(url=url, headers=listing.hub.auth_headers(), source=str(listing.source))
         (confirmed if same else fallback).append(mirror)
     return confirmed + fallback
+
+
+def xet_for(plan: Plan, file: RepoFile) -> XetSource | None:
+    """Where ``file`` is in Xet: the first listing (fastest first) of a hub that gives its Xet
+    hash for the same content; None when no source stores it in Xet."""
+    for listing in plan.listings:
+        theirs = listing.files.get(file.path)
+        token_url = getattr(listing.hub, "xet_token_url", None)
+        if theirs is None or theirs.xet_hash is None or token_url is None:
+            continue
+        if theirs.size != file.size or file.same_content(theirs) is False:
+            continue
+        revision = listing.manifest.commit or listing.manifest.revision
+        url = token_url(listing.repo_id, repo_type=listing.manifest.repo_type, revision=revision)
+        return XetSource(theirs.xet_hash, url, listing.hub.auth_headers(), str(listing.source))
+    return None
 
 
 def drop_refusing(plan: Plan, files: Sequence[RepoFile], *, as_the_hub: bool = False) -> None:

@@ -26,6 +26,8 @@ CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``
 ``UNIHUB_MAX_RATE`` (e.g. ``20MB/s``)    ``max_rate`` (bytes/s for the whole process)
 ``UNIHUB_FAIR`` (0/1)                   ``fair`` (fewer connections where more bring
                                         nothing)
+``HF_HUB_DISABLE_XET``, ``UNIHUB_XET``   ``xet`` (False: never the Xet data path)
+(0/1)
 ``UNIHUB_ID_MAP``                       ``id_map_file``
 ``UNIHUB_PROBE_TTL``                    ``probe_ttl``
 ``UNIHUB_CACHE``                        ``unihub_cache`` (probe results)
@@ -228,6 +230,7 @@ class Settings:
     hub_cache: Path = field(default_factory=lambda: _hub_cache({}))
     symlinks: bool = True
     hf_transfer: bool | None = None
+    xet: bool = True
     id_map_file: Path | None = None
     probe_ttl: str | None = None
     unihub_cache: Path = field(default_factory=lambda: _unihub_cache({}))
@@ -262,6 +265,8 @@ class Settings:
             hub_cache=_hub_cache(env),
             symlinks=not env_flag("HF_HUB_DISABLE_SYMLINKS", env),
             hf_transfer=hf_transfer,
+            xet=_tri_state("UNIHUB_XET", env) is not False
+            and not env_flag("HF_HUB_DISABLE_XET", env),
             id_map_file=id_map_file(env),
             probe_ttl=env.get("UNIHUB_PROBE_TTL", "").strip() or None,
             unihub_cache=_unihub_cache(env),

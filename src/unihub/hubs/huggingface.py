@@ -174,6 +174,7 @@ class HuggingFaceHub(HubAdapter):
             )
         oid = entry.get("oid")
         lfs = entry.get("lfs")
+        xet = entry.get("xetHash")
         sha256 = lfs.get("oid") if isinstance(lfs, dict) else None
         return RepoFile(
             path=path,
@@ -182,6 +183,7 @@ class HuggingFaceHub(HubAdapter):
             git_oid=oid if isinstance(oid, str) and GIT_OID_RE.fullmatch(oid) else None,
             lfs=isinstance(lfs, dict),
             source=self.source.name,
+            xet_hash=xet.lower() if isinstance(xet, str) and SHA256_RE.fullmatch(xet) else None,
         )
 
     def _add(self, files: dict[str, RepoFile], new: RepoFile, repo_id: str) -> None:
@@ -205,6 +207,14 @@ class HuggingFaceHub(HubAdapter):
         return (
             f"{self.source.endpoint}/{prefix}{repo_id}/resolve/"
             f"{quote(revision, safe='')}/{quote(path)}"
+        )
+
+    def xet_token_url(self, repo_id: str, *, repo_type: RepoType = "model", revision: str) -> str:
+        """The route that issues Xet read tokens for this repo revision."""
+        check_repo_id(repo_id, source=self.source.name)
+        return (
+            f"{self.source.endpoint}/api/{repo_type}s/{repo_id}/xet-read-token/"
+            f"{quote(revision, safe='')}"
         )
 
     def file_manifest(

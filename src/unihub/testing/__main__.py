@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--private", action="append", default=[], metavar="ID")
     serve.add_argument("--page-size", type=int, default=1000, help="HF tree page size")
     serve.add_argument("--port", type=int, default=0, help="HF port (ms: port+1); 0 = any")
+    serve.add_argument(
+        "--xet", action="store_true", help="HF hub stores LFS files in Xet (CAS on its own port)"
+    )
+    serve.add_argument(
+        "--no-xet-bridge",
+        action="store_true",
+        help="with --xet: refuse plain /resolve GETs of Xet files",
+    )
     serve.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     return parser
 
@@ -106,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 hf_repos,
                 cdn=None if args.cdn == "none" else args.cdn,
                 port=args.port,
+                xet=args.xet,
+                xet_bridge=not args.no_xet_bridge,
                 **common,
             )
         )
@@ -126,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             env = "HF_ENDPOINT" if hub.kind == "hf" else "MODELSCOPE_ENDPOINT"
             ids = ", ".join(r.repo_id for r in hub.repos)
             print(f"# {env}={hub.endpoint}  repos: {ids}", file=sys.stderr, flush=True)
+            if hub.xet:
+                print(f"# Xet CAS: {hub.cas_endpoint}", file=sys.stderr, flush=True)
         done.wait(args.duration)
     except KeyboardInterrupt:
         pass

@@ -7,7 +7,10 @@ Routes (see shared/protocols/huggingface.md §1-2):
 - ``GET /api/{models,datasets}/{id}/refs``  branches and tags
 - ``POST /api/{models,datasets}/{id}/paths-info/{rev}``, ``GET .../commits/{rev}``
 - ``HEAD|GET /[datasets/]{id}/resolve/{rev}/{path}``  file metadata headers / bytes; LFS files
-  302 to the CDN (``/cdn/<sha256>``) unless the hub has ``cdn=None``
+  302 to the CDN (``/cdn/<sha256>``) unless the hub has ``cdn=None``; on a Xet hub with the
+  ``X-Xet-Hash``, ``X-Xet-Refresh-Route`` and ``Link: <...>; rel="xet-auth"`` headers
+- ``GET /api/{models,datasets}/{id}/xet-read-token/{rev}``  (Xet hub) CAS URL and read token in
+  ``X-Xet-Cas-Url``, ``X-Xet-Access-Token``, ``X-Xet-Token-Expiration``
 
 Errors carry ``X-Error-Code``/``X-Error-Message`` as the real hub, which is what
 ``huggingface_hub.utils.hf_raise_for_status`` maps to exception classes.
@@ -23,9 +26,11 @@ from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from ._repo import Blob, FakeRepo
 from ._server import Request, Response
+from ._xet import xet_refusal
 
 if TYPE_CHECKING:
     from ._hub import FakeHub
+
 
 __all__ = ["HfApp"]
 
@@ -122,7 +127,8 @@ class HfApp:
 
     # -- /api ----------------------------------------------------------------------------
     def _api(self, req: Request, repo_type: str, rest: list[str]) -> Response:
-        repo_id, n = self._split_id(repo_type, rest, {"revision", "tree", "refs"})
+        keywords = {"revision", "tree", "refs", "xet-read-token"}
+        repo_id, n = self._split_id(repo_type, rest, keywords)
         tail = rest[n:]
         repo = self._access(req, repo_type, repo_id)
         if isinstance(repo, Response):
@@ -139,6 +145,8 @@ class HfApp:
             return self._tree(req, repo, sha, "/".join(unquote(s) for s in tail[2:]))
         if tail == ["refs"]:
             return _json(200, self._refs(repo))
+        if tail[0] == "xet-read-token" and len(tail) == 2 and self.hub.xet_store is not None:
+            return self._xet_token(req, repo, unquote(tail[1]))
         if tail[0] in ("paths-info", "commits") and len(tail) == 2:
             sha = self._revision(repo, unquote(tail[1]))
             if isinstance(sha, Response):
@@ -163,6 +171,30 @@ class HfApp:
                 oid = hashlib.sha1(f"tree\0{sha}\0{path}".encode()).hexdigest()
                 entries.append({"type": "directory", "oid": oid, "size": 0, "path": path})
         return _json(200, entries)
+
+    def _xet_token(self, req: Request, repo: FakeRepo, rev: str) -> Response:
+        gate = self._gate(req, repo)
+        if gate is not None:
+            return gate
+        sha = self._revision(repo, rev)
+        if isinstance(sha, Response):
+            return sha
+        assert self.hub.xet_store is not None
+        token, expires = self.hub.xet_store.issue_token()
+        cas = self.hub.cas_endpoint
+        headers = {
+            "X-Xet-Cas-Url": cas,
+            "X-Xet-Access-Token": token,
+            "X-Xet-Token-Expiration": str(expires),
+        }
+        return _json(200, {"casUrl": cas, "accessToken": token, "exp": expires}, headers)
+
+    def _xet_hash(self, path: str, blob: Blob) -> str | None:
+        """The Xet file hash of ``path`` if this hub stores it in Xet (storing it if needed)."""
+        store = self.hub.xet_store
+        if store is None or not self.hub.is_xet(path, blob):
+            return None
+        return store.register(blob, path)
 
     def _commits(self, req: Request, repo: FakeRepo, sha: str) -> Response:
         items = [
@@ -278,6 +310,9 @@ class HfApp:
         entry: dict[str, Any] = {"type": "file", "oid": info.git_oid, "size": size, "path": path}
         if info.lfs:
             entry["lfs"] = {"oid": info.sha256, "size": size, "pointerSize": info.pointer_size}
+        xet_hash = self._xet_hash(path, blob)
+        if xet_hash is not None:
+            entry["xetHash"] = xet_hash
         return entry
 
     # -- /resolve ------------------------------------------------------------------------
@@ -325,8 +360,17 @@ class HfApp:
                 "X-Linked-Size": str(info.size),
             }
         )
+        xet_hash = self._xet_hash(path, blob)
+        if xet_hash is not None:
+            route = f"{req.scheme_host}/api/{repo_type}s/{quote(repo.repo_id)}/xet-read-token/{sha}"
+            headers["X-Xet-Hash"] = xet_hash
+            headers["X-Xet-Refresh-Route"] = route
+            headers["Link"] = f'<{route}>; rel="xet-auth"'
+            if req.method == "GET" and not self.hub.xet_bridge and self.hub.cdn is None:
+                return xet_refusal()
         if self.hub.cdn is None:
             return self.hub.serve_blob(req, blob, path, stat_key, headers)
-        headers["Location"] = self.hub.cdn_url(req, blob, path, stat_key, sha)
+        xet_headers = {k: v for k, v in headers.items() if k.startswith("X-Xet") or k == "Link"}
+        headers["Location"] = self.hub.cdn_url(req, blob, path, stat_key, sha, xet_headers)
         headers["Content-Type"] = "text/plain; charset=utf-8"
         return Response(302, headers)

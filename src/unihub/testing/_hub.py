@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 from urllib.parse import unquote
 
+from ..xet import Scheme
 from ._hf import HfApp
 from ._ms import MsApp, ms_commit_id
 from ._repo import Blob, FakeRepo, is_lfs
 from ._server import CORRUPT, Listener, Request, Response, TokenBucket
+from ._xet import XetStore, xet_refusal
 
 __all__ = ["FakeHub", "Faults", "HubStats", "RequestRecord"]
 
@@ -81,7 +83,9 @@ class HubStats:
     every request answered, TCP connections.
 
     ``connections`` counts accepted connections, ``open_connections`` those open now and
-    ``peak_connections`` the most open at once (since the last reset).
+    ``peak_connections`` the most open at once (since the last reset). On a Xet hub,
+    ``xet_reconstructions`` counts reconstruction queries answered and ``xet_bytes`` the xorb
+    bytes served (also in ``bytes_total`` and ``bytes_by_file["xet/<xorb hash>"]``).
     """
 
     bytes_total: int = 0
@@ -91,6 +95,8 @@ class HubStats:
     connections: int = 0
     open_connections: int = 0
     peak_connections: int = 0
+    xet_reconstructions: int = 0
+    xet_bytes: int = 0
 
 
 _KNOBS = (
@@ -111,6 +117,7 @@ _KNOBS = (
     "gzip",
     "own_commit_ids",
     "max_unranged",
+    "xet_bridge",
 )
 
 
@@ -136,6 +143,14 @@ class FakeHub:
     ``max_unranged``: a file GET without ``Range`` for a file larger than this many bytes is
     answered ``400`` with an HTML page, as Hugging Face's storage bridge does above 50 GB
     (ranges are served).
+    ``xet``: LFS files are stored in Xet (see ``_xet.py``): ``HEAD /resolve`` answers
+    ``X-Xet-Hash``, ``X-Xet-Refresh-Route`` and ``Link: <...>; rel="xet-auth"``, the read-token
+    route gives a token for the CAS, which listens on its own port (:attr:`cas_endpoint`).
+    ``xet_bridge``: plain ``/resolve`` GETs still serve the bytes of Xet files (as the Hub's
+    bridge does); with False they are refused (403), so a client that cannot speak Xet fails.
+    ``xet_compression``: the chunk compression scheme of new xorbs (``Scheme.NONE`` by default,
+    ``None`` = the smallest of LZ4, BG4+LZ4 and none per chunk); ``xet_xorb_chunks``: chunks
+    per xorb at most (1024 as the Hub; fewer gives small files many xorbs and terms).
     """
 
     def __init__(
@@ -161,6 +176,10 @@ class FakeHub:
         gzip: bool = False,
         own_commit_ids: bool = False,
         max_unranged: int | None = None,
+        xet: bool = False,
+        xet_bridge: bool = True,
+        xet_compression: Scheme | None = Scheme.NONE,
+        xet_xorb_chunks: int = 1024,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -189,6 +208,15 @@ class FakeHub:
         self.gzip = gzip
         self.own_commit_ids = own_commit_ids
         self.max_unranged = max_unranged
+        if xet and kind != "hf":
+            raise ValueError("xet=True needs an 'hf' hub")
+        self.xet = xet
+        self.xet_bridge = xet_bridge
+        self.xet_store: XetStore | None = None
+        if xet:
+            self.xet_store = XetStore(self, xet_compression, xet_xorb_chunks)
+        self._cas_listener: Listener | None = None
+        self._cas_port = 0
         self.stats = HubStats()
         self.stopping = threading.Event()
         self._host, self._port = host, port
@@ -199,7 +227,7 @@ class FakeHub:
         self._client_buckets: dict[str, TokenBucket] = {}
         self._rng = random.Random(self.faults.seed)
         self._file_gets = 0
-        self._cdn_blobs: dict[str, tuple[Blob, str, str, str]] = {}
+        self._cdn_blobs: dict[str, tuple[Blob, str, str, str, dict[str, str]]] = {}
         self._listener: Listener | None = None
         self._cdn_listener: Listener | None = None
         for repo in repos:
@@ -245,16 +273,20 @@ class FakeHub:
                 self._cdn_listener = Listener(self, "cdn", self._host, self._cdn_port)
             self._cdn_port = self._cdn_listener.port
             self._cdn_listener.start()
+        if self.xet:
+            self._cas_listener = Listener(self, "cas", self._host, self._cas_port)
+            self._cas_port = self._cas_listener.port
+            self._cas_listener.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close every open connection (idempotent). ``start()`` again serves
         on the same port(s): an outage and a recovery."""
         self.stopping.set()
-        for listener in (self._listener, self._cdn_listener):
+        for listener in (self._listener, self._cdn_listener, self._cas_listener):
             if listener is not None:
                 listener.stop()
-        self._listener = self._cdn_listener = None
+        self._listener = self._cdn_listener = self._cas_listener = None
 
     def __enter__(self) -> FakeHub:
         return self.start()
@@ -277,6 +309,26 @@ class FakeHub:
     def cdn_endpoint(self) -> str:
         """Base URL of the CDN (the endpoint itself unless ``cdn="other-host"``)."""
         return self._cdn_listener.endpoint if self._cdn_listener else self.endpoint
+
+    @property
+    def cas_endpoint(self) -> str:
+        """Base URL of the Xet CAS (a hub with ``xet=True``, started)."""
+        if self._cas_listener is None:
+            raise RuntimeError("no CAS: the hub needs xet=True and must be started")
+        return self._cas_listener.endpoint
+
+    def is_xet(self, path: str, blob: Blob) -> bool:
+        """Whether this hub stores ``path`` (with content ``blob``) in Xet."""
+        return self.xet and is_lfs(path, blob.size)
+
+    def xet_xorbs(self, repo_id: str, path: str, revision: str | None = None) -> list[str]:
+        """The xorb hashes a file's reconstruction uses (for ``Faults(corrupt={"xet/<hash>"})``)."""
+        repo = self.get_repo(repo_id)
+        if repo is None or self.xet_store is None:
+            raise KeyError(repo_id)
+        blob = repo.blob(path, revision)
+        self.xet_store.register(blob, path)
+        return self.xet_store.xorb_hashes(blob)
 
     @property
     def source(self) -> str:
@@ -368,12 +420,20 @@ class FakeHub:
             st.bytes_total += n
             st.bytes_by_file[key] = st.bytes_by_file.get(key, 0) + n
             st.bytes_by_client[client] = st.bytes_by_client.get(client, 0) + n
+            if key.startswith("xet/"):
+                st.xet_bytes += n
+
+    def count_xet_reconstruction(self) -> None:
+        with self._lock:
+            self.stats.xet_reconstructions += 1
 
     def dispatch(self, request: Request) -> Response:
         if self.status_override is not None:
             return block_page(self.status_override)
         if self.html:
             return block_page(200)
+        if request.listener == "cas" and self.xet_store is not None:
+            return self.xet_store.handle(request)
         if request.segments[:1] == ["cdn"]:
             return self._serve_cdn(request)
         if request.listener == "cdn":
@@ -398,11 +458,20 @@ class FakeHub:
         """The size a listing reports (``lying_sizes`` applied)."""
         return self.faults.lying_sizes.get(path, size)
 
-    def cdn_url(self, request: Request, blob: Blob, path: str, stat_key: str, commit: str) -> str:
-        """Register ``blob`` under its sha256 and return its CDN URL."""
+    def cdn_url(
+        self,
+        request: Request,
+        blob: Blob,
+        path: str,
+        stat_key: str,
+        commit: str,
+        extra: Mapping[str, str] | None = None,
+    ) -> str:
+        """Register ``blob`` under its sha256 and return its CDN URL (``extra``: headers the
+        CDN answers with too, e.g. the Xet ones)."""
         sha256 = blob.hashes()[0]
         with self._lock:
-            self._cdn_blobs[sha256] = (blob, stat_key, commit, path)
+            self._cdn_blobs[sha256] = (blob, stat_key, commit, path, dict(extra or {}))
         base = self.cdn_endpoint if self.cdn == "other-host" else request.scheme_host
         return f"{base}/cdn/{sha256}"
 
@@ -411,8 +480,10 @@ class FakeHub:
         entry = self._cdn_blobs.get(segs[1]) if len(segs) == 2 else None
         if entry is None:
             return Response(404, {"Content-Type": "text/plain"}, b"NoSuchKey")
-        blob, key, commit, path = entry
+        blob, key, commit, path, extra = entry
         sha256 = segs[1]
+        if request.method == "GET" and not self.xet_bridge and self.is_xet(path, blob):
+            return xet_refusal()
         # Hub headers too: huggingface_hub follows a same-origin redirect for metadata and
         # reads X-Repo-Commit and the etag from the final answer.
         headers = {
@@ -421,13 +492,21 @@ class FakeHub:
             "X-Repo-Commit": commit,
             "X-Linked-Etag": f'"{sha256}"',
             "X-Linked-Size": str(blob.size),
+            **extra,
         }
         return self.serve_blob(request, blob, path, key, headers)
 
     def serve_blob(
-        self, request: Request, blob: Blob, path: str, stat_key: str, headers: dict[str, str]
+        self,
+        request: Request,
+        blob: Blob,
+        path: str,
+        stat_key: str,
+        headers: dict[str, str],
+        corrupt: bool | None = None,
     ) -> Response:
-        """Answer a file GET/HEAD with ``blob``: Range, 416, corrupt and the drawn faults."""
+        """Answer a file GET/HEAD with ``blob``: Range, 416, corrupt and the drawn faults
+        (``corrupt`` None: whether ``path`` is in ``faults.corrupt``)."""
         headers = {"Accept-Ranges": "bytes", **headers}
         size = blob.size
         status, start, end = 200, 0, size
@@ -443,7 +522,8 @@ class FakeHub:
             if parsed is not None:
                 status, (start, end) = 206, parsed
                 headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        corrupt = path in self.faults.corrupt
+        if corrupt is None:
+            corrupt = path in self.faults.corrupt
         accepts = request.headers.get("Accept-Encoding") or ""
         if self.gzip and status == 200 and "gzip" in accepts and not is_lfs(path, size):
             data = blob.read()

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-__all__ = ["LFS_SUFFIXES", "Blob", "FakeRepo", "FileInfo", "is_lfs"]
+__all__ = ["LFS_SUFFIXES", "Blob", "EditedBlob", "FakeRepo", "FileInfo", "is_lfs"]
 
 LFS_SUFFIXES = frozenset(
     {
@@ -164,6 +164,38 @@ class Blob:
         return FileInfo(self.size, sha256, oid, lfs)
 
 
+class EditedBlob(Blob):
+    """``base`` with some byte ranges overwritten in place (same size): a file edited in place,
+    whose unchanged regions are byte-identical to the previous version."""
+
+    def __init__(self, base: Blob, patches: Mapping[int, bytes]) -> None:
+        for off, data in patches.items():
+            if off < 0 or off + len(data) > base.size:
+                raise ValueError(f"patch at {off} (+{len(data)}) is outside the file")
+        self.base = base
+        self.patches = sorted((off, bytes(data)) for off, data in patches.items())
+        digest = hashlib.sha256()
+        for off, data in self.patches:
+            digest.update(b"%d:%d:" % (off, len(data)) + data)
+        super().__init__(base.size, f"edit:{base.key}:{digest.hexdigest()}")
+
+    def chunks(
+        self, start: int = 0, end: int | None = None, chunk: int = _BLOCK
+    ) -> Iterator[bytes]:
+        pos = start
+        for piece in self.base.chunks(start, end, chunk):
+            stop = pos + len(piece)
+            hits = [(o, d) for o, d in self.patches if o < stop and o + len(d) > pos]
+            if hits:
+                buf = bytearray(piece)
+                for off, data in hits:
+                    lo, hi = max(off, pos), min(off + len(data), stop)
+                    buf[lo - pos : hi - pos] = data[lo - off : hi - off]
+                piece = bytes(buf)
+            yield piece
+            pos = stop
+
+
 @dataclass(frozen=True)
 class _Commit:
     sha: str
@@ -238,6 +270,22 @@ class FakeRepo:
             salt = len(self._commits)
             for path, value in (files or {}).items():
                 blobs[path] = Blob.of(value, path, salt)
+            return self._add_commit(parent, message, blobs, branch)
+
+    def edit(
+        self,
+        path: str,
+        patches: Mapping[int, bytes],
+        branch: str = "main",
+        message: str = "edit in place",
+    ) -> str:
+        """Commit a new version of ``path`` on ``branch`` with ``patches`` (offset -> bytes)
+        written over the current content, size unchanged; returns the commit sha. The rest of
+        the file is byte-identical, so a Xet hub stores only the changed chunks again."""
+        with self._lock:
+            parent = self._branches.get(branch) or self._branches["main"]
+            blobs = dict(self._commits[parent].files)
+            blobs[path] = EditedBlob(blobs[path], patches)
             return self._add_commit(parent, message, blobs, branch)
 
     def tag(self, name: str, commit: str | None = None) -> str:

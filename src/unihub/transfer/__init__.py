@@ -15,12 +15,14 @@ Public surface: :class:`FileJob`, :class:`Mirror`, :class:`TransferOptions` and
 - ``journal``: the resume journal (two in-place slots)
 - ``verify``: hashing while downloading
 - ``locking``: the per-file locks and the "finished elsewhere" check
+- ``xet``: the Xet data path (reconstruction, xorb ranges, chunk hashes, fallback to plain);
+  ``xetlog``: its chunk log (resume) and the chunk reuse index
 - ``diskspace``, ``hf_transfer_backend``
 """
 
 from __future__ import annotations
 
 from .engine import download_files
-from .jobs import FileJob, Mirror, TransferOptions, Watch
+from .jobs import FileJob, Mirror, TransferOptions, Watch, XetSource
 
-__all__ = ["FileJob", "Mirror", "TransferOptions", "Watch", "download_files"]
+__all__ = ["FileJob", "Mirror", "TransferOptions", "Watch", "XetSource", "download_files"]

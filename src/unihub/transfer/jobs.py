@@ -16,7 +16,7 @@ from ..retry import Retry
 from ..settings import Settings
 from ..timeouts import Timeouts
 
-__all__ = ["PARTIAL_SUFFIX", "FileJob", "Mirror", "TransferOptions", "Watch"]
+__all__ = ["PARTIAL_SUFFIX", "FileJob", "Mirror", "TransferOptions", "Watch", "XetSource"]
 
 PARTIAL_SUFFIX = ".unihub-partial"
 
@@ -37,6 +37,23 @@ class Mirror:
 
     def __repr__(self) -> str:  # never print header values (tokens)
         return f"Mirror(url={self.url!r}, source={self.source!r}, headers=<{len(self.headers)}>)"
+
+
+@dataclass(frozen=True)
+class XetSource:
+    """Where a file is in Xet: its Xet hash and the hub route that issues CAS read tokens.
+
+    ``headers`` (the hub's credentials) are secrets, sent only to ``token_url``'s origin."""
+
+    file_hash: str
+    token_url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    def __repr__(self) -> str:  # never print header values (tokens)
+        return (
+            f"XetSource({self.file_hash[:12]}…, {self.token_url!r}, headers=<{len(self.headers)}>)"
+        )
 
 
 class Watch(Protocol):
@@ -62,6 +79,8 @@ class FileJob:
     so a second process that waited on the lock must not fetch it again).
     ``watch``: told which bytes are on disk as they land (see :class:`Watch`); files handed to
     hf_transfer tell it nothing until they are done.
+    ``xet``: where the file is in Xet; the engine then tries the Xet data path first
+    (:mod:`unihub.transfer.xet`) and falls back to ``mirrors``.
     """
 
     dest: Path
@@ -73,6 +92,7 @@ class FileJob:
     label: str = ""
     present_at: tuple[Path, ...] = ()
     watch: Watch | None = field(default=None, compare=False, repr=False)
+    xet: XetSource | None = None
 
     def __post_init__(self) -> None:
         self.dest = Path(self.dest)
@@ -139,6 +159,10 @@ class TransferOptions:
       (one token bucket, :mod:`unihub.transfer.ratelimit`); None: no cap.
     - ``fair``: share the link: start each file with ``FAIR_START`` connections and add more
       only while each doubling raises the rate by ``FAIR_GAIN`` (:mod:`unihub.transfer.ramp`).
+    - ``use_xet``: False: never the Xet data path; True: files that have a Xet source
+      (``FileJob.xet``) may take it (chosen by measurement, :mod:`unihub.transfer.paths`);
+      ``xet_index``: directory of the chunk reuse index (None: no reuse across files);
+      ``xet_batch``: bytes of file per reconstruction query.
     """
 
     connections: int = 16
@@ -167,11 +191,15 @@ class TransferOptions:
     measure_min_size: int = 64 * MiB
     max_rate: float | None = None
     fair: bool = False
+    use_xet: bool = True
+    xet_index: Path | None = None
+    xet_batch: int = 1024 * MiB
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransferOptions:
         """The defaults with what :class:`~unihub.settings.Settings` decides: timeouts,
-        proxies, the hf_transfer switch, the bandwidth cap and fair mode, and where (and how
+        proxies, the hf_transfer and Xet switches, the Xet chunk reuse index, the bandwidth cap
+        and fair mode, and where (and how
         long) link measurements are kept (beside the probe cache, with its lifetime)."""
         from ..probing.cache import ttls
 
@@ -183,4 +211,6 @@ class TransferOptions:
             link_ttl=ttls(settings.probe_ttl)[1],
             max_rate=settings.max_rate,
             fair=settings.fair,
+            use_xet=settings.xet,
+            xet_index=settings.unihub_cache / "xet-chunks",
         )

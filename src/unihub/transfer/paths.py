@@ -3,8 +3,8 @@
 A *data path* carries one large file from its mirrors to ``job.dest``, verified. The own engine
 (:mod:`.filetask`: ranged, resumable, striped over mirrors, hashing as bytes land) is always
 there and is the fallback of every other path. The others are *delegates* registered in
-:data:`DELEGATES` (today ``hf_transfer``, :mod:`.hf_transfer_backend`; a Xet path registers
-the same way), each a :class:`DataPath`.
+:data:`DELEGATES` (:mod:`.xetpath`, the hub's Xet protocol, and ``hf_transfer``,
+:mod:`.hf_transfer_backend`), each a :class:`DataPath`.
 
 Why by measurement of the whole job: which path is fastest depends on the link and the
 machine, and only the time until the file is verified and in place counts. hf_transfer is
@@ -31,7 +31,8 @@ The choice for one file (:func:`choose`):
    own engine is unmeasured there (it is what measures a link, and it can resume) or measured
    faster. A delegate with no measurement yet is tried only where its own ``may_explore``
    rule says it can win (hf_transfer: nothing to hash, on a link measured fast per
-   connection); once measured, the numbers decide.
+   connection; Xet: always, the hub's own protocol, which fetches only the chunks not on
+   disk); once measured, the numbers decide.
 
 Every path a file took is then measured and remembered (:func:`record`), so forced runs and
 explorations feed the automatic choice of later calls.
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import hf_transfer_backend
+from . import hf_transfer_backend, xetpath
 from .context import Context
 from .jobs import FileJob, Mirror
 from .verify import expected_digest
@@ -81,7 +82,7 @@ class DataPath(Protocol):
         ...
 
 
-DELEGATES: list[DataPath] = [hf_transfer_backend.PATH]
+DELEGATES: list[DataPath] = [xetpath.PATH, hf_transfer_backend.PATH]
 
 
 @dataclass(frozen=True)
@@ -129,16 +130,14 @@ def choose(job: FileJob, ctx: Context) -> Choice:
     names = (OWN, *(path.name for path, _ in fitting))
     rates = {n: known[_key(n, job, ctx)] for n in names if _key(n, job, ctx) in known}
     own = rates.get(OWN)
-    if own is None:
-        return Choice(None, None, "own engine not measured on this link yet")
-    best = Choice(None, None, f"own engine measured {own / 1e6:.0f} MB/s")
-    best_rate = own
-    for path, mirror in fitting:
-        rate = rates.get(path.name)
-        if rate is not None and rate > best_rate:
-            best_rate = rate
-            why = f"{path.name} measured {rate / 1e6:.0f} MB/s, own engine {own / 1e6:.0f} MB/s"
-            best = Choice(path, mirror, why)
+    best = Choice(None, None, "own engine not measured on this link yet")
+    if own is not None:
+        best = Choice(None, None, f"own engine measured {own / 1e6:.0f} MB/s")
+        for path, mirror in fitting:
+            rate = rates.get(path.name)
+            if rate is not None and rate > (own if best.path is None else rates[best.name]):
+                why = f"{path.name} measured {rate / 1e6:.0f} MB/s, own engine {own / 1e6:.0f} MB/s"
+                best = Choice(path, mirror, why)
     if best.path is None:
         for path, mirror in fitting:
             if path.name not in rates and path.may_explore(job, ctx):

@@ -1,0 +1,182 @@
+"""unihub's Xet data path against huggingface_hub + hf_xet, on the same fake Xet hub.
+
+    python benchmarks/xet_bench.py [--size-mib 256] [--rounds 2] [--only U,T,R]
+
+Scenarios (a fake Xet hub in a process of its own, each client run in its own process,
+alternating, so both see the same machine load):
+
+- U: one file of ``--size-mib`` MiB of random bytes, unthrottled;
+- T: one 64 MiB file, 2 MB/s per connection, 48 MB/s in all, +50 ms per answer;
+- R: a 5 %-edited revision of a 128 MiB file, downloaded after the first revision into the
+  same cache: xorb bytes each client fetched for the second revision.
+
+Prints a markdown table: wall time, CPU (user + system of the client process) and, for R, the
+xorb bytes served for the new revision; ratios are hf_xet / unihub (> 1: unihub better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = "org/model"
+FILE = "model.safetensors"
+MiB = 1 << 20
+
+_HUB = r"""
+import json, os, sys, time
+from unihub.testing import FakeHub, FakeRepo
+spec = json.loads(sys.argv[1])
+rng_file = spec["content"]
+data = open(rng_file, "rb").read()
+repo = FakeRepo("org/model", files={"config.json": "{}", "model.safetensors": data})
+revs = [repo.head()]
+if spec.get("edit"):
+    size = len(data)
+    step = size // 20
+    patches = {off: os.urandom(16000) for off in range(step // 2, size, step)}
+    revs.append(repo.edit("model.safetensors", patches))
+hub = FakeHub("hf", [repo], xet=True, cdn=None, per_connection_rate=spec.get("rate"),
+              total_rate=spec.get("total"), latency=spec.get("latency", 0.0)).start()
+for rev in revs:
+    hub.xet_xorbs("org/model", "model.safetensors", rev)  # chunk before timing
+print(json.dumps({"endpoint": hub.endpoint, "revs": revs}), flush=True)
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        break
+    if line.strip() == "stats":
+        st = hub.stats
+        print(json.dumps({"xet_bytes": st.xet_bytes, "bytes": st.bytes_total}), flush=True)
+    elif line.strip() == "reset":
+        hub.reset_stats()
+        print("{}", flush=True)
+hub.stop()
+"""
+
+_UNIHUB = (
+    "import sys, unihub; unihub.snapshot(sys.argv[1], revision=sys.argv[4] or None,"
+    " sources=['hf=' + sys.argv[2]], cache_dir=sys.argv[3], progress=False)"
+)
+_HF = (
+    "import sys; from huggingface_hub import snapshot_download as s;"
+    " s(sys.argv[1], revision=sys.argv[4] or None, cache_dir=sys.argv[3], endpoint=sys.argv[2])"
+)
+
+
+class Hub:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HUB, json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        info = json.loads(self.proc.stdout.readline())
+        self.endpoint: str = info["endpoint"]
+        self.revs: list[str] = info["revs"]
+
+    def ask(self, what: str) -> dict[str, int]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(what + "\n")
+        self.proc.stdin.flush()
+        out: dict[str, int] = json.loads(self.proc.stdout.readline())
+        return out
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def _run(tool: str, hub: Hub, cache: Path, rev: str = "") -> tuple[float, float]:
+    env = {**os.environ, "UNIHUB_CACHE": str(cache / "unihub"), "HF_XET_CACHE": str(cache / "xet")}
+    env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    code = _UNIHUB if tool == "unihub" else _HF
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-c", code, REPO, hub.endpoint, str(cache / "hf"), rev],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def scenario(name: str, spec: dict[str, Any], rounds: int, tmp: Path) -> list[str]:
+    hub = Hub(spec)
+    rows: dict[str, dict[str, list[float]]] = {"unihub": {}, "hf_xet": {}}
+    try:
+        for r in range(rounds):
+            for tool in ("unihub", "hf_xet") if r % 2 == 0 else ("hf_xet", "unihub"):
+                cache = Path(tempfile.mkdtemp(dir=tmp))
+                res = rows[tool]
+                if spec.get("edit"):
+                    _run(tool, hub, cache, hub.revs[0])
+                    hub.ask("reset")
+                    wall, cpu = _run(tool, hub, cache, hub.revs[1])
+                    res.setdefault("fetched", []).append(hub.ask("stats")["xet_bytes"])
+                else:
+                    hub.ask("reset")
+                    wall, cpu = _run(tool, hub, cache)
+                    res.setdefault("fetched", []).append(hub.ask("stats")["xet_bytes"])
+                res.setdefault("wall", []).append(wall)
+                res.setdefault("cpu", []).append(cpu)
+    finally:
+        hub.close()
+    u, h = rows["unihub"], rows["hf_xet"]
+    med = statistics.median
+    out = []
+    for key, unit in (("wall", "s"), ("cpu", "CPU-s"), ("fetched", "MB")):
+        scale = 1e6 if key == "fetched" else 1
+        uv, hv = med(u[key]) / scale, med(h[key]) / scale
+        ratio = hv / uv if uv else float("nan")
+        out.append(
+            f"| {name} | {key} | {uv:.2f} {unit} ({', '.join(f'{x / scale:.2f}' for x in u[key])})"
+            f" | {hv:.2f} {unit} ({', '.join(f'{x / scale:.2f}' for x in h[key])}) | {ratio:.2f} |"
+        )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--only", default="U,T,R")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="xetbench-"))
+    head = "| scenario | measure | unihub (median; runs) | hf_xet (median; runs) | hf_xet/unihub |"
+    lines = [head]
+    lines.append("|---|---|---|---|---|")
+    specs = {
+        "U": (args.size_mib, {}),
+        "T": (64, {"rate": 2_000_000, "total": 48_000_000, "latency": 0.05}),
+        "R": (128, {"edit": True}),
+    }
+    for name in args.only.split(","):
+        size, extra = specs[name]
+        content = tmp / f"content-{size}"
+        if not content.exists():
+            content.write_bytes(os.urandom(size * MiB))
+        spec = {"content": str(content), **extra}
+        lines += scenario(name, spec, args.rounds, tmp)
+        print("\n".join(lines), flush=True)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
