@@ -34,13 +34,13 @@ import threading
 from collections.abc import Generator, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import httpcore2  # noqa: F401  (see below)
 import httpx2
 
 from .auth import Tokens, resolve_tokens
 from .errors import ConfigError
+from .redirects import origin, same_origin
 from .settings import Settings
 from .timeouts import Timeouts
 from .transport import HttpxTransport, RawTransport, Transport, proxy_for
@@ -60,21 +60,6 @@ __all__ = [
 ]
 
 POOL_CONNECTIONS = 64  # the transfer engine's default global connection budget
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port), the default port filled in: what "same origin" compares."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return (scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme))
-
-
-def same_origin(a: str, b: str) -> bool:
-    return origin(a) == origin(b)
 
 
 @lru_cache(maxsize=1)

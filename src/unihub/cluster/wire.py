@@ -22,7 +22,8 @@ from collections.abc import Iterator, Mapping
 from urllib.parse import urldefrag
 
 from .. import redirects
-from ..session import Session, same_origin
+from ..redirects import same_origin
+from ..session import Session
 from ..timeouts import Timeouts
 from ..transfer import Mirror
 from ..transport import Transport, TransportError, WireResponse

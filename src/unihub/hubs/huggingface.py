@@ -38,8 +38,8 @@ from ..errors import (
     UnihubError,
 )
 from ..models import GIT_OID_RE, SHA256_RE, Manifest, Refs, RepoFile, RepoType, is_commit_sha
+from ..redirects import same_origin
 from ..safety import check_repo_id, check_repo_path, check_tree
-from ..session import same_origin
 from ._adapter import HubAdapter
 from ._http import HTML_HINT, Reply, parse_json
 from .registry import spec

@@ -29,7 +29,7 @@ from ._server import Request, Response
 from ._xet import xet_refusal
 
 if TYPE_CHECKING:
-    from ._hub import FakeHub
+    from ._context import HubContext
 
 
 __all__ = ["HfApp"]
@@ -57,7 +57,7 @@ def _error(
 class HfApp:
     """Answers Hugging Face protocol requests for a :class:`FakeHub`."""
 
-    def __init__(self, hub: FakeHub) -> None:
+    def __init__(self, hub: HubContext) -> None:
         self.hub = hub
 
     # -- routing -------------------------------------------------------------------------

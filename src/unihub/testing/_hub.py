@@ -13,90 +13,22 @@ import gzip
 import random
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from ..xet import Scheme
 from ._hf import HfApp
 from ._ms import MsApp, ms_commit_id
+from ._records import Faults, HubStats, RequestRecord, block_page, parse_range
 from ._repo import Blob, FakeRepo, is_lfs
 from ._server import CORRUPT, Listener, Request, Response, TokenBucket
 from ._xet import XetStore, xet_refusal
 
-__all__ = ["FakeHub", "Faults", "HubStats", "RequestRecord"]
+__all__ = ["FakeHub", "Faults", "HubStats", "RequestRecord", "block_page", "parse_range"]
 
 _RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
 _HOSTILE_CONTENT = b"hostile entry\n"
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Misbehaviour of file-content GETs (never of metadata requests or HEADs).
-
-    Per file GET, in order: the first ``too_many_requests`` are answered 429 (``Retry-After: 1``);
-    then three numbers are drawn from ``random.Random(seed)`` (always three, so the sequence is
-    predictable): ``< error_5xx`` -> 503, else ``< drop_mid_body`` -> half the body then the
-    connection is closed, else ``< stall`` -> half the body then silence with the connection open.
-    ``corrupt`` paths are served with altered bytes (listings keep the true hashes);
-    ``ignore_range`` answers ranged GETs with 200 and the whole body; ``hostile_entries`` are extra
-    listed (and served) paths such as ``"../evil.txt"``; ``lying_sizes`` makes listings report
-    another size than served.
-    """
-
-    seed: int = 0
-    drop_mid_body: float = 0.0
-    error_5xx: float = 0.0
-    too_many_requests: int = 0
-    corrupt: AbstractSet[str] = frozenset()
-    ignore_range: bool = False
-    stall: float = 0.0
-    hostile_entries: Sequence[str] = ()
-    lying_sizes: Mapping[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "corrupt", frozenset(self.corrupt))
-        object.__setattr__(self, "hostile_entries", tuple(self.hostile_entries))
-        object.__setattr__(self, "lying_sizes", dict(self.lying_sizes))
-
-
-class RequestRecord(NamedTuple):
-    """One request as the hub saw it. ``path`` is percent-decoded; ``range`` is the raw header;
-    ``client`` the client's IP address."""
-
-    method: str
-    host: str
-    path: str
-    query: str
-    status: int
-    has_auth: bool
-    range: str | None
-    time: float
-    client: str = ""
-
-
-@dataclass
-class HubStats:
-    """Counters of one hub: file body bytes served (in all, per file, per client address),
-    every request answered, TCP connections.
-
-    ``connections`` counts accepted connections, ``open_connections`` those open now and
-    ``peak_connections`` the most open at once (since the last reset). On a Xet hub,
-    ``xet_reconstructions`` counts reconstruction queries answered and ``xet_bytes`` the xorb
-    bytes served (also in ``bytes_total`` and ``bytes_by_file["xet/<xorb hash>"]``).
-    """
-
-    bytes_total: int = 0
-    bytes_by_file: dict[str, int] = field(default_factory=dict)
-    bytes_by_client: dict[str, int] = field(default_factory=dict)
-    requests: list[RequestRecord] = field(default_factory=list)
-    connections: int = 0
-    open_connections: int = 0
-    peak_connections: int = 0
-    xet_reconstructions: int = 0
-    xet_bytes: int = 0
 
 
 _KNOBS = (
@@ -556,36 +488,3 @@ class FakeHub:
         elif r_stall < f.stall:
             resp.fault = "stall"
         return resp
-
-
-def parse_range(spec: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
-    """``[start, end)`` of a single ``bytes=`` range; None = ignore the header (malformed or
-    several ranges: answer 200), ``"unsatisfiable"`` = answer 416."""
-    m = _RANGE_RE.fullmatch(spec)
-    if m is None:
-        return None
-    first, last = m.groups()
-    if not first and not last:
-        return None
-    if not first:  # suffix: the last n bytes
-        n = int(last)
-        if n == 0 or size == 0:
-            return "unsatisfiable"
-        return (max(0, size - n), size)
-    start = int(first)
-    end = size if not last else min(size, int(last) + 1)
-    if last and int(last) < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    return (start, end)
-
-
-def block_page(status: int) -> Response:
-    """A captive-portal / firewall HTML page with ``status``."""
-    body = (
-        f"<!DOCTYPE html><html><head><title>Access blocked</title></head><body>"
-        f"<h1>Blocked ({status})</h1><p>This site is not reachable from your network."
-        f"</p></body></html>"
-    ).encode()
-    return Response(status, {"Content-Type": "text/html; charset=utf-8"}, body)

@@ -29,7 +29,7 @@ from ._repo import Blob, FakeRepo
 from ._server import Request, Response
 
 if TYPE_CHECKING:
-    from ._hub import FakeHub
+    from ._context import HubContext
 
 __all__ = ["MsApp", "ms_commit_id"]
 
@@ -74,7 +74,7 @@ def _token(req: Request) -> str | None:
 class MsApp:
     """Answers ModelScope protocol requests for a :class:`FakeHub`."""
 
-    def __init__(self, hub: FakeHub) -> None:
+    def __init__(self, hub: HubContext) -> None:
         self.hub = hub
 
     def handle(self, req: Request) -> Response:

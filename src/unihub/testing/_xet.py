@@ -31,7 +31,7 @@ from ._repo import Blob
 from ._server import Request, Response
 
 if TYPE_CHECKING:
-    from ._hub import FakeHub
+    from ._context import HubContext
 
 __all__ = ["XetStore", "XorbBlob", "blob_chunks", "xet_refusal"]
 
@@ -149,7 +149,7 @@ class XetStore:
     """The CAS content and tokens of one fake hub."""
 
     def __init__(
-        self, hub: FakeHub, scheme: Scheme | None = Scheme.NONE, xorb_chunks: int = 1024
+        self, hub: HubContext, scheme: Scheme | None = Scheme.NONE, xorb_chunks: int = 1024
     ) -> None:
         self.hub = hub
         self.scheme = scheme
@@ -282,7 +282,7 @@ class XetStore:
         spec = req.headers.get("Range")
         first, last = 0, f.size - 1
         if spec:
-            from ._hub import parse_range
+            from ._records import parse_range
 
             parsed = parse_range(spec, f.size)
             if parsed == "unsatisfiable":

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import EventKind, ProgressEvent
-from ..session import same_origin
+from ..redirects import same_origin
 from .context import Cancelled, Context, wait_for
 from .jobs import FileJob, Mirror
 from .mirrors import MirrorState

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..redirects import origin
 from ..safety import replace_json
-from ..session import origin
 
 __all__ = ["LinkMemory", "Measured"]
 

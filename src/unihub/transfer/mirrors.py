@@ -23,7 +23,7 @@ from ..retry import Retry
 from .jobs import Mirror
 
 if TYPE_CHECKING:
-    from .worker import FetchError
+    from .failures import FetchError
 
 __all__ = ["MirrorState", "Mirrors"]
 

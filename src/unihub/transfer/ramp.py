@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .filetask import FileTransfer
+    from .jobs import FileJob, TransferOptions
 
 __all__ = ["Ramp"]
 
@@ -55,10 +55,31 @@ FAIR_GAIN = 1.5  # fair mode: a doubling pays off above this
 FAIR_KEEP = 0.8  # fair mode: fewer connections are fine while the rate stays above this
 
 
+class RampedTask(Protocol):
+    """What the ramp reads and changes of one file's transfer
+    (:class:`~unihub.transfer.filetask.FileTransfer`)."""
+
+    received: int
+    job: FileJob
+    opts: TransferOptions
+
+    def connections_alive(self) -> int: ...
+
+    def flowing_now(self) -> int: ...
+
+    def retiring(self) -> bool: ...
+
+    def retire(self, n: int) -> None: ...
+
+    def add_connections(self, threads: list[threading.Thread], n: int) -> int: ...
+
+    def remember_connections(self, count: int, per_connection: float) -> None: ...
+
+
 class Ramp:
     """Connection count of one file (module docstring)."""
 
-    def __init__(self, task: FileTransfer, now: float) -> None:
+    def __init__(self, task: RampedTask, now: float) -> None:
         self.task = task
         self.on = True
         self.settling = True

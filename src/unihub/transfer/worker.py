@@ -34,10 +34,11 @@ import re
 from collections.abc import Iterator
 
 from .. import redirects
+from ..redirects import same_origin
 from ..retry import RETRY_STATUSES, retry_after
-from ..session import same_origin
 from ..timeouts import Timeouts
 from ..transport import Transport, TransportError, WireResponse
+from .failures import FetchError
 from .mirrors import MirrorState
 from .ratelimit import RateLimiter
 
@@ -45,26 +46,6 @@ __all__ = ["Body", "FetchError", "MirrorState", "WholeBody", "body", "open_range
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _PIECE = 256 * 1024
-
-
-class FetchError(Exception):
-    """A failed request. ``retry``: worth retrying; ``changed``: the mirror serves another
-    version of the file; ``delay``: what the server asked us to wait (Retry-After);
-    ``progress``: new bytes the failed attempt still delivered (set by the body readers)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry: bool = True,
-        changed: bool = False,
-        delay: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.retry = retry
-        self.changed = changed
-        self.delay = delay
-        self.progress = 0
 
 
 class WholeBody(Exception):

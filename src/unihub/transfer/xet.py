@@ -35,8 +35,8 @@ from pathlib import Path
 
 from ..errors import from_oserror
 from ..progress import EventKind, ProgressEvent
+from ..redirects import same_origin
 from ..safety import open_nofollow
-from ..session import same_origin
 from ..transport import TransportError
 from ..xet import (
     Fetch,
