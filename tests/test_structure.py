@@ -153,7 +153,7 @@ LAYERS: dict[str, int] = {
             "xet",
         ],
         0,
-    ),  # fmt: skip
+    ),
     **dict.fromkeys(["hubs.registry", "hubs.source", "hubs.context", "auth", "ids", "layout"], 1),
     "hubs": 2,
     **dict.fromkeys(["session", "sources"], 3),
@@ -178,7 +178,7 @@ LAYERS: dict[str, int] = {
             "__main__",
         ],
         7,
-    ),  # fmt: skip
+    ),
     "testing": 1,  # the fake hubs stand beside the package: they use only the Xet format
 }
 
