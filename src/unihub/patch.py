@@ -165,13 +165,13 @@ def _swap_endpoint_copies(old: str) -> None:
 
 
 def _restore_huggingface_hub() -> None:
+    saved = _state.saved
+    if not saved:  # nothing was changed (and nothing of huggingface_hub is imported for it)
+        return
     import huggingface_hub.hf_api as hf_api
     from huggingface_hub import constants
     from huggingface_hub.utils import _http
 
-    saved = _state.saved
-    if not saved:
-        return
     constants.ENDPOINT = saved["ENDPOINT"]
     constants.HUGGINGFACE_CO_URL_TEMPLATE = saved["HUGGINGFACE_CO_URL_TEMPLATE"]
     if "api.endpoint" in saved:

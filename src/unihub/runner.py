@@ -28,7 +28,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx2
@@ -126,10 +127,16 @@ def _end_group(pgid: int, grace: float) -> None:
     _signal_group(pgid, signal.SIGKILL)
 
 
-def _spawn(cmd: Sequence[str], env: Mapping[str, str], grace: float = GRACE) -> int:
+def _spawn(
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    grace: float = GRACE,
+    around: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+) -> int:
     """Run ``cmd`` in its own process group; SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to
     unihub go to that group, which gets ``grace`` seconds before SIGKILL. Its exit status
-    (128 + N after signal N)."""
+    (128 + N after signal N). ``around()`` is entered once the command runs and left after it
+    ended (the server: it loads while the command starts); if it fails, the command is ended."""
     group: list[int] = []  # the command's process group, once it exists
     kill_at: list[float] = []
 
@@ -158,15 +165,17 @@ def _spawn(cmd: Sequence[str], env: Mapping[str, str], grace: float = GRACE) -> 
         group.append(proc.pid)
         if len(kill_at) == 2:  # a signal came while it started
             _signal_group(proc.pid, int(kill_at.pop()))
-        with _terminal_to(proc.pid):
-            while True:
-                try:
-                    rc = proc.wait(timeout=0.1)
-                    break
-                except subprocess.TimeoutExpired:
-                    if kill_at and time.monotonic() > kill_at[0]:
-                        _signal_group(proc.pid, signal.SIGKILL)
-        _end_group(proc.pid, min(grace, 2.0))
+        try:
+            with around(), _terminal_to(proc.pid):
+                while True:
+                    try:
+                        rc = proc.wait(timeout=0.1)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if kill_at and time.monotonic() > kill_at[0]:
+                            _signal_group(proc.pid, signal.SIGKILL)
+        finally:
+            _end_group(proc.pid, min(grace, 2.0))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -199,13 +208,21 @@ def run_command(
     if url:
         _check_server(url, settings)
         return _spawn(cmd, child_env(os.environ, url), grace)
-    from .serve import running
+    from .serve import listen, running
 
     opts = options if options is not None else ServeOptions(port=0)
     if opts.client_cache is None:
         # the command's own cache gets each blob, written once, before its client asks for
         # the bytes; the server keeps its own small cache apart
         opts = opts.for_one_client(settings.unihub_cache / "drop-in", settings.hub_cache)
-    with running(opts, settings, wait=False) as srv:
-        log.info("unihub serve for the command at %s", srv.url)
-        return _spawn(cmd, child_env(os.environ, srv.url), grace)
+    sock = listen(opts)
+    host, port = sock.getsockname()[:2]
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    log.info("unihub serve for the command at %s", url)
+    chosen = opts
+    return _spawn(
+        cmd,
+        child_env(os.environ, url),
+        grace,
+        around=lambda: running(chosen, settings, wait=False, sock=sock),
+    )

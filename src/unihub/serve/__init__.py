@@ -167,18 +167,29 @@ class Running:
     app: ServeApp
 
 
+def listen(options: ServeOptions) -> socket.socket:
+    """The listening socket for ``options`` (port 0: a free one), for :func:`running`'s
+    ``sock``: clients may connect as soon as it exists, before the server is built."""
+    return _bind(options.host, options.port)
+
+
 @contextlib.contextmanager
 def running(
-    options: ServeOptions, settings: Settings | None = None, *, wait: bool = True
+    options: ServeOptions,
+    settings: Settings | None = None,
+    *,
+    wait: bool = True,
+    sock: socket.socket | None = None,
 ) -> Iterator[Running]:
     """A server in a background thread; stopped (gracefully) when the block ends.
 
-    ``wait=False``: enter the block as soon as the socket listens, while the server starts
-    (``unihub run`` starts its command meanwhile: the command's first requests wait in the
-    listen queue instead of the command waiting for the server)."""
+    ``wait=False``: enter the block as soon as the socket listens, while the server starts.
+    ``sock``: a socket from :func:`listen` to serve on (closed at the end), so that clients
+    can be started before the server is built (``unihub run`` starts its command first: the
+    command's first requests wait in the listen queue while the web stack loads)."""
     import uvicorn
 
-    sock = _bind(options.host, options.port)
+    sock = sock if sock is not None else _bind(options.host, options.port)
     port = sock.getsockname()[1]
     try:
         app = build_app(options, settings, port)
