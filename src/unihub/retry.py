@@ -13,7 +13,10 @@ the hf_transfer child (which gets ``attempts`` as its own retry count). Rules:
   (``[d/2, d]``, ``d = backoff_base * 2**(failures-1)``, at most ``backoff_max``), or what the
   server asked for with ``Retry-After`` (seconds or an HTTP date) or ``RateLimit: ...;t=N``,
   at most ``max_retry_after``.
-- Statuses worth another try: :data:`RETRY_STATUSES` (408, 425, 429, 500, 502, 503, 504).
+- Statuses worth another try are the value's own ``statuses``: for file bodies (the default)
+  :data:`DOWNLOAD_STATUSES` (408, 425, 429 and every 5xx: a byte range is idempotent and a
+  CDN's odd 5xx passes), for hub API calls (:meth:`Retry.metadata`) :data:`RETRY_STATUSES`
+  (408, 425, 429, 500, 502, 503, 504). :meth:`Retry.retries` is the one test.
 - Mirror rotation (the transfer engine): a mirror that failed ``mirror_failures`` times in a row
   for one file, or failed in a way a retry cannot mend, is dropped for that file while others are
   left; the same rule for small and large files.
@@ -30,9 +33,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-__all__ = ["RETRY_STATUSES", "Retry", "retry_after"]
+__all__ = ["DOWNLOAD_STATUSES", "RETRY_STATUSES", "Retry", "retry_after"]
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+DOWNLOAD_STATUSES = RETRY_STATUSES | frozenset(range(500, 600))
 _RATELIMIT_T = re.compile(r"(?:^|[;,])\s*t\s*=\s*(\d+(?:\.\d+)?)")
 _HISTORY = 8  # causes remembered for the final error
 
@@ -72,13 +76,24 @@ class Retry:
     max_retry_after: float = 60.0
     progress_reset: int = 1 << 20
     mirror_failures: int = 4
+    statuses: frozenset[int] = DOWNLOAD_STATUSES
     failures: int = 0
     history: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def metadata(cls) -> Retry:
         """The policy of hub API calls: three tries, short waits (the caller has a deadline)."""
-        return cls(attempts=3, backoff_base=0.5, backoff_max=2.0, max_retry_after=10.0)
+        return cls(
+            attempts=3,
+            backoff_base=0.5,
+            backoff_max=2.0,
+            max_retry_after=10.0,
+            statuses=RETRY_STATUSES,
+        )
+
+    def retries(self, status: int) -> bool:
+        """Whether an answer with ``status`` is worth another try under this policy."""
+        return status in self.statuses
 
     @property
     def exhausted(self) -> bool:

@@ -15,7 +15,8 @@ exception must become a :mod:`unihub.errors` one. Policy, per hub object:
   and body deadline by the time left (the probe runs each source under one), and may carry an
   ``on_answer`` callback called whenever the source answers (headers received).
 - Retries follow :meth:`Retry.metadata() <unihub.retry.Retry.metadata>`: only once the source
-  has answered, on :data:`~unihub.retry.RETRY_STATUSES` and dropped connections, waiting what
+  has answered, on the statuses its :meth:`~unihub.retry.Retry.retries` names and dropped
+  connections, waiting what
   ``Retry-After`` asks (:func:`~unihub.retry.retry_after`, seconds or HTTP date) or the
   backoff. Timeouts are not retried: a source that went silent costs one timeout.
 - Redirects are followed by hand, each hop through the client, so the origin-scoped hook
@@ -40,7 +41,7 @@ import httpx2
 
 from .. import redirects
 from ..errors import BadResponseError, Failure, SourceUnavailableError
-from ..retry import RETRY_STATUSES, Retry, retry_after
+from ..retry import Retry, retry_after
 from ..safety import redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class HubHttp:
                     raise exc.error from exc.__cause__
                 logger.debug("retrying %s %s: %s", method, redact_url(url), exc.error.message)
                 continue
-            if reply.status not in RETRY_STATUSES:
+            if not retry.retries(reply.status):
                 return reply
             retry = retry.increment(f"HTTP {reply.status}")
             if retry.exhausted or not self._wait(retry.backoff(retry_after(reply.headers))):

@@ -471,6 +471,7 @@ class FileTransfer:
                     self.size,
                     timeouts=self.ctx.timeouts,
                     expect_html=self.job.dest.suffix.lower() in (".html", ".htm"),
+                    retry=self.opts.retry,
                 )
             except WholeBody as wb:
                 resp, whole = wb.response, True

@@ -174,6 +174,7 @@ class _SmallFile:
                 timeouts=self.ctx.timeouts,
                 expect_html=self.job.dest.suffix.lower() in (".html", ".htm"),
                 ranged=have > 0 or size > self.ctx.options.max_unranged,
+                retry=self.ctx.options.retry,
             )
         except WholeBody as wb:  # the server ignores Range: start over
             resp = wb.response

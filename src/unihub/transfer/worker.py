@@ -35,12 +35,14 @@ from collections.abc import Iterator
 
 from .. import redirects
 from ..redirects import same_origin
-from ..retry import RETRY_STATUSES, retry_after
+from ..retry import Retry, retry_after
 from ..timeouts import Timeouts
 from ..transport import Transport, TransportError, WireResponse
 from .failures import FetchError
 from .mirrors import MirrorState
 from .ratelimit import RateLimiter
+
+DOWNLOAD_RETRY = Retry()  # which statuses a body request retries, unless the caller says
 
 __all__ = ["Body", "FetchError", "MirrorState", "WholeBody", "body", "open_range"]
 
@@ -130,6 +132,7 @@ def open_range(
     timeouts: Timeouts,
     expect_html: bool = False,
     ranged: bool = True,
+    retry: Retry = DOWNLOAD_RETRY,
 ) -> WireResponse:
     """Send ``GET`` for ``[start, end)`` and return the validated, still unread, 206 response.
 
@@ -143,7 +146,13 @@ def open_range(
     remembered = state.resolved
     resp, url = _follow(transport, remembered or state.mirror.url, headers, state, timeouts)
     try:
-        _check(resp, state, from_memory=remembered is not None, expect_html=expect_html)
+        _check(
+            resp,
+            state,
+            from_memory=remembered is not None,
+            expect_html=expect_html,
+            retry=retry,
+        )
         _check_range(resp, start, last, size)
     except WholeBody:
         state.resolved = url if url != state.mirror.url else None
@@ -179,14 +188,16 @@ def _follow(
     raise FetchError("too many redirects", retry=False)
 
 
-def _check(resp: WireResponse, state: MirrorState, *, from_memory: bool, expect_html: bool) -> None:
+def _check(
+    resp: WireResponse, state: MirrorState, *, from_memory: bool, expect_html: bool, retry: Retry
+) -> None:
     """Status, content type and encoding, ETag: the rules every answer must pass."""
     status = resp.status
     h = resp.headers
     if status in (401, 403, 404, 410) and from_memory:
         state.resolved = None  # an expired signed CDN URL: ask the mirror again
         raise FetchError(f"HTTP {status} from redirected URL", delay=0.0)
-    if status in RETRY_STATUSES or 500 <= status < 600:
+    if retry.retries(status):
         raise FetchError(f"HTTP {status}", delay=retry_after(h))
     if status == 416:
         raise FetchError(
