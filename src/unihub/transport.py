@@ -2,8 +2,8 @@
 
 Why not the session's ``httpx2`` client for the bytes of files. Measured on this project's
 benchmark machine (2 cores), one 1 GiB body from a local ``unihub.testing`` hub in its own
-process, a bare loop writing with ``os.pwrite`` and hashing with sha256 (``scripts/
-bench_transport.py`` reproduces it):
+process, a bare loop writing with ``os.pwrite`` and hashing with sha256 (measured once, when
+this transport was chosen; the script was not kept, ``benchmarks/`` measures whole jobs):
 
 ====================================== =============== ===============
 client                                 wall             CPU (user+sys)

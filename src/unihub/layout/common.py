@@ -1,7 +1,8 @@
 """Pieces both layouts share: hashes, safe atomic writes, the huggingface_hub files.
 
-Everything here reproduces what huggingface_hub 2.4.0 writes byte for byte (see
-``/work/shared/protocols/huggingface.md`` §4-§5), because its readers (``hf_hub_download``,
+Everything here reproduces what huggingface_hub 2.4.0 writes byte for byte (its
+``file_download.py``, ``_local_folder.py`` and ``_tree_cache``; checked by ``tests/layout/``
+against the real library), because its readers (``hf_hub_download``,
 ``snapshot_download``, ``try_to_load_from_cache``, transformers) must accept our output and we
 must accept theirs. We hand-write these few helpers instead of importing huggingface_hub's
 private ones (``_local_folder``, ``_tree_cache``, ``file_download._create_symlink``): private

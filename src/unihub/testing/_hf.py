@@ -1,6 +1,7 @@
 """The Hugging Face Hub protocol of the fake hub (what huggingface_hub 2.x asks and reads).
 
-Routes (see shared/protocols/huggingface.md §1-2):
+Routes (as huggingface_hub 2.4's ``hf_api.py`` and ``file_download.py`` call them; checked
+against the real client in ``tests/testing/test_fake_hf_clients.py``):
 
 - ``GET /api/{models,datasets}/{id}[/revision/{rev}]``  repo info (``sha``, ``siblings``, ...)
 - ``GET /api/{models,datasets}/{id}/tree/{rev}[/{path}]``  listing, ``Link: rel="next"`` paging

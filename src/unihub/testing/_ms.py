@@ -1,7 +1,7 @@
 """The ModelScope protocol of the fake hub (what modelscope 1.40 / modelscope-hub 0.5 ask and read).
 
-Routes (see shared/protocols/modelscope.md; checked against modelscope_hub/_legacy_api.py and
-_download.py):
+Routes (as the ``modelscope`` / ``modelscope-hub`` clients call them; checked against the
+real client in ``tests/testing/test_fake_ms_clients.py``):
 
 - ``GET /api/v1/models/{owner}/{name}/repo/files?Revision=&Recursive=&Root=``  file list
 - ``GET /api/v1/datasets/{owner}/{name}/repo/tree?Revision=&Recursive=&PageNumber=&PageSize=``
