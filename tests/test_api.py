@@ -383,3 +383,30 @@ def test_local_dir_metadata_is_written_as_each_file_lands(fake_hub_factory, tmp_
     assert sorted({r.path.rsplit("/", 1)[-1] for r in file_gets(hub)}) == sorted(
         set(files) - set(landed)
     )
+
+
+def test_settings_as_values_reach_the_engine(fake_hub_factory, tmp_path):
+    """``settings=`` is used instead of the environment: its limits bound the connections per
+    file (the hub sees no more than that at once) and its sources are the ones asked."""
+    import unihub
+    from unihub.testing import FakeRepo
+
+    repo = FakeRepo("org/limits", files={"w.safetensors": 24 << 20})
+    hub = fake_hub_factory("hf", repos=[repo], per_connection_rate=4_000_000)
+    settings = unihub.Settings(
+        sources=(hub.source,),
+        unihub_cache=tmp_path / "u",
+        limits=unihub.Limits(connections=2, initial_connections=1),
+    )
+    path = unihub.snapshot("org/limits", local_dir=tmp_path / "out", settings=settings,
+                           progress=False)  # fmt: skip
+    assert Path(path, "w.safetensors").stat().st_size == 24 << 20
+    bounded = hub.stats.peak_connections  # two for the file, the listing's and the probe's
+    hub.reset_stats()
+    wide = settings.evolve(limits=unihub.Limits(), unihub_cache=tmp_path / "u2")
+    unihub.snapshot("org/limits", local_dir=tmp_path / "out2", settings=wide, progress=False)
+    assert 0 < bounded <= 4 < hub.stats.peak_connections
+    with pytest.raises(unihub.ConfigError):
+        unihub.Limits(connections=0)
+    with pytest.raises(unihub.ConfigError, match="settings"):
+        unihub.snapshot("org/limits", settings={"limits": 1})  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         UnsafePathError,
     )
     from .ids import IdCandidate, candidates, map_id, parse_repo_ref
+    from .limits import Limits
     from .models import Manifest, RepoFile
     from .patch import patch, patched, unpatch
     from .probe import ProbeResult, probe
@@ -83,6 +84,7 @@ _EXPORTS: dict[str, str] = {
     "ProbeResult": "probe",
     "probe": "probe",
     "ProgressEvent": "progress",
+    "Limits": "limits",
     "Retry": "retry",
     "Settings": "settings",
     "Source": "sources",
@@ -126,6 +128,7 @@ __all__ = [
     "HubError",
     "IdCandidate",
     "IntegrityError",
+    "Limits",
     "Manifest",
     "OfflineError",
     "ProbeResult",

@@ -59,8 +59,6 @@ __all__ = [
     "user_agent",
 ]
 
-POOL_CONNECTIONS = 64  # the transfer engine's default global connection budget
-
 
 @lru_cache(maxsize=1)
 def user_agent() -> str:
@@ -158,7 +156,7 @@ class Session:
         *,
         token: str | bool | None = None,
         client: httpx2.Client | None = None,
-        max_connections: int = POOL_CONNECTIONS,
+        max_connections: int | None = None,
     ) -> None:
         # no environment read here: the entry that opens the session has read it
         self.settings = settings if settings is not None else Settings()
@@ -166,7 +164,12 @@ class Session:
         self.auth = OriginAuth()
         self._own_client = client is None
         self._client = client
-        self._max_connections = max_connections
+        # the pools' size: the call's connection budget (Limits), unless the caller says
+        self._max_connections = (
+            max_connections
+            if max_connections is not None
+            else self.settings.limits.max_total_connections
+        )
         self._transport: Transport | None = None
         self._hubs: dict[tuple[str, str], Hub] = {}
         self._lock = threading.Lock()

@@ -56,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .limits import Limits
+from .retry import Retry
 from .timeouts import Timeouts
 from .units import parse_rate
 
@@ -239,6 +241,8 @@ class Settings:
     ca_file: str | None = None
     ca_dir: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: Retry = field(default_factory=Retry)
+    limits: Limits = field(default_factory=Limits)
     bind_address: str | None = None
     server: str | None = None
     max_rate: float | None = None

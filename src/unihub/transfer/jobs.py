@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ..limits import Limits
 from ..retry import Retry
 from ..settings import Settings
 from ..timeouts import Timeouts
@@ -165,10 +166,10 @@ class TransferOptions:
       ``xet_batch``: bytes of file per reconstruction query.
     """
 
-    connections: int = 16
-    initial_connections: int = 8
-    max_workers: int = 8
-    max_total_connections: int = 64
+    connections: int = Limits.connections
+    initial_connections: int = Limits.initial_connections
+    max_workers: int = Limits.max_workers
+    max_total_connections: int = Limits.max_total_connections
     chunk_size: int = 8 * MiB
     min_split: int = 1 * MiB
     steal_after: float = 2.0
@@ -197,13 +198,19 @@ class TransferOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransferOptions:
-        """The defaults with what :class:`~unihub.settings.Settings` decides: timeouts,
-        proxies, the hf_transfer and Xet switches, the Xet chunk reuse index, the bandwidth cap
-        and fair mode, and where (and how
-        long) link measurements are kept (beside the probe cache, with its lifetime)."""
+        """The defaults with what :class:`~unihub.settings.Settings` decides: limits, retry,
+        timeouts, proxies, the hf_transfer and Xet switches, the Xet chunk reuse index, the
+        bandwidth cap and fair mode, and where (and how long) link measurements are kept
+        (beside the probe cache, with its lifetime)."""
         from ..probing.cache import ttls
 
+        limits = settings.limits
         return cls(
+            connections=limits.connections,
+            initial_connections=limits.initial_connections,
+            max_workers=limits.max_workers,
+            max_total_connections=limits.max_total_connections,
+            retry=settings.retry,
             timeouts=settings.timeouts,
             proxies=settings.proxies,
             use_hf_transfer=settings.hf_transfer,
