@@ -42,7 +42,7 @@ from .metrics import Metrics
 from .options import ServeOptions
 from .ranges import UNSATISFIABLE, parse_range
 from .repos import Repos, RepoView
-from .responses import BodyResponse, file_chunks
+from .responses import SENT, BodyResponse, file_chunks
 from .upstream import UpstreamUnreachableError
 
 __all__ = ["ServeApp"]
@@ -140,6 +140,9 @@ class ServeApp:
                         sent["length"] = int(value)
             elif kind == "http.response.body":
                 sent["bytes"] += len(message.get("body", b""))
+            elif kind == SENT:  # sent with sendfile by the protocol: counted, not forwarded
+                sent["bytes"] += message["bytes"]
+                return
             elif kind == "http.response.pathsend":  # the server sends the whole file itself
                 sent["bytes"] += Path(message["path"]).stat().st_size
             await send(message)
@@ -412,10 +415,11 @@ class ServeApp:
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{f.size}"
         headers["Content-Length"] = str(end - start)
+        file = None
         if not get or end == start:
             body = None
         elif local is not None:
-            body = file_chunks(local, start, end)
+            body, file = file_chunks(local, start, end), (local, start, end)
         else:
             body = stream(fetch, start, end)
-        return BodyResponse(status, headers, body, lambda: self._unpin(key))
+        return BodyResponse(status, headers, body, lambda: self._unpin(key), file)
