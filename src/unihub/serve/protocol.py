@@ -28,6 +28,7 @@ import functools
 import os
 import weakref
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,19 @@ class _Idle:
 
 
 _IDLE: weakref.WeakKeyDictionary[Any, _Idle] = weakref.WeakKeyDictionary()
+_COPIERS: list[ThreadPoolExecutor] = []
+
+
+def _copier() -> ThreadPoolExecutor:
+    """Threads for ``sendfile`` calls: the kernel copies in the caller's context, so calls
+    from one event loop thread would use one core; these release the GIL and use them all
+    (and a blob not in the page cache blocks one of them, not the event loop). The socket is
+    non-blocking: a call returns as soon as the socket buffer is full."""
+    if not _COPIERS:
+        _COPIERS.append(
+            ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="unihub-copy")
+        )
+    return _COPIERS[0]
 
 
 def protocol_class(limits: Limits) -> type[asyncio.Protocol]:
@@ -108,7 +122,14 @@ def protocol_class(limits: Limits) -> type[asyncio.Protocol]:
             try:
                 while sent < count and not cycle.disconnected:
                     try:
-                        n = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 24))
+                        n = await self.loop.run_in_executor(
+                            _copier(),
+                            os.sendfile,
+                            out,
+                            fd,
+                            offset + sent,
+                            min(count - sent, 1 << 24),
+                        )
                     except BlockingIOError:
                         await self._writable(out)
                         continue
