@@ -73,13 +73,13 @@ def _wait(url: str, timeout: float = 30) -> None:
             time.sleep(0.1)
 
 
-def _clients(url: str, n: int, out: Path | None = None) -> float:
+def _clients(url: str, n: int, out: Path | None = None, follow: bool = False) -> float:
     """Seconds for ``n`` curl clients started together to download ``url``."""
     procs = []
     t0 = time.monotonic()
     for i in range(n):
         target = str(out / f"c{i}") if out else "/dev/null"
-        procs.append(subprocess.Popen(["curl", "-sf", "-o", target, url]))
+        procs.append(subprocess.Popen(["curl", "-sf", *(["-L"] if follow else []), "-o", target, url]))
     codes = [p.wait() for p in procs]
     seconds = time.monotonic() - t0
     if any(codes):
@@ -96,14 +96,50 @@ def _serve(cache: Path, source: str, port: int, workers: int) -> subprocess.Pope
     )
 
 
+def cold(size: int, counts: list[int], rounds: int) -> int:
+    """N clients of a blob not in the server's cache, against N straight from the hub."""
+    results: dict[str, object] = {"size": size, "cold": True, "runs": []}
+    hub = HubProcess(HubSpec("hf", REPO, {"w.safetensors": size}))
+    direct = f"{hub.endpoint}/{REPO}/resolve/main/w.safetensors"
+    try:
+        for n in counts:
+            for r in range(rounds):
+                work = Path(tempfile.mkdtemp(prefix="serve-rate-"))
+                port = _port()
+                server = _serve(work / "cache", hub.source, port, 1)
+                try:
+                    _wait(f"http://127.0.0.1:{port}/healthz")
+                    url = f"http://127.0.0.1:{port}/{REPO}/resolve/main/w.safetensors"
+                    ours = _clients(url, n)
+                finally:
+                    server.terminate()
+                    server.wait(20)
+                    shutil.rmtree(work, ignore_errors=True)
+                theirs = _clients(direct, n, follow=True)
+                row = {"clients": n, "round": r, "unihub_s": round(ours, 3),
+                       "hub_direct_s": round(theirs, 3), "ratio": round(theirs / ours, 3)}
+                results["runs"].append(row)  # type: ignore[attr-defined]
+                print(json.dumps(row), flush=True)
+    finally:
+        hub.stop()
+    (HERE / "results").mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (HERE / "results" / f"serve-rate-cold-{stamp}.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=1 << 30)
     ap.add_argument("--clients", default="1,8,64")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--verify", action="store_true", help="check every body (extra pass)")
+    ap.add_argument("--cold", action="store_true",
+                    help="cold instead: N clients of an empty server against N straight from the hub")
     args = ap.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
+    if args.cold:
+        return cold(args.size, counts, args.rounds)
     work = Path(tempfile.mkdtemp(prefix="serve-rate-"))
     results: dict[str, object] = {"size": args.size, "nproc": os.cpu_count(), "runs": []}
     hub = HubProcess(HubSpec("hf", REPO, {"w.safetensors": args.size}))
