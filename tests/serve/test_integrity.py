@@ -58,7 +58,7 @@ def test_a_blob_being_read_is_not_evicted_and_the_cap_holds_after(
     assert httpx2.get(srv.url + url_a).content == a.content("w.safetensors")  # A warm
     blob_a = cache / "models--org--a" / "blobs" / a.files()["w.safetensors"].sha256
     reader = _slow_get(srv.url, url_a)
-    time.sleep(0.3)  # the server has started sending A (and pinned it)
+    assert reader.recv(1, socket.MSG_PEEK)  # the answer has begun: A is pinned
     assert httpx2.get(srv.url + url_b, timeout=60).content == b.content("w.safetensors")
     deadline = time.monotonic() + 10
     while _blob_bytes(cache) > cap and time.monotonic() < deadline:
