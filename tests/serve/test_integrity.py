@@ -64,8 +64,9 @@ def test_a_blob_being_read_is_not_evicted_and_the_cap_holds_after(
     while _blob_bytes(cache) > cap and time.monotonic() < deadline:
         time.sleep(0.05)
     # the cap holds at once: B, served and done, goes; A, pinned by its reader, stays
-    assert _blob_bytes(cache) == 6 * MB <= cap
-    assert blob_a.is_file()
+    state = (sorted(p.name[:8] for p in cache.glob("*/blobs/*")), srv.app.metrics.render())
+    assert _blob_bytes(cache) == 6 * MB <= cap, state
+    assert blob_a.is_file(), state
     storage = cache / "models--org--b"
     assert not (storage / "blobs" / b.files()["w.safetensors"].sha256).exists()
     assert not [p for p in (storage / "refs").rglob("*") if p.is_file()]  # nothing dangles

@@ -70,138 +70,149 @@ def _copier() -> ThreadPoolExecutor:
     return _COPIERS[0]
 
 
+class _Guard:
+    """The additions, mixed in before uvicorn's protocol class (see :func:`protocol_class`)."""
+
+    limits: Limits
+    zero_copy: bool
+    # uvicorn's protocol attributes used here
+    transport: Any
+    cycle: Any
+    loop: Any
+    server_state: Any
+    connections: Any
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._idle = _IDLE.setdefault(self.server_state, _Idle())
+        self._head_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._seen: Any = None
+        self._wait_for_head(self.limits.header_timeout)
+        if len(self.connections) > self.limits.max_connections:
+            self._make_room()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        self._idle.waiting.pop(self, None)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        if self in self._idle.waiting:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse(431)
+                return
+        super().data_received(data)  # type: ignore[misc]
+        if self.cycle is not None and self.cycle is not self._seen:  # a head is complete
+            self._seen = self.cycle
+            self._stop_timer()
+            self._idle.waiting.pop(self, None)
+            if self.zero_copy:
+                extensions = self.cycle.scope.setdefault("extensions", {})
+                extensions[SENDFILE] = functools.partial(self._sendfile, self.cycle)
+
+    async def _sendfile(self, cycle: Any, fd: int, offset: int, count: int) -> int:
+        """``count`` bytes of ``fd`` from ``offset`` straight to the socket (``sendfile``);
+        the bytes sent (fewer if the client left). uvicorn's own count of the body is
+        kept right, so its end-of-body check holds."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return 0
+        while self.transport.get_write_buffer_size() and not cycle.disconnected:
+            await asyncio.sleep(0.001)  # the head, written by uvicorn, goes first
+        out = os.dup(sock.fileno())  # a descriptor of our own to wait on
+        sent = 0
+        try:
+            while sent < count and not cycle.disconnected:
+                try:
+                    n = await self.loop.run_in_executor(
+                        _copier(),
+                        os.sendfile,
+                        out,
+                        fd,
+                        offset + sent,
+                        min(count - sent, 1 << 24),
+                    )
+                except BlockingIOError:
+                    await self._writable(out)
+                    continue
+                except OSError:  # the client is gone
+                    break
+                if n == 0:
+                    break
+                sent += n
+                cycle.expected_content_length -= n
+        finally:
+            os.close(out)
+        return sent
+
+    async def _writable(self, fd: int) -> None:
+        ready: asyncio.Future[None] = self.loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self.loop.add_writer(fd, wake)
+        try:
+            await ready
+        finally:
+            self.loop.remove_writer(fd)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        if not self.transport.is_closing() and not getattr(self, "pipeline", None):
+            self._wait_for_head(self.limits.keep_alive + self.limits.header_timeout)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _wait_for_head(self, seconds: float) -> None:
+        self._stop_timer()
+        self._head_bytes = 0
+        self._idle.waiting[self] = None
+        self._idle.waiting.move_to_end(self)
+        self._timer = self.loop.call_later(seconds, self._head_too_slow)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_too_slow(self) -> None:
+        self._timer = None
+        if self in self._idle.waiting:
+            if self._head_bytes:
+                self._refuse(408)
+            else:
+                self.transport.close()
+
+    def _make_room(self) -> None:
+        for other in self._idle.waiting:
+            if other is not self:
+                other.transport.close()
+                self._idle.waiting.pop(other, None)
+                return
+        self._refuse(503)
+
+    def _refuse(self, status: int) -> None:
+        self._idle.waiting.pop(self, None)
+        self._stop_timer()
+        if self.transport.is_closing():
+            return
+        reason = _REASONS[status]
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason, len(reason), reason)
+        )
+        self.transport.close()
+
+
 def protocol_class(limits: Limits) -> type[asyncio.Protocol]:
     """uvicorn's HTTP/1.1 protocol with :class:`Limits` applied."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:  # httptools is optional: h11 always comes with uvicorn
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
-
-    class Guarded(Base):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._idle = _IDLE.setdefault(self.server_state, _Idle())
-            self._head_bytes = 0
-            self._timer: asyncio.TimerHandle | None = None
-            self._seen: Any = None
-            self._wait_for_head(limits.header_timeout)
-            if len(self.connections) > limits.max_connections:
-                self._make_room()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._stop_timer()
-            self._idle.waiting.pop(self, None)
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            if self in self._idle.waiting:
-                self._head_bytes += len(data)
-                if self._head_bytes > limits.max_header_bytes:
-                    self._refuse(431)
-                    return
-            super().data_received(data)
-            if self.cycle is not None and self.cycle is not self._seen:  # a head is complete
-                self._seen = self.cycle
-                self._stop_timer()
-                self._idle.waiting.pop(self, None)
-                if zero_copy:
-                    extensions = self.cycle.scope.setdefault("extensions", {})
-                    extensions[SENDFILE] = functools.partial(self._sendfile, self.cycle)
-
-        async def _sendfile(self, cycle: Any, fd: int, offset: int, count: int) -> int:
-            """``count`` bytes of ``fd`` from ``offset`` straight to the socket (``sendfile``);
-            the bytes sent (fewer if the client left). uvicorn's own count of the body is
-            kept right, so its end-of-body check holds."""
-            sock = self.transport.get_extra_info("socket")
-            if sock is None:
-                return 0
-            while self.transport.get_write_buffer_size() and not cycle.disconnected:
-                await asyncio.sleep(0.001)  # the head, written by uvicorn, goes first
-            out = os.dup(sock.fileno())  # a descriptor of our own to wait on
-            sent = 0
-            try:
-                while sent < count and not cycle.disconnected:
-                    try:
-                        n = await self.loop.run_in_executor(
-                            _copier(),
-                            os.sendfile,
-                            out,
-                            fd,
-                            offset + sent,
-                            min(count - sent, 1 << 24),
-                        )
-                    except BlockingIOError:
-                        await self._writable(out)
-                        continue
-                    except OSError:  # the client is gone
-                        break
-                    if n == 0:
-                        break
-                    sent += n
-                    cycle.expected_content_length -= n
-            finally:
-                os.close(out)
-            return sent
-
-        async def _writable(self, fd: int) -> None:
-            ready: asyncio.Future[None] = self.loop.create_future()
-
-            def wake() -> None:
-                if not ready.done():
-                    ready.set_result(None)
-
-            self.loop.add_writer(fd, wake)
-            try:
-                await ready
-            finally:
-                self.loop.remove_writer(fd)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing() and not getattr(self, "pipeline", None):
-                self._wait_for_head(limits.keep_alive + limits.header_timeout)
-
-        # -- helpers ------------------------------------------------------------------------
-        def _wait_for_head(self, seconds: float) -> None:
-            self._stop_timer()
-            self._head_bytes = 0
-            self._idle.waiting[self] = None
-            self._idle.waiting.move_to_end(self)
-            self._timer = self.loop.call_later(seconds, self._head_too_slow)
-
-        def _stop_timer(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-        def _head_too_slow(self) -> None:
-            self._timer = None
-            if self in self._idle.waiting:
-                if self._head_bytes:
-                    self._refuse(408)
-                else:
-                    self.transport.close()
-
-        def _make_room(self) -> None:
-            for other in self._idle.waiting:
-                if other is not self:
-                    other.transport.close()
-                    self._idle.waiting.pop(other, None)
-                    return
-            self._refuse(503)
-
-        def _refuse(self, status: int) -> None:
-            self._idle.waiting.pop(self, None)
-            self._stop_timer()
-            if self.transport.is_closing():
-                return
-            reason = _REASONS[status]
-            self.transport.write(
-                b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
-                b"connection: close\r\n\r\n%s" % (status, reason, len(reason), reason)
-            )
-            self.transport.close()
-
     zero_copy = hasattr(os, "sendfile") and Base.__name__ == "HttpToolsProtocol"
-    Guarded.__name__ = Guarded.__qualname__ = f"Guarded{Base.__name__}"
-    return Guarded
+    attrs = {"limits": limits, "zero_copy": zero_copy}
+    return type(f"Guarded{Base.__name__}", (_Guard, Base), attrs)
