@@ -32,7 +32,7 @@ def _slow_get(url: str, path: str) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
     sock.connect((parts.hostname, parts.port))
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     return sock
 
 
@@ -58,14 +58,16 @@ def test_a_blob_being_read_is_not_evicted_and_the_cap_holds_after(
     assert httpx2.get(srv.url + url_a).content == a.content("w.safetensors")  # A warm
     blob_a = cache / "models--org--a" / "blobs" / a.files()["w.safetensors"].sha256
     reader = _slow_get(srv.url, url_a)
-    time.sleep(0.3)  # the server has started sending A (and pinned it)
+    assert reader.recv(1, socket.MSG_PEEK)  # the answer has begun: A is pinned
     assert httpx2.get(srv.url + url_b, timeout=60).content == b.content("w.safetensors")
     deadline = time.monotonic() + 10
-    while _blob_bytes(cache) > cap and time.monotonic() < deadline:
-        time.sleep(0.05)
+    evictions = srv.app.metrics
+    while not evictions.get("unihub_serve_evictions_total") and time.monotonic() < deadline:
+        time.sleep(0.05)  # counted once the blob, its snapshot and refs are gone
     # the cap holds at once: B, served and done, goes; A, pinned by its reader, stays
-    assert _blob_bytes(cache) == 6 * MB <= cap
-    assert blob_a.is_file()
+    state = (sorted(p.name[:8] for p in cache.glob("*/blobs/*")), srv.app.metrics.render())
+    assert _blob_bytes(cache) == 6 * MB <= cap, state
+    assert blob_a.is_file(), state
     storage = cache / "models--org--b"
     assert not (storage / "blobs" / b.files()["w.safetensors"].sha256).exists()
     assert not [p for p in (storage / "refs").rglob("*") if p.is_file()]  # nothing dangles

@@ -124,7 +124,7 @@ def test_slow_readers_hold_little_memory_and_descriptors_come_back(
         time.sleep(2.0)  # every answer has started, and stalled on its reader
         per_reader = (rss(proc.pid) - before) / 40
         print(f"server memory per stalled reader: {per_reader / 1024:.0f} KiB")
-        assert per_reader < 1 * MB, per_reader
+        assert per_reader < 256 * 1024, per_reader  # sendfile: nothing read into memory
         assert descriptors(proc.pid) >= fds + 40
         for sock in readers:
             sock.close()

@@ -5,16 +5,20 @@ download; :mod:`.hfapi` has the answers' shapes):
 
 - ``GET /api/{models,datasets}/{id}[/revision/{rev}]``   repo info (``sha``, ``siblings``)
 - ``GET /api/{models,datasets}/{id}/tree/{rev}[/{path}]`` listing, ``Link: rel="next"`` paging
+- ``GET /api/{models,datasets}/{id}/refs``                 ``list_repo_refs``
 - ``POST /api/{models,datasets}/{id}/paths-info/{rev}``
-- ``HEAD|GET /[datasets/]{id}/resolve/{rev}/{path}``      file headers / bytes, ``Range`` → 206
+- ``HEAD|GET /[datasets/]{id}/resolve/{rev}/{path}``      file headers / bytes, ``Range``
+  (:mod:`.ranges`: one rule warm and cold)
 - ``GET /healthz``, ``GET /metrics`` (Prometheus text)
 
-Anything else is 404 (405 for writes: the server is read-only). Paths from the URL never
-reach the file system: a file is looked up by name in the repo's listing, and the cache layout
-builds (and checks) the path. Blocking work (listing, starting a fetch) runs in worker
-threads; bytes of a blob being fetched stream from its partial file (:mod:`.blobs`), complete
-blobs go out as file responses (``http.response.pathsend`` where the server supports it,
-for example granian; else read in 1 MiB chunks).
+Anything else is 404; any write is 405 (the server is read-only). URL parts are decoded
+strictly (invalid UTF-8 or control characters name nothing: 404), and nothing from the request
+goes into a header raw. Paths from the URL never reach the file system: a file is looked up by
+name in the repo's listing, and the cache layout builds (and checks) the path. Blocking work
+(listing, starting a fetch) runs in worker threads. A file answer pins its blob for as long as
+it is sent (the size cap never evicts it under a reader); bytes of a blob being fetched stream
+from its partial file (:mod:`.blobs`; a range waits for the verified whole), complete blobs go
+out with ``sendfile`` where the protocol offers it (:mod:`.responses`, :mod:`.protocol`).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from .metrics import Metrics
 from .options import ServeOptions
 from .ranges import UNSATISFIABLE, parse_range
 from .repos import Repos, RepoView
-from .responses import BodyResponse, file_chunks
+from .responses import SENT, BodyResponse, file_chunks
 from .upstream import UpstreamUnreachableError
 
 __all__ = ["ServeApp"]
@@ -144,6 +148,9 @@ class ServeApp:
                         sent["length"] = int(value)
             elif kind == "http.response.body":
                 sent["bytes"] += len(message.get("body", b""))
+            elif kind == SENT:  # sent with sendfile by the protocol: counted, not forwarded
+                sent["bytes"] += message["bytes"]
+                return
             elif kind == "http.response.pathsend":  # the server sends the whole file itself
                 sent["bytes"] += Path(message["path"]).stat().st_size
             await send(message)
@@ -430,10 +437,11 @@ class ServeApp:
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{f.size}"
         headers["Content-Length"] = str(end - start)
+        file = None
         if not get or end == start:
             body = None
         elif local is not None:
-            body = file_chunks(local, start, end)
+            body, file = file_chunks(local, start, end), (local, start, end)
         else:
             body = stream(fetch, start, end)
-        return BodyResponse(status, headers, body, lambda: self._unpin(key))
+        return BodyResponse(status, headers, body, lambda: self._unpin(key), file)

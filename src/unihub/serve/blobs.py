@@ -322,30 +322,35 @@ class BlobStore:
 def _remove_blob(blob: Path) -> None:
     """Delete ``blob`` and the snapshot entries that point at it (or are it); a snapshot left
     without files goes too, with its ``trees/<commit>.json`` and the ``refs/`` naming it (an
-    offline server would otherwise list files it cannot serve)."""
+    offline server would otherwise list files it cannot serve). Refs and listings go first,
+    the blob last: at no moment does a ref name a snapshot whose file is gone."""
     storage = blob.parent.parent
     target = blob.resolve()
     snapshots = storage / "snapshots"
-    touched: set[Path] = set()
+    links: list[Path] = []
     if snapshots.is_dir():
         for entry in snapshots.rglob("*"):
-            try:
+            with contextlib.suppress(OSError):
                 if entry.is_symlink() and entry.resolve() == target:
-                    entry.unlink()
-                    touched.add(snapshots / entry.relative_to(snapshots).parts[0])
-            except (OSError, ValueError):
-                continue
+                    links.append(entry)
+    emptied = []
+    for snapshot in {snapshots / e.relative_to(snapshots).parts[0] for e in links}:
+        others = (p for p in snapshot.rglob("*") if p not in links)
+        if not any(p.is_file() or p.is_symlink() for p in others):
+            _drop_listing(storage, snapshot.name)
+            emptied.append(snapshot)
+    for entry in links:
+        with contextlib.suppress(OSError):
+            entry.unlink()
+    for snapshot in emptied:
+        shutil.rmtree(snapshot, ignore_errors=True)
+        log.info("removed snapshot %s of %s (no file of it left)", snapshot.name[:12], storage.name)
     with contextlib.suppress(FileNotFoundError):
         blob.unlink()
-    for snapshot in touched:
-        if any(p.is_file() or p.is_symlink() for p in snapshot.rglob("*")):
-            continue
-        _drop_snapshot(storage, snapshot)
 
 
-def _drop_snapshot(storage: Path, snapshot: Path) -> None:
-    commit = snapshot.name
-    shutil.rmtree(snapshot, ignore_errors=True)
+def _drop_listing(storage: Path, commit: str) -> None:
+    """The tree listing of ``commit`` and the refs naming it."""
     with contextlib.suppress(OSError):
         (storage / "trees" / f"{commit}.json").unlink()
     refs = storage / "refs"
@@ -354,4 +359,3 @@ def _drop_snapshot(storage: Path, snapshot: Path) -> None:
             with contextlib.suppress(OSError):
                 if ref.read_text(encoding="utf-8").strip() == commit:
                     ref.unlink()
-    log.info("removed snapshot %s of %s (no file of it left)", commit[:12], storage.name)

@@ -14,17 +14,27 @@ written as a subclass because uvicorn has no hook for them:
 - ``max_connections``: past it, a new connection closes the connection idle the longest
   (waiting for a request head), so a flood of idle clients never locks out a working one;
   if none is idle, the new one is answered ``503`` and closed.
+
+And one for speed: with httptools, a request's scope carries a ``unihub.sendfile``
+extension, with which the application sends a complete blob with ``sendfile(2)`` (zero-copy,
+from the page cache to the socket) instead of reading it into memory and writing it through
+the transport (uvicorn implements neither ``http.response.zerocopysend`` nor ``pathsend``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import weakref
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Limits", "protocol_class"]
+__all__ = ["SENDFILE", "Limits", "protocol_class"]
+
+SENDFILE = "unihub.sendfile"  # the scope extension: await it(fd, offset, count) -> bytes sent
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Busy"}
 
@@ -45,6 +55,156 @@ class _Idle:
 
 
 _IDLE: weakref.WeakKeyDictionary[Any, _Idle] = weakref.WeakKeyDictionary()
+_COPIERS: list[ThreadPoolExecutor] = []
+
+
+def _copier() -> ThreadPoolExecutor:
+    """Threads for ``sendfile`` calls: the kernel copies in the caller's context, so calls
+    from one event loop thread would use one core; these release the GIL and use them all
+    (and a blob not in the page cache blocks one of them, not the event loop). The socket is
+    non-blocking: a call returns as soon as the socket buffer is full."""
+    if not _COPIERS:
+        _COPIERS.append(
+            ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="unihub-copy")
+        )
+    return _COPIERS[0]
+
+
+class _Guard:
+    """The additions, mixed in before uvicorn's protocol class (see :func:`protocol_class`)."""
+
+    limits: Limits
+    zero_copy: bool
+    # uvicorn's protocol attributes used here
+    transport: Any
+    cycle: Any
+    loop: Any
+    server_state: Any
+    connections: Any
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._idle = _IDLE.setdefault(self.server_state, _Idle())
+        self._head_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._seen: Any = None
+        self._wait_for_head(self.limits.header_timeout)
+        if len(self.connections) > self.limits.max_connections:
+            self._make_room()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        self._idle.waiting.pop(self, None)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        if self in self._idle.waiting:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse(431)
+                return
+        super().data_received(data)  # type: ignore[misc]
+        if self.cycle is not None and self.cycle is not self._seen:  # a head is complete
+            self._seen = self.cycle
+            self._stop_timer()
+            self._idle.waiting.pop(self, None)
+            if self.zero_copy:
+                extensions = self.cycle.scope.setdefault("extensions", {})
+                extensions[SENDFILE] = functools.partial(self._sendfile, self.cycle)
+
+    async def _sendfile(self, cycle: Any, fd: int, offset: int, count: int) -> int:
+        """``count`` bytes of ``fd`` from ``offset`` straight to the socket (``sendfile``);
+        the bytes sent (fewer if the client left). uvicorn's own count of the body is
+        kept right, so its end-of-body check holds."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return 0
+        while self.transport.get_write_buffer_size() and not cycle.disconnected:
+            await asyncio.sleep(0.001)  # the head, written by uvicorn, goes first
+        out = os.dup(sock.fileno())  # a descriptor of our own to wait on
+        sent = 0
+        try:
+            while sent < count and not cycle.disconnected:
+                try:
+                    n = await self.loop.run_in_executor(
+                        _copier(),
+                        os.sendfile,
+                        out,
+                        fd,
+                        offset + sent,
+                        min(count - sent, 1 << 24),
+                    )
+                except BlockingIOError:
+                    await self._writable(out)
+                    continue
+                except OSError:  # the client is gone
+                    break
+                if n == 0:
+                    break
+                sent += n
+                cycle.expected_content_length -= n
+        finally:
+            os.close(out)
+        return sent
+
+    async def _writable(self, fd: int) -> None:
+        ready: asyncio.Future[None] = self.loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self.loop.add_writer(fd, wake)
+        try:
+            await ready
+        finally:
+            self.loop.remove_writer(fd)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        if not self.transport.is_closing() and not getattr(self, "pipeline", None):
+            self._wait_for_head(self.limits.keep_alive + self.limits.header_timeout)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _wait_for_head(self, seconds: float) -> None:
+        self._stop_timer()
+        self._head_bytes = 0
+        self._idle.waiting[self] = None
+        self._idle.waiting.move_to_end(self)
+        self._timer = self.loop.call_later(seconds, self._head_too_slow)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_too_slow(self) -> None:
+        self._timer = None
+        if self in self._idle.waiting:
+            if self._head_bytes:
+                self._refuse(408)
+            else:
+                self.transport.close()
+
+    def _make_room(self) -> None:
+        for other in self._idle.waiting:
+            if other is not self:
+                other.transport.close()
+                self._idle.waiting.pop(other, None)
+                return
+        self._refuse(503)
+
+    def _refuse(self, status: int) -> None:
+        self._idle.waiting.pop(self, None)
+        self._stop_timer()
+        if self.transport.is_closing():
+            return
+        reason = _REASONS[status]
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason, len(reason), reason)
+        )
+        self.transport.close()
 
 
 def protocol_class(limits: Limits) -> type[asyncio.Protocol]:
@@ -53,80 +213,6 @@ def protocol_class(limits: Limits) -> type[asyncio.Protocol]:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:  # httptools is optional: h11 always comes with uvicorn
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
-
-    class Guarded(Base):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._idle = _IDLE.setdefault(self.server_state, _Idle())
-            self._head_bytes = 0
-            self._timer: asyncio.TimerHandle | None = None
-            self._seen: Any = None
-            self._wait_for_head(limits.header_timeout)
-            if len(self.connections) > limits.max_connections:
-                self._make_room()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._stop_timer()
-            self._idle.waiting.pop(self, None)
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            if self in self._idle.waiting:
-                self._head_bytes += len(data)
-                if self._head_bytes > limits.max_header_bytes:
-                    self._refuse(431)
-                    return
-            super().data_received(data)
-            if self.cycle is not None and self.cycle is not self._seen:  # a head is complete
-                self._seen = self.cycle
-                self._stop_timer()
-                self._idle.waiting.pop(self, None)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing() and not getattr(self, "pipeline", None):
-                self._wait_for_head(limits.keep_alive + limits.header_timeout)
-
-        # -- helpers ------------------------------------------------------------------------
-        def _wait_for_head(self, seconds: float) -> None:
-            self._stop_timer()
-            self._head_bytes = 0
-            self._idle.waiting[self] = None
-            self._idle.waiting.move_to_end(self)
-            self._timer = self.loop.call_later(seconds, self._head_too_slow)
-
-        def _stop_timer(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-        def _head_too_slow(self) -> None:
-            self._timer = None
-            if self in self._idle.waiting:
-                if self._head_bytes:
-                    self._refuse(408)
-                else:
-                    self.transport.close()
-
-        def _make_room(self) -> None:
-            for other in self._idle.waiting:
-                if other is not self:
-                    other.transport.close()
-                    self._idle.waiting.pop(other, None)
-                    return
-            self._refuse(503)
-
-        def _refuse(self, status: int) -> None:
-            self._idle.waiting.pop(self, None)
-            self._stop_timer()
-            if self.transport.is_closing():
-                return
-            reason = _REASONS[status]
-            self.transport.write(
-                b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
-                b"connection: close\r\n\r\n%s" % (status, reason, len(reason), reason)
-            )
-            self.transport.close()
-
-    Guarded.__name__ = Guarded.__qualname__ = f"Guarded{Base.__name__}"
-    return Guarded
+    zero_copy = hasattr(os, "sendfile") and Base.__name__ == "HttpToolsProtocol"
+    attrs = {"limits": limits, "zero_copy": zero_copy}
+    return type(f"Guarded{Base.__name__}", (_Guard, Base), attrs)

@@ -21,8 +21,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .blobs import Aborted
+from .protocol import SENDFILE
 
-__all__ = ["BodyResponse", "file_chunks"]
+__all__ = ["SENT", "BodyResponse", "file_chunks"]
+
+SENT = "unihub.sent"  # an ASGI message of ours: body bytes the server sent by itself
 
 READ_SIZE = 256 * 1024  # bytes read (and held) per reader at a time
 
@@ -52,9 +55,11 @@ class BodyResponse(Response):
         headers: dict[str, str],
         body: AsyncGenerator[bytes, None] | None,
         release: Callable[[], Awaitable[None]] | None = None,
+        file: tuple[Path, int, int] | None = None,
     ) -> None:
         super().__init__(None, status, headers)
         self.body_iter = body
+        self.file = file  # (path, start, end) of a complete blob: zero-copy where offered
         self.release = release
         self.aborted: Aborted | None = None
 
@@ -70,6 +75,9 @@ class BodyResponse(Response):
             if self.body_iter is None or scope.get("method") == "HEAD":
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
+            sendfile = scope.get("extensions", {}).get(SENDFILE)
+            if self.file is not None and sendfile is not None:
+                await self._zero_copy(sendfile, send)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump, send, tg.cancel_scope)
                 await _until_disconnect(receive)
@@ -81,6 +89,21 @@ class BodyResponse(Response):
                 await self.body_iter.aclose()
             if self.release is not None:
                 await self.release()
+
+    async def _zero_copy(self, sendfile: Callable[..., Awaitable[int]], send: Send) -> None:
+        """The blob through ``sendfile``; what it did not send (nothing, if the socket was not
+        to be had) goes the usual way from where it stopped."""
+        assert self.file is not None
+        path, start, end = self.file
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            sent = await sendfile(fd, start, end - start)
+        finally:
+            os.close(fd)
+        await send({"type": SENT, "bytes": sent})  # for the app's count; not forwarded
+        if self.body_iter is not None:
+            await self.body_iter.aclose()
+        self.body_iter = file_chunks(path, start + sent, end)
 
     async def _pump(self, send: Send, scope: anyio.CancelScope) -> None:
         assert self.body_iter is not None
