@@ -79,7 +79,9 @@ def _clients(url: str, n: int, out: Path | None = None, follow: bool = False) ->
     t0 = time.monotonic()
     for i in range(n):
         target = str(out / f"c{i}") if out else "/dev/null"
-        procs.append(subprocess.Popen(["curl", "-sf", *(["-L"] if follow else []), "-o", target, url]))
+        procs.append(
+            subprocess.Popen(["curl", "-sf", *(["-L"] if follow else []), "-o", target, url])
+        )
     codes = [p.wait() for p in procs]
     seconds = time.monotonic() - t0
     if any(codes):
@@ -90,9 +92,21 @@ def _clients(url: str, n: int, out: Path | None = None, follow: bool = False) ->
 def _serve(cache: Path, source: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "UNIHUB_CACHE": str(cache / ".u")}
     return subprocess.Popen(
-        [sys.executable, "-m", "unihub", "serve", "--port", str(port), "--cache-dir",
-         str(cache), "--source", source],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "unihub",
+            "serve",
+            "--port",
+            str(port),
+            "--cache-dir",
+            str(cache),
+            "--source",
+            source,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -116,8 +130,13 @@ def cold(size: int, counts: list[int], rounds: int) -> int:
                     server.wait(20)
                     shutil.rmtree(work, ignore_errors=True)
                 theirs = _clients(direct, n, follow=True)
-                row = {"clients": n, "round": r, "unihub_s": round(ours, 3),
-                       "hub_direct_s": round(theirs, 3), "ratio": round(theirs / ours, 3)}
+                row = {
+                    "clients": n,
+                    "round": r,
+                    "unihub_s": round(ours, 3),
+                    "hub_direct_s": round(theirs, 3),
+                    "ratio": round(theirs / ours, 3),
+                }
                 results["runs"].append(row)  # type: ignore[attr-defined]
                 print(json.dumps(row), flush=True)
     finally:
@@ -134,8 +153,11 @@ def main() -> int:
     ap.add_argument("--clients", default="1,8,64")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--verify", action="store_true", help="check every body (extra pass)")
-    ap.add_argument("--cold", action="store_true",
-                    help="cold instead: N clients of an empty server against N straight from the hub")
+    ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="cold instead: N clients of an empty server against N straight from the hub",
+    )
     args = ap.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     if args.cold:
@@ -155,20 +177,29 @@ def main() -> int:
         (blob := next(blob_dir.iterdir()))
         (work / "nginx").mkdir()
         conf = work / "nginx" / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(workers=os.cpu_count() or 1, dir=work / "nginx",
-                                          port=nport, root=blob_dir))
-        nginx = subprocess.Popen(["nginx", "-c", str(conf), "-g", "daemon off;"],
-                                 stderr=subprocess.DEVNULL)
+        conf.write_text(
+            NGINX_CONF.format(
+                workers=os.cpu_count() or 1, dir=work / "nginx", port=nport, root=blob_dir
+            )
+        )
+        nginx = subprocess.Popen(
+            ["nginx", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL
+        )
         nurl = f"http://127.0.0.1:{nport}/{blob.name}"
         _wait(nurl)
         for n in counts:
             for r in range(args.rounds):
                 ours = _clients(url, n)
                 theirs = _clients(nurl, n)
-                row = {"clients": n, "round": r, "unihub_s": round(ours, 3),
-                       "nginx_s": round(theirs, 3), "ratio": round(theirs / ours, 3),
-                       "unihub_GBps": round(n * args.size / ours / 1e9, 2),
-                       "nginx_GBps": round(n * args.size / theirs / 1e9, 2)}
+                row = {
+                    "clients": n,
+                    "round": r,
+                    "unihub_s": round(ours, 3),
+                    "nginx_s": round(theirs, 3),
+                    "ratio": round(theirs / ours, 3),
+                    "unihub_GBps": round(n * args.size / ours / 1e9, 2),
+                    "nginx_GBps": round(n * args.size / theirs / 1e9, 2),
+                }
                 results["runs"].append(row)  # type: ignore[attr-defined]
                 print(json.dumps(row), flush=True)
         if args.verify:
@@ -179,8 +210,11 @@ def main() -> int:
             if small:
                 _clients(url, n, out)
                 want = hub.files["w.safetensors"].sha256
-                bad = [p.name for p in out.iterdir()
-                       if hashlib.file_digest(p.open("rb"), "sha256").hexdigest() != want]
+                bad = [
+                    p.name
+                    for p in out.iterdir()
+                    if hashlib.file_digest(p.open("rb"), "sha256").hexdigest() != want
+                ]
                 results["verified"] = {"clients": n, "bad": bad}
                 print(json.dumps(results["verified"]), flush=True)
                 shutil.rmtree(out)

@@ -87,13 +87,26 @@ class Soak:
 
     # -- the server ---------------------------------------------------------------------------
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"),
-               "UNIHUB_CACHE": str(self.work / "u")}
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "UNIHUB_CACHE": str(self.work / "u")}
         cap = str(int(0.8 * sum(v for v in FILES.values() if isinstance(v, int))))
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "unihub", "serve", "--port", str(self.port), "--cache-dir",
-             str(self.work / "cache"), "--source", self.hub.source, "--max-cache-size", cap],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(self.work / "server.log", "ab"),
+            [
+                sys.executable,
+                "-m",
+                "unihub",
+                "serve",
+                "--port",
+                str(self.port),
+                "--cache-dir",
+                str(self.work / "cache"),
+                "--source",
+                self.hub.source,
+                "--max-cache-size",
+                cap,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.work / "server.log", "ab"),  # noqa: SIM115 - the server's whole life
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -117,13 +130,23 @@ class Soak:
     def hf_client(self) -> None:
         for attempt in range(2):
             folder = Path(tempfile.mkdtemp(dir=self.work))
-            env = {**os.environ, "HF_ENDPOINT": self.url, "HF_HUB_DISABLE_XET": "1",
-                   "HF_HUB_DOWNLOAD_TIMEOUT": "60", "HF_HUB_ETAG_TIMEOUT": "60"}
-            run = subprocess.run([sys.executable, "-c", CLIENT, REPO, str(folder)], env=env,
-                                 capture_output=True, text=True, timeout=600)
+            env = {
+                **os.environ,
+                "HF_ENDPOINT": self.url,
+                "HF_HUB_DISABLE_XET": "1",
+                "HF_HUB_DOWNLOAD_TIMEOUT": "60",
+                "HF_HUB_ETAG_TIMEOUT": "60",
+            }
+            run = subprocess.run(
+                [sys.executable, "-c", CLIENT, REPO, str(folder)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             ok = run.returncode == 0 and all(
-                hashlib.sha256((Path(run.stdout.strip()) / p).read_bytes()).hexdigest()
-                == f.sha256 for p, f in self.hub.files.items()
+                hashlib.sha256((Path(run.stdout.strip()) / p).read_bytes()).hexdigest() == f.sha256
+                for p, f in self.hub.files.items()
             )
             shutil.rmtree(folder, ignore_errors=True)
             if ok:
@@ -134,15 +157,27 @@ class Soak:
     def range_client(self, reference: bytes) -> None:
         start = random.randrange(len(reference))
         end = min(len(reference), start + random.randrange(1, 8 << 20))
-        run = subprocess.run(["curl", "-sf", "--retry", "3", "--retry-all-errors", "-r",
-                              f"{start}-{end - 1}", f"{self.url}/{REPO}/resolve/main/a.safetensors"],
-                             capture_output=True, timeout=300)
+        run = subprocess.run(
+            [
+                "curl",
+                "-sf",
+                "--retry",
+                "3",
+                "--retry-all-errors",
+                "-r",
+                f"{start}-{end - 1}",
+                f"{self.url}/{REPO}/resolve/main/a.safetensors",
+            ],
+            capture_output=True,
+            timeout=300,
+        )
         good = run.returncode == 0 and run.stdout == reference[start:end]
         self.note("range ok" if good else f"range FAILED ({run.returncode})")
 
     def killed_client(self) -> None:
-        proc = subprocess.Popen(["curl", "-s", "-o", "/dev/null",
-                                 f"{self.url}/{REPO}/resolve/main/b.safetensors"])
+        proc = subprocess.Popen(
+            ["curl", "-s", "-o", "/dev/null", f"{self.url}/{REPO}/resolve/main/b.safetensors"]
+        )
         time.sleep(random.uniform(0.05, 0.8))
         proc.kill()
         proc.wait()
@@ -166,23 +201,42 @@ class Soak:
     def sampler(self) -> None:
         while time.monotonic() < self.end + 25:
             if self.server is not None and self.server.poll() is None:
-                sample = (time.monotonic(), _status(self.server.pid, "VmRSS:"), _fds(self.server.pid))
+                sample = (
+                    time.monotonic(),
+                    _status(self.server.pid, "VmRSS:"),
+                    _fds(self.server.pid),
+                )
                 self.samples.append(sample)
             time.sleep(2)
 
     def run(self) -> dict[str, object]:
         self.start()
         ref = Path(tempfile.mkdtemp(dir=self.work)) / "a"
-        subprocess.run(["curl", "-sf", "--retry", "5", "--retry-all-errors", "-o", str(ref),
-                        f"{self.url}/{REPO}/resolve/main/a.safetensors"], check=True)
+        subprocess.run(
+            [
+                "curl",
+                "-sf",
+                "--retry",
+                "5",
+                "--retry-all-errors",
+                "-o",
+                str(ref),
+                f"{self.url}/{REPO}/resolve/main/a.safetensors",
+            ],
+            check=True,
+        )
         reference = ref.read_bytes()
         assert hashlib.sha256(reference).hexdigest() == self.hub.files["a.safetensors"].sha256
         time.sleep(16)  # keep-alive of the reference client over: the idle baseline
         assert self.server is not None
         base = {"rss": _status(self.server.pid, "VmRSS:"), "fds": _fds(self.server.pid)}
         threading.Thread(target=self.sampler, daemon=True).start()
-        kinds = [self.hf_client, lambda: self.range_client(reference), self.killed_client,
-                 self.idle_burst]
+        kinds = [
+            self.hf_client,
+            lambda: self.range_client(reference),
+            self.killed_client,
+            self.idle_burst,
+        ]
         running: list[threading.Thread] = []
         restarted = False
         while time.monotonic() < self.end:
@@ -200,15 +254,24 @@ class Soak:
         for t in running:
             t.join(600)
         time.sleep(20)  # kept-alive connections close (keep_alive 15 s)
-        end = {"rss": _status(self.server.pid, "VmRSS:"), "fds": _fds(self.server.pid),
-               "peak_rss": max(s[1] for s in self.samples), "peak_fds": max(s[2] for s in self.samples)}
+        end = {
+            "rss": _status(self.server.pid, "VmRSS:"),
+            "fds": _fds(self.server.pid),
+            "peak_rss": max(s[1] for s in self.samples),
+            "peak_fds": max(s[2] for s in self.samples),
+        }
         self.stop()
         self.hub.stop()
         t0 = self.samples[0][0]
         step = max(1, len(self.samples) // 10)
         rss_mb = [(round(t - t0), round(r / 2**20, 1), f) for t, r, f in self.samples[::step]]
-        return {"outcomes": dict(self.outcomes), "baseline": base, "end": end,
-                "samples": len(self.samples), "seconds_rss_mib_fds": rss_mb}
+        return {
+            "outcomes": dict(self.outcomes),
+            "baseline": base,
+            "end": end,
+            "samples": len(self.samples),
+            "seconds_rss_mib_fds": rss_mb,
+        }
 
 
 def main() -> int:

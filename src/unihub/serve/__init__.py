@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..settings import Settings
 from ..sources import resolve_sources
 from .options import ServeOptions, size_option
-from .protocol import Limits
+from .protocol import ConnectionLimits
 
 __all__ = [
     "Running",
@@ -102,14 +102,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def limits(options: ServeOptions) -> Limits:
+def limits(options: ServeOptions) -> ConnectionLimits:
     """The per-connection limits; ``max_connections`` by default the descriptor limit less a
     reserve (a quarter, at least 256) for upstream connections, blobs and the rest."""
     most = options.max_connections
     if most is None:
         nofile = raise_descriptor_limit()
         most = max(32, nofile - max(256, nofile // 4))
-    return Limits(
+    return ConnectionLimits(
         header_timeout=options.header_timeout,
         keep_alive=options.keep_alive,
         max_header_bytes=options.max_header_bytes,

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SENDFILE", "Limits", "protocol_class"]
+__all__ = ["SENDFILE", "ConnectionLimits", "protocol_class"]
 
 SENDFILE = "unihub.sendfile"  # the scope extension: await it(fd, offset, count) -> bytes sent
 
@@ -40,7 +40,7 @@ _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 50
 
 
 @dataclass(frozen=True)
-class Limits:
+class ConnectionLimits:
     header_timeout: float = 10.0
     keep_alive: float = 15.0
     max_header_bytes: int = 64 * 1024
@@ -73,7 +73,7 @@ def _copier() -> ThreadPoolExecutor:
 class _Guard:
     """The additions, mixed in before uvicorn's protocol class (see :func:`protocol_class`)."""
 
-    limits: Limits
+    limits: ConnectionLimits
     zero_copy: bool
     # uvicorn's protocol attributes used here
     transport: Any
@@ -207,8 +207,8 @@ class _Guard:
         self.transport.close()
 
 
-def protocol_class(limits: Limits) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP/1.1 protocol with :class:`Limits` applied."""
+def protocol_class(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol with :class:`ConnectionLimits` applied."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:  # httptools is optional: h11 always comes with uvicorn
