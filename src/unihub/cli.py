@@ -196,6 +196,21 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="reuse a repo listing (and a token's access) this long (default 60)",
     )
+    limits = p.add_argument_group("limits (docs/serve.md)")
+    for flag, kind, default, text in (
+        ("--upstream-timeout", float, 30.0, "seconds a hub has for its first answer (30)"),
+        ("--unreachable-for", float, 30.0, "seconds a silent or refusing hub is left out (30)"),
+        ("--header-timeout", float, 10.0, "seconds a client has to send its request head (10)"),
+        ("--keep-alive", float, 15.0, "seconds an idle client connection stays open (15)"),
+        ("--max-header-bytes", int, 64 * 1024, "largest request head, bytes (65536)"),
+        ("--max-connections", int, None, "client connections at once; idle ones go first"),
+    ):
+        limits.add_argument(flag, type=kind, default=default, help=text)
+    limits.add_argument(
+        "--show-upstream",
+        action="store_true",
+        help="name the upstream hosts in errors to clients (default: upstream-N)",
+    )
 
 
 def _serve_opts(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0) -> Any:
@@ -216,6 +231,13 @@ def _serve_opts(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0
         connections=args.connections,
         head_prefetch=not args.no_head_prefetch,
         max_upstream_rate=rate_option(args.max_upstream_rate),
+        upstream_timeout=args.upstream_timeout,
+        unreachable_for=args.unreachable_for,
+        header_timeout=args.header_timeout,
+        keep_alive=args.keep_alive,
+        max_header_bytes=args.max_header_bytes,
+        max_connections=args.max_connections,
+        show_upstream=args.show_upstream,
     )
 
 

@@ -148,3 +148,19 @@ def test_run_with_an_existing_server_and_failures(
     assert out.returncode == 127 and "command not found" in out.stderr
     out = subprocess.run([*UNIHUB, "run"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
+
+
+def test_serve_limits_are_command_line_options() -> None:
+    from unihub.cli import _parser, _serve_opts
+
+    args = _parser().parse_args(
+        ["serve", "--upstream-timeout", "5", "--unreachable-for", "7", "--header-timeout", "2",
+         "--keep-alive", "3", "--max-header-bytes", "8192", "--max-connections", "100",
+         "--show-upstream"]
+    )  # fmt: skip
+    opts = _serve_opts(args)
+    assert (opts.upstream_timeout, opts.unreachable_for, opts.header_timeout) == (5.0, 7.0, 2.0)
+    assert (opts.keep_alive, opts.max_header_bytes, opts.max_connections) == (3.0, 8192, 100)
+    assert opts.show_upstream
+    defaults = _serve_opts(_parser().parse_args(["serve"]))
+    assert defaults.max_connections is None and not defaults.show_upstream
