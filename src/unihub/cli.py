@@ -204,6 +204,7 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
         ("--keep-alive", float, 15.0, "seconds an idle client connection stays open (15)"),
         ("--max-header-bytes", int, 64 * 1024, "largest request head, bytes (65536)"),
         ("--max-connections", int, None, "client connections at once; idle ones go first"),
+        ("--send-timeout", float, 60.0, "seconds a client may leave an answer unread (60)"),
     ):
         limits.add_argument(flag, type=kind, default=default, help=text)
     limits.add_argument(
@@ -238,6 +239,7 @@ def _serve_opts(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0
         max_header_bytes=args.max_header_bytes,
         max_connections=args.max_connections,
         show_upstream=args.show_upstream,
+        send_timeout=args.send_timeout,
     )
 
 

@@ -132,3 +132,32 @@ def test_slow_readers_hold_little_memory_and_descriptors_come_back(
         while descriptors(proc.pid) > fds and time.monotonic() < deadline:
             time.sleep(0.1)
         assert descriptors(proc.pid) <= fds  # each connection and blob descriptor released
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_reader_that_reads_nothing_is_closed_after_the_send_timeout(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, warm: bool
+) -> None:
+    """A client that asks for a large body and never reads it does not hold its connection
+    for ever: past ``send_timeout`` with nothing drained the server closes it, whether the
+    blob goes out with sendfile (warm) or streams as it is fetched (cold)."""
+    size = 64 * MB
+    repo = FakeRepo("org/unread", files={"w.safetensors": size})
+    hub = fake_hub_factory("hf", repos=[repo])
+    srv = serve_factory(hub, send_timeout=1.5)
+    path = "/org/unread/resolve/main/w.safetensors"
+    if warm:
+        assert httpx2.get(srv.url + path, timeout=60).status_code == 200
+    sock = _connect(srv.url, rcvbuf=64 * 1024)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    time.sleep(4.0)  # read nothing: the server's buffers fill, then the clock runs
+    got = 0
+    sock.settimeout(10)
+    try:
+        while chunk := sock.recv(1 << 20):
+            got += len(chunk)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    sock.close()
+    assert 0 < got < size  # what the buffers held, then the end: the server closed it
+    assert httpx2.get(f"{srv.url}/healthz").status_code == 200

@@ -114,6 +114,7 @@ def limits(options: ServeOptions) -> ConnectionLimits:
         keep_alive=options.keep_alive,
         max_header_bytes=options.max_header_bytes,
         max_connections=most,
+        send_timeout=options.send_timeout,
     )
 
 

@@ -98,6 +98,7 @@ class ServeOptions:
     keep_alive: float = 15.0
     max_header_bytes: int = 64 * 1024
     max_connections: int | None = None
+    send_timeout: float = 60.0
 
     def for_one_client(self, cache_dir: Path, client_cache: Path | None = None) -> ServeOptions:
         """These options for a server whose only client is this process or its command
@@ -128,7 +129,13 @@ class ServeOptions:
             raise ConfigError(f"max_header_bytes must be >= 1024, not {self.max_header_bytes!r}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ConfigError(f"max_connections must be >= 1, not {self.max_connections!r}")
-        for name in ("upstream_timeout", "unreachable_for", "header_timeout", "keep_alive"):
+        for name in (
+            "upstream_timeout",
+            "unreachable_for",
+            "header_timeout",
+            "keep_alive",
+            "send_timeout",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.max_upstream_rate is not None and not self.max_upstream_rate > 0:

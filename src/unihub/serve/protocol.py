@@ -13,7 +13,9 @@ written as a subclass because uvicorn has no hook for them:
 - ``max_header_bytes``: a head larger than this is answered ``431`` and the connection closed;
 - ``max_connections``: past it, a new connection closes the connection idle the longest
   (waiting for a request head), so a flood of idle clients never locks out a working one;
-  if none is idle, the new one is answered ``503`` and closed.
+  if none is idle, the new one is answered ``503`` and closed;
+- ``send_timeout``: a client that leaves an answer unread this long (the socket stays full,
+  nothing drains) is closed, so readers that never read cannot hold connections for ever.
 
 And one for speed: with httptools, a request's scope carries a ``unihub.sendfile``
 extension, with which the application sends a complete blob with ``sendfile(2)`` (zero-copy,
@@ -45,6 +47,7 @@ class ConnectionLimits:
     keep_alive: float = 15.0
     max_header_bytes: int = 64 * 1024
     max_connections: int = 4096
+    send_timeout: float = 60.0
 
 
 class _Idle:
@@ -88,12 +91,14 @@ class _Guard:
         self._head_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._seen: Any = None
+        self._stalled: asyncio.TimerHandle | None = None
         self._wait_for_head(self.limits.header_timeout)
         if len(self.connections) > self.limits.max_connections:
             self._make_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
+        self._drained()
         self._idle.waiting.pop(self, None)
         super().connection_lost(exc)  # type: ignore[misc]
 
@@ -135,7 +140,8 @@ class _Guard:
                         min(count - sent, 1 << 24),
                     )
                 except BlockingIOError:
-                    await self._writable(out)
+                    if not await self._writable(out):
+                        break
                     continue
                 except OSError:  # the client is gone
                     break
@@ -147,7 +153,9 @@ class _Guard:
             os.close(out)
         return sent
 
-    async def _writable(self, fd: int) -> None:
+    async def _writable(self, fd: int) -> bool:
+        """Until the socket takes bytes again (True); False, the client closed, when it read
+        nothing for ``send_timeout`` (:class:`ConnectionLimits`)."""
         ready: asyncio.Future[None] = self.loop.create_future()
 
         def wake() -> None:
@@ -156,9 +164,28 @@ class _Guard:
 
         self.loop.add_writer(fd, wake)
         try:
-            await ready
+            await asyncio.wait_for(ready, self.limits.send_timeout)
+            return True
+        except asyncio.TimeoutError:
+            self.transport.close()
+            return False
         finally:
             self.loop.remove_writer(fd)
+
+    # the transport's buffer is full (the client does not read): a clock runs until it drains
+    def pause_writing(self) -> None:
+        super().pause_writing()  # type: ignore[misc]
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(self.limits.send_timeout, self.transport.close)
+
+    def resume_writing(self) -> None:
+        self._drained()
+        super().resume_writing()  # type: ignore[misc]
+
+    def _drained(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]
