@@ -276,14 +276,7 @@ def _dry_run(args: argparse.Namespace) -> int:
     plan = dry_run(
         args.repo,
         filenames=list(args.files) or None,
-        repo_type=args.repo_type,
-        revision=args.revision,
-        local_dir=args.local_dir,
-        cache_dir=args.cache_dir,
-        sources=_ids(args.sources),
-        include=_ids(args.include),
-        exclude=_ids(args.exclude),
-        token=args.token,
+        **_what(args),
         force_download=args.force_download,
     )
     if args.json:
@@ -292,6 +285,20 @@ def _dry_run(args: argparse.Namespace) -> int:
     else:
         print(dry_run_text(plan))
     return 0
+
+
+def _what(args: argparse.Namespace) -> dict[str, Any]:
+    """The download options that say what to fetch and where (shared by a dry run)."""
+    return dict(
+        repo_type=args.repo_type,
+        revision=args.revision,
+        local_dir=args.local_dir,
+        cache_dir=args.cache_dir,
+        sources=_ids(args.sources),
+        include=_ids(args.include),
+        exclude=_ids(args.exclude),
+        token=args.token,
+    )
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
@@ -305,14 +312,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
         tally = DownloadTally()
     kwargs: dict[str, Any] = dict(
-        repo_type=args.repo_type,
-        revision=args.revision,
-        local_dir=args.local_dir,
-        cache_dir=args.cache_dir,
-        sources=_ids(args.sources),
-        include=_ids(args.include),
-        exclude=_ids(args.exclude),
-        token=args.token,
+        **_what(args),
         max_workers=args.max_workers,
         connections=args.connections,
         progress=tally if tally is not None else (False if args.quiet else None),

@@ -188,14 +188,7 @@ class CacheLayout:
         with self._state:
             for t in out:
                 self._pending[t.final] += 1
-        result: list[Target] = []
-        downloading: set[Path] = set()
-        for t in out:
-            present = self._present(t) or t.final in downloading
-            if not present:
-                downloading.add(t.final)
-            result.append(_with_present(t, present))
-        return result
+        return self._mark_present(out)
 
     @translate_oserror
     def preview(self, manifest: Manifest, files: Sequence[RepoFile]) -> list[Target]:
@@ -209,6 +202,11 @@ class CacheLayout:
             self._target(f, snapshot.joinpath(*path_parts(f.path, repo_id=self.repo_id)), commit)
             for f in files
         ]
+        return self._mark_present(out)
+
+    def _mark_present(self, out: list[Target]) -> list[Target]:
+        """``present``: on disk already, or the same blob as an earlier target (one download
+        serves both)."""
         result: list[Target] = []
         downloading: set[Path] = set()
         for t in out:
