@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pipeline
-from .layout import CacheLayout, effective_commit, make_layout
+from .layout import CacheLayout, effective_commit
 from .plan import mirrors_for
 from .probing import ProbeResult, probe_sources
 from .request import check_request
@@ -165,13 +165,7 @@ def dry_run(
         token=token,
         force_download=force_download,
     )
-    layout = make_layout(
-        req.hf_id,
-        req.repo_type,
-        local_dir=req.local_dir,
-        cache_dir=req.cache_dir,
-        settings=settings,
-    )
+    layout = pipeline.layout_for(req, settings)
     with Session(settings, token=req.token) as session:
         plan = pipeline.plan(req, session)
         files = pipeline.select(plan.manifest, req.include, req.exclude, req.paths)

@@ -225,15 +225,20 @@ def fetch(
     return [published[i] for i in range(len(targets))]
 
 
-def run(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
-    """The whole pipeline for a checked request: (folder, local path of each file)."""
-    layout = make_layout(
+def layout_for(req: Request, settings: Settings) -> Layout:
+    """Where a checked request's files go (``local_dir``, or the HF cache by the HF id)."""
+    return make_layout(
         req.hf_id,
         req.repo_type,
         local_dir=req.local_dir,
         cache_dir=req.cache_dir,
         settings=settings,
     )
+
+
+def run(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
+    """The whole pipeline for a checked request: (folder, local path of each file)."""
+    layout = layout_for(req, settings)
     if req.offline or settings.offline:
         if req.force_download:
             raise ConfigError("force_download=True needs the network: not with offline")

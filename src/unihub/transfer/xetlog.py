@@ -50,7 +50,24 @@ class ChunkRecord:
         return _REC.pack(self.offset, self.size, self.serialized, self.index, self.xorb, self.hash)
 
 
-class ChunkLog:
+class _SideFile:
+    """A file kept beside the partial (``path``, open as ``fd`` once used)."""
+
+    path: Path
+    fd: int
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def remove(self) -> None:
+        self.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+class ChunkLog(_SideFile):
     """The append-only chunk log beside a partial file (see the module docstring)."""
 
     def __init__(self, path: Path, file_hash: str, size: int) -> None:
@@ -86,16 +103,6 @@ class ChunkLog:
     def append(self, records: list[ChunkRecord]) -> None:
         if records:
             os.write(self.fd, b"".join(r.pack() for r in records))
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def remove(self) -> None:
-        self.close()
-        with contextlib.suppress(OSError):
-            self.path.unlink()
 
 
 class ReuseIndex:
@@ -140,7 +147,7 @@ class ReuseIndex:
 _SPILL = struct.Struct("<32sQI")
 
 
-class Spill:
+class Spill(_SideFile):
     """``<partial>.xetspill``: xorb bytes that arrived ahead of the decoding front.
 
     A xorb range is fetched in parts over many connections, but chunks can only be placed in the
@@ -179,16 +186,6 @@ class Spill:
             out.setdefault(xorb, []).append((start, body))
             pos += _SPILL.size + n
         return out
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def remove(self) -> None:
-        self.close()
-        with contextlib.suppress(OSError):
-            self.path.unlink()
 
 
 def take(records: list[tuple[int, bytes]], start: int, end: int) -> bytes:
