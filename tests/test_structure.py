@@ -144,6 +144,7 @@ LAYERS: dict[str, int] = {
             "units",
             "timeouts",
             "retry",
+            "limits",
             "redirects",
             "models",
             "safety",
