@@ -106,7 +106,8 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
         connections=options.get("connections") or ServeOptions.connections,
     ).for_one_client(settings.unihub_cache / "drop-in")
     stack = contextlib.ExitStack()
-    srv = stack.enter_context(running(serve_options, settings))
+    # the socket listens at once; the first requests wait in its queue while the server starts
+    srv = stack.enter_context(running(serve_options, settings, wait=False))
     _state.url, _state.app, _state.stack, _state.pid = srv.url, srv.app, stack, os.getpid()
 
 
@@ -382,4 +383,14 @@ class _Patch:
         unpatch()
 
 
-atexit.register(unpatch)
+def _at_exit() -> None:
+    """At exit: huggingface_hub as it was; the server is stopped gracefully only if a fetch is
+    running (its journals flushed for the next process), else it ends with the process."""
+    with _lock:
+        app = _state.app
+        if app is not None and _state.pid == os.getpid() and not app.store.inflight():
+            _state.stack = None  # a daemon thread: nothing of it needs waiting for
+        _undo()
+
+
+atexit.register(_at_exit)
