@@ -103,7 +103,7 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
         sources = [sources]
     serve_options = ServeOptions(
         sources=tuple(str(s) for s in sources) if sources else None,
-        connections=options.get("connections") or ServeOptions.connections,
+        connections=options.get("connections"),
     ).for_one_client(settings.unihub_cache / "drop-in")
     stack = contextlib.ExitStack()
     # the socket listens at once; the first requests wait in its queue while the server starts

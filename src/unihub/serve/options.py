@@ -32,6 +32,8 @@ def size_option(text: str | None) -> int | None:
         raise ConfigError(f"--max-cache-size: {exc}") from None
 
 
+# per upstream file: twice a single download's (many clients, per-connection caps)
+LAB_CONNECTIONS = 32
 # seconds a hub has to answer a server for one client: a first byte after 3 s still comes
 ONE_CLIENT_UPSTREAM_TIMEOUT = 6.0
 
@@ -87,7 +89,7 @@ class ServeOptions:
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
     metadata_ttl: float = 60.0
-    connections: int | None = 32
+    connections: int | None = LAB_CONNECTIONS
     access_log: bool = True
     head_prefetch: bool = True
     client_cache: Path | None = None
@@ -110,6 +112,9 @@ class ServeOptions:
             self,
             host="127.0.0.1",
             port=0,
+            # one client: a plain download's connections per file (the engine's default), not
+            # the lab server's twice as many, unless asked for
+            connections=None if self.connections == LAB_CONNECTIONS else self.connections,
             cache_dir=self.cache_dir or cache_dir,
             client_cache=client_cache,
             access_log=False,
