@@ -60,6 +60,51 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    _download_parser(sub)
+    ls = sub.add_parser("ls", help="list a repo's files with sizes")
+    ls.add_argument("repo")
+    _common(ls)
+    _json_option(ls)
+
+    pr = sub.add_parser("probe", help="probe the sources: reachability, latency, throughput")
+    pr.add_argument("repo", nargs="?", default=None)
+    _common(pr, patterns=False)
+    pr.add_argument("--no-cache", action="store_true", help="probe again even if recently probed")
+    _json_option(pr)
+
+    m = sub.add_parser("map", help="the equivalent id on the other hub")
+    m.add_argument("repo", help="a Hugging Face id, or ms:Owner/Name to map back")
+    m.add_argument("--repo-type", choices=["model", "dataset"], default="model")
+
+    sv = sub.add_parser("serve", help="a Hugging Face-protocol endpoint for HF_ENDPOINT")
+    _serve_options(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8090, help="port (default 8090; 0: any free)")
+
+    rn = sub.add_parser(
+        "run", help="run COMMAND with HF_ENDPOINT at a unihub serve: unihub run -- CMD ARGS"
+    )
+    rn.add_argument(
+        "--server",
+        default=None,
+        help="URL of a running unihub serve (default: UNIHUB_SERVER, else one started "
+        "for the command on a free local port)",
+    )
+    _serve_options(rn)
+    rn.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+
+    from .cli_cache import add_cache_parser
+
+    add_cache_parser(sub)
+
+    demo = sub.add_parser("demo", help="an offline end-to-end demo against local fake hubs")
+    demo.add_argument("--size-mb", type=int, default=24, help="size of the demo model (MB)")
+    demo.add_argument("--keep", default=None, help="download into this folder and keep it")
+    return parser
+
+
+def _download_parser(sub: Any) -> None:
+    """``unihub download``'s options."""
     d = sub.add_parser("download", help="download a repo, or some of its files")
     d.add_argument("repo", help="Hugging Face id (org/name), or ms:Owner/Name for a ModelScope id")
     d.add_argument(
@@ -113,47 +158,6 @@ def _parser() -> argparse.ArgumentParser:
         default="all",
         help="with --ray: 'all' (default), a count, or comma-separated Ray node ids",
     )
-
-    ls = sub.add_parser("ls", help="list a repo's files with sizes")
-    ls.add_argument("repo")
-    _common(ls)
-    _json_option(ls)
-
-    pr = sub.add_parser("probe", help="probe the sources: reachability, latency, throughput")
-    pr.add_argument("repo", nargs="?", default=None)
-    _common(pr, patterns=False)
-    pr.add_argument("--no-cache", action="store_true", help="probe again even if recently probed")
-    _json_option(pr)
-
-    m = sub.add_parser("map", help="the equivalent id on the other hub")
-    m.add_argument("repo", help="a Hugging Face id, or ms:Owner/Name to map back")
-    m.add_argument("--repo-type", choices=["model", "dataset"], default="model")
-
-    sv = sub.add_parser("serve", help="a Hugging Face-protocol endpoint for HF_ENDPOINT")
-    _serve_options(sv)
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=8090, help="port (default 8090; 0: any free)")
-
-    rn = sub.add_parser(
-        "run", help="run COMMAND with HF_ENDPOINT at a unihub serve: unihub run -- CMD ARGS"
-    )
-    rn.add_argument(
-        "--server",
-        default=None,
-        help="URL of a running unihub serve (default: UNIHUB_SERVER, else one started "
-        "for the command on a free local port)",
-    )
-    _serve_options(rn)
-    rn.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
-
-    from .cli_cache import add_cache_parser
-
-    add_cache_parser(sub)
-
-    demo = sub.add_parser("demo", help="an offline end-to-end demo against local fake hubs")
-    demo.add_argument("--size-mb", type=int, default=24, help="size of the demo model (MB)")
-    demo.add_argument("--keep", default=None, help="download into this folder and keep it")
-    return parser
 
 
 def _json_option(p: argparse.ArgumentParser) -> None:
