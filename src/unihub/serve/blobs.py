@@ -39,7 +39,7 @@ _BLOB_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 CHUNK = 1 << 20
 _FINISHED = 256
 FAILED_FOR = 10.0  # seconds a failed fetch answers for its blob before one is tried again
-_POLL_MIN, _POLL_MAX = 0.002, 0.05
+_SAFETY = 0.5  # seconds a waiting reader looks again even without a wake-up (belt and braces)
 
 
 class Aborted(Exception):
@@ -61,17 +61,48 @@ class Fetch:
         self.error: BaseException | None = None
         self.path: Path | None = None  # the verified file, once done
         self.ended = 0.0
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self.version = 0  # counts every change readers wait for (bytes, a reset, the end)
+
+    def _wake(self) -> None:
+        """Tell every waiting reader (on its event loop) that something changed: the engine's
+        threads announce bytes instead of readers polling for them."""
+        with self._lock:
+            self.version += 1
+            waiters, self._waiters = self._waiters, []
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop is closed: its reader is gone
+                pass
+
+    async def changed(self, seen: int) -> None:
+        """Until something changed since ``version`` was ``seen`` (new bytes, a reset, the
+        end); at most ``_SAFETY`` seconds."""
+        event = asyncio.Event()
+        with self._lock:
+            if self.version != seen:
+                return
+            self._waiters.append((asyncio.get_running_loop(), event))
+        try:
+            await asyncio.wait_for(event.wait(), _SAFETY)
+        except asyncio.TimeoutError:
+            with self._lock:
+                pairs = [w for w in self._waiters if w[1] is not event]
+                self._waiters = pairs
 
     # -- the engine's side (Watch) ------------------------------------------------------------
     def reset(self, ranges: Iterable[tuple[int, int]]) -> None:
         with self._lock:
             self._have = RangeSet(ranges)
             self.epoch += 1
+        self._wake()
 
     def have(self, start: int, end: int, source: str) -> None:
         with self._lock:
             self._have.add(start, end)
         self.metrics.add("unihub_serve_upstream_bytes_total", end - start, source=source or "-")
+        self._wake()
 
     # -- the readers' side --------------------------------------------------------------------
     def available(self, pos: int) -> tuple[int, int]:
@@ -83,25 +114,26 @@ class Fetch:
         self.path, self.error = path, error
         self.ended = time.monotonic()
         self.done.set()
+        self._wake()
 
 
 async def wait_done(fetch: Fetch) -> None:
     """Until the fetch has finished (successfully or not), without blocking the event loop."""
-    delay = _POLL_MIN
-    while not fetch.done.is_set():
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, _POLL_MAX)
+    while True:
+        seen = fetch.version  # before the look: a change after it wakes us
+        if fetch.done.is_set():
+            return
+        await fetch.changed(seen)
 
 
 async def first_bytes(fetch: Fetch, start: int) -> None:
     """Until bytes from ``start`` on can be sent (or the fetch has finished): a fetch that
     fails before its first byte becomes an error answer instead of a cut connection."""
-    delay = _POLL_MIN
-    while not fetch.done.is_set():
-        if start < fetch.size - 1 and fetch.available(start)[1] > start:
+    while True:
+        seen = fetch.version  # before the look: a change after it wakes us
+        if fetch.done.is_set() or (start < fetch.size - 1 and fetch.available(start)[1] > start):
             return
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, _POLL_MAX)
+        await fetch.changed(seen)
 
 
 async def stream(fetch: Fetch, start: int, end: int) -> AsyncGenerator[bytes, None]:
@@ -110,9 +142,9 @@ async def stream(fetch: Fetch, start: int, end: int) -> AsyncGenerator[bytes, No
     epoch: int | None = None
     pos = start
     sent = 0
-    delay = _POLL_MIN
     try:
         while pos < end:
+            seen = fetch.version
             done = fetch.done.is_set()
             if done and fetch.error is not None:
                 raise Aborted(f"upstream fetch failed: {fetch.error}")
@@ -126,15 +158,13 @@ async def stream(fetch: Fetch, start: int, end: int) -> AsyncGenerator[bytes, No
                     epoch = ep
                 limit = min(limit, end, fetch.size - 1)  # the last byte waits for the hash
             if limit <= pos:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _POLL_MAX)
+                await fetch.changed(seen)
                 continue
-            delay = _POLL_MIN
             if fd < 0:
                 try:
                     fd = os.open(fetch.path if done and fetch.path else fetch.partial, os.O_RDONLY)
                 except FileNotFoundError:  # renamed at completion between the checks
-                    await asyncio.sleep(delay)
+                    await fetch.changed(seen)
                     continue
             data = os.pread(fd, min(limit - pos, CHUNK), pos)
             if not data:
