@@ -16,7 +16,6 @@ from pathlib import Path
 
 from .context import Context
 from .jobs import FileJob, Mirror
-from .xet import XetTransfer, XetUnavailable
 
 __all__ = ["PATH", "XetPath"]
 
@@ -40,6 +39,9 @@ class XetPath:
 
     def run(self, job: FileJob, ctx: Context, mirror: Mirror) -> Path | None:
         assert job.xet is not None  # fits() said so
+        # imported here: the Xet formats (numpy, blake3, lz4) load only for a Xet file
+        from .xet import XetTransfer, XetUnavailable
+
         try:
             return XetTransfer(job, ctx, job.xet).run()
         except XetUnavailable as exc:
