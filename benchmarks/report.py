@@ -97,6 +97,7 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
         "",
         "## How this was run",
         "",
+        "<!-- not-run: a benchmark run of several minutes (nox -s bench) -->",
         "```bash",
         data["command"],
         "```",
