@@ -112,7 +112,7 @@ def test_one_copy_written_once_and_everything_undone(
     with unihub.patch(sources=[hf.source], progress=False):
         p = sys.modules["unihub.patch"]
 
-        url, app = p._state.url, p._state.app
+        url, app = p._state.url, p._state.core
         assert url == constants.ENDPOINT and os.environ["HF_ENDPOINT"] == url
         path = huggingface_hub.hf_hub_download(
             repo_id=HF_ID, filename="model.safetensors", cache_dir=cache

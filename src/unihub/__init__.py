@@ -7,6 +7,8 @@ start without loading the HTTP stack, the engine or the server until a call need
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -105,10 +107,22 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-# Two public functions share their module's name (``unihub.patch``, ``unihub.probe``): bound
-# now, before any import of those modules could leave the module object under the name.
-from .patch import patch  # noqa: E402
-from .probe import probe  # noqa: E402
+# Two public functions share their module's name (``unihub.patch``, ``unihub.probe``). The
+# import system binds a submodule to its package's attribute when it first loads it, which
+# would leave the module object under the function's name; the package refuses that binding,
+# so ``unihub.patch`` is the function however and whenever ``unihub/patch.py`` is imported,
+# and neither module is loaded by ``import unihub``.
+_SHADOWED = frozenset({"patch", "probe"})
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __version__ = "0.1.0"
 

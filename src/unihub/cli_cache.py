@@ -15,14 +15,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cachetool import CachedRepo, CacheRoot, dedupe, prune, remove, scan, verify
 from .errors import ConfigError
 from .settings import Settings
 from .units import human_size, parse_size
 
+if TYPE_CHECKING:
+    from .cachetool import CachedRepo, CacheRoot
+
 __all__ = ["add_cache_parser", "run_cache"]
+
+# The cache tools are imported when a ``cache`` action runs, not when the parser is built:
+# every other command (``unihub run`` first) starts without them.
 
 
 def add_cache_parser(sub: Any) -> None:
@@ -56,6 +61,8 @@ def add_cache_parser(sub: Any) -> None:
 
 
 def _roots(args: argparse.Namespace, settings: Settings) -> list[CacheRoot]:
+    from .cachetool import CacheRoot
+
     roots = [
         CacheRoot(
             "hf", Path(args.cache_dir).expanduser() if args.cache_dir else settings.hub_cache
@@ -146,6 +153,8 @@ def _ls(args: argparse.Namespace, repos: list[CachedRepo], pretty: bool) -> dict
 
 
 def _verify(args: argparse.Namespace, repos: list[CachedRepo], pretty: bool) -> dict[str, Any]:
+    from .cachetool import verify
+
     report = verify(repos, fix=args.fix, sources=args.sources)
     body = {**asdict(report), "ok": report.ok}
     if pretty:
@@ -179,12 +188,16 @@ def _rm(args: argparse.Namespace, repos: list[CachedRepo], pretty: bool) -> dict
         chosen = [r for r in chosen if r.root.kind != "ms"]
     if not chosen:
         raise ConfigError(f"{repo} is not in the cache", hint="`unihub cache ls` lists the repos")
+    from .cachetool import remove
+
     body = asdict(remove(chosen, rev or None, apply=not args.dry_run))
     _removal("would free" if args.dry_run else "freed", body, pretty)
     return body
 
 
 def _prune(args: argparse.Namespace, repos: list[CachedRepo], pretty: bool) -> dict[str, Any]:
+    from .cachetool import prune
+
     out = prune(repos, revisions=not args.keep_revisions, apply=not args.dry_run)
     body = asdict(out)
     _removal("would free" if args.dry_run else "freed", body, pretty)
@@ -192,6 +205,8 @@ def _prune(args: argparse.Namespace, repos: list[CachedRepo], pretty: bool) -> d
 
 
 def _dedupe(args: argparse.Namespace, repos: list[CachedRepo], pretty: bool) -> dict[str, Any]:
+    from .cachetool import dedupe
+
     report = dedupe(
         repos, mode=args.mode, min_size=parse_size(args.min_size), apply=not args.dry_run
     )
@@ -210,6 +225,8 @@ def run_cache(args: argparse.Namespace) -> int:
     from .cli_report import emit_json
 
     settings = Settings.from_env()
+    from .cachetool import scan
+
     repos = scan(_roots(args, settings))
     if args.cache_command != "rm":
         repos = _select(repos, getattr(args, "repo", None), args.repo_type)

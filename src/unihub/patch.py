@@ -67,8 +67,10 @@ class _State:
     """What :func:`patch` changed, to be undone by :func:`unpatch`."""
 
     url: str = ""
-    app: Any = None  # ServeApp
+    core: Any = None  # ServeCore: fetches through it start at once
+    starter: threading.Thread | None = None  # loads the web stack, then serves
     stack: contextlib.ExitStack | None = None
+    server: Any = None  # serve.Running, once the starter is done
     pid: int = 0
     origins: frozenset[str] = frozenset()
     swapped: list[tuple[object, str, object]] = field(default_factory=list)
@@ -96,7 +98,11 @@ def _warn_once(key: str, message: str) -> None:
 
 # -- the server and where huggingface_hub looks for the Hub ----------------------------------
 def _start_server(options: dict[str, Any], settings: Settings) -> None:
-    from .serve import ServeOptions, running
+    """The socket listens and the core (listings, blobs, the engine) is ready when this
+    returns; the web stack loads in a thread meanwhile (0.1-0.2 s, beside the first fetch), and
+    the first requests wait in the socket's queue until it serves."""
+    from .serve import ServeOptions, listen
+    from .serve.core import ServeCore
 
     sources = options.get("sources")
     if isinstance(sources, str):
@@ -105,10 +111,30 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
         sources=tuple(str(s) for s in sources) if sources else None,
         connections=options.get("connections"),
     ).for_one_client(settings.unihub_cache / "drop-in")
-    stack = contextlib.ExitStack()
-    # the socket listens at once; the first requests wait in its queue while the server starts
-    srv = stack.enter_context(running(serve_options, settings, wait=False))
-    _state.url, _state.app, _state.stack, _state.pid = srv.url, srv.app, stack, os.getpid()
+    sock = listen(serve_options)
+    try:
+        core = ServeCore(serve_options, settings)
+    except BaseException:
+        sock.close()
+        raise
+    state = _state
+    state.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    state.core, state.pid = core, os.getpid()
+
+    def start() -> None:
+        from .serve import running
+
+        stack = contextlib.ExitStack()
+        try:
+            state.server = stack.enter_context(
+                running(serve_options, settings, wait=False, sock=sock, core=core)
+            )
+            state.stack = stack
+        except BaseException as exc:  # the socket is closed: clients fail at once, not hang
+            log.error("unihub.patch(): the server did not start: %s", exc)
+
+    state.starter = threading.Thread(target=start, name="unihub-patch-start", daemon=True)
+    state.starter.start()
 
 
 def _rewrite_hook(request: Any) -> None:
@@ -202,7 +228,7 @@ def _can_write(a: dict[str, Any]) -> bool:
     from huggingface_hub import constants
 
     return (
-        _state.app is not None
+        _state.core is not None
         and os.getpid() == _state.pid  # a forked child: HTTP to the parent's server only
         and not a.get("local_files_only")
         and not a.get("dry_run")
@@ -219,7 +245,7 @@ def _view_for(a: dict[str, Any]) -> Any:
     auth = build_hf_headers(token=a.get("token"), headers=a.get("headers")).get("authorization")
     scheme, _, bearer = (auth or "").partition(" ")
     token = bearer.strip() if scheme.lower() == "bearer" and bearer.strip() else None
-    return _state.app.repos.view(
+    return _state.core.repos.view(
         a.get("repo_type") or "model", a["repo_id"], a.get("revision") or "main", token
     )
 
@@ -245,7 +271,7 @@ def _write(a: dict[str, Any], paths: Callable[[Any], list[str]]) -> bool:
         if not files:
             return False
         materialize(
-            _state.app.repos,
+            _state.core.repos,
             view,
             files,
             _layout(a),
@@ -331,7 +357,7 @@ def patch(**options: Any) -> _Patch:
     if settings is not None and not isinstance(settings, Settings):
         raise ue.ConfigError("settings= must be a unihub.Settings")
     with _lock:
-        if _state.app is not None and _state.pid == os.getpid():
+        if _state.core is not None and _state.pid == os.getpid():
             return _Patch()
         _reset_state()
         _start_server(options, settings if settings is not None else Settings.from_env())
@@ -355,10 +381,21 @@ def _undo() -> None:
         module, name, original = _state.swapped.pop()
         setattr(module, name, original)
     _restore_huggingface_hub()
-    stack, _state.stack = _state.stack, None
-    if stack is not None and _state.pid == os.getpid():
-        stack.close()
+    if _state.pid == os.getpid():
+        _stop_server()
     _reset_state()
+
+
+def _stop_server() -> None:
+    """The server stopped gracefully (running fetches keep their journals), or its core
+    closed if the web stack never started."""
+    if _state.starter is not None:
+        _state.starter.join()
+    stack, _state.stack = _state.stack, None
+    if stack is not None:
+        stack.close()
+    elif _state.core is not None:
+        _state.core.close()
 
 
 def unpatch() -> None:
@@ -370,7 +407,7 @@ def unpatch() -> None:
 
 def patched() -> bool:
     """Whether :func:`patch` is in effect."""
-    return _state.app is not None
+    return _state.core is not None
 
 
 class _Patch:
@@ -385,11 +422,16 @@ class _Patch:
 
 def _at_exit() -> None:
     """At exit: huggingface_hub as it was; the server is stopped gracefully only if a fetch is
-    running (its journals flushed for the next process), else it ends with the process."""
+    running (its journals flushed for the next process), else it ends with the process (its
+    threads are daemons: waiting for them would only cost the exit 0.1-0.2 s)."""
     with _lock:
-        app = _state.app
-        if app is not None and _state.pid == os.getpid() and not app.store.inflight():
-            _state.stack = None  # a daemon thread: nothing of it needs waiting for
+        core = _state.core
+        if core is not None and _state.pid == os.getpid() and not core.store.inflight():
+            if _state.server is not None:
+                _state.server.detach()  # a later collection of the block does not wait
+            _state.swapped.clear()
+            _restore_huggingface_hub()
+            return
         _undo()
 
 

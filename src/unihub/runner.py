@@ -30,14 +30,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
-
-import httpx2
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, SourceUnavailableError
-from .serve.options import ServeOptions
-from .session import Session
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .serve.options import ServeOptions
 
 __all__ = ["child_env", "run_command"]
 
@@ -59,6 +58,10 @@ def child_env(environ: Mapping[str, str], url: str) -> dict[str, str]:
 
 def _check_server(url: str, settings: Settings) -> None:
     """The server answers ``/healthz`` (through the session's client: its proxies, TLS)."""
+    import httpx2
+
+    from .session import Session
+
     try:
         with Session(settings, token=False) as session:
             resp = session.client.get(f"{url}/healthz", timeout=5.0)
@@ -208,7 +211,7 @@ def run_command(
     if url:
         _check_server(url, settings)
         return _spawn(cmd, child_env(os.environ, url), grace)
-    from .serve import listen, running
+    from .serve import ServeOptions, listen, running
 
     opts = options if options is not None else ServeOptions(port=0)
     if opts.client_cache is None:
@@ -220,9 +223,14 @@ def run_command(
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     log.info("unihub serve for the command at %s", url)
     chosen = opts
-    return _spawn(
-        cmd,
-        child_env(os.environ, url),
-        grace,
-        around=lambda: running(chosen, settings, wait=False, sock=sock),
-    )
+
+    @contextlib.contextmanager
+    def serving() -> Iterator[None]:
+        with running(chosen, settings, wait=False, sock=sock) as srv:
+            try:
+                yield
+            finally:
+                if srv.idle():  # nothing to save: unihub exits without waiting for it
+                    srv.detach()
+
+    return _spawn(cmd, child_env(os.environ, url), grace, around=serving)

@@ -35,10 +35,12 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-
-import httpx2
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = ["ENV", "SpeedCheck", "Timeouts"]
 
@@ -106,6 +108,8 @@ class Timeouts:
 
     def http(self, *, first_contact: bool = False, cap: float | None = None) -> httpx2.Timeout:
         """The per-request timeout: short on first contact, ``cap`` bounds every phase."""
+        import httpx2  # here: reading the settings (``unihub run``'s start) does not load it
+
         if first_contact:
             t = httpx2.Timeout(self.first_contact)
         else:

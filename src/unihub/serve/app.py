@@ -29,7 +29,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote_to_bytes, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote_to_bytes, urlencode
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -40,14 +40,13 @@ from ..errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundErro
 from ..layout.cache import CacheLayout
 from ..models import RepoFile, RepoType
 from ..settings import Settings
-from ..sources import resolve_sources
-from .blobs import Aborted, BlobStore, first_bytes, stream, wait_done
+from .blobs import Aborted, first_bytes, stream, wait_done
+from .core import ServeCore
 from .hfapi import error_answer, file_headers, paths_info, refs, repo_info, tree_entries
 from .materialize import materialize
-from .metrics import Metrics
 from .options import ServeOptions
 from .ranges import UNSATISFIABLE, parse_range
-from .repos import Repos, RepoView
+from .repos import RepoView
 from .responses import SENT, BodyResponse, file_chunks
 from .upstream import UpstreamUnreachableError
 
@@ -107,27 +106,21 @@ def _bearer(request: Request) -> str | None:
 class ServeApp:
     """The application: one :class:`Repos` and one :class:`BlobStore` for every request."""
 
-    def __init__(self, options: ServeOptions, settings: Settings | None = None) -> None:
-        base = settings if settings is not None else Settings.from_env()
-        # the server streams what the engine writes: no hf_transfer hand-off (it writes
-        # nothing a reader can follow until it is done)
-        self.settings = base.evolve(hf_transfer=False)
-        if options.max_upstream_rate is not None:  # one bucket for every upstream fetch
-            self.settings = self.settings.evolve(max_rate=options.max_upstream_rate)
-        self.options = options
-        self.cache_dir = options.cache_dir or self.settings.hub_cache
-        self.metrics = Metrics()
-        self.store = BlobStore(self.cache_dir, options.max_cache_size, self.metrics)
-        self.repos = Repos(options, self.settings, self.store, self.metrics, self.cache_dir)
-        self.started = time.time()
-        named = list(options.sources) if options.sources else None
-        self._upstreams: list[tuple[str, str]] = []
-        for i, source in enumerate(resolve_sources(named, self.settings), 1):
-            parts = urlsplit(source.endpoint)
-            host = parts.netloc.rpartition("@")[2]
-            self._upstreams += [(source.endpoint, f"upstream-{i}"), (host, f"upstream-{i}")]
-            if parts.hostname and parts.hostname != host:
-                self._upstreams.append((parts.hostname, f"upstream-{i}"))
+    def __init__(
+        self,
+        options: ServeOptions,
+        settings: Settings | None = None,
+        core: ServeCore | None = None,
+    ) -> None:
+        self.core = core if core is not None else ServeCore(options, settings)
+        self.settings = self.core.settings
+        self.options = self.core.options
+        self.cache_dir = self.core.cache_dir
+        self.metrics = self.core.metrics
+        self.store = self.core.store
+        self.repos = self.core.repos
+        self.started = self.core.started
+        self._upstreams = self.core.upstreams
 
     # -- ASGI -------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -220,13 +213,7 @@ class ServeApp:
 
     def close(self) -> None:
         """Stop the fetches (their partials and journals stay: the next fetch resumes)."""
-        running = self.store.inflight()
-        self.store.close()
-        self.repos.close()
-        if running:
-            log.warning("stopped; %d fetches interrupted, their partial blobs resume", running)
-        else:
-            log.info("stopped")
+        self.core.close()
 
     # -- routing ----------------------------------------------------------------------------
     async def _dispatch(self, request: Request) -> tuple[str, Response]:
