@@ -494,5 +494,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
 
 
+def entry() -> None:
+    """The ``unihub`` program (console script, ``python -m unihub``): :func:`main`, then exit.
+
+    After ``unihub run`` whose server had nothing in flight when the command ended, the process
+    ends at once, streams and logs flushed, without the interpreter's teardown of the idle
+    server's threads: that costs 0.1-0.2 s added to every command's time, and there is nothing
+    left to save (no fetch, no partial, no journal open)."""
+    rc = main()
+    runner = sys.modules.get("unihub.runner")
+    if runner is not None and runner.NOTHING_LEFT.is_set():
+        import os
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -238,15 +238,24 @@ def _can_write(a: dict[str, Any]) -> bool:
     )
 
 
+def _bearer(a: dict[str, Any]) -> str | None:
+    """The token huggingface_hub will send for this call: an explicit ``Authorization`` of
+    ``headers=`` wins, else its own choice for ``token=`` (without building its user agent,
+    which costs a client of its own on first use)."""
+    from huggingface_hub.utils._headers import get_token_to_send
+
+    for name, value in (a.get("headers") or {}).items():
+        if str(name).lower() == "authorization":
+            scheme, _, bearer = str(value).partition(" ")
+            return bearer.strip() or None if scheme.lower() == "bearer" else None
+    token = get_token_to_send(a.get("token"))
+    return str(token) if token else None
+
+
 def _view_for(a: dict[str, Any]) -> Any:
     """The server's view of the call's repo, with the token huggingface_hub will send."""
-    from huggingface_hub.utils._headers import build_hf_headers
-
-    auth = build_hf_headers(token=a.get("token"), headers=a.get("headers")).get("authorization")
-    scheme, _, bearer = (auth or "").partition(" ")
-    token = bearer.strip() if scheme.lower() == "bearer" and bearer.strip() else None
     return _state.core.repos.view(
-        a.get("repo_type") or "model", a["repo_id"], a.get("revision") or "main", token
+        a.get("repo_type") or "model", a["repo_id"], a.get("revision") or "main", _bearer(a)
     )
 
 
@@ -279,7 +288,7 @@ def _write(a: dict[str, Any], paths: Callable[[Any], list[str]]) -> bool:
             progress=_state.progress,
         )
         return True
-    except (ue.UnihubError, OSError) as exc:
+    except (ue.UnihubError, OSError, ValueError) as exc:  # OSError: no token for token=True
         log.debug("unihub.patch(): %s left to huggingface_hub: %s", a.get("repo_id"), exc)
         return False
 

@@ -27,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -43,6 +44,10 @@ __all__ = ["child_env", "run_command"]
 log = logging.getLogger("unihub")
 
 _TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "60", "HF_HUB_DOWNLOAD_TIMEOUT": "60"}
+
+# Set when a command has ended and the server started for it had nothing in flight: the
+# ``unihub`` program may then end without tearing the idle server down (:func:`unihub.cli.entry`).
+NOTHING_LEFT = threading.Event()
 
 
 def child_env(environ: Mapping[str, str], url: str) -> dict[str, str]:
@@ -232,5 +237,6 @@ def run_command(
             finally:
                 if srv.idle():  # nothing to save: unihub exits without waiting for it
                     srv.detach()
+                    NOTHING_LEFT.set()
 
     return _spawn(cmd, child_env(os.environ, url), grace, around=serving)
