@@ -1,13 +1,16 @@
 """The drop-in's data path against ``unihub.snapshot()``: a 1 GB repo through ``patch()`` and
 through ``unihub run``, on the same fake hub, in the same run.
 
-    python benchmarks/dropin.py [--size-mb 1024] [--rounds 2] [--out FILE.json]
+    python benchmarks/dropin.py [--size-mb 1024] [--rounds 2] [--plain] [--out FILE.json]
 
-Each job runs in a fresh process with an empty cache; a round runs the three jobs in turn
-(order rotated each round). Measured per job: wall time (bytes verified on disk at the end),
-bytes written to disk by the job's processes (``ru_oublock`` of the children, ext4 and the like;
-0 on tmpfs) and the bytes the hub sent. Targets (issue 17): patch and run at >= 0.95x the
-time of ``unihub.snapshot()``, disk bytes written <= 1.05x the repo.
+Each job runs in a fresh process with an empty cache; a round runs the jobs in turn (order
+rotated each round). Measured per job: wall time of the whole process (bytes verified on disk
+at the end), the time of the download call inside it (``call_seconds``: from the call to its
+return, the imports before it and the interpreter's exit after it left out), bytes written to
+disk by the job's processes (``ru_oublock`` of the children, ext4 and the like; 0 on tmpfs)
+and the bytes the hub sent. ``--plain`` adds huggingface_hub alone (no unihub) as the status
+quo. Targets (issue 17): patch and run at >= 0.95x the time of ``unihub.snapshot()``, disk
+bytes written <= 1.05x the repo.
 """
 
 from __future__ import annotations
@@ -30,15 +33,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hubproc import HubProcess, HubSpec
 
 REPO = "internlm/internlm2-chat-7b"
+_TIMED = "import sys, time; t = time.perf_counter(); p = {call}; " + (
+    "print('CALL', time.perf_counter() - t, file=sys.stderr); print(p)"
+)
 JOBS = {
-    "snapshot": (
-        "import unihub; print(unihub.snapshot({repo!r}, cache_dir={cache!r}, progress=False))"
-    ),
-    "patch": (
-        "import unihub, huggingface_hub; unihub.patch(progress=False); "
-        "print(huggingface_hub.snapshot_download({repo!r}, cache_dir={cache!r}))"
-    ),
-    "run": "import huggingface_hub; print(huggingface_hub.snapshot_download({repo!r}))",
+    "snapshot": "import unihub; f = unihub.snapshot; "
+    + _TIMED.format(call="f({repo!r}, cache_dir={cache!r}, progress=False)"),
+    "patch": "import unihub, huggingface_hub; unihub.patch(progress=False); "
+    "f = huggingface_hub.snapshot_download; "
+    + _TIMED.format(call="f({repo!r}, cache_dir={cache!r})"),
+    "run": "import huggingface_hub; f = huggingface_hub.snapshot_download; "
+    + _TIMED.format(call="f({repo!r})"),
+    "plain": "import huggingface_hub; f = huggingface_hub.snapshot_download; "
+    + _TIMED.format(call="f({repo!r}, cache_dir={cache!r})"),
 }
 
 
@@ -53,6 +60,8 @@ def _job(name: str, hub: HubProcess, work: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-c", code]
     if name == "run":
         cmd = [sys.executable, "-m", "unihub", "run", "--", *cmd]
+    if name == "plain":
+        env["HF_ENDPOINT"] = hub.endpoint
     hub.reset()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_oublock
     t0 = time.perf_counter()
@@ -62,30 +71,38 @@ def _job(name: str, hub: HubProcess, work: Path) -> dict[str, Any]:
     folder = Path(done.stdout.strip().splitlines()[-1])
     model = folder / "model.safetensors"
     ok = hashlib.sha256(model.read_bytes()).hexdigest() == hub.files["model.safetensors"].sha256
-    return {"seconds": seconds, "disk_written": written, "hub_sent": hub.stats()["bytes_total"],
-            "verified": ok}  # fmt: skip
+    call = float(next(x for x in done.stderr.splitlines() if x.startswith("CALL ")).split()[1])
+    return {"seconds": seconds, "call_seconds": call, "disk_written": written,
+            "hub_sent": hub.stats()["bytes_total"], "verified": ok}  # fmt: skip
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--plain", action="store_true", help="also huggingface_hub alone")
     ap.add_argument("--out")
     args = ap.parse_args()
     size = args.size_mb << 20
     spec = HubSpec("hf", REPO, {"config.json": '{"model_type": "gpt2"}', "model.safetensors": size})
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in JOBS}
+    jobs = [n for n in JOBS if n != "plain" or args.plain]
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
     with HubProcess(spec) as hub, tempfile.TemporaryDirectory(dir=os.getcwd()) as tmp:
-        names = list(JOBS)
+        names = list(jobs)
         for r in range(args.rounds):
-            for name in names[r % 3 :] + names[: r % 3]:
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
                 results[name].append(_job(name, hub, Path(tmp)))
                 print(name, results[name][-1], flush=True)
     best = {n: min(x["seconds"] for x in rs) for n, rs in results.items()}
+    call = {n: min(x["call_seconds"] for x in rs) for n, rs in results.items()}
+    others = [n for n in results if n != "snapshot"]
     summary = {
         "repo_bytes": size,
         "best_seconds": best,
-        "speed_vs_snapshot": {n: best["snapshot"] / best[n] for n in ("patch", "run")},
+        "speed_vs_snapshot": {n: best["snapshot"] / best[n] for n in others},
+        "best_call_seconds": call,
+        "call_speed_vs_snapshot": {n: call["snapshot"] / call[n] for n in others},
         "disk_written_vs_repo": {
             n: max(x["disk_written"] for x in rs) / size for n, rs in results.items()
         },
