@@ -63,6 +63,7 @@ def _job(name: str, hub: HubProcess, work: Path) -> dict[str, Any]:
     if name == "plain":
         env["HF_ENDPOINT"] = hub.endpoint
     hub.reset()
+    os.sync()  # the previous job's writeback is not charged to this one
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_oublock
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -81,11 +82,14 @@ def main() -> int:
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--plain", action="store_true", help="also huggingface_hub alone")
+    ap.add_argument("--jobs", default=None, help="comma-separated subset (snapshot is kept)")
     ap.add_argument("--out")
     args = ap.parse_args()
     size = args.size_mb << 20
     spec = HubSpec("hf", REPO, {"config.json": '{"model_type": "gpt2"}', "model.safetensors": size})
     jobs = [n for n in JOBS if n != "plain" or args.plain]
+    if args.jobs:
+        jobs = [n for n in jobs if n == "snapshot" or n in args.jobs.split(",")]
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
     with HubProcess(spec) as hub, tempfile.TemporaryDirectory(dir=os.getcwd()) as tmp:
         names = list(jobs)
