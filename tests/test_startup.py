@@ -172,3 +172,76 @@ def test_a_failed_transfer_is_rescued_by_a_source_that_listed_late(
     )
     assert (Path(folder) / "config.json").read_bytes() == repo.content("config.json")
     assert file_gets(good)  # the late source served what the first one could not
+
+
+def _fresh_python(code: str, tmp_path: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "UNIHUB_"))}
+    env.update(HOME=str(tmp_path), HF_HOME=str(tmp_path / "hf"))
+    src = Path(unihub.__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return proc.stdout.strip()
+
+
+def test_import_unihub_loads_no_http_stack_and_the_two_shadowed_names_stay_functions(
+    tmp_path: Path,
+) -> None:
+    """``import unihub`` binds nothing eagerly; ``unihub.patch`` / ``unihub.probe`` are the
+    functions however their modules are imported (the import system binds a submodule to its
+    package's attribute: the package refuses that for these two names)."""
+    code = (
+        "import sys, inspect, unihub\n"
+        "heavy = [m for m in ('httpx2', 'unihub.patch', 'unihub.probe', 'unihub.session')"
+        " if m in sys.modules]\n"
+        "import unihub.patch, unihub.probe\n"
+        "from unihub.probe import rank\n"
+        "import unihub.probe as p\n"
+        "print(heavy, inspect.isfunction(unihub.patch), inspect.isfunction(unihub.probe),"
+        " inspect.isfunction(p), unihub.patch is sys.modules['unihub.patch'].patch)\n"
+    )
+    assert _fresh_python(code, tmp_path) == "[] True True True True"
+
+
+def test_the_run_command_starts_before_the_http_stack_loads(tmp_path: Path) -> None:
+    """``unihub run`` starts its command as soon as its socket listens: what the parent has
+    imported when the child is spawned holds no HTTP client, engine or web framework (the
+    command's own imports overlap the server's)."""
+    code = (
+        "import subprocess, sys\n"
+        "seen = []\n"
+        "orig = subprocess.Popen.__init__\n"
+        "def spy(self, *a, **k):\n"
+        "    seen.extend(m for m in ('httpx2', 'starlette', 'uvicorn', 'unihub.transfer',"
+        " 'unihub.cachetool', 'huggingface_hub') if m in sys.modules)\n"
+        "    orig(self, *a, **k)\n"
+        "subprocess.Popen.__init__ = spy\n"
+        "from unihub.cli import main\n"
+        "rc = main(['run', '--', sys.executable, '-c', 'pass'])\n"
+        "print(rc, seen)\n"
+    )
+    assert _fresh_python(code, tmp_path) == "0 []"
+
+
+def test_a_detached_server_is_neither_stopped_nor_waited_for(tmp_path: Path) -> None:
+    """``Running.detach()``: leaving the block does not stop the server (used at exit with
+    nothing in flight, where a graceful stop only delays the process's end); without it the
+    block's end stops it. In a fresh process: the detached server lives until that ends."""
+    code = (
+        "import urllib.request\n"
+        "from unihub.serve import ServeOptions, running\n"
+        "opts = ServeOptions(port=0, sources=('hf=http://127.0.0.1:9',), offline=True)\n"
+        "def up(url):\n"
+        "    try:\n"
+        "        return urllib.request.urlopen(url + '/healthz', timeout=5).status == 200\n"
+        "    except OSError:\n"
+        "        return False\n"
+        "with running(opts) as a:\n"
+        "    idle = a.idle()\n"
+        "    a.detach()\n"
+        "with running(opts) as b:\n"
+        "    pass\n"
+        "print(idle, up(a.url), up(b.url))\n"
+    )
+    assert _fresh_python(code, tmp_path) == "True True False"

@@ -2,7 +2,8 @@
 
 The in-process front door, standing on the same Hugging Face-protocol endpoint as
 ``unihub serve`` and ``unihub run``: :func:`patch` starts a ``unihub serve`` on a loopback
-port in a background thread (one per process) and points huggingface_hub at it, so every call
+port (one per process: its socket listens and its core is ready at once, its web stack loads in
+a background thread beside the first fetch) and points huggingface_hub at it, so every call
 any huggingface_hub-based client makes — metadata (``HfApi``), ``hf_hub_download`` and
 ``snapshot_download`` in every calling form, ``HfFileSystem``, and through them transformers,
 datasets, diffusers, sentence-transformers, vllm's loader — is answered by unihub: every
