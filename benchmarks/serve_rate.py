@@ -75,10 +75,10 @@ def _cell(c: Clients, size: int) -> dict[str, Any]:
     return cell
 
 
-def _timed(server: Contender, n: int, size: int) -> dict[str, Any]:
+def _timed(server: Contender, n: int, size: int, timeout: float) -> dict[str, Any]:
     """``n`` clients of ``server``, with the server's CPU seconds during them."""
     cpu = tree_cpu(server.proc.pid)
-    cell = _cell(curl_clients(server.url, n, size), size)
+    cell = _cell(curl_clients(server.url, n, size, timeout=timeout), size)
     cell["cpu_s"] = round(tree_cpu(server.proc.pid) - cpu, 2)
     return cell
 
@@ -139,7 +139,8 @@ def warm(args: argparse.Namespace, contenders: list[str], counts: list[int]) -> 
         hub.reset()  # from here on every body should come from the servers' caches
         for n in counts:
             for r in range(args.rounds):
-                cells = {name: _timed(s, n, args.size) for name, s in servers.items()}
+                cells = {name: _timed(s, n, args.size, args.client_timeout)
+                         for name, s in servers.items()}
                 results["runs"].append(_row(n, r, cells, "nginx"))
                 print(json.dumps(results["runs"][-1]), flush=True)
         results["hub_bytes_during_warm_runs"] = int(hub.stats()["bytes_total"])
@@ -179,12 +180,14 @@ def cold(args: argparse.Namespace, contenders: list[str], counts: list[int]) -> 
                               if name == "unihub" else start_olah(hub, work, REPO, FILE))
                     hub.reset()
                     try:
-                        cells[name] = _cell(curl_clients(server.url, n, args.size), args.size)
+                        got = curl_clients(server.url, n, args.size, timeout=args.client_timeout)
+                        cells[name] = _cell(got, args.size)
                         cells[name]["hub_bytes"] = int(hub.stats()["bytes_total"])
                     finally:
                         server.stop()
                         shutil.rmtree(work, ignore_errors=True)
-                cells["hub_direct"] = _cell(curl_clients(direct, n, args.size), args.size)
+                got = curl_clients(direct, n, args.size, timeout=args.client_timeout)
+                cells["hub_direct"] = _cell(got, args.size)
                 results["runs"].append(_row(n, r, cells, "hub_direct"))
                 print(json.dumps(results["runs"][-1]), flush=True)
     finally:
@@ -204,6 +207,8 @@ def main() -> int:
                     help="measure server memory per stalled reader with N readers")
     ap.add_argument("--cold", action="store_true",
                     help="cold instead: N clients of an empty server against N from the hub")
+    ap.add_argument("--client-timeout", type=float, default=600,
+                    help="seconds a curl client may take (then it counts as failed)")
     ap.add_argument("--out", type=Path, default=None, help="results JSON (default: results/)")
     import sys
 

@@ -2,9 +2,9 @@
 
 ``serve_rate.py`` and ``serve_soak.py`` are runs of their own (servers, not download tools);
 their results JSON files lie in ``benchmarks/results``. :func:`serve_section` renders the
-newest of each kind: warm runs (one per blob size: the newest file of that size), the newest
-cold run and the newest soak, as markdown lines. Results files written before olah joined
-(no ``contenders`` field) are left out.
+newest of each kind: warm runs (the newest file per blob size, client counts and servers),
+the same for cold runs, and the newest soak, as markdown lines. Results files written before
+olah joined (no ``contenders`` field) are left out.
 """
 
 from __future__ import annotations
@@ -32,23 +32,25 @@ def _load(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _newest(results: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
+def _newest(results: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
                                      dict[str, Any] | None]:
-    warm: dict[int, dict[str, Any]] = {}
-    cold = soak = None
+    """The newest warm and cold runs per blob size, client counts and servers; the newest
+    soak."""
+    runs: dict[tuple[Any, ...], dict[str, Any]] = {}
+    soak = None
     for path in sorted(results.glob("serve-*.json")):  # names end with a sortable stamp
         data = _load(path)
         if data is None:
             continue
         if path.name.startswith("serve-soak-"):
             soak = data
-        elif "contenders" not in data:
-            continue
-        elif data.get("cold"):
-            cold = data
-        else:
-            warm[int(data["size"])] = data
-    return sorted(warm.values(), key=lambda d: -int(d["size"])), cold, soak
+        elif "contenders" in data:
+            counts = tuple(sorted({r["clients"] for r in data["runs"]}))
+            key = (bool(data.get("cold")), -int(data["size"]), counts, -len(data["contenders"]))
+            runs[key] = data
+    warm = [runs[k] for k in sorted(runs) if not k[0]]
+    cold = [runs[k] for k in sorted(runs) if k[0]]
+    return warm, cold, soak
 
 
 def _cell(cell: dict[str, Any] | None, n: int) -> str:
@@ -97,6 +99,14 @@ def _rounds_table(data: dict[str, Any], base: str) -> list[str]:
         cells = [str(row["clients"]), str(row["round"]),
                  *(_cell(row.get(n), row["clients"]) for n in names), *ratios]
         lines.append("| " + " | ".join(cells) + " |")
+    for row in data["runs"]:
+        for n in names:
+            if (row.get(n) or {}).get("failed"):
+                why = "; ".join(row[n]["failures"])
+                limit = " (curl exit 28: the client's time limit passed)" \
+                    if "exit 28" in why else ""
+                lines.append(f"\n- {NAMES[n]}, {row['clients']} clients, round {row['round']}:"
+                             f" {why}; ...{limit}")
     return lines
 
 
@@ -117,7 +127,11 @@ def _summary(data: dict[str, Any], base: str) -> list[str]:
 
 def _warm(data: dict[str, Any]) -> list[str]:
     n_max = max(r["clients"] for r in data["runs"])
-    out = [f"### Warm, {_size(int(data['size']))} blob", "", *_run_lines(data),
+    counts = sorted({r["clients"] for r in data["runs"]})
+    servers = ", ".join(NAMES[c] for c in data["contenders"])
+    plural = "s" if counts != [1] else ""
+    out = [f"### Warm, {_size(int(data['size']))} blob, {'/'.join(map(str, counts))}"
+           f" client{plural}: {servers}", "", *_run_lines(data),
            *_summary(data, "nginx"), "", *_rounds_table(data, "nginx"), ""]
     if "hub_bytes_during_warm_runs" in data:
         out.append(f"Hub body bytes during the warm rounds: {data['hub_bytes_during_warm_runs']}"
@@ -142,7 +156,9 @@ def _warm(data: dict[str, Any]) -> list[str]:
 
 
 def _cold(data: dict[str, Any]) -> list[str]:
-    out = [f"### Cold, {_size(int(data['size']))} blob", "",
+    counts = "/".join(map(str, sorted({r["clients"] for r in data["runs"]})))
+    plural = "s" if counts != "1" else ""
+    out = [f"### Cold, {_size(int(data['size']))} blob, {counts} client{plural}", "",
            "Each round starts every server with an empty cache; `hub direct` is the same"
            " number of curl clients straight from the fake hub (unthrottled). `hub bytes` is"
            " what the hub sent for the server's round, in blob sizes.", "",
@@ -197,8 +213,8 @@ def serve_section(results: Path) -> list[str]:
            " byte count); a server that fails clients is shown failing, not retried.", ""]
     for data in warm:
         out += _warm(data)
-    if cold:
-        out += _cold(cold)
+    for data in cold:
+        out += _cold(data)
     if soak:
         out += _soak(soak)
     return out
