@@ -10,10 +10,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from serve_report import serve_section
+
 __all__ = ["write_markdown", "write_plot"]
 
 MiB = 1 << 20
 NOTES = Path(__file__).resolve().parent / "notes.md"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _num(value: float | None, fmt: str = "{:.2f}") -> str:
@@ -175,6 +178,7 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
             else [f"`{n}` {b}" for n, b in used.items()]
         out += [f"unihub's data path: {'; '.join(backends)}.", ""] if backends else []
         out += _scenario_table(sc)
+    out += serve_section(RESULTS)  # issue 18: serve_rate.py / serve_soak.py, runs of their own
     out += ["", "## Missed targets", ""]
     out += missed or ["None in this run."]
     out += ["", "## Why (explanations by the lead)", ""]
