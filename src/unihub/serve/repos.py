@@ -45,7 +45,7 @@ from ..layout.cache import CacheLayout
 from ..layout.common import effective_commit, git_blob_sha1, read_tree_json
 from ..models import Manifest, Refs, RepoFile, RepoType, is_commit_sha
 from ..plan import Plan, drop_refusing, make_plan
-from ..request import Request, check_request
+from ..request import Request, RequestArgs, check_request
 from ..safety import check_revision, ensure_inside, path_parts, replace_json
 from ..session import Session
 from ..settings import Settings
@@ -232,9 +232,7 @@ class Repos:
         if self.options.offline:
             return self._cached(repo_type, repo_id, rev, token)
         asked = self._derived.get((repo_type, repo_id, rev), rev)
-        req = check_request(
-            self.settings,
-            repo_id,
+        args = RequestArgs(
             repo_type=repo_type,
             revision=None if asked == "main" else asked,
             sources=list(self.options.sources) if self.options.sources else None,
@@ -242,6 +240,7 @@ class Repos:
             connections=self.options.connections,
             progress=False,
         )
+        req = check_request(self.settings, repo_id, args)
         try:
             plan, session = self._plan(req, token)
         except SourceUnavailableError as exc:
