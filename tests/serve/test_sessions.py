@@ -98,3 +98,23 @@ def test_sessions_still_named_are_never_closed(keep: int) -> None:
         made.append(s)
     assert not any(_closed(s) for s in made)
     assert book.open_count() == keep
+
+
+def test_an_owner_ended_while_the_book_is_locked_is_settled_without_a_deadlock() -> None:
+    # the collector may end a view inside the book's own locked section (a view caught in a
+    # reference cycle, freed by a collection that an allocation there set off)
+    book = TokenSessions(keep=1)
+    first, _ = book.get(["a"], lambda: Session(Settings()))
+
+    class View:
+        pass
+
+    view = View()
+    book.bind(view, first)
+    book.release(first)
+    book.get(["b"], lambda: Session(Settings()))  # "a" evicted; the view still holds it
+    with book._lock:
+        del view  # its end is noted, not waited for
+        assert not _closed(first)
+    book.release(book.get(["b"], lambda: Session(Settings()))[0])  # the next use settles it
+    assert _closed(first)

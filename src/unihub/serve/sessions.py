@@ -13,6 +13,11 @@ through the view's session after the session was evicted). So no request finds i
 closed under it, and a server that sees many tokens keeps at most ``keep`` sessions plus the
 ones still in use open.
 
+An owner's end is noted without waiting for the lock: the collector may end an owner (one
+caught in a reference cycle) on any thread, even inside this book's own locked section. The
+note goes on a queue that whoever next holds the lock settles, and is settled at once when the
+lock is free.
+
 May import: :mod:`unihub.session` only.
 """
 
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 
 from ..session import Session
@@ -37,6 +42,7 @@ class TokenSessions:
         self._named: OrderedDict[str, Session] = OrderedDict()
         self._uses: dict[int, int] = {}  # id(session) -> uses not yet released
         self._open: dict[int, Session] = {}  # every session made here and not closed
+        self._ended: deque[Session] = deque()  # owners' ends not yet settled (see module doc)
 
     def get(self, names: Sequence[str], make: Callable[[], Session]) -> tuple[Session, list[str]]:
         """The session named ``names[0]`` (made by ``make`` and named by every one of
@@ -56,27 +62,47 @@ class TokenSessions:
             evicted: list[str] = []
             while len(self._named) > self.keep:
                 evicted.append(self._named.popitem(last=False)[0])
-            unused = self._unused()
+            unused = self._settle()
         _close(unused)
+        self._drain()
         return session, evicted
 
     def release(self, session: Session) -> None:
         """One use of ``session`` ended; it is closed here if that was its last and it has no
         name left."""
         with self._lock:
-            left = self._uses.get(id(session), 0) - 1
-            if left > 0:
-                self._uses[id(session)] = left
-            else:
-                self._uses.pop(id(session), None)
-            unused = self._unused()
+            self._release(session)
+            unused = self._settle()
         _close(unused)
+        self._drain()
 
     def bind(self, owner: object, session: Session) -> None:
         """``session`` is used for as long as ``owner`` lives."""
         with self._lock:
             self._uses[id(session)] = self._uses.get(id(session), 0) + 1
-        weakref.finalize(owner, self.release, session)
+        weakref.finalize(owner, self._owner_ended, session)
+
+    def _owner_ended(self, session: Session) -> None:
+        # may run inside the collector, on any thread, even one that holds self._lock
+        self._ended.append(session)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Settle the owners' ends noted meanwhile, unless another thread holds the lock (it
+        settles them before letting go, or sees them right after)."""
+        while self._ended and self._lock.acquire(blocking=False):
+            try:
+                unused = self._settle()
+            finally:
+                self._lock.release()
+            _close(unused)
+
+    def _release(self, session: Session) -> None:
+        left = self._uses.get(id(session), 0) - 1
+        if left > 0:
+            self._uses[id(session)] = left
+        else:
+            self._uses.pop(id(session), None)
 
     def open_count(self) -> int:
         """How many sessions made here are not closed yet."""
@@ -91,8 +117,11 @@ class TokenSessions:
             self._named.clear()
         _close(sessions)
 
-    def _unused(self) -> list[Session]:
-        """The sessions with neither a name nor a use, taken out of the book (lock held)."""
+    def _settle(self) -> list[Session]:
+        """The owners' ends noted meanwhile counted, then the sessions with neither a name nor
+        a use taken out of the book, to be closed (lock held)."""
+        while self._ended:
+            self._release(self._ended.popleft())
         named = {id(s) for s in self._named.values()}
         gone = [k for k in self._open if k not in named and k not in self._uses]
         return [self._open.pop(k) for k in gone]
