@@ -17,7 +17,7 @@ from pathlib import Path
 from . import pipeline
 from .errors import ConfigError, UnihubError, from_oserror
 from .models import RepoFile
-from .request import ProgressArg, check_request
+from .request import ProgressArg, Request, RequestArgs, check_request
 from .session import Session
 from .settings import Settings
 from .sources import Source
@@ -53,25 +53,32 @@ def _settings(settings: object) -> Settings:
     return settings
 
 
-def _call(
-    repo_id: str,
-    paths: list[str] | None,
-    *,
-    settings: object = None,
-    max_rate: object = None,
-    fair: object = None,
-    **kwargs: object,
-) -> tuple[Path, list[Path]]:
-    """One entry: the settings (given, or read from the environment once), the arguments
-    checked once, the pipeline; an ``OSError`` of the target leaves as a unihub error."""
+def _check(
+    settings: object, max_rate: object, fair: object, repo_id: object, args: RequestArgs
+) -> tuple[Settings, Request]:
+    """The settings (given, or read from the environment once, with an explicit cap / fair
+    mode) and the request, checked once."""
     chosen = _limits(_settings(settings), max_rate, fair)
-    req = check_request(chosen, repo_id, paths=paths, **kwargs)
+    return chosen, check_request(chosen, repo_id, args)
+
+
+def _run(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
+    """The pipeline on a checked request; an ``OSError`` of the target leaves as a unihub
+    error."""
     try:
-        return pipeline.run(req, chosen)
+        return pipeline.run(req, settings)
     except OSError as exc:
         if isinstance(exc, UnihubError):
             raise  # already translated (DiskSpaceError, EntryNotFoundError, ...)
         raise from_oserror(exc, repo_id=req.hf_id) from exc
+
+
+def _cluster_allows(args: RequestArgs, max_rate: object, fair: object) -> None:
+    """What ``snapshot(cluster=...)`` does not take."""
+    if args.offline or args.force_download:
+        raise ConfigError("offline=True or force_download=True and cluster= cannot go together")
+    if max_rate is not None or fair is not None:
+        raise ConfigError("max_rate= and fair= are not supported with cluster= yet")
 
 
 def snapshot(
@@ -116,45 +123,15 @@ def snapshot(
     ``UNIHUB_FAIR``). See ``docs/transfer.md``. ``settings``: a :class:`Settings` (timeouts,
     retry, limits, endpoints, tokens...) used instead of reading the environment.
     """
-    common: dict[str, object] = dict(
-        repo_type=repo_type,
-        revision=revision,
-        local_dir=local_dir,
-        cache_dir=cache_dir,
-        sources=sources,
-        include=include,
-        exclude=exclude,
-        token=token,
-        max_workers=max_workers,
-        connections=connections,
-        progress=progress,
-        verify=verify,
-    )
+    args = RequestArgs.of(locals())  # the parameters above, gathered once
     if cluster is not None:
-        if offline or force_download:
-            raise ConfigError("offline=True or force_download=True and cluster= cannot go together")
-        if max_rate is not None or fair is not None:
-            raise ConfigError("max_rate= and fair= are not supported with cluster= yet")
-        from .cluster import snapshot_on_cluster
+        _cluster_allows(args, max_rate, fair)
+    chosen, req = _check(settings, max_rate, fair, repo_id, args)
+    if cluster is not None:
+        from .cluster import run_on_cluster
 
-        report = snapshot_on_cluster(
-            repo_id,
-            cluster=cluster,
-            nodes=nodes,
-            settings=settings,
-            **common,  # type: ignore[arg-type]
-        )
-        return report.path
-    folder, _ = _call(
-        repo_id,
-        None,
-        offline=offline,
-        force_download=force_download,
-        max_rate=max_rate,
-        fair=fair,
-        settings=settings,
-        **common,
-    )
+        return run_on_cluster(req, chosen, cluster=cluster, nodes=nodes).path
+    folder, _ = _run(req, chosen)
     return str(folder)
 
 
@@ -180,25 +157,9 @@ def download(
 ) -> str:
     """Download one file of a repo and return its local path (``force_download``,
     ``max_rate``, ``fair``, ``settings``: as for :func:`snapshot`)."""
-    _, (path,) = _call(
-        repo_id,
-        [filename],
-        repo_type=repo_type,
-        revision=revision,
-        local_dir=local_dir,
-        cache_dir=cache_dir,
-        sources=sources,
-        token=token,
-        max_workers=max_workers,
-        connections=connections,
-        progress=progress,
-        verify=verify,
-        offline=offline,
-        force_download=force_download,
-        max_rate=max_rate,
-        fair=fair,
-        settings=settings,
-    )
+    args = RequestArgs.of(locals(), paths=[filename])
+    chosen, req = _check(settings, max_rate, fair, repo_id, args)
+    _, (path,) = _run(req, chosen)
     return str(path)
 
 
@@ -208,11 +169,16 @@ def fetch_paths(
     *,
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
+    settings: Settings | None = None,
+    max_rate: float | str | None = None,
+    fair: bool | None = None,
     **kwargs: object,
 ) -> str:
     """Like :func:`snapshot`, but ``paths`` are exact file names that must all exist (plus the
     include/exclude matches, when patterns are given). For the CLI's ``download REPO FILES``."""
-    folder, _ = _call(repo_id, paths, include=include, exclude=exclude, **kwargs)
+    args = RequestArgs(include=include, exclude=exclude, paths=paths, **kwargs)
+    chosen, req = _check(settings, max_rate, fair, repo_id, args)
+    folder, _ = _run(req, chosen)
     return str(folder)
 
 
@@ -229,16 +195,7 @@ def list_files(
 ) -> list[RepoFile]:
     """The files of a repo (path, size, sha256 / git oid, source), from the manifest source."""
     chosen = _settings(settings)
-    req = check_request(
-        chosen,
-        repo_id,
-        repo_type=repo_type,
-        revision=revision,
-        sources=sources,
-        include=include,
-        exclude=exclude,
-        token=token,
-    )
+    req = check_request(chosen, repo_id, RequestArgs.of(locals()))
     with Session(chosen, token=req.token) as session:
         made = pipeline.plan(req, session)
         return pipeline.select(made.manifest, req.include, req.exclude, None)

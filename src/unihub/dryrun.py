@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from . import pipeline
-from .layout import CacheLayout, effective_commit
-from .plan import mirrors_for
+from .layout import CacheLayout, Target, effective_commit
+from .plan import Plan, mirrors_for
 from .probing import ProbeResult, probe_sources
-from .request import check_request
+from .request import Request, RequestArgs, check_request
 from .session import Session
 from .settings import Settings
 from .sources import Source
@@ -130,54 +130,9 @@ def _rate(used: Iterable[str], results: list[ProbeResult]) -> float | None:
     return max(rates, default=None)
 
 
-def dry_run(
-    repo_id: str,
-    *,
-    filenames: list[str] | None = None,
-    repo_type: str = "model",
-    revision: str | None = None,
-    local_dir: str | os.PathLike[str] | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    sources: str | Source | Iterable[str | Source] | None = None,
-    include: str | Iterable[str] | None = None,
-    exclude: str | Iterable[str] | None = None,
-    token: str | bool | None = None,
-    force_download: bool = False,
-) -> DryRun:
-    """What ``snapshot(repo_id, ...)`` (or, with ``filenames``, a download of those exact
-    files) would fetch, from where, and how long it would take; writes nothing.
-
-    Same arguments and errors as :func:`unihub.snapshot` (a repo or file that does not exist,
-    patterns that match nothing, an unreachable hub are raised here too).
-    """
-    settings = Settings.from_env()
-    req = check_request(
-        settings,
-        repo_id,
-        repo_type=repo_type,
-        revision=revision,
-        local_dir=local_dir,
-        cache_dir=cache_dir,
-        sources=sources,
-        include=include,
-        exclude=exclude,
-        paths=filenames,
-        token=token,
-        force_download=force_download,
-    )
-    layout = pipeline.layout_for(req, settings)
-    with Session(settings, token=req.token) as session:
-        plan = pipeline.plan(req, session)
-        files = pipeline.select(plan.manifest, req.include, req.exclude, req.paths)
-        results = probe_sources(
-            session,
-            req.plan_id,
-            req.sources,
-            repo_type=req.repo_type,
-            revision=req.revision,
-            use_cache=False,
-        )
-        targets = layout.preview(plan.manifest, files)
+def _rows(req: Request, plan: Plan, targets: Iterable[Target]) -> list[DryRunFile]:
+    """One row per selected file; a blob several files share is downloaded once, for the
+    first of them."""
     rows: list[DryRunFile] = []
     on_disk: dict[str, bool] = {}  # blob -> present, decided by its first target
     for t in targets:
@@ -199,6 +154,45 @@ def dry_run(
                 local_path=str(t.path),
             )
         )
+    return rows
+
+
+def dry_run(
+    repo_id: str,
+    *,
+    filenames: list[str] | None = None,
+    repo_type: str = "model",
+    revision: str | None = None,
+    local_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sources: str | Source | Iterable[str | Source] | None = None,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    token: str | bool | None = None,
+    force_download: bool = False,
+) -> DryRun:
+    """What ``snapshot(repo_id, ...)`` (or, with ``filenames``, a download of those exact
+    files) would fetch, from where, and how long it would take; writes nothing.
+
+    Same arguments and errors as :func:`unihub.snapshot` (a repo or file that does not exist,
+    patterns that match nothing, an unreachable hub are raised here too).
+    """
+    settings = Settings.from_env()
+    req = check_request(settings, repo_id, RequestArgs.of(locals(), paths=filenames))
+    layout = pipeline.layout_for(req, settings)
+    with Session(settings, token=req.token) as session:
+        plan = pipeline.plan(req, session)
+        files = pipeline.select(plan.manifest, req.include, req.exclude, req.paths)
+        results = probe_sources(
+            session,
+            req.plan_id,
+            req.sources,
+            repo_type=req.repo_type,
+            revision=req.revision,
+            use_cache=False,
+        )
+        targets = layout.preview(plan.manifest, files)
+    rows = _rows(req, plan, targets)
     rate = _rate((f.source for f in rows if f.will_download and f.source), results)
     download = sum(f.size for f in rows if f.will_download)
     commit = effective_commit(plan.manifest.commit, plan.manifest.files)

@@ -1,6 +1,8 @@
 """Checking the arguments of an API call, once, at the entry: :func:`check_request`.
 
-Every public call turns its keyword arguments into one :class:`Request` here, so a wrong type
+Every public call gathers its repo arguments, as given, into one :class:`RequestArgs` (the list
+of their names is written once, here: an entry passes its own ``locals()`` to
+:meth:`RequestArgs.of`) and turns them into one :class:`Request` here, so a wrong type
 or value (``max_workers="8"``, ``include=123``, ``local_dir=""``, ``revision=".."``, a
 malformed source) is a :class:`~unihub.errors.ConfigError` before anything is written or any
 hub is asked, and the layers below can trust what they get. The repo reference is parsed here
@@ -11,8 +13,8 @@ by is decided once.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import ConfigError
@@ -23,7 +25,7 @@ from .safety import check_revision
 from .settings import Settings
 from .sources import Source, resolve_sources
 
-__all__ = ["ProgressArg", "Request", "check_request"]
+__all__ = ["ProgressArg", "Request", "RequestArgs", "check_request"]
 
 ProgressArg = bool | Callable[[ProgressEvent], None] | None
 
@@ -50,6 +52,38 @@ class Request:
     verify: bool = True
     offline: bool = False
     force_download: bool = False
+
+
+@dataclass(frozen=True)
+class RequestArgs:
+    """The repo arguments of a public call as the caller gave them, not yet checked: the one
+    value every entry (``snapshot``, ``download``, ``list_files``, ``dry_run``, the cluster,
+    the server) builds and :func:`check_request` checks. An argument an entry does not take
+    keeps its default here."""
+
+    repo_type: object = "model"
+    revision: object = None
+    local_dir: object = None
+    cache_dir: object = None
+    sources: object = None
+    include: object = None
+    exclude: object = None
+    paths: object = None
+    token: object = None
+    max_workers: object = None
+    connections: object = None
+    progress: object = None
+    verify: object = True
+    offline: object = False
+    force_download: object = False
+
+    @classmethod
+    def of(cls, call: Mapping[str, object], **changes: object) -> RequestArgs:
+        """The arguments among an entry's ``locals()`` (names this value does not hold, such as
+        ``repo_id`` or ``settings``, are the entry's own), then ``changes`` (for an entry that
+        names one differently: ``download``'s ``filename`` is ``paths=[filename]``)."""
+        given = {f.name: call[f.name] for f in fields(cls) if f.name in call}
+        return cls(**{**given, **changes})
 
 
 def _repo_type(value: object) -> RepoType:
@@ -123,31 +157,13 @@ def _plan_ids(repo_id: object, sources: list[Source], settings: Settings) -> tup
     return "ms:" + bare, map_id(bare, to="hf", map_file=settings.id_map_file) or bare
 
 
-def check_request(
-    settings: Settings,
-    repo_id: object,
-    *,
-    repo_type: object = "model",
-    revision: object = None,
-    local_dir: object = None,
-    cache_dir: object = None,
-    sources: object = None,
-    include: object = None,
-    exclude: object = None,
-    paths: list[str] | None = None,
-    token: object = None,
-    max_workers: object = None,
-    connections: object = None,
-    progress: object = None,
-    verify: object = True,
-    offline: object = False,
-    force_download: object = False,
-) -> Request:
+def check_request(settings: Settings, repo_id: object, args: RequestArgs) -> Request:
     """Check every argument of an API call; :class:`ConfigError` names the first bad one."""
-    chosen = resolve_sources(sources, settings)  # type: ignore[arg-type]
+    chosen = resolve_sources(args.sources, settings)  # type: ignore[arg-type]
     plan_id, hf_id = _plan_ids(repo_id, chosen, settings)
     if plan_id.startswith("ms:"):
         chosen = [s for s in chosen if s.protocol == "ms"]
+    token = args.token
     if token is not None and not isinstance(token, (str, bool)):
         raise ConfigError(
             f"token must be a string, True, False or None, not {type(token).__name__}"
@@ -155,19 +171,19 @@ def check_request(
     return Request(
         plan_id=plan_id,
         hf_id=hf_id,
-        repo_type=_repo_type(repo_type),
-        revision=None if revision is None else check_revision(revision),
+        repo_type=_repo_type(args.repo_type),
+        revision=None if args.revision is None else check_revision(args.revision),
         sources=chosen,
-        local_dir=_folder("local_dir", local_dir),
-        cache_dir=_folder("cache_dir", cache_dir),
-        include=_patterns("include", include),
-        exclude=_patterns("exclude", exclude),
-        paths=None if paths is None else _patterns("filename", paths),
+        local_dir=_folder("local_dir", args.local_dir),
+        cache_dir=_folder("cache_dir", args.cache_dir),
+        include=_patterns("include", args.include),
+        exclude=_patterns("exclude", args.exclude),
+        paths=None if args.paths is None else _patterns("filename", args.paths),
         token=token,
-        max_workers=_count("max_workers", max_workers),
-        connections=_count("connections", connections),
-        progress=_progress(progress),
-        verify=_flag("verify", verify),
-        offline=_flag("offline", offline),
-        force_download=_flag("force_download", force_download),
+        max_workers=_count("max_workers", args.max_workers),
+        connections=_count("connections", args.connections),
+        progress=_progress(args.progress),
+        verify=_flag("verify", args.verify),
+        offline=_flag("offline", args.offline),
+        force_download=_flag("force_download", args.force_download),
     )

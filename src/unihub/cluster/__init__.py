@@ -58,14 +58,14 @@ from typing import Any
 
 from ..errors import ConfigError, UnihubError, from_oserror
 from ..progress import make_reporter
-from ..request import ProgressArg, Request, check_request
+from ..request import ProgressArg, Request, RequestArgs, check_request
 from ..settings import Settings
 from ..sources import Source
 from ..transfer import Mirror
 from .driver import ClusterReport, NodeReport, check_nodes
 from .node import RunSpec, content_key
 
-__all__ = ["ClusterReport", "NodeReport", "snapshot_on_cluster"]
+__all__ = ["ClusterReport", "NodeReport", "run_on_cluster", "snapshot_on_cluster"]
 
 
 def _import_ray() -> Any:
@@ -171,49 +171,51 @@ def snapshot_on_cluster(
     ``"all"`` live nodes, the first ``n``, or a list of node ids. Raises when no node is left;
     nodes lost mid-run are reported (``status="lost"``), the others hold the verified repo.
     """
+    args = RequestArgs.of(locals())  # the parameters above, gathered once
+    if settings is None:
+        settings = Settings.from_env()  # the driver's environment, read once
+    return run_on_cluster(
+        check_request(settings, repo_id, args), settings, cluster=cluster, nodes=nodes
+    )
+
+
+def _start_actors(ray: Any, nodes: object, actors: dict[str, Any]) -> None:
+    """One node actor on each chosen node, into ``actors`` (so the caller kills what started
+    even when a later one fails)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from .driver import agent_class
+
+    for nid in _choose(ray, nodes):
+        actors[nid] = (
+            agent_class(ray)
+            .options(
+                num_cpus=0,
+                max_concurrency=64,  # peers' reads wait for parts on their way
+                max_restarts=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
+            )
+            .remote(nid)
+        )
+
+
+def run_on_cluster(
+    req: Request, settings: Settings, *, cluster: str = "ray", nodes: object = "all"
+) -> ClusterReport:
+    """:func:`snapshot_on_cluster` for a request already checked (``snapshot(cluster=...)``
+    checks its arguments once and comes here)."""
     if not isinstance(cluster, str) or not cluster:
         raise ConfigError(f"cluster must be 'ray' or a Ray address, not {cluster!r}")
     if not isinstance(nodes, (str, int)):
-        nodes = list(nodes)
+        nodes = list(nodes)  # type: ignore[call-overload]
     check_nodes(nodes)
-    from .driver import Run, agent_class
+    from .driver import Run
 
-    if settings is None:
-        settings = Settings.from_env()  # the driver's environment, read once
-    req = check_request(
-        settings,
-        repo_id,
-        repo_type=repo_type,
-        revision=revision,
-        local_dir=local_dir,
-        cache_dir=cache_dir,
-        sources=sources,
-        include=include,
-        exclude=exclude,
-        token=token,
-        max_workers=max_workers,
-        connections=connections,
-        progress=progress,
-        verify=verify,
-    )
     ray = _import_ray()
     connected = _connect(ray, cluster)
     actors: dict[str, Any] = {}
     try:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        # the actors' workers start while the driver lists the repo
-        for nid in _choose(ray, nodes):
-            actors[nid] = (
-                agent_class(ray)
-                .options(
-                    num_cpus=0,
-                    max_concurrency=64,  # peers' reads wait for parts on their way
-                    max_restarts=0,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
-                )
-                .remote(nid)
-            )
+        _start_actors(ray, nodes, actors)  # their workers start while the driver lists the repo
         spec, mirrors = _resolve(req, settings)
         return Run(ray, spec, actors, mirrors, make_reporter(req.progress)).go()
     finally:

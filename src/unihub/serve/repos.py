@@ -45,13 +45,14 @@ from ..layout.cache import CacheLayout
 from ..layout.common import effective_commit, git_blob_sha1, read_tree_json
 from ..models import Manifest, Refs, RepoFile, RepoType, is_commit_sha
 from ..plan import Plan, drop_refusing, make_plan
-from ..request import Request, check_request
+from ..request import Request, RequestArgs, check_request
 from ..safety import check_revision, ensure_inside, path_parts, replace_json
 from ..session import Session
 from ..settings import Settings
 from .blobs import BlobStore, Fetch
 from .metrics import Metrics
 from .options import ServeOptions
+from .sessions import TokenSessions
 from .upstream import Reachability, silent
 
 __all__ = ["AccessBook", "RepoBlockedError", "RepoView", "Repos", "token_key"]
@@ -143,7 +144,7 @@ class Repos:
         self._lock = threading.Lock()
         self._views: OrderedDict[tuple[str, str, str, str], RepoView] = OrderedDict()
         self._flights: dict[tuple[str, str, str, str], Future[RepoView]] = {}
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self.sessions = TokenSessions(_SESSIONS)
         self._derived: dict[tuple[str, str, str], str] = {}  # derived commit -> revision
         self.reach = Reachability(options.unreachable_for)
         t = settings.timeouts
@@ -154,22 +155,18 @@ class Repos:
 
     # -- sessions (one per client token, kept open for its connections) -----------------------
     def _session(self, token: str | None, *, patient: bool = False) -> Session:
+        """The token's session, used until :meth:`TokenSessions.release`. A patient session
+        answers the token's plain asks too from then on."""
         key = token_key(token)
-        name = f"{key}+patient" if patient else key
-        with self._lock:
-            session = self._sessions.get(name)
-            if session is not None:
-                self._sessions.move_to_end(name)
-                return session
-            settings = self._patient_settings if patient else self.settings
-            session = Session(settings, token=token or False)
-            self._sessions[name] = session
-            self._sessions[key] = session
-            if len(self._sessions) > _SESSIONS:
-                # the least recent token's session: no new view uses it; fetches running on
-                # it finish, and it is garbage once they and its views are gone
-                old, _ = self._sessions.popitem(last=False)
-                for k in [k for k in self._views if k[3] == old.removesuffix("+patient")]:
+        names = [f"{key}+patient", key] if patient else [key]
+        settings = self._patient_settings if patient else self.settings
+        session, evicted = self.sessions.get(names, lambda: Session(settings, token=token or False))
+        if evicted:
+            # the least recent tokens' sessions: no new view uses them, and each is closed
+            # once its views still in a request's hands are gone (TokenSessions)
+            gone = {name.removesuffix("+patient") for name in evicted}
+            with self._lock:
+                for k in [k for k in self._views if k[3] in gone]:
                     del self._views[k]
         return session
 
@@ -177,14 +174,13 @@ class Repos:
         """Build what the first client would otherwise wait for: the anonymous session's HTTP
         client (its TLS context loads the CA bundle) and data transport."""
         session = self._session(None)
-        _ = session.client, session.transport
+        try:
+            _ = session.client, session.transport
+        finally:
+            self.sessions.release(session)
 
     def close(self) -> None:
-        with self._lock:
-            sessions = list(self._sessions.values())
-            self._sessions.clear()
-        for s in sessions:
-            s.close()
+        self.sessions.close()
 
     def layout(self, view: RepoView) -> CacheLayout:
         return CacheLayout(self.cache_dir, repo_id=view.repo_id, repo_type=view.repo_type)
@@ -228,13 +224,10 @@ class Repos:
         return made
 
     def _make(self, repo_type: RepoType, repo_id: str, rev: str, token: str | None) -> RepoView:
-        repo = f"{repo_type}:{repo_id}"
         if self.options.offline:
             return self._cached(repo_type, repo_id, rev, token)
         asked = self._derived.get((repo_type, repo_id, rev), rev)
-        req = check_request(
-            self.settings,
-            repo_id,
+        args = RequestArgs(
             repo_type=repo_type,
             revision=None if asked == "main" else asked,
             sources=list(self.options.sources) if self.options.sources else None,
@@ -242,6 +235,7 @@ class Repos:
             connections=self.options.connections,
             progress=False,
         )
+        req = check_request(self.settings, repo_id, args)
         try:
             plan, session = self._plan(req, token)
         except SourceUnavailableError as exc:
@@ -253,6 +247,21 @@ class Repos:
             log.warning("%s: no hub reachable (%s); serving the cached copy", repo_id, exc)
             return view
         self.metrics.add("unihub_serve_listings_total", outcome="ok")
+        try:
+            return self._view(plan, req, session, (repo_type, repo_id, rev, asked), token)
+        finally:
+            self.sessions.release(session)  # the view holds it from here (TokenSessions.bind)
+
+    def _view(
+        self,
+        plan: Plan,
+        req: Request,
+        session: Session,
+        asked_for: tuple[RepoType, str, str, str],
+        token: str | None,
+    ) -> RepoView:
+        """The view of a listed repo (the git blob ids completed, its access recorded)."""
+        repo_type, repo_id, rev, asked = asked_for  # as the client asked (revision: resolved)
         denied: AuthRequiredError | None = None
         try:
             drop_refusing(plan, plan.manifest.files, as_the_hub=True)
@@ -276,8 +285,9 @@ class Repos:
             denied=denied,
             made=time.monotonic(),
         )
+        self.sessions.bind(view, session)
         if denied is None:
-            self.access.grant(repo, token_key(token))
+            self.access.grant(f"{repo_type}:{repo_id}", token_key(token))
             with contextlib.suppress(UnihubError, OSError):
                 self.layout(view).finalize(manifest, (), revision=req.revision)
         return view
@@ -300,6 +310,7 @@ class Repos:
                     revision=req.revision,
                 )
             except AllSourcesFailedError as exc:
+                self.sessions.release(session)
                 if not patient and silent(exc):
                     log.info("%s: no source answered in time; asking patiently", req.hf_id)
                     patient = True
@@ -307,6 +318,9 @@ class Repos:
                 self.reach.note_failure(exc, patient=patient)
                 if not self.reach.live(live):
                     raise self.reach.unreachable(req.sources, req.hf_id) from None
+                raise
+            except BaseException:
+                self.sessions.release(session)
                 raise
             self.reach.note_plan(plan, patient=patient)
             return plan, session
