@@ -24,6 +24,7 @@ plain journal's done ranges; a hash mismatch keeps nothing).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -274,12 +275,17 @@ class XetTransfer(XetConnections):
         # from the file size, not from what is left: a resumed run cuts the same parts
         size = max(opts.min_split, min(opts.chunk_size, self.size // (2 * opts.connections)))
         parts: queue.Queue[Part] = queue.Queue()
-        for a in assemblies:
-            xorb = hex_hash(a.terms[0].xorb)
-            for part in split(a, size):
+        # Round robin over the ranges: n connections then hold the decoding fronts of n ranges
+        # (their bytes are decoded, hashed and written at once, each range under its own
+        # lock) instead of one front and n - 1 parts waiting in memory and in the spill file.
+        for row in itertools.zip_longest(*(split(a, size) for a in assemblies)):
+            for part in row:
+                if part is None:
+                    continue
+                xorb = hex_hash(part.assembly.terms[0].xorb)
                 kept = take(self.spilled.get(xorb, []), part.start, part.end)
                 if kept:  # bytes a killed run had fetched ahead of the front
-                    a.feed(part, kept)
+                    part.assembly.feed(part, kept)
                 if part.got < part.end - part.start:
                     parts.put(part)
         self.run_connections(parts)
