@@ -193,3 +193,25 @@ def test_xet_connections_ramp_up_on_a_link_capped_per_connection(tmp_path: Path)
         starts = [r.time for r in hub.stats.requests if r.path.startswith("/xorb/")]
         assert starts[1] - starts[0] < 0.1 < starts[2] - starts[0]  # 2 first, more once measured
         assert size <= hub.stats.xet_bytes < size * 1.02  # cuts at the tail waste little
+
+
+def test_a_new_revision_stays_on_xet_once_xet_was_measured(tmp_path: Path) -> None:
+    """The first revision, large enough to be measured (64 MiB), leaves a Xet whole-job rate
+    in the link memory and none for the own engine: the edited revision still goes over Xet
+    and fetches only its changed chunks (the own engine would fetch every byte again)."""
+    size = 64 * MiB
+    repo = FakeRepo("org/rev2", files={FILE: os.urandom(size)})
+    first = repo.head()
+    second = repo.edit(FILE, {size // 2: os.urandom(4000)})
+    with FakeHub("hf", repos=[repo], xet=True, xet_bridge=False) as hub:
+        for rev in (first, second):
+            hub.xet_xorbs(repo.repo_id, FILE, rev)  # chunked before the listing asks
+        settings = unihub.Settings(sources=(hub.source,), unihub_cache=tmp_path / "u")
+        unihub.snapshot(repo.repo_id, revision=first, cache_dir=tmp_path, settings=settings,
+                        progress=False)  # fmt: skip
+        assert '"xet"' in (tmp_path / "u" / "links.json").read_text()
+        hub.reset_stats()
+        snap = unihub.snapshot(repo.repo_id, revision=second, cache_dir=tmp_path,
+                               settings=settings, progress=False)  # fmt: skip
+        assert (Path(snap) / FILE).read_bytes() == repo.content(FILE, second)
+        assert _plain_gets(hub) == 0 and 0 < hub.stats.xet_bytes < size // 20
