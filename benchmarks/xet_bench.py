@@ -7,12 +7,14 @@ Scenarios (a fake Xet hub in a process of its own, each client run in its own pr
 alternating, so both see the same machine load):
 
 - U: one file of ``--size-mib`` MiB of random bytes, unthrottled;
-- T: one file of ``--t-size-mib`` (64) MiB, 2 MB/s per connection, 48 MB/s in all, +50 ms per answer;
+- T: one file of ``--t-size-mib`` (64) MiB, 2 MB/s per connection, 48 MB/s in all, +50 ms
+  per answer;
 - R: a 5 %-edited revision of a 128 MiB file, downloaded after the first revision into the
-  same cache: xorb bytes each client fetched for the second revision.
+  same cache: bytes each client fetched for the second revision (xorbs and plain bodies).
 
-Prints a markdown table: wall time, CPU (user + system of the client process) and, for R, the
-xorb bytes served for the new revision; ratios are hf_xet / unihub (> 1: unihub better).
+Prints a markdown table: wall time, CPU (user + system of the client process), the bytes the
+hub served (for R: for the new revision) and, for T, the rate as a share of the cap;
+ratios are hf_xet / unihub (> 1: unihub better).
 """
 
 from __future__ import annotations
@@ -132,11 +134,11 @@ def scenario(name: str, spec: dict[str, Any], rounds: int, tmp: Path) -> list[st
                     _run(tool, hub, cache, hub.revs[0])
                     hub.ask("reset")
                     wall, cpu = _run(tool, hub, cache, hub.revs[1])
-                    res.setdefault("fetched", []).append(hub.ask("stats")["xet_bytes"])
+                    res.setdefault("fetched", []).append(hub.ask("stats")["bytes"])
                 else:
                     hub.ask("reset")
                     wall, cpu = _run(tool, hub, cache)
-                    res.setdefault("fetched", []).append(hub.ask("stats")["xet_bytes"])
+                    res.setdefault("fetched", []).append(hub.ask("stats")["bytes"])
                 res.setdefault("wall", []).append(wall)
                 res.setdefault("cpu", []).append(cpu)
     finally:

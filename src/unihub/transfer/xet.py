@@ -7,9 +7,10 @@ A file whose listing gives a Xet hash (``FileJob.xet``) is fetched like this (th
 2. The reconstruction, in batches of ``xet_batch`` bytes (``Range`` on the query, as the spec
    recommends for large files): terms (xorb, chunk range) in file order and where each xorb
    range is (``/v2`` first, ``/v1`` when the CAS has no v2).
-3. ``connections`` threads take terms; a term whose chunks are all in the reuse index (an older
-   revision on disk) is copied from there, each chunk checked against its recorded hash;
-   otherwise its xorb byte range is requested and decoded chunk by chunk as it arrives: each
+3. A term whose chunks are all in the reuse index (an older revision on disk) is copied from
+   there, each chunk checked against its recorded hash; otherwise its xorb byte range is
+   fetched in parts by connection threads (as many as the ramp finds pay, :mod:`.xetconns`)
+   and decoded chunk by chunk as it arrives (:mod:`.xetparts`): each
    chunk is hashed (keyed blake3), written at its file offset into the partial and recorded in
    the chunk log (:mod:`.xetlog`). A resumed term asks only for the chunks it lacks.
 4. All bytes there: the Xet file hash computed from the chunk hashes must equal the listed
