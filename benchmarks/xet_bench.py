@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -184,14 +185,17 @@ def main() -> None:
         "T": (args.t_size_mib, {"rate": 2_000_000, "total": 48_000_000, "latency": 0.05}),
         "R": (128, {"edit": True}),
     }
-    for name in args.only.split(","):
-        size, extra = specs[name]
-        content = tmp / f"content-{size}"
-        if not content.exists():
-            content.write_bytes(os.urandom(size * MiB))
-        spec = {"content": str(content), **extra}
-        lines += scenario(name, spec, args.rounds, tmp)
-        print("\n".join(lines), flush=True)
+    try:
+        for name in args.only.split(","):
+            size, extra = specs[name]
+            content = tmp / f"content-{size}"
+            if not content.exists():
+                content.write_bytes(os.urandom(size * MiB))
+            spec = {"content": str(content), **extra}
+            lines += scenario(name, spec, args.rounds, tmp)
+            print("\n".join(lines), flush=True)
+    finally:  # the contents and every client's cache: gigabytes
+        shutil.rmtree(tmp, ignore_errors=True)
     print("\n".join(lines))
 
 
