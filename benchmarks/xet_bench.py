@@ -1,17 +1,20 @@
 """unihub's Xet data path against huggingface_hub + hf_xet, on the same fake Xet hub.
 
     python benchmarks/xet_bench.py [--size-mib 256] [--rounds 2] [--only U,T,R]
+        [--t-size-mib 64] [--connections N]
 
 Scenarios (a fake Xet hub in a process of its own, each client run in its own process,
 alternating, so both see the same machine load):
 
 - U: one file of ``--size-mib`` MiB of random bytes, unthrottled;
-- T: one 64 MiB file, 2 MB/s per connection, 48 MB/s in all, +50 ms per answer;
+- T: one file of ``--t-size-mib`` (64) MiB, 2 MB/s per connection, 48 MB/s in all, +50 ms
+  per answer;
 - R: a 5 %-edited revision of a 128 MiB file, downloaded after the first revision into the
-  same cache: xorb bytes each client fetched for the second revision.
+  same cache: bytes each client fetched for the second revision (xorbs and plain bodies).
 
-Prints a markdown table: wall time, CPU (user + system of the client process) and, for R, the
-xorb bytes served for the new revision; ratios are hf_xet / unihub (> 1: unihub better).
+Prints a markdown table: wall time, CPU (user + system of the client process), the bytes the
+hub served (for R: for the new revision) and, for T, the rate as a share of the cap;
+ratios are hf_xet / unihub (> 1: unihub better).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,8 +69,10 @@ hub.stop()
 
 _UNIHUB = (
     "import sys, unihub; unihub.snapshot(sys.argv[1], revision=sys.argv[4] or None,"
-    " sources=['hf=' + sys.argv[2]], cache_dir=sys.argv[3], progress=False)"
+    " sources=['hf=' + sys.argv[2]], cache_dir=sys.argv[3], progress=False,"
+    " connections=int(sys.argv[5]) or None)"
 )
+CONNECTIONS = 0  # --connections (0: unihub's default)
 _HF = (
     "import sys; from huggingface_hub import snapshot_download as s;"
     " s(sys.argv[1], revision=sys.argv[4] or None, cache_dir=sys.argv[3], endpoint=sys.argv[2])"
@@ -106,7 +112,7 @@ def _run(tool: str, hub: Hub, cache: Path, rev: str = "") -> tuple[float, float]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     subprocess.run(
-        [sys.executable, "-c", code, REPO, hub.endpoint, str(cache / "hf"), rev],
+        [sys.executable, "-c", code, REPO, hub.endpoint, str(cache / "hf"), rev, str(CONNECTIONS)],
         env=env,
         check=True,
         capture_output=True,
@@ -129,11 +135,11 @@ def scenario(name: str, spec: dict[str, Any], rounds: int, tmp: Path) -> list[st
                     _run(tool, hub, cache, hub.revs[0])
                     hub.ask("reset")
                     wall, cpu = _run(tool, hub, cache, hub.revs[1])
-                    res.setdefault("fetched", []).append(hub.ask("stats")["xet_bytes"])
+                    res.setdefault("fetched", []).append(hub.ask("stats")["bytes"])
                 else:
                     hub.ask("reset")
                     wall, cpu = _run(tool, hub, cache)
-                    res.setdefault("fetched", []).append(hub.ask("stats")["xet_bytes"])
+                    res.setdefault("fetched", []).append(hub.ask("stats")["bytes"])
                 res.setdefault("wall", []).append(wall)
                 res.setdefault("cpu", []).append(cpu)
     finally:
@@ -149,6 +155,14 @@ def scenario(name: str, spec: dict[str, Any], rounds: int, tmp: Path) -> list[st
             f"| {name} | {key} | {uv:.2f} {unit} ({', '.join(f'{x / scale:.2f}' for x in u[key])})"
             f" | {hv:.2f} {unit} ({', '.join(f'{x / scale:.2f}' for x in h[key])}) | {ratio:.2f} |"
         )
+    if spec.get("total"):  # the whole-job rate (process start included) as a share of the cap
+        size, cap = os.path.getsize(spec["content"]), spec["total"]
+        ur, hr = (sorted(size / w / 1e6 for w in r["wall"]) for r in (u, h))
+        out.append(
+            f"| {name} | MB/s (cap {cap / 1e6:.0f}) | {med(ur):.1f} = {med(ur) * 1e6 / cap:.0%}"
+            f" ({', '.join(f'{x:.1f}' for x in ur)}) | {med(hr):.1f} = {med(hr) * 1e6 / cap:.0%}"
+            f" ({', '.join(f'{x:.1f}' for x in hr)}) | |"
+        )
     return out
 
 
@@ -157,24 +171,31 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--only", default="U,T,R")
+    ap.add_argument("--t-size-mib", type=int, default=64, help="the file of T")
+    ap.add_argument("--connections", type=int, default=0, help="unihub's per-file maximum")
     args = ap.parse_args()
+    global CONNECTIONS
+    CONNECTIONS = args.connections
     tmp = Path(tempfile.mkdtemp(prefix="xetbench-"))
     head = "| scenario | measure | unihub (median; runs) | hf_xet (median; runs) | hf_xet/unihub |"
     lines = [head]
     lines.append("|---|---|---|---|---|")
     specs = {
         "U": (args.size_mib, {}),
-        "T": (64, {"rate": 2_000_000, "total": 48_000_000, "latency": 0.05}),
+        "T": (args.t_size_mib, {"rate": 2_000_000, "total": 48_000_000, "latency": 0.05}),
         "R": (128, {"edit": True}),
     }
-    for name in args.only.split(","):
-        size, extra = specs[name]
-        content = tmp / f"content-{size}"
-        if not content.exists():
-            content.write_bytes(os.urandom(size * MiB))
-        spec = {"content": str(content), **extra}
-        lines += scenario(name, spec, args.rounds, tmp)
-        print("\n".join(lines), flush=True)
+    try:
+        for name in args.only.split(","):
+            size, extra = specs[name]
+            content = tmp / f"content-{size}"
+            if not content.exists():
+                content.write_bytes(os.urandom(size * MiB))
+            spec = {"content": str(content), **extra}
+            lines += scenario(name, spec, args.rounds, tmp)
+            print("\n".join(lines), flush=True)
+    finally:  # the contents and every client's cache: gigabytes
+        shutil.rmtree(tmp, ignore_errors=True)
     print("\n".join(lines))
 
 

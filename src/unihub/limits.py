@@ -22,14 +22,15 @@ class Limits:
     """Concurrency bounds.
 
     - ``connections``: the most connections one file may use (the engine's ramp opens fewer
-      where more do not pay).
+      where more do not pay: it starts at ``initial_connections`` and doubles only while the
+      rate rises). 32: a link capped per connection at 2 MB/s with 48 MB/s in all needs 24.
     - ``initial_connections``: how many a large file starts with on a link not measured yet.
     - ``max_workers``: files in flight at once.
     - ``max_total_connections``: every connection of one call together (the data transport's
       pool; the metadata client keeps twice as many plus a few).
     """
 
-    connections: int = 16
+    connections: int = 32
     initial_connections: int = 8
     max_workers: int = 8
     max_total_connections: int = 64

@@ -172,3 +172,46 @@ def test_xet_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         snap = _snapshot(hub, repo, tmp_path)
         assert (snap / FILE).read_bytes() == repo.content(FILE)
         assert hub.stats.xet_reconstructions == 0 and _plain_gets(hub) >= 1
+
+
+def test_xet_connections_ramp_up_on_a_link_capped_per_connection(tmp_path: Path) -> None:
+    """1 MiB/s per connection: the Xet path starts with 2 connections and the ramp (the own
+    engine's policy) adds more while they raise the rate, up to ``connections``."""
+    size = 12 * MiB
+    repo = FakeRepo("org/ramp", files={FILE: os.urandom(size)})
+    with FakeHub("hf", repos=[repo], xet=True, xet_bridge=False, per_connection_rate=MiB) as hub:
+        settings = unihub.Settings(
+            sources=(hub.source,),
+            unihub_cache=tmp_path / "u",
+            limits=unihub.Limits(connections=8, initial_connections=2),
+        )
+        snap = Path(unihub.snapshot(repo.repo_id, cache_dir=tmp_path, settings=settings,
+                                    progress=False))  # fmt: skip
+        assert (snap / FILE).read_bytes() == repo.content(FILE)
+        assert _plain_gets(hub) == 0
+        assert 4 < hub.stats.peak_connections <= 8 + 3  # the file's, listing's and token's
+        starts = [r.time for r in hub.stats.requests if r.path.startswith("/xorb/")]
+        assert starts[1] - starts[0] < 0.1 < starts[2] - starts[0]  # 2 first, more once measured
+        assert size <= hub.stats.xet_bytes < size * 1.02  # cuts at the tail waste little
+
+
+def test_a_new_revision_stays_on_xet_once_xet_was_measured(tmp_path: Path) -> None:
+    """The first revision, large enough to be measured (64 MiB), leaves a Xet whole-job rate
+    in the link memory and none for the own engine: the edited revision still goes over Xet
+    and fetches only its changed chunks (the own engine would fetch every byte again)."""
+    size = 64 * MiB
+    repo = FakeRepo("org/rev2", files={FILE: os.urandom(size)})
+    first = repo.head()
+    second = repo.edit(FILE, {size // 2: os.urandom(4000)})
+    with FakeHub("hf", repos=[repo], xet=True, xet_bridge=False) as hub:
+        for rev in (first, second):
+            hub.xet_xorbs(repo.repo_id, FILE, rev)  # chunked before the listing asks
+        settings = unihub.Settings(sources=(hub.source,), unihub_cache=tmp_path / "u")
+        unihub.snapshot(repo.repo_id, revision=first, cache_dir=tmp_path, settings=settings,
+                        progress=False)  # fmt: skip
+        assert '"xet"' in (tmp_path / "u" / "links.json").read_text()
+        hub.reset_stats()
+        snap = unihub.snapshot(repo.repo_id, revision=second, cache_dir=tmp_path,
+                               settings=settings, progress=False)  # fmt: skip
+        assert (Path(snap) / FILE).read_bytes() == repo.content(FILE, second)
+        assert _plain_gets(hub) == 0 and 0 < hub.stats.xet_bytes < size // 20

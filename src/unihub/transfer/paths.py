@@ -32,7 +32,8 @@ The choice for one file (:func:`choose`):
    faster. A delegate with no measurement yet is tried only where its own ``may_explore``
    rule says it can win (hf_transfer: nothing to hash, on a link measured fast per
    connection; Xet: always, the hub's own protocol, which fetches only the chunks not on
-   disk); once measured, the numbers decide.
+   disk), and taken again by that rule as long as the own engine has no measurement there to
+   compare with; once both are measured, the numbers decide.
 
 Every path a file took is then measured and remembered (:func:`record`), so forced runs and
 explorations feed the automatic choice of later calls.
@@ -140,8 +141,12 @@ def choose(job: FileJob, ctx: Context) -> Choice:
                 best = Choice(path, mirror, why)
     if best.path is None:
         for path, mirror in fitting:
-            if path.name not in rates and path.may_explore(job, ctx):
-                return Choice(path, mirror, f"{path.name} not measured here yet, expected to win")
+            # expected to win, and no measurement here says otherwise: not measured yet, or
+            # measured while the own engine never was (a Xet file's second revision: the own
+            # engine would fetch every byte again)
+            if (path.name not in rates or own is None) and path.may_explore(job, ctx):
+                why = "not measured here yet" if path.name not in rates else "own engine not"
+                return Choice(path, mirror, f"{path.name} expected to win ({why} measured)")
     return best
 
 

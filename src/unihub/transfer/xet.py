@@ -7,9 +7,10 @@ A file whose listing gives a Xet hash (``FileJob.xet``) is fetched like this (th
 2. The reconstruction, in batches of ``xet_batch`` bytes (``Range`` on the query, as the spec
    recommends for large files): terms (xorb, chunk range) in file order and where each xorb
    range is (``/v2`` first, ``/v1`` when the CAS has no v2).
-3. ``connections`` threads take terms; a term whose chunks are all in the reuse index (an older
-   revision on disk) is copied from there, each chunk checked against its recorded hash;
-   otherwise its xorb byte range is requested and decoded chunk by chunk as it arrives: each
+3. A term whose chunks are all in the reuse index (an older revision on disk) is copied from
+   there, each chunk checked against its recorded hash; otherwise its xorb byte range is
+   fetched in parts by connection threads (as many as the ramp finds pay, :mod:`.xetconns`)
+   and decoded chunk by chunk as it arrives (:mod:`.xetparts`): each
    chunk is hashed (keyed blake3), written at its file offset into the partial and recorded in
    the chunk log (:mod:`.xetlog`). A resumed term asks only for the chunks it lacks.
 4. All bytes there: the Xet file hash computed from the chunk hashes must equal the listed
@@ -24,11 +25,11 @@ plain journal's done ranges; a hash mismatch keeps nothing).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import queue
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +51,13 @@ from ..xet import (
     hex_hash,
     parse_reconstruction,
 )
-from .context import Cancelled, Context, wait_for
+from .context import Context
 from .fileio import pread, pwrite
 from .jobs import FileJob, XetSource
 from .journal import Journal
 from .ranges import RangeSet
 from .worker import Body, FetchError
+from .xetconns import XetConnections
 from .xetlog import ChunkLog, ChunkRecord, ReuseIndex, Spill, take
 from .xetparts import Assembly, Part, split
 
@@ -85,12 +87,11 @@ class _Work:
     terms: list[tuple[Term, int]]
 
 
-class XetTransfer:
+class XetTransfer(XetConnections):
     """One file over Xet (module docstring)."""
 
     def __init__(self, job: FileJob, ctx: Context, source: XetSource) -> None:
-        self.job = job
-        self.ctx = ctx
+        super().__init__(job, ctx)
         self.src = source
         self.size = job.size
         self.log = ChunkLog(
@@ -99,10 +100,8 @@ class XetTransfer:
         self.spill = Spill(job.partial_path.with_name(job.partial_path.name + ".xetspill"))
         self.spilled: dict[bytes, list[tuple[int, bytes]]] = {}
         self.records: dict[int, ChunkRecord] = {}
-        self.lock = threading.Lock()
         self.fd = -1
         self.error: BaseException | None = None
-        self.stop = threading.Event()
         self.fetched = 0  # xorb bytes received
         self.reused = 0  # file bytes copied from the reuse index
         self.token = ""
@@ -277,47 +276,33 @@ class XetTransfer:
         # from the file size, not from what is left: a resumed run cuts the same parts
         size = max(opts.min_split, min(opts.chunk_size, self.size // (2 * opts.connections)))
         parts: queue.Queue[Part] = queue.Queue()
-        for a in assemblies:
-            xorb = hex_hash(a.terms[0].xorb)
-            for part in split(a, size):
+        # Round robin over the ranges: n connections then hold the decoding fronts of n ranges
+        # (their bytes are decoded, hashed and written at once, each range under its own
+        # lock) instead of one front and n - 1 parts waiting in memory and in the spill file.
+        for row in itertools.zip_longest(*(split(a, size) for a in assemblies)):
+            for part in row:
+                if part is None:
+                    continue
+                xorb = hex_hash(part.assembly.terms[0].xorb)
                 kept = take(self.spilled.get(xorb, []), part.start, part.end)
                 if kept:  # bytes a killed run had fetched ahead of the front
-                    part.got = len(kept)
-                    a.feed(part, kept)
+                    part.assembly.feed(part, kept)
                 if part.got < part.end - part.start:
                     parts.put(part)
-        threads: list[threading.Thread] = []
-        for i in range(max(1, min(opts.connections, parts.qsize()))):
-            if i == 0:
-                wait_for(lambda: self.ctx.budget.acquire(timeout=0.2), self.ctx.cancel)
-            elif not self.ctx.budget.acquire(False):
-                break
-            t = threading.Thread(
-                target=self._connection, args=(parts,), daemon=True, name=f"xet:{self.job.name}"
-            )
-            t.start()
-            threads.append(t)
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)
-                if self.ctx.cancel.is_set():
-                    self.stop.set()
-        if self.ctx.cancel.is_set():
-            raise Cancelled
+        self.run_connections(parts)
         if self.error is not None:
             raise self.error
 
     def _connection(self, parts: queue.Queue[Part]) -> None:
+        self._begin()
         try:
-            while not self.stop.is_set():
-                try:
-                    part = parts.get_nowait()
-                except queue.Empty:
+            while not self.stop.is_set() and not self._leaving():
+                part = self._next_part()
+                if part is None:
                     return
-                if part.assembly.done:
-                    continue
                 try:
-                    self._fetch_part(part)
+                    if not part.assembly.done:
+                        self._fetch_part(part)
                 except FetchError as exc:
                     part.attempts += 1
                     log.warning("%s: Xet part %d: %s", self.job.name, part.attempts, exc)
@@ -326,12 +311,14 @@ class XetTransfer:
                         raise XetUnavailable(msg) from None
                     self.stop.wait(0.2 * part.attempts)
                     parts.put(part)
+                finally:
+                    self._release(part)
         except XorbFormatError as exc:
             self._fail(XetUnavailable(f"xorb bytes do not decode: {exc}"))
         except BaseException as exc:
             self._fail(exc)
         finally:
-            self.ctx.budget.release()
+            self._end()
 
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
@@ -378,15 +365,21 @@ class XetTransfer:
             if resp.status == 200 and first:  # Range ignored: skip to our bytes
                 self._read(reader, first)
             view = memoryview(bytearray(256 * 1024))
-            while part.got < part.end - part.start and not self.stop.is_set():
-                n = reader.readinto(view[: part.end - part.start - part.got])
+            while not self.stop.is_set():
+                left = part.end - part.start - part.got  # cut() may shorten the part meanwhile
+                if left <= 0:
+                    break
+                n = reader.readinto(view[:left])
                 if not n:
                     raise FetchError("xorb range ended early")
-                part.got += n
                 with self.lock:
                     self.fetched += n
-                if part.assembly.feed(part, view[:n]):
-                    self.spill.add(hex_hash(fetch_xorb), part.start + part.got - n, view[:n])
+                    self.received += n
+                    self._flowing()
+                taken, ahead = part.assembly.feed(part, view[:n])
+                if ahead:
+                    at = part.start + part.got - taken
+                    self.spill.add(hex_hash(fetch_xorb), at, view[:taken])
         finally:
             resp.close()
 

@@ -12,6 +12,7 @@ its bytes are there, whatever connection brought them.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,6 +36,19 @@ class Part:
     end: int
     got: int = 0
     attempts: int = 0
+    t0: float = 0.0  # when its current fetch began (time.monotonic())
+    g0: int = 0  # ``got`` then
+
+    def begin(self) -> None:
+        self.t0, self.g0 = time.monotonic(), self.got
+
+    def seconds_left(self, now: float) -> float:
+        """Time to finish at this fetch's own speed so far (inf before any byte), as the plain
+        path's :meth:`~unihub.transfer.ranges.Assignment.seconds_left`."""
+        done = self.got - self.g0
+        if done <= 0:
+            return float("inf") if now - self.t0 > 0.5 else 0.0
+        return (self.end - self.start - self.got) * (now - self.t0) / done
 
 
 @dataclass
@@ -60,13 +74,18 @@ class Assembly:
         self._pos = self._front = self.first
         self._end = max(t.end for t in self.terms)
 
-    def feed(self, part: Part, data: bytes | memoryview) -> bool:
+    def feed(self, part: Part, data: bytes | memoryview) -> tuple[int, bool]:
         """Bytes of ``part`` (in order); decode what is complete; XorbFormatError on bad bytes.
-        ``data`` is copied once (into the decode buffer, or aside while its part waits). True
-        when it was set aside (it arrived ahead of the decoding front)."""
+        Returns how many were taken (``part.got`` grows by that: bytes past an end that
+        :meth:`cut` moved meanwhile are dropped, the new part fetches them) and whether they
+        were set aside (they arrived ahead of the decoding front). ``data`` is copied once
+        (into the decode buffer, or aside while its part waits)."""
         with self._lock:
-            if self.done:
-                return False
+            n = max(0, min(len(data), part.end - part.start - part.got))
+            part.got += n
+            if self.done or not n:
+                return n, False
+            data = data[:n]
             ahead = not (part.start == self._front and not self._pending.get(part.start))
             if ahead:
                 self._pending.setdefault(part.start, bytearray()).extend(data)
@@ -87,7 +106,22 @@ class Assembly:
                 if end not in self._ends:
                     break
             self._decode()
-            return ahead
+            return n, ahead
+
+    def cut(self, part: Part, min_left: int) -> Part | None:
+        """Split the rest of ``part`` (being fetched) in two: ``part`` now ends half way and the
+        returned new part holds the second half, for an idle connection (work stealing at the
+        tail of a range, where the last parts would otherwise run on few connections). None
+        when less than ``2 * min_left`` bytes are left."""
+        with self._lock:
+            left = part.end - part.start - part.got
+            if self.done or left < 2 * min_left:
+                return None
+            mid = part.start + part.got + left // 2
+            new = Part(self, mid, part.end)
+            self._ends[part.start], self._ends[mid] = mid, part.end
+            part.end = mid
+            return new
 
     def _decode(self) -> None:
         buf = self._buf
