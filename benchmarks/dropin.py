@@ -77,6 +77,14 @@ def _job(name: str, hub: HubProcess, work: Path) -> dict[str, Any]:
             "hub_sent": hub.stats()["bytes_total"], "verified": ok}  # fmt: skip
 
 
+def _median_ratio(results: dict[str, list[dict[str, Any]]], name: str, key: str) -> float:
+    ratios = sorted(
+        a[key] / b[key] for a, b in zip(results["snapshot"], results[name], strict=True)
+    )
+    mid = len(ratios) // 2
+    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=1024)
@@ -107,6 +115,10 @@ def main() -> int:
         "speed_vs_snapshot": {n: best["snapshot"] / best[n] for n in others},
         "best_call_seconds": call,
         "call_speed_vs_snapshot": {n: call["snapshot"] / call[n] for n in others},
+        # the ratio within each round (the jobs of one round ran back to back), then the median
+        # over rounds: steadier than the best times on a machine whose speed drifts
+        "median_round_ratio": {n: _median_ratio(results, n, "seconds") for n in others},
+        "median_round_call_ratio": {n: _median_ratio(results, n, "call_seconds") for n in others},
         "disk_written_vs_repo": {
             n: max(x["disk_written"] for x in rs) / size for n, rs in results.items()
         },

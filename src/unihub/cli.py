@@ -115,7 +115,10 @@ def _download_parser(sub: Any) -> None:
     _common(d)
     d.add_argument("--max-workers", type=int, default=None, help="files in parallel (default 8)")
     d.add_argument(
-        "--connections", type=int, default=None, help="connections per file (default 16)"
+        "--connections",
+        type=int,
+        default=None,
+        help="most connections per file (adaptive; default 32)",
     )
     d.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     d.add_argument("--offline", action="store_true", help="only what is already on disk")

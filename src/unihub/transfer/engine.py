@@ -137,7 +137,7 @@ def download_files(
 ) -> list[Path]:
     """Download ``jobs``; return their final paths in the same order.
 
-    ``connections`` (per file, adaptive up to it; default 16), ``max_workers`` (files in
+    ``connections`` (per file, adaptive up to it; default 32), ``max_workers`` (files in
     parallel; default 8) and ``max_total_connections`` (global; default 64) override the
     same fields of ``options``. ``progress``: None = bars on a TTY, False = silent, or a
     callable receiving :class:`~unihub.progress.ProgressEvent`. ``verify=False`` skips
