@@ -50,7 +50,7 @@ from .jobs import FileJob
 from .journal import Journal
 from .links import Measured
 from .mirrors import Mirrors, MirrorState
-from .ramp import FAIR_START, Ramp
+from .ramp import FAIR_START, ConnectionCounts, Ramp
 from .ranges import Assignment, RangeSet, Scheduler
 from .verify import PrefixHasher, expected_digest, new_hasher
 from .worker import Body, FetchError, WholeBody, open_range
@@ -77,7 +77,7 @@ class _Changed(Exception):
     """The remote file is another version than the one we have ranges of."""
 
 
-class FileTransfer:
+class FileTransfer(ConnectionCounts):
     def __init__(self, job: FileJob, ctx: Context) -> None:
         self.job = job
         self.ctx = ctx
@@ -97,9 +97,7 @@ class FileTransfer:
         self.unsaved = 0  # bytes written since the last journal save
         self.saved_at = 0.0
         self._save_lock = threading.Lock()
-        self.flowing = 0  # live connections that have received bytes
-        self._retiring = 0  # connections asked to leave after their current range
-        self._staying = 0  # live connections that have not decided to leave
+        self._init_counts(self._fd_lock)
         self._tls = threading.local()
         self.sequential_owner: int | None = None
         self.reported = 0
@@ -313,45 +311,11 @@ class FileTransfer:
     def _urls(self) -> list[str]:
         return [m.url for m in self.job.mirrors]
 
-    def connections_alive(self) -> int:
-        """Live connections not asked to leave (retirements may still be pending when the
-        ramp measures again: counting them would retire more than asked)."""
-        with self._fd_lock:
-            return max(0, self._staying - self._retiring)
-
-    def flowing_now(self) -> int:
-        return self.flowing
-
-    def retiring(self) -> bool:
-        return self._retiring > 0
-
-    def retire(self, n: int) -> None:
-        """Ask ``n`` connections to leave once their current range is done."""
-        with self._fd_lock:
-            self._retiring += max(0, n)
-
-    def _leaving(self) -> bool:
-        """Take a retirement, unless this is the last connection (one always stays: others
-        may have left on their own, with no work free at that moment)."""
-        with self._fd_lock:
-            if self._retiring <= 0:
-                return False
-            if self._staying <= 1:
-                self._retiring = 0
-                return False
-            self._retiring -= 1
-            self._staying -= 1
-            self._tls.left = True
-            return True
-
     def remember_connections(self, n: int, per_connection: float) -> None:
         self.ctx.link.put(self._urls(), Measured(n, per_connection))
 
     def add_connections(self, threads: list[threading.Thread], n: int) -> int:
-        with self._fd_lock:  # first cancel retirements not yet taken
-            cancel = min(self._retiring, max(0, n))
-            self._retiring -= cancel
-        n -= cancel
+        n -= self._cancel_retirements(n)
         added = 0
         for _ in range(n):
             alive = sum(t.is_alive() for t in threads)

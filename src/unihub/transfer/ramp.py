@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .jobs import FileJob, TransferOptions
 
-__all__ = ["Ramp"]
+__all__ = ["ConnectionCounts", "Ramp"]
 
 log = logging.getLogger("unihub")
 
@@ -168,3 +168,58 @@ class Ramp:
         """Kept at every step (a file may end before the ramp settles), but only counts whose
         rate was measured: a later run starts from what is known to work."""
         self.task.remember_connections(max(1, count), self.per_connection)
+
+
+class ConnectionCounts:
+    """The counts a ramped task keeps of its connections, and the ramp's hooks on them
+    (:class:`RampedTask`): one definition for the plain and the Xet tasks. The task calls
+    :meth:`_init_counts` with the lock that guards them, counts a connection in ``_staying``
+    when it starts and in ``flowing`` when its bytes flow, and asks :meth:`_leaving` between
+    ranges; ``_tls.left`` marks a connection that took a retirement."""
+
+    _tls: threading.local
+
+    def _init_counts(self, lock: threading.Lock) -> None:
+        self._counts_lock = lock
+        self.flowing = 0  # live connections that have received bytes
+        self._staying = 0  # live connections that have not decided to leave
+        self._retiring = 0  # retirements asked for and not taken yet
+
+    def connections_alive(self) -> int:
+        """Live connections not asked to leave (retirements may still be pending when the
+        ramp measures again: counting them would retire more than asked)."""
+        with self._counts_lock:
+            return max(0, self._staying - self._retiring)
+
+    def flowing_now(self) -> int:
+        return self.flowing
+
+    def retiring(self) -> bool:
+        return self._retiring > 0
+
+    def retire(self, n: int) -> None:
+        """Ask ``n`` connections to leave once what they hold is done."""
+        with self._counts_lock:
+            self._retiring += max(0, n)
+
+    def _cancel_retirements(self, n: int) -> int:
+        """Retirements not yet taken, up to ``n``, cancelled (before adding connections): how
+        many."""
+        with self._counts_lock:
+            cancel = min(self._retiring, max(0, n))
+            self._retiring -= cancel
+        return cancel
+
+    def _leaving(self) -> bool:
+        """Take a retirement, unless this is the last connection (one always stays: others
+        may have left on their own, with no work free at that moment)."""
+        with self._counts_lock:
+            if self._retiring <= 0:
+                return False
+            if self._staying <= 1:
+                self._retiring = 0
+                return False
+            self._retiring -= 1
+            self._staying -= 1
+            self._tls.left = True
+            return True

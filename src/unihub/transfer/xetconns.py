@@ -19,13 +19,13 @@ import time
 from .context import Cancelled, Context, wait_for
 from .jobs import FileJob
 from .links import Measured
-from .ramp import FAIR_START, Ramp
+from .ramp import FAIR_START, ConnectionCounts, Ramp
 from .xetparts import Part
 
 __all__ = ["XetConnections"]
 
 
-class XetConnections:
+class XetConnections(ConnectionCounts):
     """What :class:`~unihub.transfer.xet.XetTransfer`'s connections share, and the hooks the
     ramp reads and changes (:class:`~unihub.transfer.ramp.RampedTask`). Subclasses define
     :meth:`_connection`, which takes parts until none is left or :meth:`_leaving` says so,
@@ -41,9 +41,7 @@ class XetConnections:
         self.stop = threading.Event()
         self.received = 0  # xorb bytes received, for the ramp (races only blur a statistic)
         self.parts: queue.Queue[Part] = queue.Queue()
-        self.flowing = 0  # live connections that have received bytes
-        self._staying = 0  # live connections not yet gone
-        self._retiring = 0  # retirements asked for and not taken yet
+        self._init_counts(self.lock)
         self._tls = threading.local()
         self._active: list[Part] = []  # parts being fetched
 
@@ -142,30 +140,12 @@ class XetConnections:
             ramp.step(threads, time.monotonic())
 
     # ---------- what the ramp (ramp.py) reads and changes ----------
-    def connections_alive(self) -> int:
-        with self.lock:
-            return max(0, self._staying - self._retiring)
-
-    def flowing_now(self) -> int:
-        return self.flowing
-
-    def retiring(self) -> bool:
-        return self._retiring > 0
-
-    def retire(self, n: int) -> None:
-        """Ask ``n`` connections to leave once the part they hold is done."""
-        with self.lock:
-            self._retiring += max(0, n)
-
     def remember_connections(self, count: int, per_connection: float) -> None:
         self.ctx.link.put([self.cas], Measured(count, per_connection))
 
     def add_connections(self, threads: list[threading.Thread], n: int) -> int:
-        with self.lock:  # first cancel retirements not yet taken
-            cancel = min(self._retiring, max(0, n))
-            self._retiring -= cancel
         added = 0
-        for _ in range(n - cancel):
+        for _ in range(n - self._cancel_retirements(n)):
             if not self._has_work() or not self.ctx.budget.acquire(False):
                 break
             threads.append(self._spawn())
@@ -180,16 +160,3 @@ class XetConnections:
         )
         t.start()
         return t
-
-    def _leaving(self) -> bool:
-        """Take a retirement, unless this is the last connection."""
-        with self.lock:
-            if self._retiring <= 0:
-                return False
-            if self._staying <= 1:
-                self._retiring = 0
-                return False
-            self._retiring -= 1
-            self._staying -= 1
-            self._tls.left = True
-            return True
