@@ -32,7 +32,8 @@ def size_option(text: str | None) -> int | None:
         raise ConfigError(f"--max-cache-size: {exc}") from None
 
 
-# per upstream file: twice a single download's (many clients, per-connection caps)
+# per upstream file, at most (the engine's ramp opens fewer where more do not pay): the same
+# bound as a single download's (Limits.connections), stated here as the server's default
 LAB_CONNECTIONS = 32
 # seconds a hub has to answer a server for one client: a first byte after 3 s still comes
 ONE_CLIENT_UPSTREAM_TIMEOUT = 6.0
@@ -112,8 +113,8 @@ class ServeOptions:
             self,
             host="127.0.0.1",
             port=0,
-            # one client: a plain download's connections per file (the engine's default), not
-            # the lab server's twice as many, unless asked for
+            # one client: a plain download's connections per file (the engine's default),
+            # unless asked for
             connections=None if self.connections == LAB_CONNECTIONS else self.connections,
             cache_dir=self.cache_dir or cache_dir,
             client_cache=client_cache,
