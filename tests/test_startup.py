@@ -245,3 +245,25 @@ def test_a_detached_server_is_neither_stopped_nor_waited_for(tmp_path: Path) -> 
         "print(idle, up(a.url), up(b.url))\n"
     )
     assert _fresh_python(code, tmp_path) == "True True False"
+
+
+def test_run_command_stops_its_server_unless_the_process_is_exiting(tmp_path: Path) -> None:
+    """A library caller of ``run_command`` gets its server stopped when the command ends; only
+    the ``unihub`` program (``exiting=True``) leaves an idle one to end with the process."""
+    code = (
+        "import sys, urllib.request\n"
+        "from unihub.runner import NOTHING_LEFT, run_command\n"
+        "def up(url):\n"
+        "    try:\n"
+        "        return urllib.request.urlopen(url + '/healthz', timeout=5).status == 200\n"
+        "    except OSError:\n"
+        "        return False\n"
+        f"where = {str(tmp_path / 'url')!r}\n"
+        'tell = \'import os, sys; open(sys.argv[1], "w").write(os.environ["HF_ENDPOINT"])\'\n'
+        "out = []\n"
+        "for exiting in (False, True):\n"
+        "    rc = run_command([sys.executable, '-c', tell, where], exiting=exiting)\n"
+        "    out.append((rc, up(open(where).read()), NOTHING_LEFT.is_set()))\n"
+        "print(out)\n"
+    )
+    assert _fresh_python(code, tmp_path) == "[(0, False, False), (0, True, True)]"

@@ -267,7 +267,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise ConfigError("no command to run", hint="unihub run -- python train.py")
-    return run_command(cmd, server=args.server, options=_serve_opts(args))
+    return run_command(cmd, server=args.server, options=_serve_opts(args), exiting=True)
 
 
 def _ids(value: list[str] | None) -> list[str] | None:

@@ -206,9 +206,13 @@ def run_command(
     options: ServeOptions | None = None,
     settings: Settings | None = None,
     grace: float = GRACE,
+    exiting: bool = False,
 ) -> int:
     """Run ``cmd`` with ``HF_ENDPOINT`` at a unihub serve; its exit status. ``grace``: seconds
-    the command has after a forwarded signal before SIGKILL."""
+    the command has after a forwarded signal before SIGKILL. ``exiting``: this process ends
+    when this returns (the ``unihub`` program): a server started here with nothing in flight is
+    then left to end with it instead of being stopped (see :data:`NOTHING_LEFT`); otherwise it is
+    stopped gracefully before this returns."""
     if not cmd:
         raise ConfigError("no command to run", hint="unihub run -- python train.py")
     settings = settings if settings is not None else Settings.from_env()
@@ -235,7 +239,7 @@ def run_command(
             try:
                 yield
             finally:
-                if srv.idle():  # nothing to save: unihub exits without waiting for it
+                if exiting and srv.idle():  # nothing to save: the process ends without it
                     srv.detach()
                     NOTHING_LEFT.set()
 
