@@ -144,21 +144,10 @@ def test_no_token_anywhere_means_no_huggingface_hub_import(tmp_path: Path) -> No
         "from unihub.settings import Settings\n"
         "print(Settings.from_env().hf_token, 'huggingface_hub' in sys.modules)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "XDG_"))}
-    env.update(HOME=str(tmp_path), HF_HOME=str(tmp_path / "hf"))
-    src = Path(unihub.__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
-
-    def run() -> str:
-        proc = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-        )
-        return proc.stdout.strip()
-
-    assert run() == "None False"
+    assert _fresh_python(code, tmp_path) == "None False"
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "token").write_text("hf_from_file\n")
-    assert run() == "hf_from_file True"
+    assert _fresh_python(code, tmp_path) == "hf_from_file True"
 
 
 def test_a_failed_transfer_is_rescued_by_a_source_that_listed_late(
@@ -175,7 +164,13 @@ def test_a_failed_transfer_is_rescued_by_a_source_that_listed_late(
 
 
 def _fresh_python(code: str, tmp_path: Path) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "UNIHUB_"))}
+    """``code``'s output in a fresh interpreter with no Hugging Face, unihub or XDG settings
+    and ``HOME`` at ``tmp_path`` (``HF_HOME`` under it)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "HUGGING", "XDG_", "UNIHUB_"))
+    }
     env.update(HOME=str(tmp_path), HF_HOME=str(tmp_path / "hf"))
     src = Path(unihub.__file__).resolve().parents[1]
     env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
@@ -183,6 +178,17 @@ def _fresh_python(code: str, tmp_path: Path) -> str:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     return proc.stdout.strip()
+
+
+# a fresh process's check that a server answers
+_UP = (
+    "import urllib.request\n"
+    "def up(url):\n"
+    "    try:\n"
+    "        return urllib.request.urlopen(url + '/healthz', timeout=5).status == 200\n"
+    "    except OSError:\n"
+    "        return False\n"
+)
 
 
 def test_import_unihub_loads_no_http_stack_and_the_two_shadowed_names_stay_functions(
@@ -229,14 +235,8 @@ def test_a_detached_server_is_neither_stopped_nor_waited_for(tmp_path: Path) -> 
     nothing in flight, where a graceful stop only delays the process's end); without it the
     block's end stops it. In a fresh process: the detached server lives until that ends."""
     code = (
-        "import urllib.request\n"
-        "from unihub.serve import ServeOptions, running\n"
+        _UP + "from unihub.serve import ServeOptions, running\n"
         "opts = ServeOptions(port=0, sources=('hf=http://127.0.0.1:9',), offline=True)\n"
-        "def up(url):\n"
-        "    try:\n"
-        "        return urllib.request.urlopen(url + '/healthz', timeout=5).status == 200\n"
-        "    except OSError:\n"
-        "        return False\n"
         "with running(opts) as a:\n"
         "    idle = a.idle()\n"
         "    a.detach()\n"
@@ -251,13 +251,8 @@ def test_run_command_stops_its_server_unless_the_process_is_exiting(tmp_path: Pa
     """A library caller of ``run_command`` gets its server stopped when the command ends; only
     the ``unihub`` program (``exiting=True``) leaves an idle one to end with the process."""
     code = (
-        "import sys, urllib.request\n"
+        _UP + "import sys\n"
         "from unihub.runner import NOTHING_LEFT, run_command\n"
-        "def up(url):\n"
-        "    try:\n"
-        "        return urllib.request.urlopen(url + '/healthz', timeout=5).status == 200\n"
-        "    except OSError:\n"
-        "        return False\n"
         f"where = {str(tmp_path / 'url')!r}\n"
         'tell = \'import os, sys; open(sys.argv[1], "w").write(os.environ["HF_ENDPOINT"])\'\n'
         "out = []\n"

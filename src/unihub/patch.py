@@ -102,7 +102,7 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
     """The socket listens and the core (listings, blobs, the engine) is ready when this
     returns; the web stack loads in a thread meanwhile (0.1-0.2 s, beside the first fetch), and
     the first requests wait in the socket's queue until it serves."""
-    from .serve import ServeOptions, listen
+    from .serve import ServeOptions, listen, url_of
     from .serve.core import ServeCore
 
     sources = options.get("sources")
@@ -119,7 +119,7 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
         sock.close()
         raise
     state = _state
-    state.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    state.url = url_of(sock)
     state.core, state.pid = core, os.getpid()
 
     def start() -> None:

@@ -220,7 +220,7 @@ def run_command(
     if url:
         _check_server(url, settings)
         return _spawn(cmd, child_env(os.environ, url), grace)
-    from .serve import ServeOptions, listen, running
+    from .serve import ServeOptions, listen, running, url_of
 
     opts = options if options is not None else ServeOptions(port=0)
     if opts.client_cache is None:
@@ -228,8 +228,7 @@ def run_command(
         # the bytes; the server keeps its own small cache apart
         opts = opts.for_one_client(settings.unihub_cache / "drop-in", settings.hub_cache)
     sock = listen(opts)
-    host, port = sock.getsockname()[:2]
-    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    url = url_of(sock)
     log.info("unihub serve for the command at %s", url)
     chosen = opts
 

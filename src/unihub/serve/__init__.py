@@ -37,6 +37,7 @@ __all__ = [
     "running",
     "serve",
     "size_option",
+    "url_of",
 ]
 
 if TYPE_CHECKING:
@@ -192,6 +193,12 @@ def listen(options: ServeOptions) -> socket.socket:
     return _bind(options.host, options.port)
 
 
+def url_of(sock: socket.socket) -> str:
+    """The URL clients use for a listening socket from :func:`listen`."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 @contextlib.contextmanager
 def running(
     options: ServeOptions,
@@ -231,8 +238,7 @@ def running(
         thread.join(5)
         sock.close()
         raise ConfigError(f"the server did not start on {options.host}:{port}")
-    host = f"[{options.host}]" if ":" in options.host else options.host
-    here = Running(f"http://{host}:{port}", app)
+    here = Running(url_of(sock), app)
     try:
         yield here
     finally:
