@@ -51,8 +51,9 @@ if spec.get("edit"):
     revs.append(repo.edit("model.safetensors", patches))
 hub = FakeHub("hf", [repo], xet=True, cdn=None, per_connection_rate=spec.get("rate"),
               total_rate=spec.get("total"), latency=spec.get("latency", 0.0)).start()
-for rev in revs:
-    hub.xet_xorbs("org/model", "model.safetensors", rev)  # chunk before timing
+for rev in revs:  # chunk and hash before timing (else the first client's listing pays it)
+    hub.xet_xorbs("org/model", "model.safetensors", rev)
+    repo.blob("model.safetensors", rev).hashes()
 print(json.dumps({"endpoint": hub.endpoint, "revs": revs}), flush=True)
 while True:
     line = sys.stdin.readline()
