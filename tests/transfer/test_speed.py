@@ -161,3 +161,22 @@ def test_no_bytes_yet_is_no_reason_to_change_the_count(tmp_path: Path) -> None:
         peak = _concurrency_after(hub, 0.5, RATE)
     assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
     assert peak >= 6, peak
+
+
+def test_a_doubling_that_clearly_pays_is_followed_by_the_next_one_early(tmp_path: Path) -> None:
+    # Each connection capped: 2 -> 4 doubles the rate within the first quarter window, so the
+    # ramp does not wait the rest of its (long, 3 s) interval before going to 8.
+    size = 8 * MiB
+    repo = FakeRepo("org/name", files={"big.bin": size})
+    opts = replace(FAST, chunk_size=256 * 1024, min_split=128 * 1024, ramp_interval=3.0,
+                   initial_connections=2, connections=8)  # fmt: skip
+    with FakeHub("hf", repos=[repo], cdn=None, per_connection_rate=RATE) as hub:
+        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
+        ranged = [r for r in hub.stats.requests if r.method == "GET" and r.range]
+        start = ranged[0].time
+        early = [r for r in ranged if r.time - start < 2.4]
+    assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
+    # without the early judgement the count stays at 4 until about 0.75 + 3 s
+    spans = sorted((r.time, r.time + 0.7 * (256 * 1024) / RATE) for r in early)
+    peak = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert peak >= 7, peak
