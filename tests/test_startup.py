@@ -262,3 +262,23 @@ def test_run_command_stops_its_server_unless_the_process_is_exiting(tmp_path: Pa
         "print(out)\n"
     )
     assert _fresh_python(code, tmp_path) == "[(0, False, False), (0, True, True)]"
+
+
+def test_patch_loads_its_web_stack_only_when_a_client_connects(tmp_path: Path) -> None:
+    """``patch()`` leaves the caller's own imports alone: the web stack loads when the first
+    client connects (that request is answered), and ``unpatch()`` before any client closes
+    the socket (nothing listens after it)."""
+    code = (
+        _UP + "import sys, time, unihub\n"
+        "unihub.patch(sources=['hf=http://127.0.0.1:9'], progress=False)\n"
+        "time.sleep(0.3)\n"
+        "before = 'uvicorn' in sys.modules\n"
+        "url = sys.modules['unihub.patch']._state.url\n"
+        "first = up(url)\n"
+        "unihub.unpatch()\n"
+        "unihub.patch(sources=['hf=http://127.0.0.1:9'], progress=False)\n"
+        "url2 = sys.modules['unihub.patch']._state.url\n"
+        "unihub.unpatch()\n"
+        "print(before, first, 'uvicorn' in sys.modules, up(url), up(url2))\n"
+    )
+    assert _fresh_python(code, tmp_path) == "False True True False False"

@@ -3,11 +3,12 @@
 The in-process front door, standing on the same Hugging Face-protocol endpoint as
 ``unihub serve`` and ``unihub run``: :func:`patch` starts a ``unihub serve`` on a loopback
 port (one per process: its socket listens and its core is ready at once, its web stack loads in
-a background thread beside the first fetch) and points huggingface_hub at it, so every call
-any huggingface_hub-based client makes — metadata (``HfApi``), ``hf_hub_download`` and
-``snapshot_download`` in every calling form, ``HfFileSystem``, and through them transformers,
-datasets, diffusers, sentence-transformers, vllm's loader — is answered by unihub: every
-source, the id mapping to ModelScope when Hugging Face is blocked, deadlines instead of hangs.
+a background thread beside the first fetch or when the first client connects) and points
+huggingface_hub at it, so every call any huggingface_hub-based client makes — metadata
+(``HfApi``), ``hf_hub_download`` and ``snapshot_download`` in every calling form,
+``HfFileSystem``, and through them transformers, datasets, diffusers, sentence-transformers,
+vllm's loader — is answered by unihub: every source, the id mapping to ModelScope when
+Hugging Face is blocked, deadlines instead of hangs.
 huggingface_hub itself keeps doing what it does (its cache writes, markers, refs, locks, its
 exceptions), because it only ever talks to a Hugging Face endpoint.
 
@@ -40,6 +41,7 @@ import functools
 import inspect
 import logging
 import os
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -69,7 +71,11 @@ class _State:
 
     url: str = ""
     core: Any = None  # ServeCore: fetches through it start at once
+    sock: Any = None  # the listening socket, until the web stack owns it
     starter: threading.Thread | None = None  # loads the web stack, then serves
+    started: bool = False  # the starter runs (or ran)
+    watcher: threading.Thread | None = None  # starts the web stack when a client connects
+    wake: Any = None  # (reader, writer) socket pair: wakes the watcher to leave
     stack: contextlib.ExitStack | None = None
     server: Any = None  # serve.Running, once the starter is done
     pid: int = 0
@@ -81,6 +87,7 @@ class _State:
 
 
 _lock = threading.RLock()
+_start_lock = threading.Lock()  # the web stack's start, the watcher and the unstarted socket
 _state = _State()
 
 
@@ -97,11 +104,13 @@ def _warn_once(key: str, message: str) -> None:
         log.warning(message)
 
 
-# -- the server and where huggingface_hub looks for the Hub ----------------------------------
+# -- the server ----------------------------------------------------------------------------------
 def _start_server(options: dict[str, Any], settings: Settings) -> None:
     """The socket listens and the core (listings, blobs, the engine) is ready when this
-    returns; the web stack loads in a thread meanwhile (0.1-0.2 s, beside the first fetch), and
-    the first requests wait in the socket's queue until it serves."""
+    returns. The web stack (0.1-0.2 s of imports) loads only when it is needed: beside the
+    first fetch through the core, or when the first client connects (the request waits in the
+    socket's queue meanwhile), so it does not slow the caller's own imports right after
+    ``patch()``."""
     from .serve import ServeOptions, listen, url_of
     from .serve.core import ServeCore
 
@@ -120,7 +129,7 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
         raise
     state = _state
     state.url = url_of(sock)
-    state.core, state.pid = core, os.getpid()
+    state.core, state.sock, state.pid = core, sock, os.getpid()
 
     def start() -> None:
         from .serve import running
@@ -135,9 +144,57 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
             log.error("unihub.patch(): the server did not start: %s", exc)
 
     state.starter = threading.Thread(target=start, name="unihub-patch-start", daemon=True)
-    state.starter.start()
+    state.wake = socket.socketpair()
+    state.watcher = threading.Thread(
+        target=_watch, args=(state, sock, state.wake[0]), name="unihub-patch-watch", daemon=True
+    )
+    state.watcher.start()
 
 
+def _watch(state: _State, sock: socket.socket, wake: socket.socket) -> None:
+    """Start the web stack when the first client connects; leave when woken (it started, or
+    the patch is undone). It is woken rather than polling: a socket closed while a ``select``
+    holds it keeps listening until that ``select`` returns."""
+    import select
+
+    readable, _, _ = select.select([sock, wake], [], [])
+    if sock in readable:
+        _ensure_started(state)
+
+
+def _ensure_started(state: _State) -> None:
+    """The web stack loading (once), and the watcher told to leave."""
+    with _start_lock:  # not ``_lock``: unpatch() holds that while it waits for the watcher
+        if state.started or state.starter is None or state.sock is None:
+            return
+        if os.getpid() != state.pid:  # a forked child: the parent's watcher answers it
+            return
+        state.started = True
+        state.sock = None  # the server owns it now
+        watcher = _take_watcher(state)
+        state.starter.start()
+    _end_watcher(*watcher)
+
+
+def _take_watcher(state: _State) -> tuple[threading.Thread | None, Any]:
+    watcher = state.watcher, state.wake
+    state.watcher = state.wake = None
+    return watcher
+
+
+def _end_watcher(watcher: threading.Thread | None, wake: Any) -> None:
+    """The watcher woken and gone (waited for unless this is the watcher itself)."""
+    if wake is None:
+        return
+    with contextlib.suppress(OSError):
+        wake[1].send(b"x")
+    if watcher is not None and watcher is not threading.current_thread():
+        watcher.join()
+    for end in wake:
+        end.close()
+
+
+# -- where huggingface_hub looks for the Hub ----------------------------------------------------
 def _rewrite_hook(request: Any) -> None:
     """huggingface_hub's request hook: the Hub's origin becomes the server's."""
     if not _state.url or _origin(str(request.url)) not in _state.origins:
@@ -313,6 +370,7 @@ def _wrap(original: Callable[..., Any], paths: Callable[..., Any]) -> Callable[.
         except TypeError:
             return original(*args, **kwargs)  # huggingface_hub's own error for a bad call
         a = dict(bound.arguments)
+        _ensure_started(_state)  # huggingface_hub's own call will ask the server
         if _can_write(a) and _write(a, paths(a)) and a.get("force_download"):
             bound.arguments["force_download"] = False  # fetched again just now
         return original(*bound.args, **bound.kwargs)
@@ -399,7 +457,13 @@ def _undo() -> None:
 def _stop_server() -> None:
     """The server stopped gracefully (running fetches keep their journals), or its core
     closed if the web stack never started."""
-    if _state.starter is not None:
+    with _start_lock:
+        sock, _state.sock = _state.sock, None  # set while the web stack never started
+        watcher = _take_watcher(_state)
+    _end_watcher(*watcher)
+    if sock is not None:
+        sock.close()
+    if _state.started and _state.starter is not None:
         _state.starter.join()
     stack, _state.stack = _state.stack, None
     if stack is not None:
