@@ -1,7 +1,7 @@
 """unihub's Xet data path against huggingface_hub + hf_xet, on the same fake Xet hub.
 
     python benchmarks/xet_bench.py [--size-mib 256] [--rounds 2] [--only U,T,R]
-        [--t-size-mib 64] [--connections N]
+        [--t-size-mib 64] [--r-size-mib 128] [--connections N]
 
 Scenarios (a fake Xet hub in a process of its own, each client run in its own process,
 alternating, so both see the same machine load):
@@ -9,8 +9,9 @@ alternating, so both see the same machine load):
 - U: one file of ``--size-mib`` MiB of random bytes, unthrottled;
 - T: one file of ``--t-size-mib`` (64) MiB, 2 MB/s per connection, 48 MB/s in all, +50 ms
   per answer;
-- R: a 5 %-edited revision of a 128 MiB file, downloaded after the first revision into the
-  same cache: bytes each client fetched for the second revision (xorbs and plain bodies).
+- R: a revision of a ``--r-size-mib`` (128) MiB file with 5 % of its bytes changed (20
+  edits), downloaded after the first revision into the same cache: bytes each client fetched
+  for the second revision (xorbs and plain bodies).
 
 Prints a markdown table: wall time, CPU (user + system of the client process), the bytes the
 hub served (for R: for the new revision) and, for T, the rate as a share of the cap;
@@ -46,8 +47,8 @@ repo = FakeRepo("org/model", files={"config.json": "{}", "model.safetensors": da
 revs = [repo.head()]
 if spec.get("edit"):
     size = len(data)
-    step = size // 20
-    patches = {off: os.urandom(16000) for off in range(step // 2, size, step)}
+    step = size // 20  # 20 edits of 1/400 of the file each: 5 % of its bytes changed
+    patches = {off: os.urandom(size // 400) for off in range(step // 2, size, step)}
     revs.append(repo.edit("model.safetensors", patches))
 hub = FakeHub("hf", [repo], xet=True, cdn=None, per_connection_rate=spec.get("rate"),
               total_rate=spec.get("total"), latency=spec.get("latency", 0.0)).start()
@@ -173,6 +174,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--only", default="U,T,R")
     ap.add_argument("--t-size-mib", type=int, default=64, help="the file of T")
+    ap.add_argument("--r-size-mib", type=int, default=128, help="the file of R")
     ap.add_argument("--connections", type=int, default=0, help="unihub's per-file maximum")
     args = ap.parse_args()
     global CONNECTIONS
@@ -184,7 +186,7 @@ def main() -> None:
     specs = {
         "U": (args.size_mib, {}),
         "T": (args.t_size_mib, {"rate": 2_000_000, "total": 48_000_000, "latency": 0.05}),
-        "R": (128, {"edit": True}),
+        "R": (args.r_size_mib, {"edit": True}),
     }
     try:
         for name in args.only.split(","):
