@@ -282,3 +282,21 @@ def test_patch_loads_its_web_stack_only_when_a_client_connects(tmp_path: Path) -
         "print(before, first, 'uvicorn' in sys.modules, up(url), up(url2))\n"
     )
     assert _fresh_python(code, tmp_path) == "False True True False False"
+
+
+def test_patch_answers_a_first_client_whatever_its_descriptor_numbers(tmp_path: Path) -> None:
+    """A process with more than 1024 descriptors open (a training job's files and sockets):
+    the listening socket's number is past ``select()``'s limit, and the first client is still
+    answered."""
+    code = (
+        _UP + "import os, resource, sys, unihub\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "want = 2048 if hard == resource.RLIM_INFINITY else min(hard, 2048)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))\n"
+        "held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]\n"
+        "unihub.patch(sources=['hf=http://127.0.0.1:9'], progress=False)\n"
+        "state = sys.modules['unihub.patch']._state\n"
+        "print(state.sock.fileno() > 1024, up(state.url))\n"
+        "unihub.unpatch()\n"
+    )
+    assert _fresh_python(code, tmp_path) == "True True"

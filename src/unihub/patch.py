@@ -153,12 +153,15 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
 
 def _watch(state: _State, sock: socket.socket, wake: socket.socket) -> None:
     """Start the web stack when the first client connects; leave when woken (it started, or
-    the patch is undone). It is woken rather than polling: a socket closed while a ``select``
-    holds it keeps listening until that ``select`` returns."""
-    import select
+    the patch is undone). It is woken rather than polling: a socket closed while a wait holds it
+    keeps listening until that wait returns."""
+    import selectors
 
-    readable, _, _ = select.select([sock, wake], [], [])
-    if sock in readable:
+    with selectors.DefaultSelector() as selector:  # epoll where there is: any descriptor number
+        selector.register(sock, selectors.EVENT_READ)
+        selector.register(wake, selectors.EVENT_READ)
+        ready = [key.fileobj for key, _ in selector.select()]
+    if sock in ready:
         _ensure_started(state)
 
 
