@@ -142,6 +142,8 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
             state.stack = stack
         except BaseException as exc:  # the socket is closed: clients fail at once, not hang
             log.error("unihub.patch(): the server did not start: %s", exc)
+            return
+        _prepare_huggingface_hub()
 
     state.starter = threading.Thread(target=start, name="unihub-patch-start", daemon=True)
     state.wake = socket.socketpair()
@@ -149,6 +151,19 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
         target=_watch, args=(state, sock, state.wake[0]), name="unihub-patch-watch", daemon=True
     )
     state.watcher.start()
+
+
+def _prepare_huggingface_hub() -> None:
+    """huggingface_hub's own first-use costs paid here, beside the first fetch, rather than in
+    the caller's thread after it: its shared HTTP client (a TLS context, 30 ms) and its user
+    agent (which asks the endpoint, now the server, for the agent-harness registry once per
+    process). Both are what its first request would build anyway."""
+    try:
+        from huggingface_hub.utils._headers import build_hf_headers
+
+        build_hf_headers(token=False)
+    except Exception as exc:  # its own first request meets whatever this met
+        log.debug("unihub.patch(): huggingface_hub not prepared: %s", exc)
 
 
 def _watch(state: _State, sock: socket.socket, wake: socket.socket) -> None:
@@ -337,6 +352,9 @@ def _write(a: dict[str, Any], paths: Callable[[Any], list[str]]) -> bool:
 
     try:
         view = _view_for(a)
+        # The web stack loads beside the download, not beside the listing and plan (which it
+        # would slow: both want the interpreter); huggingface_hub's own call will need it.
+        _ensure_started(_state)
         files = [view.files[p] for p in paths(view) if p in view.files]
         if not files:
             return False
@@ -373,9 +391,9 @@ def _wrap(original: Callable[..., Any], paths: Callable[..., Any]) -> Callable[.
         except TypeError:
             return original(*args, **kwargs)  # huggingface_hub's own error for a bad call
         a = dict(bound.arguments)
-        _ensure_started(_state)  # huggingface_hub's own call will ask the server
         if _can_write(a) and _write(a, paths(a)) and a.get("force_download"):
             bound.arguments["force_download"] = False  # fetched again just now
+        _ensure_started(_state)  # huggingface_hub's own call will ask the server
         return original(*bound.args, **bound.kwargs)
 
     functools.update_wrapper(stand_in, original)
