@@ -169,6 +169,7 @@ LAYERS: dict[str, int] = {
             "serve",
             "cluster",
             "patch",
+            "patchserver",
             "runner",
             "cli",
             "cli_cache",

@@ -36,12 +36,10 @@ attribute swapping around huggingface_hub's documented client factory.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import inspect
 import logging
 import os
-import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -70,14 +68,8 @@ class _State:
     """What :func:`patch` changed, to be undone by :func:`unpatch`."""
 
     url: str = ""
-    core: Any = None  # ServeCore: fetches through it start at once
-    sock: Any = None  # the listening socket, until the web stack owns it
-    starter: threading.Thread | None = None  # loads the web stack, then serves
-    started: bool = False  # the starter runs (or ran)
-    watcher: threading.Thread | None = None  # starts the web stack when a client connects
-    wake: Any = None  # (reader, writer) socket pair: wakes the watcher to leave
-    stack: contextlib.ExitStack | None = None
-    server: Any = None  # serve.Running, once the starter is done
+    server: Any = None  # patchserver.InProcessServer
+    core: Any = None  # its ServeCore: fetches through it start at once
     pid: int = 0
     origins: frozenset[str] = frozenset()
     swapped: list[tuple[object, str, object]] = field(default_factory=list)
@@ -87,7 +79,6 @@ class _State:
 
 
 _lock = threading.RLock()
-_start_lock = threading.Lock()  # the web stack's start, the watcher and the unstarted socket
 _state = _State()
 
 
@@ -106,13 +97,10 @@ def _warn_once(key: str, message: str) -> None:
 
 # -- the server ----------------------------------------------------------------------------------
 def _start_server(options: dict[str, Any], settings: Settings) -> None:
-    """The socket listens and the core (listings, blobs, the engine) is ready when this
-    returns. The web stack (0.1-0.2 s of imports) loads only when it is needed: beside the
-    first fetch through the core, or when the first client connects (the request waits in the
-    socket's queue meanwhile), so it does not slow the caller's own imports right after
-    ``patch()``."""
-    from .serve import ServeOptions, listen, url_of
-    from .serve.core import ServeCore
+    """The socket listens and the core is ready when this returns; the web stack loads when it
+    is needed (:mod:`unihub.patchserver`)."""
+    from .patchserver import InProcessServer
+    from .serve import ServeOptions
 
     sources = options.get("sources")
     if isinstance(sources, str):
@@ -121,95 +109,13 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
         sources=tuple(str(s) for s in sources) if sources else None,
         connections=options.get("connections"),
     ).for_one_client(settings.unihub_cache / "drop-in")
-    sock = listen(serve_options)
-    try:
-        core = ServeCore(serve_options, settings)
-    except BaseException:
-        sock.close()
-        raise
-    state = _state
-    state.url = url_of(sock)
-    state.core, state.sock, state.pid = core, sock, os.getpid()
-
-    def start() -> None:
-        from .serve import running
-
-        stack = contextlib.ExitStack()
-        try:
-            state.server = stack.enter_context(
-                running(serve_options, settings, wait=False, sock=sock, core=core)
-            )
-            state.stack = stack
-        except BaseException as exc:  # the socket is closed: clients fail at once, not hang
-            log.error("unihub.patch(): the server did not start: %s", exc)
-            return
-        _prepare_huggingface_hub()
-
-    state.starter = threading.Thread(target=start, name="unihub-patch-start", daemon=True)
-    state.wake = socket.socketpair()
-    state.watcher = threading.Thread(
-        target=_watch, args=(state, sock, state.wake[0]), name="unihub-patch-watch", daemon=True
-    )
-    state.watcher.start()
+    server = InProcessServer(serve_options, settings)
+    _state.server, _state.url, _state.core, _state.pid = server, server.url, server.core, server.pid
 
 
-def _prepare_huggingface_hub() -> None:
-    """huggingface_hub's own first-use costs paid here, beside the first fetch, rather than in
-    the caller's thread after it: its shared HTTP client (a TLS context, 30 ms) and its user
-    agent (which asks the endpoint, now the server, for the agent-harness registry once per
-    process). Both are what its first request would build anyway."""
-    try:
-        from huggingface_hub.utils._headers import build_hf_headers
-
-        build_hf_headers(token=False)
-    except Exception as exc:  # its own first request meets whatever this met
-        log.debug("unihub.patch(): huggingface_hub not prepared: %s", exc)
-
-
-def _watch(state: _State, sock: socket.socket, wake: socket.socket) -> None:
-    """Start the web stack when the first client connects; leave when woken (it started, or
-    the patch is undone). It is woken rather than polling: a socket closed while a wait holds it
-    keeps listening until that wait returns."""
-    import selectors
-
-    with selectors.DefaultSelector() as selector:  # epoll where there is: any descriptor number
-        selector.register(sock, selectors.EVENT_READ)
-        selector.register(wake, selectors.EVENT_READ)
-        ready = [key.fileobj for key, _ in selector.select()]
-    if sock in ready:
-        _ensure_started(state)
-
-
-def _ensure_started(state: _State) -> None:
-    """The web stack loading (once), and the watcher told to leave."""
-    with _start_lock:  # not ``_lock``: unpatch() holds that while it waits for the watcher
-        if state.started or state.starter is None or state.sock is None:
-            return
-        if os.getpid() != state.pid:  # a forked child: the parent's watcher answers it
-            return
-        state.started = True
-        state.sock = None  # the server owns it now
-        watcher = _take_watcher(state)
-        state.starter.start()
-    _end_watcher(*watcher)
-
-
-def _take_watcher(state: _State) -> tuple[threading.Thread | None, Any]:
-    watcher = state.watcher, state.wake
-    state.watcher = state.wake = None
-    return watcher
-
-
-def _end_watcher(watcher: threading.Thread | None, wake: Any) -> None:
-    """The watcher woken and gone (waited for unless this is the watcher itself)."""
-    if wake is None:
-        return
-    with contextlib.suppress(OSError):
-        wake[1].send(b"x")
-    if watcher is not None and watcher is not threading.current_thread():
-        watcher.join()
-    for end in wake:
-        end.close()
+def _ensure_started() -> None:
+    if _state.server is not None:
+        _state.server.ensure_started()
 
 
 # -- where huggingface_hub looks for the Hub ----------------------------------------------------
@@ -354,7 +260,7 @@ def _write(a: dict[str, Any], paths: Callable[[Any], list[str]]) -> bool:
         view = _view_for(a)
         # The web stack loads beside the download, not beside the listing and plan (which it
         # would slow: both want the interpreter); huggingface_hub's own call will need it.
-        _ensure_started(_state)
+        _ensure_started()
         files = [view.files[p] for p in paths(view) if p in view.files]
         if not files:
             return False
@@ -393,7 +299,7 @@ def _wrap(original: Callable[..., Any], paths: Callable[..., Any]) -> Callable[.
         a = dict(bound.arguments)
         if _can_write(a) and _write(a, paths(a)) and a.get("force_download"):
             bound.arguments["force_download"] = False  # fetched again just now
-        _ensure_started(_state)  # huggingface_hub's own call will ask the server
+        _ensure_started()  # huggingface_hub's own call will ask the server
         return original(*bound.args, **bound.kwargs)
 
     functools.update_wrapper(stand_in, original)
@@ -476,21 +382,9 @@ def _undo() -> None:
 
 
 def _stop_server() -> None:
-    """The server stopped gracefully (running fetches keep their journals), or its core
-    closed if the web stack never started."""
-    with _start_lock:
-        sock, _state.sock = _state.sock, None  # set while the web stack never started
-        watcher = _take_watcher(_state)
-    _end_watcher(*watcher)
-    if sock is not None:
-        sock.close()
-    if _state.started and _state.starter is not None:
-        _state.starter.join()
-    stack, _state.stack = _state.stack, None
-    if stack is not None:
-        stack.close()
-    elif _state.core is not None:
-        _state.core.close()
+    """The server stopped gracefully (running fetches keep their journals)."""
+    if _state.server is not None:
+        _state.server.stop()
 
 
 def unpatch() -> None:
@@ -522,8 +416,9 @@ def _at_exit() -> None:
     with _lock:
         core = _state.core
         if core is not None and _state.pid == os.getpid() and not core.store.inflight():
-            if _state.server is not None:
-                _state.server.detach()  # a later collection of the block does not wait
+            running = _state.server.running if _state.server is not None else None
+            if running is not None:
+                running.detach()  # a later collection of the block does not wait
             _state.swapped.clear()
             _restore_huggingface_hub()
             return
