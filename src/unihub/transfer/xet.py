@@ -285,8 +285,9 @@ class XetTransfer(XetConnections):
         try:
             self.run_connections(stripe)
         finally:
+            stripe.close()
             plain.quit.set()
-            plain.join()
+            plain.join(1.0)
             with self.lock:
                 self.plain += plain.fetched
 

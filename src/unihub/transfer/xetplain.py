@@ -86,14 +86,18 @@ class Unit:
     length: int = 0  # file bytes the plain worker fetches
     got: int = 0
     t0: float = 0.0
+    last: float = 0.0  # when the plain worker's last byte came
     opened: float = 0.0  # when Xet opened it
     assembly: Assembly | None = None  # its decoder while Xet's
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def seconds_left(self, now: float) -> float:
-        """At the plain worker's own speed so far (inf before its first byte)."""
+    def seconds_left(self, now: float, stall: float) -> float:
+        """At the plain worker's own speed so far (inf before its first byte, or when no byte
+        came for ``stall`` seconds)."""
+        if now - max(self.t0, self.last) > stall:
+            return float("inf")
         if self.got <= 0:
-            return float("inf") if now - self.t0 > 0.5 else 0.0
+            return 0.0
         return (self.length - self.got) * (now - self.t0) / self.got
 
     def size(self) -> int:
@@ -132,6 +136,7 @@ class Stripe:
         self._lock = threading.Lock()
         self._retry: deque[Part] = deque()
         self._open: deque[deque[Part]] = deque()
+        self._closed = False
 
     # ---------- the Xet side ----------
     def put(self, part: Part) -> None:
@@ -187,7 +192,7 @@ class Stripe:
         for u in self.units:
             if u.state != PLAIN:
                 continue
-            left = u.seconds_left(now)
+            left = u.seconds_left(now, self._floor)
             xet = u.size() / rate if rate > 0 else float("inf")
             if left > self._steal_after and left > 1.5 * xet:
                 return u
@@ -200,6 +205,8 @@ class Stripe:
         last, if that takes more than a ramp interval and more than twice the time the plain
         worker would need (each at its measured rate)."""
         with self._lock:
+            if self._closed:
+                return None
             for unit in reversed(self.units):
                 with unit.lock:
                     if unit.state == FREE and not unit.xet_only:
@@ -245,6 +252,16 @@ class Stripe:
             unit.xet_only = unit.xet_only or xet_only
             if unit.state == PLAIN:
                 unit.state = FREE
+
+    def close(self) -> None:
+        """The batch is over (done or failed): no plain worker writes another byte (one
+        stuck in a stalled read is not waited for; the partial may be closed)."""
+        with self._lock:
+            self._closed = True
+            for unit in self.units:
+                with unit.lock:
+                    if unit.state == PLAIN:
+                        unit.state = FREE
 
     def left(self) -> bool:
         """Whether a unit is still free or Xet's for a plain worker."""
@@ -292,9 +309,12 @@ class PlainWorkers:
             t.start()
             self.threads.append(t)
 
-    def join(self) -> None:
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` in all for the threads (each ends by itself: a stalled read
+        by the read timeout)."""
+        deadline = time.monotonic() + timeout
         for t in self.threads:
-            t.join()
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def _joins(self) -> bool:
         """Wait ``JOIN_AFTER`` ramp intervals; then join if Xet runs below ``STRIPE_BELOW``."""
@@ -422,7 +442,7 @@ class PlainWorkers:
                 pending += view[:n]
                 emit(chunker.update(view[:n]))
                 pos += n
-                unit.got += n
+                unit.got, unit.last = unit.got + n, time.monotonic()
                 with self._lock:
                     self.fetched += n
             emit(chunker.finish())
