@@ -135,17 +135,17 @@ def test_kill_9_with_chunks_from_both_sources_resumes_them(tmp_path: Path) -> No
 def test_a_mirror_that_stalls_is_overtaken_by_xet(tmp_path: Path) -> None:
     """Every ModelScope body stops half way and the connection stays open: the plain units
     are taken back by Xet long before the read timeout (10 s) would end them."""
-    size = 8 * MiB
+    size = 24 * MiB
     repo = FakeRepo("org/stall", files={FILE: os.urandom(size)})
     with (
-        FakeHub("hf", [repo], xet=True, xet_xorb_chunks=16, xet_cas_rate=512 * 1024) as hf,
+        FakeHub("hf", [repo], xet=True, xet_xorb_chunks=16, total_rate=6e6) as hf,
         FakeHub("ms", [repo], faults=Faults(stall=1.0)) as ms,
     ):
         hf.xet_xorbs(repo.repo_id, FILE)
         snap = _snapshot([hf, ms], repo, tmp_path)  # (the planner's access check waits 10 s)
         end = time.time()
         assert (snap / FILE).read_bytes() == repo.content(FILE)
-        assert ms.stats.bytes_total > size // 8 and hf.stats.xet_bytes >= size
+        assert ms.stats.bytes_total > 0 and hf.stats.xet_bytes >= size  # it took part
         first = min(r.time for r in hf.stats.requests if r.path.startswith("/xorb/"))
-        # Xet alone: 2 s (8 MiB at 8 x 512 KiB/s); the stalled units cost about a second
-        assert end - first < 5
+        # Xet alone: 4.2 s (24 MiB at 6 MB/s); stalled units cost about a second
+        assert end - first < 6.5

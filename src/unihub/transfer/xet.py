@@ -258,7 +258,7 @@ class XetTransfer(XetConnections):
         if not units:
             return
         mirrors = stripe_mirrors(self.job, self.ctx) if self.striping else []
-        self.striped = bool(mirrors) and len(units) > 1
+        self.striped = bool(mirrors)
         if self.striped:
             self._striped(units, mirrors)
         else:
@@ -276,9 +276,7 @@ class XetTransfer(XetConnections):
 
     def _striped(self, units: list[Unit], mirrors: list[Mirror]) -> None:
         """Xet connections from the front, plain workers from the back (:mod:`.xetplain`)."""
-        stripe = Stripe(
-            units, self._parts, self._left, lambda: len(self._active) + 1, self.xet_rate, self.opts
-        )
+        stripe = Stripe(units, self._parts, self._left, self.xet_rate, self.opts)
         self._since = (time.monotonic(), self.fetched)
         plain = PlainWorkers(self, stripe, mirrors)
         plain.start()

@@ -21,9 +21,14 @@ runs, so a file whose CAS is slow comes partly from each and finishes sooner.
   the same records.
 - **Never slower.** Plain workers join only after ``JOIN_AFTER`` ramp intervals and only while
   the Xet side runs below ``STRIPE_BELOW`` (above it the machine's CPU is the limit, and plain
-  bytes cost one chunking pass more than decoded ones). A plain unit expected to need longer
-  than Xet would for all of it (and more than ``steal_after``) is taken over by an idle Xet
-  connection; the plain worker stops at its next write and its bytes are dropped.
+  bytes cost one chunking pass more than decoded ones). Xet opens the next unit only when its
+  connections have taken every part of the open ones, so the units it has not reached stay
+  free for the plain workers. A plain worker that would finish its unit after Xet alone would
+  have finished the whole batch gives it back and the plain workers stop. A plain unit
+  expected to need longer than Xet would for all of it (and more than ``steal_after``, or
+  with no byte for a ramp interval) is taken over by an idle Xet connection; the plain worker
+  stops at its next write and its bytes are dropped. A plain worker may take over a Xet unit
+  when Xet would finish it last and it would be twice as fast (measured rates).
 """
 
 from __future__ import annotations
@@ -91,12 +96,12 @@ class Unit:
     assembly: Assembly | None = None  # its decoder while Xet's
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def seconds_left(self, now: float, stall: float) -> float:
-        """At the plain worker's own speed so far (inf before its first byte, or when no byte
-        came for ``stall`` seconds)."""
-        if now - max(self.t0, self.last) > stall:
+    def seconds_left(self, now: float, window: float) -> float:
+        """At the plain worker's own speed so far: inf when no byte came for ``window``
+        seconds, 0 (not judged yet) in its first ``window`` seconds."""
+        if now - max(self.t0, self.last) > window:
             return float("inf")
-        if self.got <= 0:
+        if self.got <= 0 or now - self.t0 < window:
             return 0.0
         return (self.length - self.got) * (now - self.t0) / self.got
 
@@ -110,9 +115,10 @@ class Overtaken(Exception):
 
 class Stripe:
     """The units of one batch, and the part source of the Xet connections
-    (:class:`~unihub.transfer.xetparts.PartSource`): parts of the open units round robin, a new
-    unit opened from the front while fewer are open than ``width()`` (the connections), and,
-    with nothing else left, a plain unit taken over when Xet would finish it sooner. Plain
+    (:class:`~unihub.transfer.xetparts.PartSource`): the parts of the open units round robin,
+    the next unit from the front opened only once every part of the open ones is taken (so the
+    units Xet has not reached stay free for plain workers), and, with nothing else left, a
+    plain unit taken over when Xet would finish it sooner. Plain
     workers take free units from the back, and with none left the Xet unit that Xet would
     finish last, when they would finish it sooner (:meth:`take_back`). A unit changes hands at
     most twice: a unit Xet took back from a plain worker stays Xet's."""
@@ -122,14 +128,12 @@ class Stripe:
         units: list[Unit],
         open_unit: Callable[[Unit], list[Part]],
         left: Callable[[Unit], int],
-        width: Callable[[], int],
         xet_rate: Callable[[], float],
         opts: TransferOptions,
     ) -> None:
         self.units = units
         self._open_unit = open_unit
         self._left = left
-        self._width = width
         self._xet_rate = xet_rate
         self._steal_after = opts.steal_after
         self._floor = opts.ramp_interval
@@ -147,7 +151,7 @@ class Stripe:
         with self._lock:
             if self._retry:
                 return self._retry.popleft()
-            while len(self._open) < self._width() and self._start(self._front()):
+            while not self._open and self._start(self._front()):
                 pass
             if not self._open:
                 self._start(self._slow_plain())
@@ -193,7 +197,7 @@ class Stripe:
             if u.state != PLAIN:
                 continue
             left = u.seconds_left(now, self._floor)
-            xet = u.size() / rate if rate > 0 else float("inf")
+            xet = u.length / rate if rate > 0 else float("inf")
             if left > self._steal_after and left > 1.5 * xet:
                 return u
         return None
@@ -201,25 +205,35 @@ class Stripe:
     # ---------- the plain side ----------
     def take_back(self, plain_rate: float | None) -> Unit | None:
         """For a plain worker (``plain_rate``: its mirror's bytes/s per connection, None
-        before a measurement): the last unit nobody took, else the Xet unit Xet would finish
-        last, if that takes more than a ramp interval and more than twice the time the plain
-        worker would need (each at its measured rate)."""
+        before a measurement; the plain units in flight measure it too). Not measured yet:
+        one unit at a time. Measured: the last unit nobody took if the plain worker would
+        finish it before Xet alone would finish the batch; else the Xet unit Xet would finish
+        last, if that takes more than a ramp interval (``steal_after`` for a mirror not
+        measured yet) and more than twice the time the plain worker would need."""
         with self._lock:
-            if self._closed:
-                return None
-            for unit in reversed(self.units):
-                with unit.lock:
-                    if unit.state == FREE and not unit.xet_only:
-                        unit.state, unit.got, unit.t0 = PLAIN, 0, time.monotonic()
-                        return unit
             now = time.monotonic()
+            plain_rate = self._plain_rate(plain_rate, now)
+            if self._closed or (not plain_rate and any(u.state == PLAIN for u in self.units)):
+                return None
+            free = [u for u in self.units if u.state == FREE and not u.xet_only]
+            if free:
+                unit = free[-1]
+                rate = self._xet_rate()
+                if plain_rate and rate > 0:
+                    batch = sum(self._left(u) for u in self.units) / rate
+                    if unit.size() / plain_rate > batch:
+                        return None  # no help: Xet alone would be done sooner
+                with unit.lock:
+                    unit.state, unit.got, unit.t0 = PLAIN, 0, now
+                return unit
             best: tuple[float, Unit] | None = None
+            floor = self._floor if plain_rate else max(self._floor, self._steal_after)
             for u in self.units:
                 xet = self._xet_seconds(u, now)
                 if xet is None:
                     continue
                 plain = self._left(u) / plain_rate if plain_rate else 0.0
-                if xet > max(self._floor, 2 * plain) and (best is None or xet > best[0]):
+                if xet > max(floor, 2 * plain) and (best is None or xet > best[0]):
                     best = (xet, u)
             if best is None:
                 return None
@@ -233,6 +247,19 @@ class Stripe:
                 unit.assembly.close()
                 self._open = deque(p for p in self._open if p[0].assembly is not unit.assembly)
             return unit
+
+    def _plain_rate(self, measured: float | None, now: float) -> float | None:
+        """The best of ``measured`` and the rates of the plain units in flight (each over a
+        ramp interval at least, and not stalled)."""
+        rates = [
+            u.got / (now - u.t0)
+            for u in self.units
+            if u.state == PLAIN
+            and u.got
+            and now - u.t0 >= self._floor
+            and now - u.last <= self._floor  # a stalled one measures nothing
+        ]
+        return max([*rates, *([measured] if measured else [])], default=None)
 
     def _xet_seconds(self, unit: Unit, now: float) -> float | None:
         """How long Xet needs for the rest of ``unit`` at the rate its xorb bytes arrive
@@ -252,6 +279,17 @@ class Stripe:
             unit.xet_only = unit.xet_only or xet_only
             if unit.state == PLAIN:
                 unit.state = FREE
+
+    def hopeless(self, unit: Unit, now: float) -> bool:
+        """Whether Xet alone, at its rate, would have every byte of the batch before the plain
+        worker finishes ``unit`` at its own (measured over a ramp interval at least)."""
+        if now - unit.t0 < self._floor or not unit.got:
+            return False
+        rate = self._xet_rate()
+        if rate <= 0:
+            return False
+        plain = (unit.length - unit.got) * (now - unit.t0) / unit.got
+        return plain > sum(self._left(u) for u in self.units) / rate
 
     def close(self) -> None:
         """The batch is over (done or failed): no plain worker writes another byte (one
@@ -285,6 +323,10 @@ class _BadBytes(Exception):
     """The mirror's bytes do not chunk as the reconstruction says."""
 
 
+class _TooSlow(Exception):
+    """Xet alone would finish the whole batch before this plain unit is done."""
+
+
 class PlainWorkers:
     """The plain-mirror threads of one batch (module docstring)."""
 
@@ -300,7 +342,7 @@ class PlainWorkers:
 
     def start(self) -> None:
         ctx = self.host.ctx
-        n = min(PLAIN_WORKERS, max(1, ctx.options.connections // 4), len(self.stripe.units) - 1)
+        n = min(PLAIN_WORKERS, max(1, ctx.options.connections // 4), len(self.stripe.units))
         for _ in range(n):
             if not ctx.budget.acquire(False):
                 break
@@ -334,7 +376,9 @@ class PlainWorkers:
                 rates = [r for r in (m.rate() for m in self.mirrors.alive()) if r]
                 unit = self.stripe.take_back(max(rates, default=None))
                 if unit is None:
-                    return
+                    if not self.stripe.left() or self.quit.wait(0.1):
+                        return
+                    continue
                 fails = 0 if self._unit(unit) else fails + 1
         except Exception as exc:  # a disk error: Xet meets it too, and reports it
             log.warning("%s: plain worker stopped: %s", self.host.job.name, exc)
@@ -362,6 +406,10 @@ class PlainWorkers:
             self.stripe.give_back(unit, True)
             self.mirrors.failed(state, False, str(exc))
             log.warning("%s: %s: %s", self.host.job.name, state.name, exc)
+        except _TooSlow:
+            self.stripe.give_back(unit, True)
+            self.quit.set()  # the plain mirrors are no help in this batch
+            log.debug("%s: %s is slower than Xet alone", self.host.job.name, state.name)
         except BaseException:
             self.stripe.give_back(unit, False)
             raise
@@ -419,6 +467,7 @@ class PlainWorkers:
         cut = start
         pos = start
         view = memoryview(bytearray(256 * 1024))
+        check = 0.0
 
         def emit(ends: list[int]) -> None:
             nonlocal cut
@@ -445,6 +494,10 @@ class PlainWorkers:
                 unit.got, unit.last = unit.got + n, time.monotonic()
                 with self._lock:
                     self.fetched += n
+                if unit.last >= check:
+                    check = unit.last + 0.25
+                    if self.stripe.hopeless(unit, unit.last):
+                        raise _TooSlow
             emit(chunker.finish())
         finally:
             resp.close()
