@@ -6,8 +6,9 @@ runs, so a file whose CAS is slow comes partly from each and finishes sooner.
 
 - **Units.** The work is split by the reconstruction: a :class:`Unit` is the terms of one xorb
   range (the terms that use the range, each with its file offset). The Xet connections open
-  units from the front (as many at once as they are, round robin between them, as before); a
-  few plain workers take whole units not yet opened from the back. The two meet in the middle.
+  units from the front (parts of the open units round robin, as without mirrors); a few plain
+  workers take whole units not yet opened from the back. The two meet in the middle. A unit
+  is never shared: chunk boundaries inside a term are known only from its start.
 - **Plain bytes, the same records.** A term starts on a chunk boundary of the file's
   content-defined chunking, which is deterministic: chunking the term's file bytes from there
   gives the file's chunks. A plain worker GETs ``[pos, pos + length)`` of each of its terms
