@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -87,6 +88,27 @@ def test_a_mirror_serving_corrupt_bytes_does_not_spoil_the_file(
         assert ms.stats.bytes_total > 0  # the mirror did take part
         assert hf.stats.xet_bytes >= size  # every chunk came over Xet in the end
         assert "do not chunk as in Xet" in caplog.text or "Xet hash mismatch" in caplog.text
+        assert "continuing over plain HTTP" not in caplog.text  # Xet finished it
+
+
+def test_plain_chunks_that_pass_chunking_but_not_the_file_hash_are_fetched_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One byte altered in every MiB: the mirror's terms chunk as Xet says (the boundaries do
+    not move), so only the file hash finds them; the plain chunks are dropped, fetched again
+    over Xet, and the file is right without the plain path's fallback."""
+    size = 12 * MiB
+    repo = FakeRepo("org/flip", files={FILE: random.Random(7).randbytes(size)})
+    bad = Faults(flip={FILE: range(30_000, size, MiB)})
+    with (
+        FakeHub("hf", [repo], xet=True, xet_xorb_chunks=16, xet_cas_rate=256 * 1024) as hf,
+        FakeHub("ms", [repo], faults=bad) as ms,
+    ):
+        with caplog.at_level(logging.INFO, logger="unihub"):
+            snap = _snapshot([hf, ms], repo, tmp_path)
+        assert (snap / FILE).read_bytes() == repo.content(FILE)
+        assert ms.stats.bytes_total > MiB  # whole units came from the mirror
+        assert "Xet hash mismatch" in caplog.text and "do not chunk" not in caplog.text
         assert "continuing over plain HTTP" not in caplog.text  # Xet finished it
 
 

@@ -472,6 +472,7 @@ class FakeHub:
         resp = Response(
             status, headers, blob=blob, start=start, end=end, stat_key=stat_key, corrupt=corrupt
         )
+        resp.flips = tuple(self.faults.flip.get(path, ()))
         if request.method == "GET":
             return self._apply_faults(resp)
         return resp

@@ -72,6 +72,7 @@ class Response:
     end: int = 0  # exclusive
     stat_key: str | None = None  # "<repo_id>/<path>" for bytes_by_file
     corrupt: bool = False
+    flips: tuple[int, ...] = ()  # file offsets served altered
     fault: str | None = None  # "drop" or "stall"
 
     @property
@@ -220,8 +221,18 @@ class _Handler(BaseHTTPRequestHandler):
         limit = response.end
         if response.fault is not None:
             limit = response.start + response.length // 2
+        pos = response.start
         for piece in response.blob.chunks(response.start, limit, 256 * 1024):
-            self._write(piece.translate(CORRUPT) if response.corrupt else piece, response.stat_key)
+            if response.corrupt:
+                piece = piece.translate(CORRUPT)
+            flips = [o - pos for o in response.flips if pos <= o < pos + len(piece)]
+            if flips:
+                altered = bytearray(piece)
+                for i in flips:
+                    altered[i] ^= 0x5A
+                piece = bytes(altered)
+            pos += len(piece)
+            self._write(piece, response.stat_key)
         if response.fault == "drop":
             self.close_connection = True
             with contextlib.suppress(OSError):
