@@ -12,10 +12,14 @@ A file whose listing gives a Xet hash (``FileJob.xet``) is fetched like this (th
    fetched in parts by connection threads (as many as the ramp finds pay, :mod:`.xetconns`)
    and decoded chunk by chunk as it arrives (:mod:`.xetparts`): each
    chunk is hashed (keyed blake3), written at its file offset into the partial and recorded in
-   the chunk log (:mod:`.xetlog`). A resumed term asks only for the chunks it lacks.
+   the chunk log (:mod:`.xetlog`). A resumed term asks only for the chunks it lacks. When the
+   file has mirrors of other sources, they fetch whole xorb ranges' terms from the back while
+   Xet works from the front; their bytes are chunked and recorded the same way
+   (:mod:`.xetplain`).
 4. All bytes there: the Xet file hash computed from the chunk hashes must equal the listed
    one (a file hash covers every byte: no sha256 pass is needed); then the partial is renamed
-   into place and its chunks enter the reuse index.
+   into place and its chunks enter the reuse index. On a mismatch with chunks from plain
+   mirrors in the file, those are dropped and fetched again over Xet alone, then checked again.
 
 Any failure the retries do not cure (a stalled or refused CAS, undecodable xorb bytes, a hash
 mismatch) raises :class:`XetUnavailable`; the engine then continues on the plain path
