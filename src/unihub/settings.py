@@ -28,6 +28,8 @@ CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``
                                         nothing)
 ``HF_HUB_DISABLE_XET``, ``UNIHUB_XET``   ``xet`` (False: never the Xet data path)
 (0/1)
+``UNIHUB_XET_STRIPE`` (0/1)             ``xet_stripe`` (False: a Xet file's other
+                                        mirrors do not stripe into its Xet download)
 ``UNIHUB_ID_MAP``                       ``id_map_file``
 ``UNIHUB_PROBE_TTL``                    ``probe_ttl``
 ``UNIHUB_CACHE``                        ``unihub_cache`` (probe results)
@@ -233,6 +235,7 @@ class Settings:
     symlinks: bool = True
     hf_transfer: bool | None = None
     xet: bool = True
+    xet_stripe: bool = True
     id_map_file: Path | None = None
     probe_ttl: str | None = None
     unihub_cache: Path = field(default_factory=lambda: _unihub_cache({}))
@@ -271,6 +274,7 @@ class Settings:
             hf_transfer=hf_transfer,
             xet=_tri_state("UNIHUB_XET", env) is not False
             and not env_flag("HF_HUB_DISABLE_XET", env),
+            xet_stripe=_tri_state("UNIHUB_XET_STRIPE", env) is not False,
             id_map_file=id_map_file(env),
             probe_ttl=env.get("UNIHUB_PROBE_TTL", "").strip() or None,
             unihub_cache=_unihub_cache(env),

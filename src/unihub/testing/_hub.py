@@ -50,6 +50,7 @@ _KNOBS = (
     "own_commit_ids",
     "max_unranged",
     "xet_bridge",
+    "xet_cas_rate",
 )
 
 
@@ -83,6 +84,8 @@ class FakeHub:
     ``xet_compression``: the chunk compression scheme of new xorbs (``Scheme.NONE`` by default,
     ``None`` = the smallest of LZ4, BG4+LZ4 and none per chunk); ``xet_xorb_chunks``: chunks
     per xorb at most (1024 as the Hub; fewer gives small files many xorbs and terms).
+    ``xet_cas_rate``: bytes/s per connection to the CAS only (instead of
+    ``per_connection_rate`` there), so a slow CAS beside a fast ``/resolve`` can be tested.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class FakeHub:
         xet_bridge: bool = True,
         xet_compression: Scheme | None = Scheme.NONE,
         xet_xorb_chunks: int = 1024,
+        xet_cas_rate: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -144,6 +148,7 @@ class FakeHub:
             raise ValueError("xet=True needs an 'hf' hub")
         self.xet = xet
         self.xet_bridge = xet_bridge
+        self.xet_cas_rate = xet_cas_rate
         self.xet_store: XetStore | None = None
         if xet:
             self.xet_store = XetStore(self, xet_compression, xet_xorb_chunks)
@@ -302,7 +307,9 @@ class FakeHub:
     def blackholed(self) -> bool:
         return self.blackhole
 
-    def connection_rate(self) -> float | None:
+    def connection_rate(self, listener: str = "main") -> float | None:
+        if listener == "cas" and self.xet_cas_rate is not None:
+            return self.xet_cas_rate
         return self.per_connection_rate
 
     def total_bucket(self) -> TokenBucket:
@@ -465,6 +472,7 @@ class FakeHub:
         resp = Response(
             status, headers, blob=blob, start=start, end=end, stat_key=stat_key, corrupt=corrupt
         )
+        resp.flips = tuple(self.faults.flip.get(path, ()))
         if request.method == "GET":
             return self._apply_faults(resp)
         return resp

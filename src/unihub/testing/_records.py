@@ -26,7 +26,8 @@ class Faults:
     then three numbers are drawn from ``random.Random(seed)`` (always three, so the sequence is
     predictable): ``< error_5xx`` -> 503, else ``< drop_mid_body`` -> half the body then the
     connection is closed, else ``< stall`` -> half the body then silence with the connection open.
-    ``corrupt`` paths are served with altered bytes (listings keep the true hashes);
+    ``corrupt`` paths are served with altered bytes (listings keep the true hashes); ``flip``
+    maps a path to byte offsets served altered, the rest intact (a subtle corruption);
     ``ignore_range`` answers ranged GETs with 200 and the whole body; ``hostile_entries`` are extra
     listed (and served) paths such as ``"../evil.txt"``; ``lying_sizes`` makes listings report
     another size than served.
@@ -41,11 +42,13 @@ class Faults:
     stall: float = 0.0
     hostile_entries: Sequence[str] = ()
     lying_sizes: Mapping[str, int] = field(default_factory=dict)
+    flip: Mapping[str, Sequence[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "corrupt", frozenset(self.corrupt))
         object.__setattr__(self, "hostile_entries", tuple(self.hostile_entries))
         object.__setattr__(self, "lying_sizes", dict(self.lying_sizes))
+        object.__setattr__(self, "flip", {p: tuple(o) for p, o in self.flip.items()})
 
 
 class RequestRecord(NamedTuple):

@@ -72,6 +72,7 @@ class Response:
     end: int = 0  # exclusive
     stat_key: str | None = None  # "<repo_id>/<path>" for bytes_by_file
     corrupt: bool = False
+    flips: tuple[int, ...] = ()  # file offsets served altered
     fault: str | None = None  # "drop" or "stall"
 
     @property
@@ -87,7 +88,7 @@ class Backend(Protocol):
     def dispatch(self, request: Request) -> Response: ...
     def before_answer(self) -> None: ...
     def blackholed(self) -> bool: ...
-    def connection_rate(self) -> float | None: ...
+    def connection_rate(self, listener: str = "main") -> float | None: ...
     def total_bucket(self) -> TokenBucket: ...
     def client_bucket(self, client: str) -> TokenBucket: ...
     def record(self, request: Request, status: int, started: float) -> None: ...
@@ -220,8 +221,18 @@ class _Handler(BaseHTTPRequestHandler):
         limit = response.end
         if response.fault is not None:
             limit = response.start + response.length // 2
+        pos = response.start
         for piece in response.blob.chunks(response.start, limit, 256 * 1024):
-            self._write(piece.translate(CORRUPT) if response.corrupt else piece, response.stat_key)
+            if response.corrupt:
+                piece = piece.translate(CORRUPT)
+            flips = [o - pos for o in response.flips if pos <= o < pos + len(piece)]
+            if flips:
+                altered = bytearray(piece)
+                for i in flips:
+                    altered[i] ^= 0x5A
+                piece = bytes(altered)
+            pos += len(piece)
+            self._write(piece, response.stat_key)
         if response.fault == "drop":
             self.close_connection = True
             with contextlib.suppress(OSError):
@@ -238,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         while view:
             if stop.is_set():
                 raise _Stop
-            conn_rate = backend.connection_rate()
+            conn_rate = backend.connection_rate(self.server.name)
             self._bucket.rate = conn_rate
             rates = [r for r in (conn_rate, total.rate, client.rate) if r]
             step = 64 * 1024

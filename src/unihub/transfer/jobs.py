@@ -163,7 +163,9 @@ class TransferOptions:
     - ``use_xet``: False: never the Xet data path; True: files that have a Xet source
       (``FileJob.xet``) may take it (chosen by measurement, :mod:`unihub.transfer.paths`);
       ``xet_index``: directory of the chunk reuse index (None: no reuse across files);
-      ``xet_batch``: bytes of file per reconstruction query.
+      ``xet_batch``: bytes of file per reconstruction query; ``xet_stripe``: a Xet file's
+      mirrors of other sources (ModelScope, an HF mirror) fetch parts of it while the Xet
+      connections run (:mod:`unihub.transfer.xetplain`); False: Xet alone, then the plain path.
     """
 
     connections: int = Limits.connections
@@ -195,6 +197,7 @@ class TransferOptions:
     use_xet: bool = True
     xet_index: Path | None = None
     xet_batch: int = 1024 * MiB
+    xet_stripe: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransferOptions:
@@ -219,5 +222,6 @@ class TransferOptions:
             max_rate=settings.max_rate,
             fair=settings.fair,
             use_xet=settings.xet,
+            xet_stripe=settings.xet_stripe,
             xet_index=settings.unihub_cache / "xet-chunks",
         )

@@ -12,10 +12,14 @@ A file whose listing gives a Xet hash (``FileJob.xet``) is fetched like this (th
    fetched in parts by connection threads (as many as the ramp finds pay, :mod:`.xetconns`)
    and decoded chunk by chunk as it arrives (:mod:`.xetparts`): each
    chunk is hashed (keyed blake3), written at its file offset into the partial and recorded in
-   the chunk log (:mod:`.xetlog`). A resumed term asks only for the chunks it lacks.
+   the chunk log (:mod:`.xetlog`). A resumed term asks only for the chunks it lacks. When the
+   file has mirrors of other sources, they fetch whole xorb ranges' terms from the back while
+   Xet works from the front; their bytes are chunked and recorded the same way
+   (:mod:`.xetplain`).
 4. All bytes there: the Xet file hash computed from the chunk hashes must equal the listed
    one (a file hash covers every byte: no sha256 pass is needed); then the partial is renamed
-   into place and its chunks enter the reuse index.
+   into place and its chunks enter the reuse index. On a mismatch with chunks from plain
+   mirrors in the file, those are dropped and fetched again over Xet alone, then checked again.
 
 Any failure the retries do not cure (a stalled or refused CAS, undecodable xorb bytes, a hash
 mismatch) raises :class:`XetUnavailable`; the engine then continues on the plain path
@@ -26,11 +30,9 @@ plain journal's done ranges; a hash mismatch keeps nothing).
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
-import queue
-from collections.abc import Mapping
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,24 +44,24 @@ from ..transport import TransportError
 from ..xet import (
     Fetch,
     Reconstruction,
-    ReconstructionError,
     Term,
     XorbFormatError,
     chunk_hash,
     file_hash,
     hash_hex,
     hex_hash,
-    parse_reconstruction,
 )
 from .context import Context
 from .fileio import pread, pwrite
-from .jobs import FileJob, XetSource
+from .jobs import FileJob, Mirror, XetSource
 from .journal import Journal
 from .ranges import RangeSet
 from .worker import Body, FetchError
+from .xetcas import XetUnavailable, read_token, reconstruction
 from .xetconns import XetConnections
 from .xetlog import ChunkLog, ChunkRecord, ReuseIndex, Spill, take
-from .xetparts import Assembly, Part, split
+from .xetparts import Assembly, Part, PartQueue, PartSource, split
+from .xetplain import XET, Overtaken, PlainWorkers, Stripe, Unit, stripe_mirrors
 
 _Reuse = dict[tuple[bytes, int], tuple[Path, ChunkRecord]]
 
@@ -68,14 +70,6 @@ __all__ = ["XetSource", "XetTransfer", "XetUnavailable"]
 log = logging.getLogger("unihub")
 
 _ATTEMPTS = 3
-
-
-class XetUnavailable(Exception):
-    """The Xet path cannot finish this file; ``keep``: the chunks on disk are verified."""
-
-    def __init__(self, message: str, keep: bool = True) -> None:
-        super().__init__(message)
-        self.keep = keep
 
 
 @dataclass
@@ -104,6 +98,10 @@ class XetTransfer(XetConnections):
         self.error: BaseException | None = None
         self.fetched = 0  # xorb bytes received
         self.reused = 0  # file bytes copied from the reuse index
+        self.plain = 0  # file bytes from plain mirrors striped in (:mod:`.xetplain`)
+        self.striping = True  # plain mirrors may join (off for a Xet-only second pass)
+        self.striped = False  # this batch is striped
+        self._since = (time.monotonic(), 0)  # (when, ``fetched`` then), for :meth:`xet_rate`
         self.token = ""
         self.cas = ""
 
@@ -148,6 +146,33 @@ class XetTransfer(XetConnections):
             self.job.watch.reset((r.offset, r.offset + r.size) for r in self.records.values())
         self._token()
         reuse = ReuseIndex(self.ctx.options.xet_index).load()
+        self._fetch_file(reuse)
+        try:
+            self._verify()
+        except XetUnavailable as exc:
+            if exc.keep or not self._drop_plain():
+                raise
+            log.warning("%s: %s; fetching the plain mirrors' chunks over Xet", self.job.name, exc)
+            self.striping = False
+            self._fetch_file(reuse)
+            self._verify()
+        self.job.partial_path.replace(self.job.dest)
+        records = sorted(self.records.values(), key=lambda r: r.offset)
+        ReuseIndex(self.ctx.options.xet_index).save(self.src.file_hash, self.job.dest, records)
+        self.log.remove()
+        self.spill.remove()
+        self._emit("done")
+        log.info(
+            "%s: Xet: %d bytes fetched, %d from plain mirrors, %d reused from disk",
+            self.job.name,
+            self.fetched,
+            self.plain,
+            self.reused,
+        )
+        return self.job.dest
+
+    def _fetch_file(self, reuse: _Reuse) -> None:
+        """Everything the chunk log lacks, reconstruction batch by batch."""
         batch = self.ctx.options.xet_batch
         for first in range(0, max(self.size, 1), batch):
             recon = self._reconstruction(first, min(self.size, first + batch) - 1)
@@ -158,20 +183,26 @@ class XetTransfer(XetConnections):
                 groups.setdefault(fetch, _Work(fetch, [])).terms.append((term, pos))
                 pos += term.length
             self._fetch_all(list(groups.values()), reuse)
-        self._verify()
-        self.job.partial_path.replace(self.job.dest)
-        records = sorted(self.records.values(), key=lambda r: r.offset)
-        ReuseIndex(self.ctx.options.xet_index).save(self.src.file_hash, self.job.dest, records)
-        self.log.remove()
-        self.spill.remove()
-        self._emit("done")
-        log.info(
-            "%s: Xet: %d bytes fetched, %d bytes reused from disk",
-            self.job.name,
-            self.fetched,
-            self.reused,
-        )
-        return self.job.dest
+
+    def _drop_plain(self) -> bool:
+        """Forget the chunks plain mirrors brought (serialized size 0) after a file-hash
+        mismatch, so Xet fetches them again; False when there were none."""
+        with self.lock:
+            kept = {o: r for o, r in self.records.items() if r.serialized}
+            dropped = sum(r.size for r in self.records.values() if not r.serialized)
+            if not dropped:
+                return False
+            self.records = kept
+            try:
+                self.log.close()
+                self.log.open(fresh=True)
+                self.log.append(sorted(kept.values(), key=lambda r: r.offset))
+            except OSError as exc:
+                raise from_oserror(exc, path=self.log.path) from exc
+        if self.job.watch is not None:
+            self.job.watch.reset((r.offset, r.offset + r.size) for r in kept.values())
+        self._emit("advance", -dropped)
+        return True
 
     def _verify(self) -> None:
         records = sorted(self.records.values(), key=lambda r: r.offset)
@@ -209,91 +240,93 @@ class XetTransfer(XetConnections):
             self._emit("advance", -done.total())  # the plain path reports them again
 
     # ---------- metadata ----------
-    def _get_json(self, url: str, headers: Mapping[str, str]) -> tuple[object, Mapping[str, str]]:
-        try:
-            resp = self.ctx.transport.get(url, headers, self.ctx.timeouts)
-        except TransportError as exc:
-            raise XetUnavailable(f"{url}: {exc}") from None
-        try:
-            chunks = []
-            buf = memoryview(bytearray(64 * 1024))
-            reader = Body(resp, self.ctx.timeouts, 64 << 20)
-            while n := reader.readinto(buf):
-                chunks.append(bytes(buf[:n]))
-            status, hdrs = resp.status, resp.headers
-        except FetchError as exc:
-            raise XetUnavailable(f"{url}: {exc}") from None
-        finally:
-            resp.close()
-        if status != 200:
-            raise XetUnavailable(f"{url}: HTTP {status}")
-        try:
-            return json.loads(b"".join(chunks) or b"null"), hdrs
-        except ValueError:
-            raise XetUnavailable(f"{url}: not JSON") from None
-
     def _token(self) -> None:
-        url = self.src.token_url
-        headers = dict(self.src.headers) if same_origin(url, url) else {}
-        _, hdrs = self._get_json(url, headers)
-        cas, token = hdrs.get("X-Xet-Cas-Url"), hdrs.get("X-Xet-Access-Token")
-        if not cas or not token:
-            raise XetUnavailable("the token route gave no CAS URL or token")
-        self.cas, self.token = cas.rstrip("/"), token
+        self.cas, self.token = read_token(self.ctx, self.src)
 
     def _reconstruction(self, first: int, last: int) -> Reconstruction:
-        headers = {"Authorization": f"Bearer {self.token}", "Range": f"bytes={first}-{last}"}
-        for version in ("v2", "v1"):
-            url = f"{self.cas}/{version}/reconstructions/{self.src.file_hash}"
-            try:
-                data, _ = self._get_json(url, headers)
-            except XetUnavailable as exc:
-                if version == "v2" and ("HTTP 404" in str(exc) or "HTTP 501" in str(exc)):
-                    continue
-                raise
-            try:
-                return parse_reconstruction(data)
-            except (ReconstructionError, KeyError, TypeError, ValueError) as exc:
-                raise XetUnavailable(f"bad reconstruction: {exc}") from None
-        raise XetUnavailable("no reconstruction API")
+        return reconstruction(self.ctx, self.cas, self.token, self.src.file_hash, first, last)
 
     # ---------- terms ----------
     def _fetch_all(self, work: list[_Work], reuse: _Reuse) -> None:
-        """Fetch what ``work`` needs (module docstring, 3.) over up to ``connections``."""
-        assemblies = []
+        """Fetch what ``work`` needs (module docstring, 3.) over up to ``connections``, with
+        plain mirrors striped in when the file has some (:mod:`.xetplain`)."""
+        units = []
         for w in work:
             todo = [
                 (t, p)
                 for t, p in w.terms
-                if self._done_prefix(t, p)[1] < t.length and not self._reuse(t, p, reuse)
+                if self.done_prefix(t, p)[1] < t.length and not self._reuse(t, p, reuse)
             ]
             if todo:
-                assemblies.append(self._assembly(w.fetch, todo))
-        total = sum(a.fetch.last + 1 - a.first for a in assemblies)
-        if not total:
+                units.append(Unit(w.fetch, todo))
+        if not units:
             return
-        opts = self.ctx.options
-        # from the file size, not from what is left: a resumed run cuts the same parts
-        size = max(opts.min_split, min(opts.chunk_size, self.size // (2 * opts.connections)))
-        parts: queue.Queue[Part] = queue.Queue()
-        # Round robin over the ranges: n connections then hold the decoding fronts of n ranges
-        # (their bytes are decoded, hashed and written at once, each range under its own
-        # lock) instead of one front and n - 1 parts waiting in memory and in the spill file.
-        for row in itertools.zip_longest(*(split(a, size) for a in assemblies)):
-            for part in row:
-                if part is None:
-                    continue
-                xorb = hex_hash(part.assembly.terms[0].xorb)
-                kept = take(self.spilled.get(xorb, []), part.start, part.end)
-                if kept:  # bytes a killed run had fetched ahead of the front
-                    part.assembly.feed(part, kept)
-                if part.got < part.end - part.start:
-                    parts.put(part)
-        self.run_connections(parts)
+        mirrors = stripe_mirrors(self.job, self.ctx) if self.striping else []
+        self.striped = bool(mirrors)
+        if self.striped:
+            self._striped(units, mirrors)
+        else:
+            parts = PartQueue()
+            # Round robin over the ranges: n connections then hold the decoding fronts of n
+            # ranges (their bytes are decoded, hashed and written at once, each range under its
+            # own lock) instead of one front and n - 1 parts waiting in memory and in the spill.
+            for row in itertools.zip_longest(*(self._parts(u) for u in units)):
+                for part in row:
+                    if part is not None:
+                        parts.put(part)
+            self.run_connections(parts)
         if self.error is not None:
             raise self.error
 
-    def _connection(self, parts: queue.Queue[Part]) -> None:
+    def _striped(self, units: list[Unit], mirrors: list[Mirror]) -> None:
+        """Xet connections from the front, plain workers from the back (:mod:`.xetplain`)."""
+        stripe = Stripe(units, self._parts, self._left, self.xet_rate, self.opts)
+        self._since = (time.monotonic(), self.fetched)
+        plain = PlainWorkers(self, stripe, mirrors)
+        plain.start()
+        try:
+            self.run_connections(stripe)
+        finally:
+            stripe.close()
+            plain.quit.set()
+            plain.join(1.0)
+            with self.lock:
+                self.plain += plain.fetched
+
+    def _parts(self, unit: Unit) -> list[Part]:
+        """The parts of ``unit``'s xorb range still to fetch, after feeding them the bytes a
+        killed run had set aside; parts are cut from the file size, not from what is left, so
+        a resumed run cuts the same ones."""
+        todo = [(t, p) for t, p in unit.terms if self.done_prefix(t, p)[1] < t.length]
+        if not todo:
+            return []
+        opts = self.ctx.options
+        size = max(opts.min_split, min(opts.chunk_size, self.size // (2 * opts.connections)))
+        out = []
+        unit.assembly = self._assembly(unit.fetch, todo, unit if self.striped else None)
+        for part in split(unit.assembly, size):
+            xorb = hex_hash(part.assembly.terms[0].xorb)
+            kept = take(self.spilled.get(xorb, []), part.start, part.end)
+            try:
+                if kept:  # bytes a killed run had fetched ahead of the front
+                    part.assembly.feed(part, kept)
+            except Overtaken:
+                return []
+            if part.got < part.end - part.start:
+                out.append(part)
+        return out
+
+    def _left(self, unit: Unit) -> int:
+        """File bytes of ``unit`` not on disk yet."""
+        return sum(t.length - self.done_prefix(t, p)[1] for t, p in unit.terms)
+
+    def xet_rate(self) -> float:
+        """Xorb bytes/s since the striped batch began (0 in its first 0.2 s)."""
+        t0, f0 = self._since
+        elapsed = time.monotonic() - t0
+        return (self.fetched - f0) / elapsed if elapsed > 0.2 else 0.0
+
+    def _connection(self, parts: PartSource) -> None:
         self._begin()
         try:
             while not self.stop.is_set() and not self._leaving():
@@ -303,6 +336,8 @@ class XetTransfer(XetConnections):
                 try:
                     if not part.assembly.done:
                         self._fetch_part(part)
+                except Overtaken:  # a plain mirror took these terms over
+                    part.assembly.close()
                 except FetchError as exc:
                     part.attempts += 1
                     log.warning("%s: Xet part %d: %s", self.job.name, part.attempts, exc)
@@ -325,24 +360,31 @@ class XetTransfer(XetConnections):
             self.error = exc
         self.stop.set()
 
-    def _assembly(self, fetch: Fetch, todo: list[tuple[Term, int]]) -> Assembly:
+    def _assembly(
+        self, fetch: Fetch, todo: list[tuple[Term, int]], unit: Unit | None = None
+    ) -> Assembly:
         """The decoder of ``fetch`` for the terms in ``todo``; a lone term resumed after a
-        kill starts at its first missing chunk."""
+        kill starts at its first missing chunk. With ``unit`` (striped), a chunk is written
+        only while the unit is Xet's (:class:`Overtaken` once a plain mirror took it)."""
         index, first = fetch.start, fetch.first
         at = [p for _, p in todo]
         if len(todo) == 1 and todo[0][0].start == fetch.start:
-            k, off, ser = self._done_prefix(*todo[0])
+            k, off, ser = self.done_prefix(*todo[0])
             index, first, at = fetch.start + k, fetch.first + ser, [at[0] + off]
         xorb = hex_hash(todo[0][0].xorb)
 
         def emit(users: list[int], index: int, data: bytes | memoryview, serialized: int) -> None:
             h = chunk_hash(data)
-            recs = []
+            recs = [ChunkRecord(at[i], len(data), serialized, index, xorb, h) for i in users]
             for i in users:
-                self._write(data, at[i])
-                recs.append(ChunkRecord(at[i], len(data), serialized, index, xorb, h))
                 at[i] += len(data)
-            self._record(recs)
+            if unit is None:
+                self._place(data, recs)
+                return
+            with unit.lock:
+                if unit.state != XET:
+                    raise Overtaken
+                self._place(data, recs)
 
         return Assembly(fetch, [t for t, _ in todo], first, index, emit)
 
@@ -365,7 +407,7 @@ class XetTransfer(XetConnections):
             if resp.status == 200 and first:  # Range ignored: skip to our bytes
                 self._read(reader, first)
             view = memoryview(bytearray(256 * 1024))
-            while not self.stop.is_set():
+            while not self.stop.is_set() and not part.assembly.done:
                 left = part.end - part.start - part.got  # cut() may shorten the part meanwhile
                 if left <= 0:
                     break
@@ -383,7 +425,7 @@ class XetTransfer(XetConnections):
         finally:
             resp.close()
 
-    def _done_prefix(self, term: Term, pos: int) -> tuple[int, int, int]:
+    def done_prefix(self, term: Term, pos: int) -> tuple[int, int, int]:
         """(chunks, file bytes, serialized bytes) of ``term`` (at ``pos``) already on disk."""
         k = off = ser = 0
         with self.lock:
@@ -415,10 +457,16 @@ class XetTransfer(XetConnections):
             self._write(data, at)
             recs.append(ChunkRecord(at, old.size, old.serialized, old.index, xorb, old.hash))
             at += old.size
-        self._record(recs)
+        self.record(recs)
         with self.lock:
             self.reused += at - pos
         return True
+
+    def _place(self, data: bytes | memoryview, recs: list[ChunkRecord]) -> None:
+        """Write one decoded chunk where ``recs`` say, then record them."""
+        for r in recs:
+            self._write(data, r.offset)
+        self.record(recs)
 
     @staticmethod
     def _read(reader: Body, n: int) -> bytes:
@@ -432,15 +480,20 @@ class XetTransfer(XetConnections):
             got += m
         return bytes(buf)
 
-    def _write(self, data: bytes | memoryview, pos: int) -> None:
+    def write_at(self, data: bytes | memoryview, pos: int) -> None:
+        """Write ``data`` at ``pos`` of the partial (nothing recorded, nobody told)."""
         try:
             pwrite(self.fd, data, pos)
         except OSError as exc:
             raise from_oserror(exc, path=self.job.partial_path) from exc
+
+    def _write(self, data: bytes | memoryview, pos: int) -> None:
+        self.write_at(data, pos)
         if self.job.watch is not None:
             self.job.watch.have(pos, pos + len(data), self.src.source or "xet")
 
-    def _record(self, recs: list[ChunkRecord]) -> None:
+    def record(self, recs: list[ChunkRecord]) -> None:
+        """Add ``recs`` (their bytes are written) to the chunk log; report the new bytes."""
         new = 0
         with self.lock:
             for r in recs:

@@ -20,7 +20,7 @@ from .context import Cancelled, Context, wait_for
 from .jobs import FileJob
 from .links import Measured
 from .ramp import FAIR_START, ConnectionCounts, Ramp
-from .xetparts import Part
+from .xetparts import Part, PartQueue, PartSource
 
 __all__ = ["XetConnections"]
 
@@ -40,12 +40,12 @@ class XetConnections(ConnectionCounts):
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.received = 0  # xorb bytes received, for the ramp (races only blur a statistic)
-        self.parts: queue.Queue[Part] = queue.Queue()
+        self.parts: PartSource = PartQueue()
         self._init_counts(self.lock)
         self._tls = threading.local()
         self._active: list[Part] = []  # parts being fetched
 
-    def run_connections(self, parts: queue.Queue[Part]) -> None:
+    def run_connections(self, parts: PartSource) -> None:
         """Fetch ``parts`` over a ramped count of connections; returns when all have ended."""
         self.parts = parts
         threads = self._start()
@@ -58,18 +58,22 @@ class XetConnections(ConnectionCounts):
         if self.ctx.cancel.is_set():
             raise Cancelled
 
-    def _connection(self, parts: queue.Queue[Part]) -> None:
+    def _connection(self, parts: PartSource) -> None:
         raise NotImplementedError
 
     # ---------- work ----------
     def _next_part(self) -> Part | None:
         """A part nobody took yet; none left: the second half of the busiest one (work
         stealing, :meth:`~unihub.transfer.xetparts.Assembly.cut`), so the last bytes of a range
-        run on many connections rather than on the few that took its last parts."""
-        try:
-            part: Part | None = self.parts.get_nowait()
-        except queue.Empty:
-            part = self._steal()
+        run on many connections rather than on the few that took its last parts. While the
+        source is ``busy`` (a plain mirror holds work that may come back), wait for it."""
+        while True:
+            try:
+                part: Part | None = self.parts.get_nowait()
+            except queue.Empty:
+                part = self._steal()
+            if part is not None or not self.parts.busy() or self.stop.wait(0.05):
+                break
         if part is not None:
             part.begin()
             with self.lock:

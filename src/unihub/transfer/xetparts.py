@@ -11,19 +11,40 @@ its bytes are there, whatever connection brought them.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..xet import Fetch, Term, decode_chunk
 from ..xet.xorb import HEADER_SIZE, XorbFormatError
 
-__all__ = ["Assembly", "Part", "split"]
+__all__ = ["Assembly", "Part", "PartQueue", "PartSource", "split"]
 
 # emit(term indices in the assembly's terms, chunk index, decoded data, serialized size); the
 # data may be a view into the decode buffer, valid only during the call
 Emit = Callable[[list[int], int, bytes | memoryview, int], None]
+
+
+class PartSource(Protocol):
+    """Where the connections take parts: ``get_nowait`` (``queue.Empty`` when none is ready),
+    ``put`` (a part to retry), ``empty`` (no part would be handed out now) and ``busy`` (none
+    now, but some may come back: a plain mirror holds work the Xet side may get, see
+    :mod:`.xetplain`)."""
+
+    def get_nowait(self) -> Part: ...
+    def put(self, part: Part) -> None: ...
+    def empty(self) -> bool: ...
+    def busy(self) -> bool: ...
+
+
+class PartQueue(queue.Queue["Part"]):
+    """The parts of a file fetched over Xet alone: a queue filled once."""
+
+    def busy(self) -> bool:
+        return False
 
 
 @dataclass
@@ -69,6 +90,7 @@ class Assembly:
     _buf: bytearray = field(default_factory=bytearray)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     done: bool = False
+    received: int = 0  # bytes fed, for a rate
 
     def __post_init__(self) -> None:
         self._pos = self._front = self.first
@@ -83,6 +105,7 @@ class Assembly:
         with self._lock:
             n = max(0, min(len(data), part.end - part.start - part.got))
             part.got += n
+            self.received += n
             if self.done or not n:
                 return n, False
             data = data[:n]
@@ -107,6 +130,13 @@ class Assembly:
                     break
             self._decode()
             return n, ahead
+
+    def close(self) -> None:
+        """Stop decoding (another source took the terms over): later bytes are dropped."""
+        with self._lock:
+            self.done = True
+            self._pending.clear()
+            self._buf = bytearray()
 
     def cut(self, part: Part, min_left: int) -> Part | None:
         """Split the rest of ``part`` (being fetched) in two: ``part`` now ends half way and the
