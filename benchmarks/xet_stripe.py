@@ -35,7 +35,8 @@ spec = json.loads(sys.argv[1])
 repo = FakeRepo("org/model", files={"model.safetensors": open(spec["content"], "rb").read()})
 hf = FakeHub("hf", [repo], xet=True, cdn=None, xet_cas_rate=spec["cas"]).start()
 ms = FakeHub("ms", [repo], per_connection_rate=spec["mirror"]).start()
-hf.xet_xorbs("org/model", "model.safetensors")  # chunk before timing
+hf.xet_xorbs("org/model", "model.safetensors")  # chunk and hash before timing
+repo.blob("model.safetensors").hashes()
 print(json.dumps({"sources": [hf.source, ms.source]}), flush=True)
 for line in sys.stdin:
     if line.strip() == "stats":
