@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -12,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from transfer_helpers import kill_when
 
 import unihub
 from unihub.testing import FakeHub, FakeRepo, Faults
@@ -120,14 +119,7 @@ def test_kill_9_resumes_at_chunk_granularity(tmp_path: Path) -> None:
     ) as hub:
         hub.xet_xorbs(repo.repo_id, FILE)  # chunk the file before the child starts
         args = [sys.executable, "-c", _CHILD, repo.repo_id, hub.source, str(tmp_path)]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while hub.stats.xet_bytes < size // 2:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "child too slow"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_when(args, lambda: hub.stats.xet_bytes >= size // 2)
         logs = list((tmp_path / "models--org--kill" / "blobs").glob("*.xet"))
         assert len(logs) == 1 and logs[0].stat().st_size > 44
         served_before = hub.stats.xet_bytes

@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from transfer_helpers import kill_when
 
 import unihub
 from unihub.testing import FakeHub, FakeRepo, Faults
@@ -79,7 +78,7 @@ def test_a_mirror_serving_corrupt_bytes_does_not_spoil_the_file(
     repo = FakeRepo("org/corrupt", files={FILE: os.urandom(size)})
     bad = Faults(corrupt={FILE})
     with (
-        FakeHub("hf", [repo], xet=True, xet_xorb_chunks=1, xet_cas_rate=128 * 1024) as hf,
+        FakeHub("hf", [repo], xet=True, xet_xorb_chunks=1, xet_cas_rate=64 * 1024) as hf,
         FakeHub("ms", [repo], faults=bad) as ms,
     ):
         with caplog.at_level(logging.INFO, logger="unihub"):
@@ -101,7 +100,7 @@ def test_plain_chunks_that_pass_chunking_but_not_the_file_hash_are_fetched_again
     repo = FakeRepo("org/flip", files={FILE: random.Random(7).randbytes(size)})
     bad = Faults(flip={FILE: range(30_000, size, MiB)})
     with (
-        FakeHub("hf", [repo], xet=True, xet_xorb_chunks=16, xet_cas_rate=256 * 1024) as hf,
+        FakeHub("hf", [repo], xet=True, xet_xorb_chunks=16, xet_cas_rate=128 * 1024) as hf,
         FakeHub("ms", [repo], faults=bad) as ms,
     ):
         with caplog.at_level(logging.INFO, logger="unihub"):
@@ -131,14 +130,7 @@ def test_kill_9_with_chunks_from_both_sources_resumes_them(tmp_path: Path) -> No
         hf.xet_xorbs(repo.repo_id, FILE)
         sources = f"{hf.source},{ms.source}"
         args = [sys.executable, "-c", _CHILD, repo.repo_id, sources, str(tmp_path)]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while ms.stats.bytes_total < size // 4:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "child too slow"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_when(args, lambda: ms.stats.bytes_total >= size // 4)
         (log,) = (tmp_path / "models--org--killmix" / "blobs").glob("*.xet")
         records = ChunkLog(log, hash_hex(log.read_bytes()[4:36]), size).load().values()
         plain = sum(r.size for r in records if not r.serialized)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from unihub.retry import Retry
@@ -61,3 +66,15 @@ def content_gets(hub: FakeHub, name: str) -> list[object]:
         for r in hub.stats.requests
         if r.method == "GET" and (r.path.endswith(name) or "/cdn/" in r.path)
     ]
+
+
+def kill_when(args: list[str], ready: Callable[[], bool], timeout: float = 60) -> None:
+    """Run ``args`` and ``kill -9`` it as soon as ``ready()`` holds (it must not end first)."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "child too slow"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
