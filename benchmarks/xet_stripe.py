@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--cas-rate", type=float, default=1.0, help="MB/s per CAS connection")
+    ap.add_argument("--cas-rate", type=float, default=1.0, help="MB/s per CAS connection; 0: none")
     ap.add_argument("--mirror-rate", type=float, default=16.0, help="MB/s per connection; 0: none")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="xet-stripe-") as tmp:
@@ -79,7 +80,7 @@ def main() -> None:
         content.write_bytes(os.urandom(args.size_mib * MiB))
         spec = {
             "content": str(content),
-            "cas": args.cas_rate * 1e6,
+            "cas": args.cas_rate * 1e6 or None,
             "mirror": args.mirror_rate * 1e6 or None,
         }
         hubs = subprocess.Popen(
@@ -97,7 +98,10 @@ def main() -> None:
                     hubs.stdin.write("stats\n")  # reset
                     hubs.stdin.flush()
                     hubs.stdout.readline()
-                    wall, cpu = _run(sources, Path(tempfile.mkdtemp(dir=tmp)), striped)
+                    cache = Path(tempfile.mkdtemp(dir=tmp))
+                    os.sync()  # the previous run's writeback is not charged to this one
+                    wall, cpu = _run(sources, cache, striped)
+                    shutil.rmtree(cache, ignore_errors=True)
                     hubs.stdin.write("stats\n")
                     hubs.stdin.flush()
                     rows[striped].append((wall, cpu, json.loads(hubs.stdout.readline())))

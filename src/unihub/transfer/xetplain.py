@@ -22,14 +22,15 @@ runs, so a file whose CAS is slow comes partly from each and finishes sooner.
   the same records.
 - **Never slower.** Plain workers join only after ``JOIN_AFTER`` ramp intervals and only while
   the Xet side runs below ``STRIPE_BELOW`` (above it the machine's CPU is the limit, and plain
-  bytes cost one chunking pass more than decoded ones). Xet opens the next unit only when its
-  connections have taken every part of the open ones, so the units it has not reached stay
-  free for the plain workers. A plain worker that would finish its unit after Xet alone would
-  have finished the whole batch gives it back and the plain workers stop. A plain unit
-  expected to need longer than Xet would for all of it (and more than ``steal_after``, or
-  with no byte for a ramp interval) is taken over by an idle Xet connection; the plain worker
-  stops at its next write and its bytes are dropped. A plain worker may take over a Xet unit
-  when Xet would finish it last and it would be twice as fast (measured rates).
+  bytes cost one chunking pass more than decoded ones; there each connection decodes a unit of
+  its own, as without mirrors). Below it Xet opens the next unit only once every part of the
+  open ones is taken, so the units it has not reached stay free for the plain workers (half of
+  them before its rate is known). A plain worker that would finish its unit after Xet alone
+  would have finished the whole batch gives it back and the plain workers stop. A plain unit
+  expected to need longer than Xet would for all of it (and more than ``steal_after``, or with
+  no byte for a ramp interval) is taken over by an idle Xet connection; the plain worker stops
+  at its next write and its bytes are dropped. A plain worker may take over a Xet unit when Xet
+  would finish it last and it would be twice as fast (measured rates).
 """
 
 from __future__ import annotations
@@ -117,8 +118,9 @@ class Overtaken(Exception):
 class Stripe:
     """The units of one batch, and the part source of the Xet connections
     (:class:`~unihub.transfer.xetparts.PartSource`): the parts of the open units round robin,
-    the next unit from the front opened only once every part of the open ones is taken (so the
-    units Xet has not reached stay free for plain workers), and, with nothing else left, a
+    a unit of its own for each connection while Xet is fast (:meth:`_fronts_each`), else the
+    next unit from the front opened only once every part of the open ones is taken (the units
+    Xet has not reached stay free for plain workers); and, with nothing else left, a
     plain unit taken over when Xet would finish it sooner. Plain
     workers take free units from the back, and with none left the Xet unit that Xet would
     finish last, when they would finish it sooner (:meth:`take_back`). A unit changes hands at
@@ -152,6 +154,8 @@ class Stripe:
         with self._lock:
             if self._retry:
                 return self._retry.popleft()
+            if self._fronts_each():
+                self._start(self._front(), first=True)
             while not self._open and self._start(self._front()):
                 pass
             if not self._open:
@@ -164,6 +168,14 @@ class Stripe:
                 self._open.append(parts)
             return part
 
+    def _fronts_each(self) -> bool:
+        """Whether a connection opens a unit of its own: at ``STRIPE_BELOW`` or more, and for
+        half the units before the rate is known (module docstring, *Never slower*)."""
+        rate = self._xet_rate()
+        if rate:
+            return rate >= STRIPE_BELOW
+        return sum(u.state != FREE for u in self.units) < len(self.units) // 2
+
     def empty(self) -> bool:
         with self._lock:
             return not self._retry and not self._open and self._front() is None
@@ -174,8 +186,9 @@ class Stripe:
     def _front(self) -> Unit | None:
         return next((u for u in self.units if u.state == FREE), None)
 
-    def _start(self, unit: Unit | None) -> bool:
-        """Open ``unit`` for Xet (its parts join the round robin); False if there is none."""
+    def _start(self, unit: Unit | None, first: bool = False) -> bool:
+        """Open ``unit`` for Xet (its parts join the round robin; ``first``: its first part is
+        the next one given out); False if there is none."""
         if unit is None:
             return False
         with unit.lock:
@@ -186,7 +199,9 @@ class Stripe:
                 unit.xet_only = True
             unit.state, unit.opened = XET, time.monotonic()
         parts = self._open_unit(unit)
-        if parts:
+        if parts and first:
+            self._open.appendleft(deque(parts))
+        elif parts:
             self._open.append(deque(parts))
         return True
 
