@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hubproc import HubProcess, HubSpec
+from hubproc import HubProcess, HubSpec, byte_compile_unihub
 
 REPO = "internlm/internlm2-chat-7b"
 _TIMED = "import sys, time; t = time.perf_counter(); p = {call}; " + (
@@ -97,6 +97,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=0, help="the hub's total cap in MB/s (0: none)")
     ap.add_argument("--out")
     args = ap.parse_args()
+    byte_compile_unihub()
     size = args.size_mb << 20
     files: dict[str, int | str] = {"config.json": '{"model_type": "gpt2"}'}
     files["model.safetensors"] = size

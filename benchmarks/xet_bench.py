@@ -177,6 +177,9 @@ def main() -> None:
     ap.add_argument("--r-size-mib", type=int, default=128, help="the file of R")
     ap.add_argument("--connections", type=int, default=0, help="unihub's per-file maximum")
     args = ap.parse_args()
+    from hubproc import byte_compile_unihub
+
+    byte_compile_unihub()
     global CONNECTIONS
     CONNECTIONS = args.connections
     tmp = Path(tempfile.mkdtemp(prefix="xetbench-"))

@@ -146,16 +146,21 @@ def _spawn(
     (128 + N after signal N). ``around()`` is entered once the command runs and left after it
     ended (the server: it loads while the command starts); if it fails, the command is ended."""
     group: list[int] = []  # the command's process group, once it exists
-    kill_at: list[float] = []
+    early: list[int] = []  # a signal that came before it existed
+    killer: list[threading.Timer] = []
+
+    def arm(pgid: int) -> None:  # SIGKILL after the grace, once
+        if not killer:
+            killer.append(threading.Timer(grace, _signal_group, (pgid, signal.SIGKILL)))
+            killer[0].daemon = True
+            killer[0].start()
 
     def forward(signum: int, _frame: object) -> None:
         if not group:  # before the command started: it starts, then gets the signal
-            kill_at.append(time.monotonic() + grace)
-            kill_at.append(float(signum))
+            early.append(signum)
             return
         _signal_group(group[0], signum)
-        if not kill_at:
-            kill_at.append(time.monotonic() + grace)
+        arm(group[0])
 
     previous: dict[int, Any] = {}
     with contextlib.suppress(ValueError):  # not the main thread: no handlers to install
@@ -171,18 +176,17 @@ def _spawn(
             print(f"unihub: {cmd[0]}: permission denied", file=sys.stderr)
             return 126
         group.append(proc.pid)
-        if len(kill_at) == 2:  # a signal came while it started
-            _signal_group(proc.pid, int(kill_at.pop()))
+        if early:  # a signal came while it started
+            _signal_group(proc.pid, early[-1])
+            arm(proc.pid)
         try:
             with around(), _terminal_to(proc.pid):
-                while True:
-                    try:
-                        rc = proc.wait(timeout=0.1)
-                        break
-                    except subprocess.TimeoutExpired:
-                        if kill_at and time.monotonic() > kill_at[0]:
-                            _signal_group(proc.pid, signal.SIGKILL)
+                # blocking, not polled: it returns the moment the command ends (a forwarded
+                # signal's handler runs meanwhile and the wait goes on, PEP 475)
+                rc = proc.wait()
         finally:
+            for timer in killer:
+                timer.cancel()
             _end_group(proc.pid, min(grace, 2.0))
     finally:
         for signum, handler in previous.items():

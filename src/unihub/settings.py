@@ -51,7 +51,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -126,7 +125,14 @@ def id_map_file(environ: Mapping[str, str] | None = None) -> Path | None:
 def _proxies(environ: Mapping[str, str] | None) -> dict[str, str]:
     """``{"http": url, "https": url, "all": url, "no": "host,..."}`` as urllib reads them."""
     if environ is None:
-        found = urllib.request.getproxies()
+        if sys.platform in ("darwin", "win32") or any(
+            k.lower().endswith("_proxy") for k in os.environ
+        ):  # system settings, or variables urllib reads: its import (20 ms) is needed
+            import urllib.request
+
+            found = urllib.request.getproxies()
+        else:  # on other systems it reads only those variables, and none is set
+            found = {}
     else:
         found = {}
         for key, value in environ.items():

@@ -27,7 +27,6 @@ from ..errors import ConfigError
 from ..settings import Settings
 from ..sources import resolve_sources
 from .options import ServeOptions, size_option
-from .protocol import ConnectionLimits
 
 __all__ = [
     "Running",
@@ -43,6 +42,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .app import ServeApp
     from .core import ServeCore
+    from .protocol import ConnectionLimits
 
 
 _STARTUP_TIMEOUT = 30.0
@@ -113,6 +113,8 @@ def _bind(host: str, port: int) -> socket.socket:
 def limits(options: ServeOptions) -> ConnectionLimits:
     """The per-connection limits; ``max_connections`` by default the descriptor limit less a
     reserve (a quarter, at least 256) for upstream connections, blobs and the rest."""
+    from .protocol import ConnectionLimits  # asyncio: loaded when a server starts
+
     most = options.max_connections
     if most is None:
         nofile = raise_descriptor_limit()
