@@ -16,7 +16,6 @@ fetch stopped by shutdown stay with their journals: the next fetch of the blob r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -27,9 +26,13 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..transfer.ranges import RangeSet
 from .metrics import Metrics
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Aborted", "BlobStore", "Fetch", "first_bytes", "stream", "wait_done"]
 
@@ -79,6 +82,8 @@ class Fetch:
     async def changed(self, seen: int) -> None:
         """Until something changed since ``version`` was ``seen`` (new bytes, a reset, the
         end); at most ``_SAFETY`` seconds."""
+        import asyncio  # loaded by the web stack that awaits this; not by `patch()`'s core
+
         event = asyncio.Event()
         with self._lock:
             if self.version != seen:
