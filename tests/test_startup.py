@@ -212,15 +212,18 @@ def test_import_unihub_loads_no_http_stack_and_the_two_shadowed_names_stay_funct
 
 def test_the_run_command_starts_before_the_http_stack_loads(tmp_path: Path) -> None:
     """``unihub run`` starts its command as soon as its socket listens: what the parent has
-    imported when the child is spawned holds no HTTP client, engine or web framework (the
-    command's own imports overlap the server's)."""
+    imported when the child is spawned holds no HTTP client, engine or web framework, no
+    asyncio and, with no proxy variable set, no ``urllib.request`` (the command's own imports
+    overlap the server's)."""
     code = (
-        "import subprocess, sys\n"
+        "import os, subprocess, sys\n"
+        "for k in [k for k in os.environ if k.lower().endswith('_proxy')]: del os.environ[k]\n"
         "seen = []\n"
         "orig = subprocess.Popen.__init__\n"
         "def spy(self, *a, **k):\n"
         "    seen.extend(m for m in ('httpx2', 'starlette', 'uvicorn', 'unihub.transfer',"
-        " 'unihub.cachetool', 'huggingface_hub') if m in sys.modules)\n"
+        " 'unihub.cachetool', 'huggingface_hub', 'asyncio', 'urllib.request')"
+        " if m in sys.modules)\n"
         "    orig(self, *a, **k)\n"
         "subprocess.Popen.__init__ = spy\n"
         "from unihub.cli import main\n"

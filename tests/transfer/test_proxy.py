@@ -3,6 +3,7 @@ once), with NO_PROXY's rules; the engine itself reads no environment."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,3 +35,20 @@ def test_proxy_used_unless_no_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         download_files(jobs, progress=False, options=opts)
     assert (tmp_path / "a.txt").read_bytes() == b"a"
     assert (tmp_path / "big.bin").stat().st_size == 3 * MiB
+
+
+def test_settings_read_the_proxy_variables_as_urllib_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the process environment (``Settings.from_env()``): what ``urllib`` reads, and
+    nothing when no ``*_proxy`` variable is set (then ``urllib.request`` is not needed)."""
+    import urllib.request
+
+    from unihub.settings import Settings
+
+    for key in [k for k in os.environ if k.lower().endswith("_proxy")]:
+        monkeypatch.delenv(key)
+    assert Settings.from_env().proxies == {}
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "localhost,.internal")
+    expected = {k: v for k, v in urllib.request.getproxies().items() if k in ("https", "no")}
+    proxy = {"https": "http://proxy.example:3128", "no": "localhost,.internal"}
+    assert Settings.from_env().proxies == expected == proxy
