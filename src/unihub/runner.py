@@ -148,6 +148,7 @@ def _spawn(
     group: list[int] = []  # the command's process group, once it exists
     early: list[int] = []  # a signal that came before it existed
     killer: list[threading.Timer] = []
+    ended: list[bool] = []  # set once the command has been waited for
 
     def arm(pgid: int) -> None:  # SIGKILL after the grace, once
         if not killer:
@@ -156,6 +157,8 @@ def _spawn(
             killer[0].start()
 
     def forward(signum: int, _frame: object) -> None:
+        if ended:  # its group is gone (and its id may be another's soon)
+            return
         if not group:  # before the command started: it starts, then gets the signal
             early.append(signum)
             return
@@ -185,9 +188,10 @@ def _spawn(
                 # signal's handler runs meanwhile and the wait goes on, PEP 475)
                 rc = proc.wait()
         finally:
+            _end_group(proc.pid, min(grace, 2.0))
+            ended.append(True)
             for timer in killer:
                 timer.cancel()
-            _end_group(proc.pid, min(grace, 2.0))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
