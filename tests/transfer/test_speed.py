@@ -180,3 +180,23 @@ def test_a_doubling_that_clearly_pays_is_followed_by_the_next_one_early(tmp_path
     spans = sorted((r.time, r.time + 0.7 * (256 * 1024) / RATE) for r in early)
     peak = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
     assert peak >= 7, peak
+
+
+def test_a_halving_that_clearly_costs_is_undone_early(tmp_path: Path) -> None:
+    # Each connection capped, but the (lowered) fast threshold takes the link for fast: the
+    # ramp halves 8 -> 4 and the rate halves. Judged after a quarter of its (long, 2 s)
+    # interval, the 4 retired connections come back within about 1.3 s of the start; without
+    # the early judgement, only after about 0.5 + 2 s.
+    size = 12 * MiB
+    repo = FakeRepo("org/name", files={"big.bin": size})
+    opts = replace(FAST, chunk_size=256 * 1024, min_split=128 * 1024, ramp_interval=2.0,
+                   fast_connection_rate=RATE // 2, connections=8)  # fmt: skip
+    with FakeHub("hf", repos=[repo], cdn=None, per_connection_rate=RATE) as hub:
+        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
+        ranged = [r for r in hub.stats.requests if r.method == "GET" and r.range]
+        start = ranged[0].time
+        middle = [r for r in ranged if 1.6 < r.time - start < 2.3]
+    assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
+    spans = sorted((r.time, r.time + 0.7 * (256 * 1024) / RATE) for r in middle)
+    peak = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert peak >= 7, peak

@@ -11,7 +11,9 @@ and every extra one only costs CPU on both ends (and wastes its in-flight bytes 
   ``ramp_interval`` (the first time for a quarter of it: that one only tells a fast link from
   a capped one, and a capped link gains most from doubling early; a doubling whose rate already
   rose by ``CLEAR`` in that quarter is judged then too: the link caps each connection, and the
-  next doubling comes a window sooner);
+  next doubling comes a window sooner; so is a halving whose rate already fell below ``WORSE``
+  of the best: the connections it retired come back a window sooner, instead of the file
+  running a whole window at a fraction of the rate);
 - first measurement: if each connection carries at least ``fast_connection_rate`` (16 MiB/s
   by default, :class:`~unihub.transfer.jobs.TransferOptions`) the link is
   not capped per connection, so it tries *fewer*: the count halves while the rate stays within
@@ -53,6 +55,7 @@ GAIN = 1.15  # doubling pays off above this
 KEEP = 0.9  # halving is fine while the rate stays above this share of the best
 FIRST_WINDOW = 0.25  # share of ``ramp_interval`` the first measurement takes
 CLEAR = 1.8  # a doubling that raised the rate this much is judged after FIRST_WINDOW too
+WORSE = 0.7  # a halving that dropped the rate below this share of the best: judged early too
 FAIR_START = 2  # fair mode: connections a file starts with
 FAIR_GAIN = 1.5  # fair mode: a doubling pays off above this
 FAIR_KEEP = 0.8  # fair mode: fewer connections are fine while the rate stays above this
@@ -111,13 +114,15 @@ class Ramp:
         # The first window only tells a fast link from a capped one (the first step is decided
         # by the per-connection rate alone), so it is short: a throttled link doubles early.
         # Later windows are short too when a doubling clearly paid (the rate rose by CLEAR: the
-        # new connections carry nearly what the old ones do, the link caps each connection).
+        # new connections carry nearly what the old ones do, the link caps each connection) or
+        # a halving clearly cost (the rate fell below WORSE of the best).
         elapsed = now - self.since
         if elapsed < interval * FIRST_WINDOW:
             return
         rate = (task.received - self.last_bytes) / elapsed
         clear = self.direction > 0 and rate > self.baseline * CLEAR
-        if elapsed < interval and self.direction != 0 and not clear:
+        worse = self.direction < 0 and rate < self.best * WORSE
+        if elapsed < interval and self.direction != 0 and not (clear or worse):
             return
         self.last_bytes, self.since = task.received, now
         if rate <= 0:  # nothing flows (a server still preparing its answer): no evidence
