@@ -121,7 +121,7 @@ class Ramp:
             return
         rate = (task.received - self.last_bytes) / elapsed
         clear = self.direction > 0 and rate > self.baseline * CLEAR
-        worse = self.direction < 0 and rate < self.best * WORSE
+        worse = self.direction < 0 and 0 < rate < self.best * WORSE  # 0: no evidence yet
         if elapsed < interval and self.direction != 0 and not (clear or worse):
             return
         self.last_bytes, self.since = task.received, now
