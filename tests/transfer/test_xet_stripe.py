@@ -28,6 +28,21 @@ def _snapshot(hubs: list[FakeHub], repo: FakeRepo, cache: Path, progress: Any = 
     return Path(unihub.snapshot(repo.repo_id, sources=sources, cache_dir=cache, progress=progress))
 
 
+def _with_bad_mirror(
+    repo: FakeRepo, faults: Faults, xorb_chunks: int, cas_rate: int, cache: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> tuple[Path, int, int]:  # fmt: skip
+    """A Xet hub and a ModelScope mirror with ``faults``, unihub's log captured at INFO:
+    (snapshot, Xet bytes the hub served, bytes the mirror served)."""
+    with (
+        FakeHub("hf", [repo], xet=True, xet_xorb_chunks=xorb_chunks, xet_cas_rate=cas_rate) as hf,
+        FakeHub("ms", [repo], faults=faults) as ms,
+        caplog.at_level(logging.INFO, logger="unihub"),
+    ):
+        snap = _snapshot([hf, ms], repo, cache)
+        return snap, hf.stats.xet_bytes, ms.stats.bytes_total
+
+
 def test_a_slow_cas_and_a_fast_mirror_share_the_file(tmp_path: Path) -> None:
     size = 16 * MiB + 4321
     repo = FakeRepo("org/stripe", files={"config.json": "{}", FILE: os.urandom(size)})
@@ -77,17 +92,12 @@ def test_a_mirror_serving_corrupt_bytes_does_not_spoil_the_file(
     size = 4 * MiB
     repo = FakeRepo("org/corrupt", files={FILE: os.urandom(size)})
     bad = Faults(corrupt={FILE})
-    with (
-        FakeHub("hf", [repo], xet=True, xet_xorb_chunks=1, xet_cas_rate=64 * 1024) as hf,
-        FakeHub("ms", [repo], faults=bad) as ms,
-    ):
-        with caplog.at_level(logging.INFO, logger="unihub"):
-            snap = _snapshot([hf, ms], repo, tmp_path)
-        assert (snap / FILE).read_bytes() == repo.content(FILE)
-        assert ms.stats.bytes_total > 0  # the mirror did take part
-        assert hf.stats.xet_bytes >= size  # every chunk came over Xet in the end
-        assert "do not chunk as in Xet" in caplog.text or "Xet hash mismatch" in caplog.text
-        assert "continuing over plain HTTP" not in caplog.text  # Xet finished it
+    snap, xet_bytes, mirrored = _with_bad_mirror(repo, bad, 1, 64 * 1024, tmp_path, caplog)
+    assert (snap / FILE).read_bytes() == repo.content(FILE)
+    assert mirrored > 0  # the mirror did take part
+    assert xet_bytes >= size  # every chunk came over Xet in the end
+    assert "do not chunk as in Xet" in caplog.text or "Xet hash mismatch" in caplog.text
+    assert "continuing over plain HTTP" not in caplog.text  # Xet finished it
 
 
 def test_plain_chunks_that_pass_chunking_but_not_the_file_hash_are_fetched_again(
@@ -99,16 +109,11 @@ def test_plain_chunks_that_pass_chunking_but_not_the_file_hash_are_fetched_again
     size = 12 * MiB
     repo = FakeRepo("org/flip", files={FILE: random.Random(7).randbytes(size)})
     bad = Faults(flip={FILE: range(30_000, size, MiB)})
-    with (
-        FakeHub("hf", [repo], xet=True, xet_xorb_chunks=16, xet_cas_rate=128 * 1024) as hf,
-        FakeHub("ms", [repo], faults=bad) as ms,
-    ):
-        with caplog.at_level(logging.INFO, logger="unihub"):
-            snap = _snapshot([hf, ms], repo, tmp_path)
-        assert (snap / FILE).read_bytes() == repo.content(FILE)
-        assert ms.stats.bytes_total > MiB  # whole units came from the mirror
-        assert "Xet hash mismatch" in caplog.text and "do not chunk" not in caplog.text
-        assert "continuing over plain HTTP" not in caplog.text  # Xet finished it
+    snap, _, mirrored = _with_bad_mirror(repo, bad, 16, 128 * 1024, tmp_path, caplog)
+    assert (snap / FILE).read_bytes() == repo.content(FILE)
+    assert mirrored > MiB  # whole units came from the mirror
+    assert "Xet hash mismatch" in caplog.text and "do not chunk" not in caplog.text
+    assert "continuing over plain HTTP" not in caplog.text  # Xet finished it
 
 
 _CHILD = """
