@@ -411,14 +411,15 @@ class _Patch:
 
 def _at_exit() -> None:
     """At exit: huggingface_hub as it was; the server is stopped gracefully only if a fetch is
-    running (its journals flushed for the next process), else it ends with the process (its
-    threads are daemons: waiting for them would only cost the exit 0.1-0.2 s)."""
+    running (its journals flushed for the next process) or its web stack is still starting
+    after a bounded wait (a daemon thread cut in its start-up can crash the exit), else it ends
+    with the process (its threads are daemons: waiting for them would only cost the exit
+    0.1-0.2 s)."""
     with _lock:
-        core = _state.core
-        if core is not None and _state.pid == os.getpid() and not core.store.inflight():
-            running = _state.server.running if _state.server is not None else None
-            if running is not None:
-                running.detach()  # a later collection of the block does not wait
+        server = _state.server
+        if server is not None and _state.pid == os.getpid() and server.idle():
+            if server.running is not None:
+                server.running.detach()  # a later collection of the block does not wait
             _state.swapped.clear()
             _restore_huggingface_hub()
             return

@@ -89,6 +89,21 @@ class InProcessServer:
         else:
             self.core.close()
 
+    def idle(self) -> bool:
+        """Whether this server may be left to end with the process (no fetch in flight, and
+        no start-up of its web stack for the exit to cut: waited for, bounded, if it is
+        loading; see :meth:`~unihub.serve.Running.idle`)."""
+        if self.core.store.inflight():
+            return False
+        if not self._started:
+            return True
+        from .serve import SETTLE_TIMEOUT
+
+        self._starter.join(SETTLE_TIMEOUT)
+        if self._starter.is_alive():
+            return False
+        return self.running.idle() if self.running is not None else True
+
     def _start(self) -> None:
         from .serve import running
 

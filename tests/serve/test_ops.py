@@ -267,3 +267,14 @@ def test_head_starts_the_fetch_unless_told_not_to(
         "a.safetensors"
     )
     assert hub.stats.bytes_total <= (3 << 20) * 1.05
+
+
+def test_a_starting_server_is_idle_only_once_it_has_started(tmp_path: Path) -> None:
+    """``Running.idle()`` (which lets an exiting process leave the server to end with it) waits
+    for the server's start-up: a daemon thread cut by the interpreter's exit in the middle of
+    its imports or of making its event loop can crash that exit (seen as SIGSEGV in CI)."""
+    opts = ServeOptions(port=0, cache_dir=tmp_path / "srv", sources=("hf=http://127.0.0.1:9",))
+    for _ in range(3):
+        with running(opts, Settings(), wait=False) as srv:  # entered while it starts
+            assert srv.idle()
+            assert srv._server.started  # idle() came back only once it had started

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..settings import Settings
@@ -29,6 +29,7 @@ from ..sources import resolve_sources
 from .options import ServeOptions, size_option
 
 __all__ = [
+    "SETTLE_TIMEOUT",
     "Running",
     "ServeOptions",
     "build_app",
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 
 _STARTUP_TIMEOUT = 30.0
+SETTLE_TIMEOUT = 5.0  # seconds an exiting process waits for a starting server
 
 
 def _need_web_stack() -> None:
@@ -128,7 +130,8 @@ def limits(options: ServeOptions) -> ConnectionLimits:
     )
 
 
-def _config(app: ServeApp, options: ServeOptions) -> object:
+def _config(app: ServeApp, options: ServeOptions, loop: str = "auto") -> object:
+    """uvicorn's configuration; ``loop``: uvicorn's choice (``auto``: uvloop when installed)."""
     import uvicorn
 
     from .protocol import protocol_class
@@ -139,6 +142,7 @@ def _config(app: ServeApp, options: ServeOptions) -> object:
         host=options.host,
         port=options.port,
         http=protocol_class(bounds),
+        loop=loop,
         log_config=None,
         access_log=False,  # ours is structured (unihub.serve.access)
         lifespan="on",
@@ -177,6 +181,8 @@ class Running:
     url: str
     app: ServeApp
     _detached: threading.Event = field(default_factory=threading.Event, repr=False)
+    _server: Any = field(default=None, repr=False)  # the uvicorn.Server
+    _thread: threading.Thread | None = field(default=None, repr=False)
 
     def detach(self) -> None:
         """The end of the ``with`` block will not stop the server nor wait for it: for a
@@ -184,9 +190,23 @@ class Running:
         with the process; a graceful stop costs 0.1-0.2 s of the command's time)."""
         self._detached.set()
 
-    def idle(self) -> bool:
-        """Whether no upstream fetch is running (nothing a graceful stop would save)."""
+    def idle(self, timeout: float = SETTLE_TIMEOUT) -> bool:
+        """Whether the server may be left to end with the process: no upstream fetch is
+        running (nothing a graceful stop would save) and its start-up is over, waited for up
+        to ``timeout`` seconds (a daemon thread cut by the interpreter's exit in the middle of
+        its imports or of making its event loop can crash that exit)."""
+        if self._server is not None and self._thread is not None:
+            _wait_started(self._server, self._thread, time.monotonic() + timeout)
+            if not self._server.started and self._thread.is_alive():
+                return False
         return not self.app.store.inflight()
+
+
+def _wait_started(server: Any, thread: threading.Thread, deadline: float) -> None:
+    """Until ``server`` (a uvicorn.Server, which says so only by a flag) has started, its
+    thread has ended, or ``deadline``."""
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def listen(options: ServeOptions) -> socket.socket:
@@ -227,20 +247,24 @@ def running(
     except BaseException:
         sock.close()
         raise
-    server = uvicorn.Server(_config(app, options))  # type: ignore[arg-type]
+    # asyncio's own loop, not uvloop: this server's thread is a daemon that an exiting process
+    # may leave running (Running.detach), and uvloop's timers (uvicorn ticks every 0.1 s) then
+    # call into an interpreter already torn down (SIGSEGV, about 1 exit in 100 under load);
+    # asyncio's thread just ends there. For patch() and run its requests are metadata (the
+    # bytes are written into the client's own cache).
+    server = uvicorn.Server(_config(app, options, loop="asyncio"))  # type: ignore[arg-type]
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="unihub-serve", daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + _STARTUP_TIMEOUT
-    while wait and not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    if wait:
+        _wait_started(server, thread, time.monotonic() + _STARTUP_TIMEOUT)
     if wait and not server.started:
         server.should_exit = True
         thread.join(5)
         sock.close()
         raise ConfigError(f"the server did not start on {options.host}:{port}")
-    here = Running(url_of(sock), app)
+    here = Running(url_of(sock), app, _server=server, _thread=thread)
     try:
         yield here
     finally:
