@@ -94,6 +94,24 @@ def test_refs_as_list_repo_refs_reads_them(
     assert r.status_code == 401 and r.headers["X-Error-Code"] == "RepoNotFound"
 
 
+def test_connections_send_without_nagle_delays(
+    fake_hub_factory: Factory, serve_factory: ServeFactory
+) -> None:
+    """Every accepted connection has TCP_NODELAY: uvicorn writes an answer's head and body
+    apart, and with Nagle's algorithm the body of every answer after a kept-alive
+    connection's first waited 40 ms for the client's delayed ACK (asyncio sets the option only
+    on sockets created with an explicit TCP proto)."""
+    srv = serve_factory(fake_hub_factory("hf", repos=[_repo()]))
+    with httpx2.Client() as client:
+        for _ in range(3):  # one kept-alive connection
+            assert client.get(f"{srv.url}/api/models/{HF_ID}/revision/main").status_code == 200
+        conns = list(srv._server.server_state.connections)
+        assert conns
+        for conn in conns:
+            sock = conn.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
 def _raw(url: str, method: str, path: str, headers: dict[str, str] | None = None) -> tuple:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)

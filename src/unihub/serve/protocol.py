@@ -17,6 +17,13 @@ written as a subclass because uvicorn has no hook for them:
 - ``send_timeout``: a client that leaves an answer unread this long (the socket stays full,
   nothing drains) is closed, so readers that never read cannot hold connections for ever.
 
+And ``TCP_NODELAY`` on every connection. uvicorn writes an answer's head and body in two
+writes; with Nagle's algorithm on, the body waits for the client's ACK of the head, which a
+client on a kept-alive connection delays by 40 ms (Linux). asyncio sets the option only on
+sockets whose ``proto`` says TCP, which a listener made with ``socket.socket(AF_INET,
+SOCK_STREAM)`` (ours, or one handed to uvicorn) and its accepted sockets do not: every
+metadata answer after a connection's first took 42-44 ms instead of 1-2 ms.
+
 And one for speed: with httptools, a request's scope carries a ``unihub.sendfile``
 extension, with which the application sends a complete blob with ``sendfile(2)`` (zero-copy,
 from the page cache to the socket) instead of reading it into memory and writing it through
@@ -26,8 +33,10 @@ the transport (uvicorn implements neither ``http.response.zerocopysend`` nor ``p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
+import socket
 import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +104,14 @@ def _send_turn(out: int, fd: int, offset: int, count: int) -> tuple[int, bool | 
     return sent, False
 
 
+def _no_delay(transport: asyncio.BaseTransport) -> None:
+    """``TCP_NODELAY`` on a TCP connection (module docstring); nothing for other sockets."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class _Guard:
     """The additions, mixed in before uvicorn's protocol class (see :func:`protocol_class`)."""
 
@@ -108,6 +125,7 @@ class _Guard:
     connections: Any
 
     def connection_made(self, transport: asyncio.Transport) -> None:
+        _no_delay(transport)
         super().connection_made(transport)  # type: ignore[misc]
         self._idle = _IDLE.setdefault(self.server_state, _Idle())
         self._head_bytes = 0
