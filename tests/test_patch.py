@@ -183,6 +183,26 @@ def test_patch_is_one_server_per_process_from_many_threads(fake_hub_factory: Fac
     assert not unihub.patched()
 
 
+def test_threads_downloading_one_file_fetch_it_once(
+    fake_hub_factory: Factory, tmp_path: Path
+) -> None:
+    """Several threads ask for the same file at once: it is fetched once, one blob."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = 4 << 20
+    repo = FakeRepo(HF_ID, files={"model.safetensors": size})
+    hf = fake_hub_factory("hf", repos=[repo], total_rate=4e6)  # about 1 s for the file
+    cache = tmp_path / "cache"
+    with unihub.patch(sources=[hf.source], progress=False), ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(
+            lambda _: huggingface_hub.hf_hub_download(HF_ID, "model.safetensors", cache_dir=cache),
+            range(3),
+        ))  # fmt: skip
+    assert len(set(paths)) == 1 and Path(paths[0]).stat().st_size == size
+    assert size <= hf.stats.bytes_total < size + (1 << 20)
+    assert len(list(cache.glob("models--*/blobs/*"))) == 1
+
+
 def test_every_source_unreachable_fails_fast_naming_them(
     fake_hub_factory: Factory, tmp_path: Path
 ) -> None:

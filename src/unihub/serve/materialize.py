@@ -104,15 +104,22 @@ def materialize(
             else contextlib.nullcontext()
         )
         with locks:
-            download_files(
-                jobs,
-                connections=req.connections,
-                max_workers=req.max_workers,
-                progress=progress,
-                verify=True,
-                session=view.session,
-                options=TransferOptions.from_settings(view.session.settings),
-            )
+            if isinstance(layout, CacheLayout) and not force:
+                # written while this waited for the locks (another writer of the same blob:
+                # a client's retried HEAD, another thread or process)
+                again = layout.preview(view.manifest, [t.file for t in fetching])
+                done = {t.final for t in again if t.present}
+                jobs = [j for j in jobs if j.dest not in done]
+            if jobs:
+                download_files(
+                    jobs,
+                    connections=req.connections,
+                    max_workers=req.max_workers,
+                    progress=progress,
+                    verify=True,
+                    session=view.session,
+                    options=TransferOptions.from_settings(view.session.settings),
+                )
     if not cache:
         for t in targets:
             layout.publish(t)
