@@ -15,8 +15,12 @@ is ended with it, and the server stops after it. Nothing outlives ``unihub run``
 
 Cold listings through the server can take longer than huggingface_hub's 10 s defaults (every
 source is probed, and ModelScope's regular files are fetched to learn their ids), so the
-command also gets ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT`` of 60 s unless they
-are set already.
+command also gets ``HF_HUB_DOWNLOAD_TIMEOUT`` of 60 s and ``HF_HUB_ETAG_TIMEOUT`` of 300 s
+unless they are set already. The server writes each file into the command's cache while the
+command's ``HEAD`` for it waits (one copy, written once); a ``HEAD`` is held at most three
+quarters of ``HF_HUB_ETAG_TIMEOUT``, then answered with a redirect to itself, which
+huggingface_hub follows (20 times at most) with a fresh timeout: with the defaults a file may take
+75 minutes (20 x 225 s), not 60 s.
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .serve.options import ServeOptions
 
-__all__ = ["child_env", "run_command"]
+__all__ = ["child_env", "head_hold", "run_command"]
 
 log = logging.getLogger("unihub")
 
-_TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "60", "HF_HUB_DOWNLOAD_TIMEOUT": "60"}
+_TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "300", "HF_HUB_DOWNLOAD_TIMEOUT": "60"}
+HOLD_SHARE = 0.75  # of the command's HEAD timeout: how long the server holds a HEAD
 
 # Set when a command has ended and the server started for it had nothing in flight: the
 # ``unihub`` program may then end without tearing the idle server down (:func:`unihub.cli.entry`).
@@ -59,6 +64,17 @@ def child_env(environ: Mapping[str, str], url: str) -> dict[str, str]:
     for name, value in _TIMEOUTS.items():
         env.setdefault(name, value)
     return env
+
+
+def head_hold(env: Mapping[str, str]) -> float:
+    """Seconds the server holds the command's ``HEAD`` of a file being written into its cache
+    (module docstring): :data:`HOLD_SHARE` of its ``HF_HUB_ETAG_TIMEOUT`` (huggingface_hub's
+    10 s default if it is not a number)."""
+    try:
+        timeout = float(env.get("HF_HUB_ETAG_TIMEOUT", "10"))
+    except ValueError:
+        timeout = 10.0
+    return max(0.5, HOLD_SHARE * timeout) if timeout > 0 else 7.5
 
 
 def _check_server(url: str, settings: Settings) -> None:
@@ -234,7 +250,10 @@ def run_command(
     if opts.client_cache is None:
         # the command's own cache gets each blob, written once, before its client asks for
         # the bytes; the server keeps its own small cache apart
-        opts = opts.for_one_client(settings.unihub_cache / "drop-in", settings.hub_cache)
+        env = child_env(os.environ, "")
+        opts = opts.for_one_client(
+            settings.unihub_cache / "drop-in", settings.hub_cache, head_hold=head_hold(env)
+        )
     sock = listen(opts)
     url = url_of(sock)
     log.info("unihub serve for the command at %s", url)

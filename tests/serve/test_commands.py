@@ -126,6 +126,37 @@ def test_run_gives_the_command_a_server_and_its_exit_code(
     assert not list((tmp_path / "srv").glob("models--org--model/blobs/*"))
 
 
+def test_run_writes_a_file_slower_than_the_commands_head_timeout_once(
+    fake_hub_factory: Factory, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The server writes a file into the command's cache while the command's HEAD for it
+    waits; a file that takes longer than that HEAD's timeout is not fetched again for the
+    client's retry, nor does the command fail: the HEAD is held for a share of the timeout,
+    then redirected to itself, and huggingface_hub asks again with a fresh timeout."""
+    size = 6 << 20
+    repo = FakeRepo("org/model", files={"model.safetensors": size})
+    hub = fake_hub_factory("hf", repos=[repo], total_rate=1.5e6)  # about 4 s for the file
+    code = (
+        "import hashlib, sys\n"
+        "from huggingface_hub import hf_hub_download\n"
+        "p = hf_hub_download('org/model', 'model.safetensors', token=False)\n"
+        "print(hashlib.sha256(open(p, 'rb').read()).hexdigest())\n"
+    )
+    out = subprocess.run(
+        [*UNIHUB, "run", "--source", hub.source, "--", sys.executable, "-c", code],
+        # the server holds a HEAD 1.5 s
+        env={**env, "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_VERBOSITY": "info"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == repo.files()["model.safetensors"].sha256
+    assert size <= hub.stats.bytes_total < size + (1 << 20)  # fetched once
+    assert len(list((tmp_path / "hf-home/hub").glob("models--org--model/blobs/*"))) == 1
+    assert "Retrying" not in out.stderr  # no HEAD timed out (huggingface_hub says so at info)
+
+
 def test_run_with_an_existing_server_and_failures(
     fake_hub_factory: Factory, tmp_path: Path, env: dict[str, str]
 ) -> None:
@@ -164,3 +195,15 @@ def test_serve_limits_are_command_line_options() -> None:
     assert opts.show_upstream
     defaults = _serve_opts(_parser().parse_args(["serve"]))
     assert defaults.max_connections is None and not defaults.show_upstream
+
+
+def test_the_commands_timeouts_and_the_servers_hold_of_a_head() -> None:
+    from unihub.runner import child_env, head_hold
+
+    env = child_env({}, "http://127.0.0.1:1")
+    assert env["HF_ENDPOINT"] == env["UNIHUB_SERVER"] == "http://127.0.0.1:1"
+    assert (env["HF_HUB_ETAG_TIMEOUT"], env["HF_HUB_DOWNLOAD_TIMEOUT"]) == ("300", "60")
+    assert head_hold(env) == 225.0  # below the command's own HEAD timeout
+    mine = child_env({"HF_HUB_ETAG_TIMEOUT": "20"}, "http://127.0.0.1:1")
+    assert mine["HF_HUB_ETAG_TIMEOUT"] == "20" and head_hold(mine) == 15.0  # the user's wins
+    assert head_hold({}) == head_hold({"HF_HUB_ETAG_TIMEOUT": "soon"}) == 7.5  # hf's 10 s

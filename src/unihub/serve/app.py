@@ -23,6 +23,7 @@ out with ``sendfile`` where the protocol offers it (:mod:`.responses`, :mod:`.pr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -121,6 +122,8 @@ class ServeApp:
         self.repos = self.core.repos
         self.started = self.core.started
         self._upstreams = self.core.upstreams
+        # blobs being written into the client cache, one write each however many HEADs ask
+        self._writing: dict[Path, asyncio.Future[None]] = {}
 
     # -- ASGI -------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -342,6 +345,29 @@ class ServeApp:
         return _json(entries[cursor : cursor + limit], headers=headers)
 
     # -- /resolve -----------------------------------------------------------------------------
+    async def _in_client_cache(self, view: RepoView, f: RepoFile) -> bool:
+        """The verified blob written into the client cache (one write however many clients or
+        retries ask); False if it is still being written after ``head_hold`` seconds. The
+        write goes on either way: the caller answers a redirect to the same URL, and the
+        client's ``HEAD`` asks again with a fresh timeout instead of timing out on a large
+        file (huggingface_hub follows a redirect on the same host, up to 20)."""
+        key = self.repos.blob_key(view, f)
+        writing = self._writing.get(key)
+        if writing is None:
+            loop = asyncio.get_running_loop()
+            writing = loop.run_in_executor(None, self._to_client_cache, view, f)
+            self._writing[key] = writing
+            writing.add_done_callback(lambda done: self._forget_write(key, done))
+        try:
+            await asyncio.wait_for(asyncio.shield(writing), self.options.head_hold)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _forget_write(self, key: Path, done: asyncio.Future[None]) -> None:
+        if self._writing.get(key) is done:
+            del self._writing[key]
+
     def _to_client_cache(self, view: RepoView, f: RepoFile) -> None:
         """The verified blob in the clients' own cache (see ``ServeOptions.client_cache``);
         trouble is left for the client's ``GET`` to meet."""
@@ -389,8 +415,14 @@ class ServeApp:
         """The answer for one file (``key`` pinned by the caller; a body answer releases it)."""
         headers = file_headers(view, f)
         get = request.method == "GET"
-        if not get and self.options.client_cache is not None:
-            await anyio.to_thread.run_sync(self._to_client_cache, view, f)
+        if (
+            not get
+            and self.options.client_cache is not None
+            and not await self._in_client_cache(view, f)
+        ):  # still being written: ask again (``_in_client_cache``)
+            query = f"?{request.url.query}" if request.url.query else ""
+            again = {"Location": request.url.path + query, "X-Repo-Commit": view.commit}
+            return Response(b"", 307, headers=again)
         span = parse_range(request.headers.get("range"), f.size) if get else None
         if span == UNSATISFIABLE:
             bad = {"Content-Range": f"bytes */{f.size}", "X-Repo-Commit": view.commit}

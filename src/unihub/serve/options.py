@@ -77,6 +77,10 @@ class ServeOptions:
     - ``client_cache``: the Hugging Face cache the clients themselves use (``unihub run``: the
       command's). A ``HEAD`` of a file writes its verified blob there first, so a client using
       that cache finds it and only links it: one copy, written once, by the engine.
+    - ``head_hold``: with ``client_cache``, seconds a ``HEAD`` waits for its blob to be
+      written; past it the answer is a redirect to the same URL, so the client asks again with
+      a fresh timeout while the write goes on (below the clients' own ``HEAD`` timeout:
+      ``unihub run`` sets three quarters of the command's ``HF_HUB_ETAG_TIMEOUT``).
     - ``max_upstream_rate``: bytes/s for all upstream fetches of the server together (one
       token bucket, :mod:`unihub.transfer.ratelimit`); None: ``UNIHUB_MAX_RATE``, else no cap.
     """
@@ -94,6 +98,7 @@ class ServeOptions:
     access_log: bool = True
     head_prefetch: bool = True
     client_cache: Path | None = None
+    head_hold: float = 45.0
     upstream_timeout: float = 30.0
     unreachable_for: float = 30.0
     show_upstream: bool = False
@@ -103,11 +108,14 @@ class ServeOptions:
     max_connections: int | None = None
     send_timeout: float = 60.0
 
-    def for_one_client(self, cache_dir: Path, client_cache: Path | None = None) -> ServeOptions:
+    def for_one_client(
+        self, cache_dir: Path, client_cache: Path | None = None, head_hold: float | None = None
+    ) -> ServeOptions:
         """These options for a server whose only client is this process or its command
         (``unihub.patch()``, ``unihub run``): loopback on a free port, its own ``cache_dir``,
         blobs written into ``client_cache`` on the client's ``HEAD`` (no prefetch into the
-        server's own cache), errors naming the sources, and a dead hub failing the call within
+        server's own cache; a ``HEAD`` held at most ``head_hold`` seconds, see the class
+        docstring), errors naming the sources, and a dead hub failing the call within
         seconds (:data:`ONE_CLIENT_UPSTREAM_TIMEOUT`) rather than the lab server's patience."""
         return replace(
             self,
@@ -118,6 +126,7 @@ class ServeOptions:
             connections=None if self.connections == LAB_CONNECTIONS else self.connections,
             cache_dir=self.cache_dir or cache_dir,
             client_cache=client_cache,
+            head_hold=self.head_hold if head_hold is None else head_hold,
             access_log=False,
             head_prefetch=False,
             show_upstream=True,
@@ -141,6 +150,7 @@ class ServeOptions:
             "header_timeout",
             "keep_alive",
             "send_timeout",
+            "head_hold",
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
