@@ -157,6 +157,33 @@ def test_run_writes_a_file_slower_than_the_commands_head_timeout_once(
     assert "Retrying" not in out.stderr  # no HEAD timed out (huggingface_hub says so at info)
 
 
+def test_run_fetches_a_local_dir_download_once(
+    fake_hub_factory: Factory, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A ``local_dir`` download does not look in the cache the server wrote the file into on
+    its HEAD: its GET gets those bytes, not the hub's a second time."""
+    size = 3 << 20
+    repo = FakeRepo("org/model", files={"model.safetensors": size})
+    hub = fake_hub_factory("hf", repos=[repo])
+    out_dir = tmp_path / "out"
+    code = (
+        "from huggingface_hub import hf_hub_download\n"
+        f"print(hf_hub_download('org/model', 'model.safetensors', local_dir={str(out_dir)!r}))\n"
+    )
+    out = subprocess.run(
+        [*UNIHUB, "run", "--source", hub.source, "--", sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    got = out_dir / "model.safetensors"
+    assert out.stdout.split()[-1] == str(got)
+    assert got.read_bytes() == repo.content("model.safetensors")
+    assert size <= hub.stats.bytes_total < size + (1 << 20)  # once from the hub
+
+
 def test_run_with_an_existing_server_and_failures(
     fake_hub_factory: Factory, tmp_path: Path, env: dict[str, str]
 ) -> None:

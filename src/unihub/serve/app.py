@@ -124,6 +124,7 @@ class ServeApp:
         self._upstreams = self.core.upstreams
         # blobs being written into the client cache, one write each however many HEADs ask
         self._writing: dict[Path, asyncio.Future[None]] = {}
+        self._fetched: dict[Path, Path] = {}  # those this server fetched: key -> blob
 
     # -- ASGI -------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -375,9 +376,24 @@ class ServeApp:
         cache = self.options.client_cache
         layout = CacheLayout(cache, repo_id=view.repo_id, repo_type=view.repo_type)
         try:
-            materialize(self.repos, view, [f], layout)
+            fetched = materialize(self.repos, view, [f], layout)
         except (UnihubError, OSError) as exc:
             log.debug("%s/%s not written to the client cache: %s", view.repo_id, f.path, exc)
+            return
+        for blob in fetched:
+            self._fetched[self.repos.blob_key(view, f)] = blob
+
+    def _fetched_copy(self, key: Path, f: RepoFile) -> Path | None:
+        """The blob this server fetched (verified) into the client cache for ``key``, if it is
+        still there whole: a client that ``GET``s the file after its ``HEAD`` wrote it (a
+        ``local_dir`` download, which does not look in the cache) gets those bytes rather than
+        the hub's a second time. Only blobs fetched by this server: one the client cache
+        held before (which a ``force_download`` may be replacing) is not trusted."""
+        blob = self._fetched.get(key)
+        try:
+            return blob if blob is not None and blob.stat().st_size == f.size else None
+        except OSError:
+            return None
 
     async def _resolve(
         self, request: Request, repo_type: RepoType, segs: list[str]
@@ -428,6 +444,8 @@ class ServeApp:
             bad = {"Content-Range": f"bytes */{f.size}", "X-Repo-Commit": view.commit}
             return _json({"error": "range not satisfiable"}, 416, bad)
         local = await anyio.to_thread.run_sync(self.repos.local, view, f)
+        theirs = None if local is not None or not get else self._fetched_copy(key, f)
+        local = local or theirs
         if local is None and not get:
             if self.options.head_prefetch and view.plan is not None:
                 # Hugging Face clients HEAD a file right before they GET it: start the
@@ -449,7 +467,7 @@ class ServeApp:
                 local = fetch.path
         elif get:
             self.metrics.add("unihub_serve_cache_hits_total")
-        if local is not None:
+        if local is not None and theirs is None:  # the client's own cache is not the store's
             self.store.touch(local, f.size)
         start, end = span if isinstance(span, tuple) else (0, f.size)
         status = 206 if isinstance(span, tuple) else 200

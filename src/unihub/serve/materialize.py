@@ -74,15 +74,16 @@ def materialize(
     *,
     force: bool = False,
     progress: ProgressArg = None,
-) -> None:
-    """Write ``files`` of ``view`` into ``layout`` (verified) unless they are there already.
+) -> list[Path]:
+    """Write ``files`` of ``view`` into ``layout`` (verified) unless they are there already;
+    the paths fetched now (not those found there, or linked from the server's copy).
 
     A :class:`CacheLayout` gets the blobs only (huggingface_hub adds links and refs); a
     :class:`LocalDirLayout` gets the files and their metadata. ``force``: fetch again even
     if present. Raises unihub errors (the caller lets the client's own call report them).
     """
     if view.plan is None or view.request is None or view.session is None or view.denied:
-        return  # the cache-only view: huggingface_hub's own call answers from the server
+        return []  # the cache-only view: huggingface_hub's own call answers from the server
     targets = layout.targets(view.manifest, list(files))
     todo: dict[Path, Target] = {}
     for t in targets:
@@ -123,3 +124,4 @@ def materialize(
     if not cache:
         for t in targets:
             layout.publish(t)
+    return [j.dest for j in jobs]
