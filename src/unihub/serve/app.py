@@ -24,9 +24,11 @@ out with ``sendfile`` where the protocol offers it (:mod:`.responses`, :mod:`.pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -355,15 +357,34 @@ class ServeApp:
         key = self.repos.blob_key(view, f)
         writing = self._writing.get(key)
         if writing is None:
-            loop = asyncio.get_running_loop()
-            writing = loop.run_in_executor(None, self._to_client_cache, view, f)
-            self._writing[key] = writing
+            writing = self._writing[key] = self._start_write(view, f)
             writing.add_done_callback(lambda done: self._forget_write(key, done))
         try:
             await asyncio.wait_for(asyncio.shield(writing), self.options.head_hold)
         except asyncio.TimeoutError:
             return False
         return True
+
+    def _start_write(self, view: RepoView, f: RepoFile) -> asyncio.Future[None]:
+        """:meth:`_to_client_cache` in a daemon thread of its own, done when it returns: a
+        stopping server does not wait for a large write (its journal resumes it next time),
+        and the writes of many files run at once, as huggingface_hub's workers ask for them."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def work() -> None:
+            try:
+                self._to_client_cache(view, f)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(settle)
+
+        threading.Thread(target=work, name="unihub-client-cache", daemon=True).start()
+        return done
 
     def _forget_write(self, key: Path, done: asyncio.Future[None]) -> None:
         if self._writing.get(key) is done:
