@@ -291,7 +291,10 @@ class BlobStore:
             error = exc
             self.metrics.add("unihub_serve_fetch_failures_total")
             log.warning("fetch of %s failed: %s", fetch.key.name, exc)
-        fetch.finish(path, error)
+        # Counted in the cache, and this fetch's own pin gone, before its readers are told it
+        # ended: a reader whose answer then ends enforces the cap (:meth:`unpin`) with this
+        # blob counted; told first, a fast reader's release found the cache within its cap and
+        # the blob, counted after it, left the cache over its cap for good.
         with self._lock:
             self._fetches.pop(fetch.key, None)
             if path is not None or not self.cancel.is_set():
@@ -305,6 +308,8 @@ class BlobStore:
         if path is not None:
             log.info("fetched %s (%d bytes)", fetch.key.name, fetch.size)
             self.touch(fetch.key, fetch.size)
+        fetch.finish(path, error)
+        if path is not None:
             self.make_room(0, keep=fetch.key)
 
     def running(self, key: Path) -> Fetch | None:
