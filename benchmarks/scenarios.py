@@ -399,7 +399,7 @@ SERVE_NOTE = ("Clients are `huggingface_hub.snapshot_download` processes (8 work
               " hubs sent over the server's whole life (cache fill included) over one copy of"
               " the repo. Peak RSS and CPU are the server process's.")
 TIMEOUT_NOTE = ("The clients run with `HF_HUB_DOWNLOAD_TIMEOUT=60` and `HF_HUB_ETAG_TIMEOUT=60`"
-                " (what `unihub run` sets and docs/serve.md recommends behind a cache): with"
+                " (docs/serve.md's advice behind a cache; `unihub run` sets 60 s and 300 s): with"
                 " huggingface_hub's 10 s defaults olah 0.5.4 fails 15-16 of 16 clients here"
                 " (read timeouts; benchmarks/notes.md).")
 
