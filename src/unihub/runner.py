@@ -49,6 +49,7 @@ log = logging.getLogger("unihub")
 
 _TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "300", "HF_HUB_DOWNLOAD_TIMEOUT": "60"}
 HOLD_SHARE = 0.75  # of the command's HEAD timeout: how long the server holds a HEAD
+_HF_ETAG_TIMEOUT = 10.0  # huggingface_hub's own default
 
 # Set when a command has ended and the server started for it had nothing in flight: the
 # ``unihub`` program may then end without tearing the idle server down (:func:`unihub.cli.entry`).
@@ -71,10 +72,12 @@ def head_hold(env: Mapping[str, str]) -> float:
     (module docstring): :data:`HOLD_SHARE` of its ``HF_HUB_ETAG_TIMEOUT`` (huggingface_hub's
     10 s default if it is not a number)."""
     try:
-        timeout = float(env.get("HF_HUB_ETAG_TIMEOUT", "10"))
+        timeout = float(env.get("HF_HUB_ETAG_TIMEOUT", ""))
     except ValueError:
-        timeout = 10.0
-    return max(0.5, HOLD_SHARE * timeout) if timeout > 0 else 7.5
+        timeout = 0.0
+    if not timeout > 0:
+        timeout = _HF_ETAG_TIMEOUT
+    return max(0.5, HOLD_SHARE * timeout)
 
 
 def _check_server(url: str, settings: Settings) -> None:

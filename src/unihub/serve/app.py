@@ -348,16 +348,15 @@ class ServeApp:
         return _json(entries[cursor : cursor + limit], headers=headers)
 
     # -- /resolve -----------------------------------------------------------------------------
-    async def _in_client_cache(self, view: RepoView, f: RepoFile) -> bool:
+    async def _in_client_cache(self, view: RepoView, f: RepoFile, key: Path) -> bool:
         """The verified blob written into the client cache (one write however many clients or
         retries ask); False if it is still being written after ``head_hold`` seconds. The
         write goes on either way: the caller answers a redirect to the same URL, and the
         client's ``HEAD`` asks again with a fresh timeout instead of timing out on a large
         file (huggingface_hub follows a redirect on the same host, up to 20)."""
-        key = self.repos.blob_key(view, f)
         writing = self._writing.get(key)
         if writing is None:
-            writing = self._writing[key] = self._start_write(view, f)
+            writing = self._writing[key] = self._start_write(view, f, key)
             writing.add_done_callback(lambda done: self._forget_write(key, done))
         try:
             await asyncio.wait_for(asyncio.shield(writing), self.options.head_hold)
@@ -365,7 +364,7 @@ class ServeApp:
             return False
         return True
 
-    def _start_write(self, view: RepoView, f: RepoFile) -> asyncio.Future[None]:
+    def _start_write(self, view: RepoView, f: RepoFile, key: Path) -> asyncio.Future[None]:
         """:meth:`_to_client_cache` in a daemon thread of its own, done when it returns: a
         stopping server does not wait for a large write (its journal resumes it next time),
         and the writes of many files run at once, as huggingface_hub's workers ask for them."""
@@ -378,7 +377,7 @@ class ServeApp:
 
         def work() -> None:
             try:
-                self._to_client_cache(view, f)
+                self._to_client_cache(view, f, key)
             finally:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                     loop.call_soon_threadsafe(settle)
@@ -390,7 +389,7 @@ class ServeApp:
         if self._writing.get(key) is done:
             del self._writing[key]
 
-    def _to_client_cache(self, view: RepoView, f: RepoFile) -> None:
+    def _to_client_cache(self, view: RepoView, f: RepoFile, key: Path) -> None:
         """The verified blob in the clients' own cache (see ``ServeOptions.client_cache``);
         trouble is left for the client's ``GET`` to meet."""
         assert self.options.client_cache is not None
@@ -402,7 +401,7 @@ class ServeApp:
             log.debug("%s/%s not written to the client cache: %s", view.repo_id, f.path, exc)
             return
         for blob in fetched:
-            self._fetched[self.repos.blob_key(view, f)] = blob
+            self._fetched[key] = blob
 
     def _fetched_copy(self, key: Path, f: RepoFile) -> Path | None:
         """The blob this server fetched (verified) into the client cache for ``key``, if it is
@@ -455,7 +454,7 @@ class ServeApp:
         if (
             not get
             and self.options.client_cache is not None
-            and not await self._in_client_cache(view, f)
+            and not await self._in_client_cache(view, f, key)
         ):  # still being written: ask again (``_in_client_cache``)
             query = f"?{request.url.query}" if request.url.query else ""
             again = {"Location": request.url.path + query, "X-Repo-Commit": view.commit}
