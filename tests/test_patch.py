@@ -24,9 +24,11 @@ pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 @pytest.fixture(autouse=True)
-def _fast_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fast_probe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("UNIHUB_PROBE_TIMEOUT", "1.0")  # the blackholed hub costs this per call
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # child processes' default cache (the server writes their files there), not the machine's
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
 
 
 def _repo() -> FakeRepo:
@@ -159,6 +161,43 @@ def test_objects_made_before_the_patch_and_forked_children(
             got = pool.apply(_child_download, (str(tmp_path / "child"),))
     assert Path(got).read_text() == "hello\n"
     assert ms.stats.bytes_total > 0 and hf.stats.bytes_total == 0
+
+
+def test_a_child_process_gets_one_copy_and_this_process_none_elsewhere(
+    fake_hub_factory: Factory, tmp_path: Path
+) -> None:
+    """A child process (``hf download``, a script) reaches the parent's server over HTTP: its
+    file is written into its cache on its HEAD, as ``unihub run`` does, not kept a second time
+    in the server's own cache. This process's own calls write through the wrappers only: a call
+    naming another cache leaves nothing in the default one."""
+    import os
+    import subprocess
+
+    size = 8 << 20
+    repo = FakeRepo(HF_ID, files={"config.json": CONFIG, "model.safetensors": size})
+    hf = fake_hub_factory("hf", repos=[repo])
+    default = tmp_path / "hf-home" / "hub"
+    code = (
+        "from huggingface_hub import hf_hub_download\n"
+        f"print(hf_hub_download({HF_ID!r}, 'model.safetensors'))\n"
+    )
+    with unihub.patch(sources=[hf.source], progress=False):
+        app = sys.modules["unihub.patch"]._state.core
+        huggingface_hub.hf_hub_download(HF_ID, "config.json", cache_dir=tmp_path / "mine")
+        assert not list(default.rglob("blobs/*"))  # this process's HEAD wrote nothing there
+        child = subprocess.run(
+            [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        served = app.metrics.total("unihub_serve_bytes_served_total")
+        server_cache = app.cache_dir
+    assert child.returncode == 0, child.stderr
+    got = Path(child.stdout.split()[-1])
+    assert got.is_relative_to(default) and got.read_bytes() == repo.content("model.safetensors")
+    assert served == 0  # the child found the blob its HEAD had written: no body sent
+    held = sum(f.stat().st_size for f in server_cache.rglob("*") if f.is_file())
+    assert held < size // 10  # no second copy in the server's own cache
+    assert hf.stats.bytes_total <= size * 1.05  # fetched from the hub once
 
 
 def _child_download(cache: str) -> str:

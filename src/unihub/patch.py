@@ -40,6 +40,7 @@ import functools
 import inspect
 import logging
 import os
+import secrets
 import sys
 import threading
 from collections.abc import Callable
@@ -51,6 +52,8 @@ from .layout.cache import CacheLayout
 from .layout.common import filter_paths
 from .layout.local_dir import LocalDirLayout
 from .models import RepoType
+from .runner import CLIENT_TIMEOUTS, child_env, head_hold
+from .serve.options import IN_PROCESS_HEADER
 from .settings import Settings
 
 __all__ = ["patch", "patched", "unpatch"]
@@ -71,6 +74,7 @@ class _State:
     server: Any = None  # patchserver.InProcessServer
     core: Any = None  # its ServeCore: fetches through it start at once
     pid: int = 0
+    token: str = ""  # the server's in_process_token
     origins: frozenset[str] = frozenset()
     swapped: list[tuple[object, str, object]] = field(default_factory=list)
     saved: dict[str, Any] = field(default_factory=dict)
@@ -105,12 +109,22 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
     sources = options.get("sources")
     if isinstance(sources, str):
         sources = [sources]
+    # child processes (``hf download``, forked workers) get their files as ``unihub run``'s
+    # command does: written into their cache on their HEAD; this process's own calls, marked
+    # by the token, write through the wrappers instead (ServeOptions.in_process_token)
+    token = secrets.token_hex(16)
     serve_options = ServeOptions(
         sources=tuple(str(s) for s in sources) if sources else None,
         connections=options.get("connections"),
-    ).for_one_client(settings.unihub_cache / "drop-in")
+    ).for_one_client(
+        settings.unihub_cache / "drop-in",
+        settings.hub_cache,
+        head_hold=head_hold(child_env(os.environ, "")),
+        in_process_token=token,
+    )
     server = InProcessServer(serve_options, settings)
     _state.server, _state.url, _state.core, _state.pid = server, server.url, server.core, server.pid
+    _state.token = token
 
 
 def _ensure_started() -> None:
@@ -120,14 +134,23 @@ def _ensure_started() -> None:
 
 # -- where huggingface_hub looks for the Hub ----------------------------------------------------
 def _rewrite_hook(request: Any) -> None:
-    """huggingface_hub's request hook: the Hub's origin becomes the server's."""
-    if not _state.url or _origin(str(request.url)) not in _state.origins:
+    """huggingface_hub's request hook: the Hub's origin becomes the server's, and a request
+    of this process (not of a forked child) to the server says so (``in_process_token``)."""
+    if not _state.url:
         return
-    import httpx2
+    origin = _origin(str(request.url))
+    if origin in _state.origins:
+        import httpx2
 
-    target = httpx2.URL(_state.url)
-    request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
-    request.headers["Host"] = target.netloc.decode("ascii")
+        target = httpx2.URL(_state.url)
+        request.url = request.url.copy_with(
+            scheme=target.scheme, host=target.host, port=target.port
+        )
+        request.headers["Host"] = target.netloc.decode("ascii")
+    elif origin != _origin(_state.url):
+        return
+    if os.getpid() == _state.pid:
+        request.headers[IN_PROCESS_HEADER] = _state.token
 
 
 def _point_huggingface_hub() -> None:
@@ -148,6 +171,9 @@ def _point_huggingface_hub() -> None:
         saved["api.endpoint"] = api.endpoint
         api.endpoint = _state.url
     os.environ["HF_ENDPOINT"] = _state.url
+    saved["timeouts"] = {name: os.environ.get(name) for name in CLIENT_TIMEOUTS}
+    for name, value in CLIENT_TIMEOUTS.items():  # for child processes, as `unihub run` sets
+        os.environ.setdefault(name, value)
     _swap_endpoint_copies(saved["ENDPOINT"])
     previous = saved["factory"]
 
@@ -185,10 +211,11 @@ def _restore_huggingface_hub() -> None:
     constants.HUGGINGFACE_CO_URL_TEMPLATE = saved["HUGGINGFACE_CO_URL_TEMPLATE"]
     if "api.endpoint" in saved:
         hf_api.api.endpoint = saved["api.endpoint"]
-    if saved["env"] is None:
-        os.environ.pop("HF_ENDPOINT", None)
-    else:
-        os.environ["HF_ENDPOINT"] = saved["env"]
+    for name, value in [("HF_ENDPOINT", saved["env"]), *saved["timeouts"].items()]:
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     _http.set_client_factory(saved["factory"])
     saved.clear()
 

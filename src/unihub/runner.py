@@ -43,11 +43,12 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .serve.options import ServeOptions
 
-__all__ = ["child_env", "head_hold", "run_command"]
+__all__ = ["CLIENT_TIMEOUTS", "child_env", "head_hold", "run_command"]
 
 log = logging.getLogger("unihub")
 
-_TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "300", "HF_HUB_DOWNLOAD_TIMEOUT": "60"}
+# huggingface_hub's timeouts a client of the server gets unless it has its own (module docstring)
+CLIENT_TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "300", "HF_HUB_DOWNLOAD_TIMEOUT": "60"}
 HOLD_SHARE = 0.75  # of the command's HEAD timeout: how long the server holds a HEAD
 _HF_ETAG_TIMEOUT = 10.0  # huggingface_hub's own default
 
@@ -62,7 +63,7 @@ def child_env(environ: Mapping[str, str], url: str) -> dict[str, str]:
     env = dict(environ)
     env["HF_ENDPOINT"] = url
     env["UNIHUB_SERVER"] = url
-    for name, value in _TIMEOUTS.items():
+    for name, value in CLIENT_TIMEOUTS.items():
         env.setdefault(name, value)
     return env
 

@@ -161,7 +161,9 @@ def test_run_fetches_a_local_dir_download_once(
     fake_hub_factory: Factory, tmp_path: Path, env: dict[str, str]
 ) -> None:
     """A ``local_dir`` download does not look in the cache the server wrote the file into on
-    its HEAD: its GET gets those bytes, not the hub's a second time."""
+    its HEAD: its GET gets those bytes, not the hub's a second time. The copy in the default
+    cache is a whole entry (blob and snapshot link) that huggingface_hub's cache tools list
+    and can delete, not a blob without a snapshot, which they call corrupt."""
     size = 3 << 20
     repo = FakeRepo("org/model", files={"model.safetensors": size})
     hub = fake_hub_factory("hf", repos=[repo])
@@ -182,6 +184,22 @@ def test_run_fetches_a_local_dir_download_once(
     assert out.stdout.split()[-1] == str(got)
     assert got.read_bytes() == repo.content("model.safetensors")
     assert size <= hub.stats.bytes_total < size + (1 << 20)  # once from the hub
+    scan = subprocess.run(
+        [sys.executable, "-c", _SCAN], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert scan.returncode == 0, scan.stderr  # CorruptedCacheException before
+    assert scan.stdout.split() == ["org/model", str(size), "1"], scan.stdout
+
+
+# huggingface_hub's own view of the default cache: repo, size on disk, files of its revision
+_SCAN = (
+    "from huggingface_hub import scan_cache_dir\n"
+    "info = scan_cache_dir()\n"
+    "assert not info.warnings, info.warnings\n"
+    "(repo,) = info.repos\n"
+    "(rev,) = repo.revisions\n"
+    "print(repo.repo_id, repo.size_on_disk, len(rev.files))\n"
+)
 
 
 def test_run_with_an_existing_server_and_failures(

@@ -47,7 +47,7 @@ from .blobs import Aborted, first_bytes, stream, wait_done
 from .core import ServeCore
 from .hfapi import error_answer, file_headers, paths_info, refs, repo_info, tree_entries
 from .materialize import materialize
-from .options import ServeOptions
+from .options import IN_PROCESS_HEADER, ServeOptions
 from .ranges import UNSATISFIABLE, parse_range
 from .repos import RepoView
 from .responses import SENT, BodyResponse, file_chunks
@@ -396,7 +396,7 @@ class ServeApp:
         cache = self.options.client_cache
         layout = CacheLayout(cache, repo_id=view.repo_id, repo_type=view.repo_type)
         try:
-            fetched = materialize(self.repos, view, [f], layout)
+            fetched = materialize(self.repos, view, [f], layout, link=True)
         except (UnihubError, OSError) as exc:
             log.debug("%s/%s not written to the client cache: %s", view.repo_id, f.path, exc)
             return
@@ -451,9 +451,11 @@ class ServeApp:
         """The answer for one file (``key`` pinned by the caller; a body answer releases it)."""
         headers = file_headers(view, f)
         get = request.method == "GET"
+        own = self.options.in_process_token
         if (
             not get
             and self.options.client_cache is not None
+            and (own is None or request.headers.get(IN_PROCESS_HEADER) != own)
             and not await self._in_client_cache(view, f, key)
         ):  # still being written: ask again (``_in_client_cache``)
             query = f"?{request.url.query}" if request.url.query else ""

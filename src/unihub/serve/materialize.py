@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import pipeline
 from ..layout import Target
 from ..layout.cache import CacheLayout
+from ..layout.common import write_cachedir_tag
 from ..layout.local_dir import LocalDirLayout
 from ..models import RepoFile
 from ..request import ProgressArg
@@ -74,12 +75,16 @@ def materialize(
     *,
     force: bool = False,
     progress: ProgressArg = None,
+    link: bool = False,
 ) -> list[Path]:
     """Write ``files`` of ``view`` into ``layout`` (verified) unless they are there already;
     the paths fetched now (not those found there, or linked from the server's copy).
 
-    A :class:`CacheLayout` gets the blobs only (huggingface_hub adds links and refs); a
-    :class:`LocalDirLayout` gets the files and their metadata. ``force``: fetch again even
+    A :class:`CacheLayout` gets the blobs only (huggingface_hub adds links and refs), and
+    with ``link`` their snapshot links too, as huggingface_hub makes them after its ``HEAD``
+    (for a client whose call will not: one writing into another cache or a ``local_dir``
+    leaves no blob without its snapshot, which huggingface_hub's cache scan calls corrupt);
+    a :class:`LocalDirLayout` gets the files and their metadata. ``force``: fetch again even
     if present. Raises unihub errors (the caller lets the client's own call report them).
     """
     if view.plan is None or view.request is None or view.session is None or view.denied:
@@ -121,7 +126,13 @@ def materialize(
                     session=view.session,
                     options=TransferOptions.from_settings(view.session.settings),
                 )
-    if not cache:
+    if isinstance(layout, CacheLayout) and link:
+        # as huggingface_hub links a blob: under its lock (whose file stays), in a tagged cache
+        write_cachedir_tag(layout.cache_dir, root=layout.cache_dir)
+        with _hf_locks(layout, targets):
+            for t in targets:
+                layout.publish(t)
+    elif not cache:
         for t in targets:
             layout.publish(t)
     return [j.dest for j in jobs]

@@ -17,7 +17,7 @@ from ..models import RepoType
 from ..sources import Source
 from ..units import parse_rate, parse_size
 
-__all__ = ["ServeOptions", "rate_option", "size_option"]
+__all__ = ["IN_PROCESS_HEADER", "ServeOptions", "rate_option", "size_option"]
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
 
@@ -37,6 +37,7 @@ def size_option(text: str | None) -> int | None:
 LAB_CONNECTIONS = 32
 # seconds a hub has to answer a server for one client: a first byte after 3 s still comes
 ONE_CLIENT_UPSTREAM_TIMEOUT = 6.0
+IN_PROCESS_HEADER = "X-Unihub-In-Process"  # see ServeOptions.in_process_token
 
 
 def rate_option(text: str | None) -> float | None:
@@ -81,6 +82,12 @@ class ServeOptions:
       written; past it the answer is a redirect to the same URL, so the client asks again with
       a fresh timeout while the write goes on (below the clients' own ``HEAD`` timeout:
       ``unihub run`` sets three quarters of the command's ``HF_HUB_ETAG_TIMEOUT``).
+    - ``in_process_token``: with ``client_cache``, requests carrying it in the
+      :data:`IN_PROCESS_HEADER` header come from the process that runs the server
+      (``unihub.patch()``), whose calls write their files where they look before they ask:
+      their ``HEAD`` writes nothing into ``client_cache`` (a call naming another cache or a
+      ``local_dir`` would otherwise leave a second copy there). Its child processes, which
+      do not send it, are served as ``unihub run`` serves its command.
     - ``max_upstream_rate``: bytes/s for all upstream fetches of the server together (one
       token bucket, :mod:`unihub.transfer.ratelimit`); None: ``UNIHUB_MAX_RATE``, else no cap.
     """
@@ -99,6 +106,7 @@ class ServeOptions:
     head_prefetch: bool = True
     client_cache: Path | None = None
     head_hold: float = 45.0
+    in_process_token: str | None = None
     upstream_timeout: float = 30.0
     unreachable_for: float = 30.0
     show_upstream: bool = False
@@ -109,7 +117,11 @@ class ServeOptions:
     send_timeout: float = 60.0
 
     def for_one_client(
-        self, cache_dir: Path, client_cache: Path | None = None, head_hold: float | None = None
+        self,
+        cache_dir: Path,
+        client_cache: Path | None = None,
+        head_hold: float | None = None,
+        in_process_token: str | None = None,
     ) -> ServeOptions:
         """These options for a server whose only client is this process or its command
         (``unihub.patch()``, ``unihub run``): loopback on a free port, its own ``cache_dir``,
@@ -127,6 +139,7 @@ class ServeOptions:
             cache_dir=self.cache_dir or cache_dir,
             client_cache=client_cache,
             head_hold=self.head_hold if head_hold is None else head_hold,
+            in_process_token=in_process_token,
             access_log=False,
             head_prefetch=False,
             show_upstream=True,
