@@ -52,7 +52,7 @@ from .layout.cache import CacheLayout
 from .layout.common import filter_paths
 from .layout.local_dir import LocalDirLayout
 from .models import RepoType
-from .runner import CLIENT_TIMEOUTS, child_env, head_hold
+from .runner import CLIENT_TIMEOUTS, child_env, head_hold, range_hold
 from .serve.options import IN_PROCESS_HEADER
 from .settings import Settings
 
@@ -112,15 +112,22 @@ def _start_server(options: dict[str, Any], settings: Settings) -> None:
     # child processes (``hf download``, forked workers) get their files as ``unihub run``'s
     # command does: written into their cache on their HEAD; this process's own calls, marked
     # by the token, write through the wrappers instead (ServeOptions.in_process_token)
+    from huggingface_hub import constants
+
     token = secrets.token_hex(16)
+    children = child_env(os.environ, "")
+    # a ranged read is held below the shorter of this process's own read timeout (huggingface_hub
+    # read it at its import) and its children's
+    mine = {"HF_HUB_DOWNLOAD_TIMEOUT": str(constants.HF_HUB_DOWNLOAD_TIMEOUT)}
     serve_options = ServeOptions(
         sources=tuple(str(s) for s in sources) if sources else None,
         connections=options.get("connections"),
     ).for_one_client(
         settings.unihub_cache / "drop-in",
         settings.hub_cache,
-        head_hold=head_hold(child_env(os.environ, "")),
+        head_hold=head_hold(children),
         in_process_token=token,
+        range_hold=min(range_hold(mine), range_hold(children)),
     )
     server = InProcessServer(serve_options, settings)
     _state.server, _state.url, _state.core, _state.pid = server, server.url, server.core, server.pid

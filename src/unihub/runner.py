@@ -43,14 +43,14 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .serve.options import ServeOptions
 
-__all__ = ["CLIENT_TIMEOUTS", "child_env", "head_hold", "run_command"]
+__all__ = ["CLIENT_TIMEOUTS", "child_env", "head_hold", "range_hold", "run_command"]
 
 log = logging.getLogger("unihub")
 
 # huggingface_hub's timeouts a client of the server gets unless it has its own (module docstring)
 CLIENT_TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "300", "HF_HUB_DOWNLOAD_TIMEOUT": "60"}
 HOLD_SHARE = 0.75  # of the command's HEAD timeout: how long the server holds a HEAD
-_HF_ETAG_TIMEOUT = 10.0  # huggingface_hub's own default
+_HF_TIMEOUT = 10.0  # huggingface_hub's own default, for HEAD and download alike
 
 # Set when a command has ended and the server started for it had nothing in flight: the
 # ``unihub`` program may then end without tearing the idle server down (:func:`unihub.cli.entry`).
@@ -72,12 +72,23 @@ def head_hold(env: Mapping[str, str]) -> float:
     """Seconds the server holds the command's ``HEAD`` of a file being written into its cache
     (module docstring): :data:`HOLD_SHARE` of its ``HF_HUB_ETAG_TIMEOUT`` (huggingface_hub's
     10 s default if it is not a number)."""
+    return _hold(env, "HF_HUB_ETAG_TIMEOUT")
+
+
+def range_hold(env: Mapping[str, str]) -> float:
+    """Seconds the server holds the command's ranged ``GET`` of a file it is still fetching
+    (a range waits for the verified whole; ``ServeOptions.range_hold``): :data:`HOLD_SHARE` of
+    its ``HF_HUB_DOWNLOAD_TIMEOUT`` (huggingface_hub's 10 s default if it is not a number)."""
+    return _hold(env, "HF_HUB_DOWNLOAD_TIMEOUT")
+
+
+def _hold(env: Mapping[str, str], name: str) -> float:
     try:
-        timeout = float(env.get("HF_HUB_ETAG_TIMEOUT", ""))
+        timeout = float(env.get(name, ""))
     except ValueError:
         timeout = 0.0
     if not timeout > 0:
-        timeout = _HF_ETAG_TIMEOUT
+        timeout = _HF_TIMEOUT
     return max(0.5, HOLD_SHARE * timeout)
 
 
@@ -256,7 +267,10 @@ def run_command(
         # the bytes; the server keeps its own small cache apart
         env = child_env(os.environ, "")
         opts = opts.for_one_client(
-            settings.unihub_cache / "drop-in", settings.hub_cache, head_hold=head_hold(env)
+            settings.unihub_cache / "drop-in",
+            settings.hub_cache,
+            head_hold=head_hold(env),
+            range_hold=range_hold(env),
         )
     sock = listen(opts)
     url = url_of(sock)

@@ -243,7 +243,7 @@ def test_serve_limits_are_command_line_options() -> None:
 
 
 def test_the_commands_timeouts_and_the_servers_hold_of_a_head() -> None:
-    from unihub.runner import child_env, head_hold
+    from unihub.runner import child_env, head_hold, range_hold
 
     env = child_env({}, "http://127.0.0.1:1")
     assert env["HF_ENDPOINT"] == env["UNIHUB_SERVER"] == "http://127.0.0.1:1"
@@ -252,3 +252,36 @@ def test_the_commands_timeouts_and_the_servers_hold_of_a_head() -> None:
     mine = child_env({"HF_HUB_ETAG_TIMEOUT": "20"}, "http://127.0.0.1:1")
     assert mine["HF_HUB_ETAG_TIMEOUT"] == "20" and head_hold(mine) == 15.0  # the user's wins
     assert head_hold({}) == head_hold({"HF_HUB_ETAG_TIMEOUT": "soon"}) == 7.5  # hf's 10 s
+    assert range_hold(env) == 45.0 and range_hold({}) == 7.5  # of the read timeout
+
+
+def _safetensors(size: int) -> bytes:
+    """A safetensors file of ``size`` bytes: one U8 tensor after a padded JSON header."""
+    n = size - 8 - 256
+    header = b'{"w": {"dtype": "U8", "shape": [%d], "data_offsets": [0, %d]}}' % (n, n)
+    return len(header.ljust(256)).to_bytes(8, "little") + header.ljust(256) + bytes(n)
+
+
+def test_a_patched_ranged_read_of_a_file_slower_than_the_read_timeout(
+    fake_hub_factory: Factory, env: dict[str, str]
+) -> None:
+    """A range waits for the verified whole file; past three quarters of the client's read
+    timeout it is redirected to itself, so ``get_safetensors_metadata`` of a shard that takes
+    longer than that to fetch succeeds through ``patch()`` instead of timing out."""
+    size = 6 << 20
+    repo = FakeRepo("org/model", files={"model.safetensors": _safetensors(size)})
+    hub = fake_hub_factory("hf", repos=[repo], total_rate=1.5 * (1 << 20))  # about 4 s
+    code = (
+        f"import unihub; unihub.patch(sources=[{hub.source!r}], progress=False)\n"
+        "from huggingface_hub import HfApi\n"
+        "print(HfApi().get_safetensors_metadata('org/model').parameter_count)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "HF_HUB_DOWNLOAD_TIMEOUT": "2"},  # held 1.5 s at a time
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]  # ReadTimeout before
+    assert out.stdout.strip() == str({"U8": size - 8 - 256}), out.stdout

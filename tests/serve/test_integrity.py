@@ -108,3 +108,23 @@ def test_a_range_of_a_blob_being_fetched_is_its_verified_bytes(
     assert (r.status_code, r.content) == (206, data[1000:4001000])
     assert r.headers["Content-Range"] == f"bytes 1000-4000999/{8 * MB}"
     assert srv.app.metrics.get("unihub_serve_fetches_total") == 1
+
+
+def test_a_range_held_past_range_hold_is_redirected_to_itself_then_served(
+    fake_hub_factory: Factory, serve_factory: ServeFactory
+) -> None:
+    """``range_hold``: a range of a blob still being fetched is answered with a redirect to
+    the same URL once held that long (the client asks again with a fresh timeout); once the
+    whole is verified the same request gets its bytes."""
+    repo = FakeRepo("org/model", files={"w.safetensors": 8 * MB})
+    hub = fake_hub_factory("hf", repos=[repo], per_connection_rate=2 * MB, total_rate=2 * MB)
+    srv = serve_factory(hub, range_hold=0.5)
+    path = "/org/model/resolve/main/w.safetensors?x=1"
+    ranged = {"Range": "bytes=100-199"}
+    started = time.monotonic()
+    first = httpx2.get(srv.url + path, headers=ranged, timeout=60)
+    assert first.status_code == 307 and first.headers["Location"] == path, first.status_code
+    assert time.monotonic() - started < 3  # held about range_hold, not the 4 s fetch
+    r = httpx2.get(srv.url + path, headers=ranged, timeout=60, follow_redirects=True)
+    assert (r.status_code, r.content) == (206, repo.content("w.safetensors")[100:200])
+    assert srv.app.metrics.get("unihub_serve_fetches_total") == 1  # one fetch for all asks

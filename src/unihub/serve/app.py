@@ -69,6 +69,13 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return JSONResponse(data, status_code=status, headers=headers)
 
 
+def _again(request: Request, view: RepoView) -> Response:
+    """A redirect to the same URL: the client asks again, with a fresh timeout of its own."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    return Response(b"", 307, headers={"Location": request.url.path + query,
+                                       "X-Repo-Commit": view.commit})  # fmt: skip
+
+
 def _text(raw: str) -> str | None:
     """A percent-encoded URL part as text; None if it is no valid UTF-8 or holds control
     characters (no repo, revision or file name on a hub does)."""
@@ -458,9 +465,7 @@ class ServeApp:
             and (own is None or request.headers.get(IN_PROCESS_HEADER) != own)
             and not await self._in_client_cache(view, f, key)
         ):  # still being written: ask again (``_in_client_cache``)
-            query = f"?{request.url.query}" if request.url.query else ""
-            again = {"Location": request.url.path + query, "X-Repo-Commit": view.commit}
-            return Response(b"", 307, headers=again)
+            return _again(request, view)
         span = parse_range(request.headers.get("range"), f.size) if get else None
         if span == UNSATISFIABLE:
             bad = {"Content-Range": f"bytes */{f.size}", "X-Repo-Commit": view.commit}
@@ -482,7 +487,10 @@ class ServeApp:
                 # a whole body streams as the fetch writes it (its last byte waits for the hash)
                 await first_bytes(fetch, 0)
             else:  # a range (or an empty file) waits for the verified whole: no unchecked byte
-                await wait_done(fetch)
+                try:  # ... and asks again past ``range_hold`` (a fresh client timeout)
+                    await asyncio.wait_for(wait_done(fetch), self.options.range_hold)
+                except asyncio.TimeoutError:
+                    return _again(request, view)
             if fetch.error is not None:
                 return self._error(fetch.error, request, view.commit)
             if fetch.path is None or span is not None or f.size == 0:

@@ -82,6 +82,12 @@ class ServeOptions:
       written; past it the answer is a redirect to the same URL, so the client asks again with
       a fresh timeout while the write goes on (below the clients' own ``HEAD`` timeout:
       ``unihub run`` sets three quarters of the command's ``HF_HUB_ETAG_TIMEOUT``).
+    - ``range_hold``: seconds a ranged ``GET`` of a blob still being fetched waits for the
+      verified whole (no unchecked byte goes out) before it is answered with a redirect to the
+      same URL, so a client with a read timeout asks again with a fresh one (None: it waits as
+      long as the fetch takes). ``unihub run`` and ``unihub.patch()`` set three quarters of
+      their clients' ``HF_HUB_DOWNLOAD_TIMEOUT``: ``get_safetensors_metadata`` or a
+      ``HfFileSystem`` read of a large file not cached yet would otherwise time out.
     - ``in_process_token``: with ``client_cache``, requests carrying it in the
       :data:`IN_PROCESS_HEADER` header come from the process that runs the server
       (``unihub.patch()``), whose calls write their files where they look before they ask:
@@ -106,6 +112,7 @@ class ServeOptions:
     head_prefetch: bool = True
     client_cache: Path | None = None
     head_hold: float = 45.0
+    range_hold: float | None = None
     in_process_token: str | None = None
     upstream_timeout: float = 30.0
     unreachable_for: float = 30.0
@@ -122,6 +129,7 @@ class ServeOptions:
         client_cache: Path | None = None,
         head_hold: float | None = None,
         in_process_token: str | None = None,
+        range_hold: float | None = None,
     ) -> ServeOptions:
         """These options for a server whose only client is this process or its command
         (``unihub.patch()``, ``unihub run``): loopback on a free port, its own ``cache_dir``,
@@ -140,6 +148,7 @@ class ServeOptions:
             client_cache=client_cache,
             head_hold=self.head_hold if head_hold is None else head_hold,
             in_process_token=in_process_token,
+            range_hold=self.range_hold if range_hold is None else range_hold,
             access_log=False,
             head_prefetch=False,
             show_upstream=True,
@@ -167,6 +176,8 @@ class ServeOptions:
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.range_hold is not None and not self.range_hold > 0:
+            raise ConfigError(f"range_hold must be positive, not {self.range_hold!r}")
         if self.max_upstream_rate is not None and not self.max_upstream_rate > 0:
             raise ConfigError(f"max_upstream_rate must be positive, not {self.max_upstream_rate!r}")
         if self.metadata_ttl < 0:
