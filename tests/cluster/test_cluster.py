@@ -232,3 +232,30 @@ def test_a_corrupt_mirror_is_caught_on_every_node_and_the_good_one_used(
     for node in ray_cluster.nodes[:2]:
         blob = node.hub_cache / "models--org--corrupt" / "snapshots" / repo.head()
         assert (blob / "model.safetensors").read_bytes() == repo.content("model.safetensors")
+
+
+def test_a_good_mirror_that_lists_late_rescues_a_corrupt_one(ray_cluster: RayCluster) -> None:
+    # The good hub answers every request 0.3 s late: its listing ends long after the plan was
+    # made from the corrupt hub's (a loaded machine's slow probe), so the run starts with the
+    # corrupt mirror alone; when it has failed the file's hash with it, the good one, listed by
+    # then, is taken in (as a plain snapshot does) instead of the run failing.
+    from unihub.testing import Faults
+
+    repo = make_repo("late-good", big=4 * MiB)
+    bad = Faults(corrupt={"model.safetensors"})
+    with (
+        FakeHub("hf", repos=[repo], faults=bad) as corrupt,
+        FakeHub("hf", repos=[repo], latency=0.3) as good,
+    ):
+        report = snapshot_on_cluster(
+            repo.repo_id,
+            sources=[corrupt.source, good.source],
+            nodes=ray_cluster.ids[:2],
+            progress=False,
+        )
+        served_by_good = good.stats.bytes_total
+    assert sorted(report.verified) == sorted(ray_cluster.ids[:2])
+    assert served_by_good >= 4 * MiB  # the big file, whole, from the good hub
+    for node in ray_cluster.nodes[:2]:
+        blob = node.hub_cache / "models--org--late-good" / "snapshots" / repo.head()
+        assert (blob / "model.safetensors").read_bytes() == repo.content("model.safetensors")

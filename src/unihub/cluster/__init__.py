@@ -53,8 +53,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UnihubError, from_oserror
 from ..progress import make_reporter
@@ -64,6 +64,9 @@ from ..sources import Source
 from ..transfer import Mirror
 from .driver import ClusterReport, NodeReport, check_nodes
 from .node import RunSpec, content_key
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 __all__ = ["ClusterReport", "NodeReport", "run_on_cluster", "snapshot_on_cluster"]
 
@@ -110,25 +113,48 @@ def _choose(ray: Any, nodes: object) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def _resolve(req: Request, settings: Settings) -> tuple[RunSpec, dict[str, list[Mirror]]]:
-    """The plan of a plain call, made once on the driver: the run and each file's mirrors."""
+LateMirrors = Callable[[], dict[str, list[Mirror]] | None]
+
+
+def _resolve(
+    req: Request, session: Session
+) -> tuple[RunSpec, dict[str, list[Mirror]], LateMirrors]:
+    """The plan of a plain call, made once on the driver: the run, each file's mirrors, and
+    the rescue a plain call has when a transfer failed (:func:`~unihub.plan.late_mirrors`):
+    a call that waits for the sources still listing when the plan was made (a slow probe on
+    a loaded machine) and gives each file's mirrors again when one of them joined, else None.
+    ``session`` stays open for that rescue while the run lasts."""
     from .. import pipeline
-    from ..plan import await_mirrors, drop_refusing, mirrors_for
-    from ..session import Session
+    from ..plan import await_mirrors, drop_refusing, late_mirrors, mirrors_for
+
+    def each_files_mirrors() -> dict[str, list[Mirror]]:
+        mirrors: dict[str, list[Mirror]] = {}
+        for f in files:
+            mirrors.setdefault(content_key(f), mirrors_for(plan, f))
+        return mirrors
 
     try:
-        with Session(settings, token=req.token) as session:
-            plan = pipeline.plan(req, session)
-            files = pipeline.select(plan.manifest, req.include, req.exclude, None)
-            await_mirrors(plan, session, sum(f.size for f in files))
-            drop_refusing(plan, files)
-            mirrors: dict[str, list[Mirror]] = {}
-            for f in files:
-                mirrors.setdefault(content_key(f), mirrors_for(plan, f))
+        plan = pipeline.plan(req, session)
+        files = pipeline.select(plan.manifest, req.include, req.exclude, None)
+        await_mirrors(plan, session, sum(f.size for f in files))
+        drop_refusing(plan, files)
+        mirrors = each_files_mirrors()
     except OSError as exc:
         if isinstance(exc, UnihubError):
             raise
         raise from_oserror(exc, repo_id=req.hf_id) from exc
+
+    def late() -> dict[str, list[Mirror]] | None:
+        try:
+            if not late_mirrors(plan, session):
+                return None
+            drop_refusing(plan, files)
+        except OSError as exc:
+            if isinstance(exc, UnihubError):
+                raise
+            raise from_oserror(exc, repo_id=req.hf_id) from exc
+        return each_files_mirrors()
+
     spec = RunSpec(
         hf_id=req.hf_id,
         repo_type=req.repo_type,
@@ -142,7 +168,7 @@ def _resolve(req: Request, settings: Settings) -> tuple[RunSpec, dict[str, list[
         max_workers=req.max_workers,
         verify=req.verify,
     )
-    return spec, mirrors
+    return spec, mirrors, late
 
 
 def snapshot_on_cluster(
@@ -209,6 +235,7 @@ def run_on_cluster(
     if not isinstance(nodes, (str, int)):
         nodes = list(nodes)  # type: ignore[call-overload]
     check_nodes(nodes)
+    from ..session import Session
     from .driver import Run
 
     ray = _import_ray()
@@ -216,8 +243,10 @@ def run_on_cluster(
     actors: dict[str, Any] = {}
     try:
         _start_actors(ray, nodes, actors)  # their workers start while the driver lists the repo
-        spec, mirrors = _resolve(req, settings)
-        return Run(ray, spec, actors, mirrors, make_reporter(req.progress)).go()
+        with Session(settings, token=req.token) as session:
+            spec, mirrors, late = _resolve(req, session)
+            reporter = make_reporter(req.progress)
+            return Run(ray, spec, actors, mirrors, reporter, late=late).go()
     finally:
         for actor in actors.values():
             with contextlib.suppress(Exception):  # a node already gone

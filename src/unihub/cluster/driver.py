@@ -15,6 +15,10 @@ the repo the same case:
 
 A file that fails its hash on a node has its parts dropped on every node and fetched again from
 one mirror at a time (the engine's rule for a mismatch), up to once per mirror and once more.
+When that is spent, the sources that were still listing when the run started (``late``) are
+waited for, once, as a plain call does after a failed transfer: a file that gained a mirror
+starts its tries again with it (a good source whose listing was slow on a loaded machine
+rescues a corrupt one instead of the run failing).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +91,7 @@ class Run:
         actors: Mapping[str, Any],
         mirrors: Mapping[str, Sequence[Mirror]],
         reporter: Reporter,
+        late: Callable[[], Mapping[str, Sequence[Mirror]] | None] | None = None,
     ) -> None:
         self.ray = ray
         self.spec = spec
@@ -94,6 +99,7 @@ class Run:
         self.alive = set(actors)
         self.mirrors = {k: list(v) for k, v in mirrors.items()}
         self.reporter = reporter
+        self.late = late
         self.reports = {nid: NodeReport(nid) for nid in actors}
         self.first: dict[str, RepoFile] = {}
         for f in spec.files:
@@ -271,7 +277,10 @@ class Run:
         if bad:
             for key in bad:
                 self.attempts[key] = self.attempts.get(key, 0) + 1
-                if self.attempts[key] > len(self.mirrors[key]) + 1:
+            if any(self._spent(key) for key in bad):
+                self._late_mirrors()
+            for key in bad:
+                if self._spent(key):
                     raise IntegrityError(
                         "the file assembled from its parts fails its hash with every mirror",
                         path=self.first[key].path,
@@ -279,6 +288,24 @@ class Run:
                     )
             log.warning("%d file(s) failed the hash: fetching them again", len(bad))
             self._all("drop", sorted(bad))
+
+    def _spent(self, key: str) -> bool:
+        return self.attempts.get(key, 0) > len(self.mirrors[key]) + 1
+
+    def _late_mirrors(self) -> None:
+        """Take in the sources that listed after the run started (module docstring), once: a
+        file with more mirrors than before starts its tries again."""
+        late, self.late = self.late, None
+        fresh = late() if late is not None else None
+        for key, mirrors in (fresh or {}).items():
+            if key in self.mirrors and len(mirrors) > len(self.mirrors[key]):
+                log.warning(
+                    "%s: %d more mirror(s) listed late",
+                    self.first[key].path,
+                    len(mirrors) - len(self.mirrors[key]),
+                )
+                self.mirrors[key] = list(mirrors)
+                self.attempts.pop(key, None)
 
     # ---------- progress ----------
     def _poll(self) -> None:
