@@ -89,7 +89,11 @@ def test_ramp_stops_when_throughput_stops_rising(tmp_path: Path) -> None:
         download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
         peak = hub.stats.peak_connections
     assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
-    assert 4 <= peak <= 10, peak
+    # 8 (the doubling that showed no gain) and a couple of reissued ranges; 16 when the
+    # process was not scheduled for tens of ms of the short first window (a loaded CI
+    # machine: its rate reads low, so the first doubling reads as a gain). A ramp that does
+    # not stop goes on to 27 and more on this link.
+    assert 4 <= peak <= 18, peak
 
 
 def _concurrency_after(hub: FakeHub, fraction: float, rate: float) -> int:
