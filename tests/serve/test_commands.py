@@ -240,6 +240,23 @@ def test_serve_limits_are_command_line_options() -> None:
     assert opts.show_upstream
     defaults = _serve_opts(_parser().parse_args(["serve"]))
     assert defaults.max_connections is None and not defaults.show_upstream
+    assert defaults.patience == 30.0
+
+
+def test_runs_own_server_is_quick_to_give_up_on_a_hub_unless_told_otherwise(
+    tmp_path: Path,
+) -> None:
+    """The server of ``unihub run`` (and ``patch()``) answers a dead hub within seconds, but
+    an ``--upstream-timeout`` the user gives is kept, not capped (a slow hub is not dead)."""
+    from unihub.cli import _parser, _serve_opts
+
+    def one_client(*argv: str) -> float:
+        opts = _serve_opts(_parser().parse_args(["run", *argv, "--", "true"]))
+        return float(opts.for_one_client(tmp_path).patience)
+
+    assert one_client() == 6.0
+    assert one_client("--upstream-timeout", "40") == 40.0  # was capped to 6
+    assert one_client("--upstream-timeout", "2") == 2.0
 
 
 def test_the_commands_timeouts_and_the_servers_hold_of_a_head() -> None:

@@ -17,7 +17,14 @@ from ..models import RepoType
 from ..sources import Source
 from ..units import parse_rate, parse_size
 
-__all__ = ["IN_PROCESS_HEADER", "ServeOptions", "rate_option", "size_option"]
+__all__ = [
+    "IN_PROCESS_HEADER",
+    "ONE_CLIENT_UPSTREAM_TIMEOUT",
+    "SHARED_UPSTREAM_TIMEOUT",
+    "ServeOptions",
+    "rate_option",
+    "size_option",
+]
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
 
@@ -36,6 +43,7 @@ def size_option(text: str | None) -> int | None:
 # bound as a single download's (Limits.connections), stated here as the server's default
 LAB_CONNECTIONS = 32
 # seconds a hub has to answer a server for one client: a first byte after 3 s still comes
+SHARED_UPSTREAM_TIMEOUT = 30.0  # ServeOptions.upstream_timeout unless set
 ONE_CLIENT_UPSTREAM_TIMEOUT = 6.0
 IN_PROCESS_HEADER = "X-Unihub-In-Process"  # see ServeOptions.in_process_token
 
@@ -96,6 +104,10 @@ class ServeOptions:
       do not send it, are served as ``unihub run`` serves its command.
     - ``max_upstream_rate``: bytes/s for all upstream fetches of the server together (one
       token bucket, :mod:`unihub.transfer.ratelimit`); None: ``UNIHUB_MAX_RATE``, else no cap.
+    - ``upstream_timeout``: seconds a hub has for its first answer when it is the only source
+      (or every one was silent): :data:`SHARED_UPSTREAM_TIMEOUT` unless set; the servers of
+      ``patch()`` and ``unihub run`` take :data:`ONE_CLIENT_UPSTREAM_TIMEOUT` unless it is set
+      (:meth:`for_one_client`). :attr:`patience` is the value in force.
     """
 
     host: str = "127.0.0.1"
@@ -114,7 +126,7 @@ class ServeOptions:
     head_hold: float = 45.0
     range_hold: float | None = None
     in_process_token: str | None = None
-    upstream_timeout: float = 30.0
+    upstream_timeout: float | None = None
     unreachable_for: float = 30.0
     show_upstream: bool = False
     header_timeout: float = 10.0
@@ -122,6 +134,11 @@ class ServeOptions:
     max_header_bytes: int = 64 * 1024
     max_connections: int | None = None
     send_timeout: float = 60.0
+
+    @property
+    def patience(self) -> float:
+        """``upstream_timeout``, or its default when it is not set."""
+        return SHARED_UPSTREAM_TIMEOUT if self.upstream_timeout is None else self.upstream_timeout
 
     def for_one_client(
         self,
@@ -152,7 +169,11 @@ class ServeOptions:
             access_log=False,
             head_prefetch=False,
             show_upstream=True,
-            upstream_timeout=min(self.upstream_timeout, ONE_CLIENT_UPSTREAM_TIMEOUT),
+            upstream_timeout=(
+                ONE_CLIENT_UPSTREAM_TIMEOUT
+                if self.upstream_timeout is None
+                else self.upstream_timeout  # set explicitly: kept
+            ),
         )
 
     max_upstream_rate: float | None = None
@@ -166,8 +187,9 @@ class ServeOptions:
             raise ConfigError(f"max_header_bytes must be >= 1024, not {self.max_header_bytes!r}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ConfigError(f"max_connections must be >= 1, not {self.max_connections!r}")
+        if self.upstream_timeout is not None and not self.upstream_timeout > 0:
+            raise ConfigError(f"upstream_timeout must be positive, not {self.upstream_timeout!r}")
         for name in (
-            "upstream_timeout",
             "unreachable_for",
             "header_timeout",
             "keep_alive",

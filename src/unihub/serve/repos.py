@@ -148,7 +148,7 @@ class Repos:
         self._derived: dict[tuple[str, str, str], str] = {}  # derived commit -> revision
         self.reach = Reachability(options.unreachable_for)
         t = settings.timeouts
-        wait = max(options.upstream_timeout, t.probe)
+        wait = max(options.patience, t.probe)
         self._patient_settings = settings.evolve(
             timeouts=t.evolve(probe=wait, first_contact=wait, read=max(t.read, wait))
         )
