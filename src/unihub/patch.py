@@ -218,7 +218,7 @@ def _restore_huggingface_hub() -> None:
     constants.HUGGINGFACE_CO_URL_TEMPLATE = saved["HUGGINGFACE_CO_URL_TEMPLATE"]
     if "api.endpoint" in saved:
         hf_api.api.endpoint = saved["api.endpoint"]
-    for name, value in [("HF_ENDPOINT", saved["env"]), *saved["timeouts"].items()]:
+    for name, value in [("HF_ENDPOINT", saved["env"]), *saved.get("timeouts", {}).items()]:
         if value is None:
             os.environ.pop(name, None)
         else:

@@ -42,8 +42,8 @@ def size_option(text: str | None) -> int | None:
 # per upstream file, at most (the engine's ramp opens fewer where more do not pay): the same
 # bound as a single download's (Limits.connections), stated here as the server's default
 LAB_CONNECTIONS = 32
-# seconds a hub has to answer a server for one client: a first byte after 3 s still comes
 SHARED_UPSTREAM_TIMEOUT = 30.0  # ServeOptions.upstream_timeout unless set
+# seconds a hub has to answer a server for one client: a first byte after 3 s still comes
 ONE_CLIENT_UPSTREAM_TIMEOUT = 6.0
 IN_PROCESS_HEADER = "X-Unihub-In-Process"  # see ServeOptions.in_process_token
 
@@ -153,7 +153,8 @@ class ServeOptions:
         blobs written into ``client_cache`` on the client's ``HEAD`` (no prefetch into the
         server's own cache; a ``HEAD`` held at most ``head_hold`` seconds, see the class
         docstring), errors naming the sources, and a dead hub failing the call within
-        seconds (:data:`ONE_CLIENT_UPSTREAM_TIMEOUT`) rather than the lab server's patience."""
+        seconds (:data:`ONE_CLIENT_UPSTREAM_TIMEOUT`, unless ``upstream_timeout`` was set)
+        rather than the lab server's patience."""
         return replace(
             self,
             host="127.0.0.1",
