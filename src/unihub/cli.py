@@ -205,12 +205,7 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     )
     limits = p.add_argument_group("limits (docs/serve.md)")
     for flag, kind, default, text in (
-        (
-            "--upstream-timeout",
-            float,
-            None,
-            "seconds a hub has for its first answer (30; 6 for run's own server)",
-        ),
+        ("--upstream-timeout", float, None, "seconds a hub has to first answer (30; run: 6)"),
         ("--unreachable-for", float, 30.0, "seconds a silent or refusing hub is left out (30)"),
         ("--header-timeout", float, 10.0, "seconds a client has to send its request head (10)"),
         ("--keep-alive", float, 15.0, "seconds an idle client connection stays open (15)"),
