@@ -542,6 +542,33 @@ def test_listing_deadline_lets_a_live_source_finish_a_long_listing(
     assert r_slow.status == "timeout" and "did not finish listing" in (r_slow.reason or "")
 
 
+def test_a_listing_cut_by_its_own_request_reads_as_the_listing_deadline(
+    fake_hub_factory: Factory,
+) -> None:
+    """The worker's request times out at the listing deadline too; read late (a loaded
+    machine), its result must say the same as the waiter would have."""
+    from unihub.probing.run import start_probe
+    from unihub.session import Session
+    from unihub.sources import parse_source
+
+    many = FakeRepo(HF_ID, files={f"shard-{i:02d}.json": f"{i}" for i in range(24)})
+    slow_lister = fake_hub_factory("hf", repos=[many], page_size=2, latency=0.1)  # ~1.3 s
+    with Session(Settings()) as session:
+        run = start_probe(
+            session,
+            HF_ID,
+            [parse_source(slow_lister.source)],
+            repo_type="model",
+            revision=None,
+            deadline=0.5,
+            listing_deadline=0.8,
+        )
+        time.sleep(2.0)  # the worker has ended on its own request's timeout by now
+        (r,) = run.snapshot()
+    assert r is not None and r.status == "timeout"
+    assert "did not finish listing within 0.8 s" in (r.reason or "")
+
+
 def test_statuses_come_from_types_and_kinds_not_words() -> None:
     from unihub.errors import (
         AuthRequiredError,

@@ -250,6 +250,10 @@ class ProbeRun:
                 list_until=self._list_until,
                 on_answer=self._answered[index].set,
             )
+            if result.status == "timeout" and self._cut_by_listing_deadline(index):
+                # Its own request timed out at the listing deadline, a hair before the
+                # waiter would have said so: the same verdict, in the same words.
+                result = _late(task, self.deadline, self.listing_deadline)
             with self._done:
                 self._results[index] = result
                 self._done.notify_all()
@@ -263,6 +267,11 @@ class ProbeRun:
     def sources(self) -> list[Source]:
         """The sources, in the order of the results."""
         return [t.source for t in self.tasks]
+
+    def _cut_by_listing_deadline(self, index: int) -> bool:
+        """Whether task ``index`` answered and ran past ``deadline`` into the listing one."""
+        extended = self._list_until is not None and self._answered[index].is_set()
+        return extended and time.monotonic() >= self._stop_at
 
     def _expiry(self, index: int) -> float:
         if self._list_until is not None and self._answered[index].is_set():
