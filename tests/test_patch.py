@@ -3,6 +3,7 @@ through unihub (every source, id mapping, the engine) and answer like huggingfac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -269,3 +270,49 @@ def test_every_source_unreachable_fails_fast_naming_them(
             while exc is not None:  # huggingface_hub keeps the server's answer as the cause
                 text, exc = text + str(exc), exc.__cause__
             assert not named or all(h.endpoint.split("//")[1] in text for h in (hf, ms)), text
+
+
+def test_a_forced_download_the_token_may_not_read_fails_as_it_does_direct(
+    fake_hub_factory: Factory, tmp_path: Path
+) -> None:
+    """force_download=True of a gated file, cached before with a good token, must fail without
+    one (huggingface_hub's ValueError), not quietly return the cached copy."""
+    repo = FakeRepo("org/gated", files={"config.json": CONFIG})
+    hf = fake_hub_factory("hf", repos=[repo], gated=["org/gated"], tokens=["good-token"])
+    outcomes = []
+    for cache, patched in ((tmp_path / "direct", False), (tmp_path / "patched", True)):
+        endpoint = None if patched else hf.endpoint
+        with (
+            unihub.patch(sources=[hf.source], progress=False)
+            if patched
+            else contextlib.nullcontext()
+        ):
+            huggingface_hub.hf_hub_download(
+                "org/gated", "config.json", cache_dir=cache, token="good-token", endpoint=endpoint
+            )
+            for token in (False, "bad-token"):
+                with pytest.raises(ValueError, match="Force download failed") as got:
+                    huggingface_hub.hf_hub_download(
+                        "org/gated", "config.json", cache_dir=cache, token=token,
+                        endpoint=endpoint, force_download=True,
+                    )  # fmt: skip
+                outcomes.append(type(got.value.__cause__))
+    assert outcomes[:2] == outcomes[2:]
+
+
+def test_an_up_to_date_local_dir_is_left_as_it_is(
+    fake_hub_factory: Factory, tmp_path: Path
+) -> None:
+    """A second snapshot_download(local_dir=...) rewrites nothing, as huggingface_hub does
+    not (the same metadata, to the byte and the mtime)."""
+    hf = fake_hub_factory("hf", repos=[_repo()])
+    local = tmp_path / "local"
+    with unihub.patch(sources=[hf.source], progress=False):
+        huggingface_hub.snapshot_download(HF_ID, local_dir=local)
+        meta = local / ".cache/huggingface/download"
+        before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in meta.rglob("*.metadata")}
+        assert len(before) == 2
+        huggingface_hub.snapshot_download(HF_ID, local_dir=local)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in meta.rglob("*.metadata")} == before
+    unihub.snapshot(HF_ID, sources=[hf.source], local_dir=local, progress=False)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in meta.rglob("*.metadata")} == before

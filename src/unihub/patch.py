@@ -286,8 +286,10 @@ def _layout(a: dict[str, Any]) -> CacheLayout | LocalDirLayout:
 
 
 def _write(a: dict[str, Any], paths: Callable[[Any], list[str]]) -> bool:
-    """Materialize the files ``paths(view)`` names; whether it ran (errors are left for the
-    client's own call to meet, in huggingface_hub's words)."""
+    """Materialize the files ``paths(view)`` names; whether any was fetched now (errors, and
+    a repo the call's token may not read, are left for the client's own call to meet, in
+    huggingface_hub's words: a forced download of a gated file must fail as it does direct,
+    not find the copy cached before)."""
     from .serve.materialize import materialize
 
     try:
@@ -298,7 +300,7 @@ def _write(a: dict[str, Any], paths: Callable[[Any], list[str]]) -> bool:
         files = [view.files[p] for p in paths(view) if p in view.files]
         if not files:
             return False
-        materialize(
+        fetched = materialize(
             _state.core.repos,
             view,
             files,
@@ -306,7 +308,7 @@ def _write(a: dict[str, Any], paths: Callable[[Any], list[str]]) -> bool:
             force=bool(a.get("force_download")),
             progress=_state.progress,
         )
-        return True
+        return bool(fetched)
     except (ue.UnihubError, OSError, ValueError) as exc:  # OSError: no token for token=True
         log.debug("unihub.patch(): %s left to huggingface_hub: %s", a.get("repo_id"), exc)
         return False

@@ -219,10 +219,14 @@ class LocalDirLayout:
         if etag is None:  # small regular file listed without git oid: compute it
             etag = git_blob_sha1(final)
             self._blob_ids[f.path] = etag
+        meta_path = self._meta_paths.get(f.path) or self.metadata_path(f.path)
+        if target.present:  # up to date already: left as is, as huggingface_hub leaves it
+            current = read_metadata(meta_path, final)
+            if current is not None and (current.commit, current.etag) == (target.commit, etag):
+                return final
         # No file lock: huggingface_hub locks because it writes in place; an atomic replace
         # leaves readers either the old or the new metadata, and saves a lock file per file.
         meta = f"{target.commit}\n{etag}\n{time.time()}\n"
-        meta_path = self._meta_paths.get(f.path) or self.metadata_path(f.path)
         path = self._publish_folders.ready(meta_path, f.path)
         replace_with(path, meta.encode("utf-8"))
         return final
