@@ -9,7 +9,8 @@
     │   ├── RevisionNotFoundError
     │   ├── EntryNotFoundError (FileNotFoundError)
     │   ├── AuthRequiredError (PermissionError)    private repo or bad token
-    │   │   └── GatedRepoError                     gated: accept the terms, pass a token
+    │   │   ├── GatedRepoError                     gated: accept the terms, pass a token
+    │   │   └── TokenRefusedError                  the hub refused the token itself
     │   ├── UnsafePathError (ValueError)           listing entry escapes the target folder
     │   └── BadResponseError                       HTML block page / captive portal / junk JSON
     ├── SourceUnavailableError (ConnectionError)   could not talk to a source at all; ``.kind``
@@ -55,6 +56,7 @@ __all__ = [
     "RevisionNotFoundError",
     "SourceUnavailableError",
     "StorageError",
+    "TokenRefusedError",
     "TransferError",
     "UnihubError",
     "UnsafePathError",
@@ -158,6 +160,11 @@ class AuthRequiredError(HubError, PermissionError):
 
 class GatedRepoError(AuthRequiredError):
     """The repository is gated: accept its terms on the hub's website and pass a token."""
+
+
+class TokenRefusedError(AuthRequiredError):
+    """The hub refused the token itself (invalid, expired or revoked): every request sent with
+    it fails, a public repository's too. Renew the token, or pass none."""
 
 
 class UnsafePathError(HubError, ValueError):

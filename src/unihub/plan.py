@@ -36,6 +36,7 @@ from .errors import (
     HubError,
     RepoNotFoundError,
     RevisionNotFoundError,
+    TokenRefusedError,
     UnihubError,
     UnsafePathError,
 )
@@ -130,8 +131,12 @@ def _error_for(results: Sequence[ProbeResult], repo_id: str, session: Session) -
             hint="Accept the repo's terms on its hub page and pass a token "
             "(token=, HF_TOKEN or `hf auth login`; MODELSCOPE_API_TOKEN for ModelScope)",
         )
-    if any(isinstance(e, AuthRequiredError) for e in errors):
-        return AuthRequiredError(
+    denied = [e for e in errors if isinstance(e, AuthRequiredError)]
+    if denied:
+        # the token itself refused by every hub that denied: said as such (clients of the
+        # server then get the Hub's own 401, "check the token", not "not found")
+        refused = all(isinstance(e, TokenRefusedError) for e in denied)
+        return (TokenRefusedError if refused else AuthRequiredError)(
             f"access denied ({listed})", repo_id=repo_id, hint=_token_hint(session, results)
         )
     answered = [r for r in results if r.status == "not-found"]

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+from huggingface_hub import HfApi
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
+import unihub
+from unihub.errors import TokenRefusedError
 from unihub.testing import FakeHub, FakeRepo
 
 from .conftest import ServeFactory
@@ -74,3 +77,24 @@ def test_offline_server_serves_a_gated_repo_only_to_tokens_seen_accepted(
     for token in (False, "other-token"):
         with pytest.raises(GatedRepoError):
             _get(offline.url, "org/gated", token, tmp_path / "c4")
+
+
+def test_a_token_the_hub_refuses_is_said_so_not_not_found(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, tmp_path: Path
+) -> None:
+    """huggingface.co answers a stale token with 401 "Invalid credentials", public repos too;
+    clients must be told to fix the token, not that the repo does not exist."""
+    repo = FakeRepo("org/public", files={"w.safetensors": b"w" * 100})
+    hub = fake_hub_factory("hf", repos=[repo], strict_tokens=True, tokens=["good-token"])
+    srv = serve_factory(hub)
+    for url in (hub.endpoint, srv.url):
+        with pytest.raises(HfHubHTTPError) as got:
+            HfApi(endpoint=url).model_info("org/public", token="stale-token")
+        assert type(got.value) is HfHubHTTPError and got.value.response.status_code == 401
+        with pytest.raises(HfHubHTTPError) as got:
+            _get(url, "org/public", "stale-token", tmp_path / "c")
+        assert not isinstance(got.value, RepositoryNotFoundError)
+    with pytest.raises(TokenRefusedError):
+        unihub.snapshot("org/public", sources=[hub.source], token="stale-token",
+                        cache_dir=tmp_path / "u", progress=False)  # fmt: skip
+    assert Path(_get(srv.url, "org/public", "good-token", tmp_path / "c2")).is_file()

@@ -50,3 +50,28 @@ def test_refs_from_modelscope_when_hugging_face_is_blocked(
     main = HfApi(endpoint=srv.url).model_info(HF_ID).sha
     assert ("main", main) in branches and "master" not in {b for b, _ in branches}
     assert [t for t, _ in tags] == ["v1"]
+
+
+def _commits(endpoint: str, revision: str | None = None) -> list[tuple[str, str, list[str]]]:
+    got = HfApi(endpoint=endpoint).list_repo_commits(HF_ID, revision=revision)
+    return [(c.commit_id, c.title, c.authors) for c in got]
+
+
+def test_commits_are_the_hubs(fake_hub_factory: Factory, serve_factory: ServeFactory) -> None:
+    hf = fake_hub_factory("hf", repos=[_repo()])
+    srv = serve_factory(hf)
+    for revision in (None, "dev", "v1"):
+        direct = _commits(hf.endpoint, revision)
+        assert _commits(srv.url, revision) == direct and direct
+    assert len(_commits(srv.url, "dev")) == 2  # the whole history, not the tip alone
+
+
+def test_commits_from_modelscope_are_the_commit_served(
+    fake_hub_factory: Factory, serve_factory: ServeFactory
+) -> None:
+    repo = _repo()
+    hf = fake_hub_factory("hf", repos=[repo], blackhole=True)
+    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)])
+    srv = serve_factory(hf, ms)
+    main = HfApi(endpoint=srv.url).model_info(HF_ID).sha
+    assert [c for c, _, _ in _commits(srv.url)] == [main]

@@ -22,12 +22,12 @@ The token and the HTTP client are the session's (:mod:`unihub.session`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urljoin
 
 from .. import redirects
 from ..errors import (
-    AuthRequiredError,
     BadResponseError,
     EntryNotFoundError,
     Failure,
@@ -35,6 +35,7 @@ from ..errors import (
     RepoNotFoundError,
     RevisionNotFoundError,
     SourceUnavailableError,
+    TokenRefusedError,
     UnihubError,
 )
 from ..models import GIT_OID_RE, SHA256_RE, Manifest, Refs, RepoFile, RepoType, is_commit_sha
@@ -120,36 +121,54 @@ class HuggingFaceHub(HubAdapter):
 
     def _tree(self, repo_id: str, repo_type: RepoType, commit: str) -> list[RepoFile]:
         url = f"{self._api(repo_type, repo_id)}/tree/{quote(commit, safe='')}"
-        params: dict[str, str] | None = {"recursive": "true", "expand": "false"}
         files: dict[str, RepoFile] = {}
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
-            reply = self._get(url, repo_id, params=params)
-            self._check(reply, repo_id, revision=commit)
-            data = parse_json(reply, repo_id=repo_id, source=self.source.name)
-            if not isinstance(data, list):
-                raise BadResponseError(
-                    "tree listing is not a JSON list", repo_id=repo_id, source=self.source.name
-                )
-            for entry in data:
+        params = {"recursive": "true", "expand": "false"}
+        for page in self._pages(url, repo_id, commit, "tree listing", params):
+            for entry in page:
                 repo_file = self._entry(entry, repo_id)
                 if repo_file is not None:
                     self._add(files, repo_file, repo_id)
+        return list(files.values())
+
+    def list_commits(
+        self, repo_id: str, *, repo_type: RepoType = "model", revision: str
+    ) -> list[dict[str, Any]]:
+        """The history up to ``revision``, newest first, as the Hub lists it (``GET
+        /api/{type}s/{id}/commits/{rev}``): entries with an ``id``, ``title``, ``message``,
+        ``authors`` and ``date``; others are left out."""
+        url = f"{self._api(repo_type, repo_id)}/commits/{quote(revision, safe='')}"
+        out: list[dict[str, Any]] = []
+        for page in self._pages(url, repo_id, revision, "commit list", None):
+            out.extend(c for c in map(_commit_entry, page) if c is not None)
+        return out
+
+    def _pages(
+        self, url: str, repo_id: str, revision: str, what: str, params: dict[str, str] | None
+    ) -> Iterator[list[Any]]:
+        """Each page of a paginated JSON list (``Link: rel="next"``, kept on this hub)."""
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            reply = self._get(url, repo_id, params=params)
+            self._check(reply, repo_id, revision=revision)
+            data = parse_json(reply, repo_id=repo_id, source=self.source.name)
+            if not isinstance(data, list):
+                raise BadResponseError(
+                    f"{what} is not a JSON list", repo_id=repo_id, source=self.source.name
+                )
+            yield data
             next_url = reply.links.get("next", {}).get("url")
             if not next_url:
-                return list(files.values())
+                return
             seen.add(reply.url)
             url, params = urljoin(reply.url, next_url), None
             if not same_origin(url, self.source.endpoint) or url in seen:
                 raise BadResponseError(
-                    "tree pagination link leaves the hub or loops",
+                    f"{what} pagination link leaves the hub or loops",
                     repo_id=repo_id,
                     source=self.source.name,
                 )
         raise BadResponseError(
-            f"tree listing has more than {MAX_PAGES} pages",
-            repo_id=repo_id,
-            source=self.source.name,
+            f"{what} has more than {MAX_PAGES} pages", repo_id=repo_id, source=self.source.name
         )
 
     def _entry(self, entry: object, repo_id: str) -> RepoFile | None:
@@ -325,7 +344,7 @@ class HuggingFaceHub(HubAdapter):
         elif message == "Access to this resource is disabled.":
             err = RepoNotFoundError("repository disabled by the hub", **where)
         elif status == 401 and message == "Invalid credentials in Authorization header":
-            err = AuthRequiredError(
+            err = TokenRefusedError(
                 "the token was refused", hint="Check the token (token= or HF_TOKEN)", **where
             )
         elif code == "RepoNotFound" or status == 401:
@@ -357,3 +376,15 @@ class HuggingFaceHub(HubAdapter):
         else:
             err = BadResponseError(f"unexpected HTTP {status}", path=path, **where)
         raise err
+
+
+def _commit_entry(item: object) -> dict[str, Any] | None:
+    """One commit of the Hub's list, its documented fields only (None if one is missing)."""
+    if not isinstance(item, dict):
+        return None
+    fields = {k: item.get(k) for k in ("id", "title", "message", "date")}
+    authors = item.get("authors")
+    if not all(isinstance(v, str) for v in fields.values()) or not isinstance(authors, list):
+        return None
+    users = [a["user"] for a in authors if isinstance(a, dict) and isinstance(a.get("user"), str)]
+    return {**fields, "authors": [{"user": u} for u in users]}

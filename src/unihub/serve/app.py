@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote_to_bytes, urlencode
+from urllib.parse import unquote_to_bytes, urlencode
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -45,7 +45,16 @@ from ..models import RepoFile, RepoType
 from ..settings import Settings
 from .blobs import Aborted, first_bytes, stream, wait_done
 from .core import ServeCore
-from .hfapi import error_answer, file_headers, paths_info, refs, repo_info, tree_entries
+from .hfapi import (
+    commits,
+    error_answer,
+    file_headers,
+    paths_info,
+    refs,
+    repo_info,
+    tree_entries,
+    wanted_paths,
+)
 from .materialize import materialize
 from .options import IN_PROCESS_HEADER, ServeOptions
 from .ranges import UNSATISFIABLE, parse_range
@@ -314,27 +323,20 @@ class ServeApp:
             view = await self._view(request, repo_type, repo_id, None)
             listed = await anyio.to_thread.run_sync(self.repos.refs, view)
             return "refs", _json(refs(view, listed))
+        if method in ("GET", "HEAD") and len(tail) == 2 and tail[0] == "commits":
+            view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
+            history = await anyio.to_thread.run_sync(self.repos.commits, view)
+            return "commits", _json(commits(view, history))
         if method in ("GET", "HEAD") and len(tail) >= 2 and tail[0] == "tree":
             view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
             return "tree", self._tree(request, view, _text("/".join(tail[2:])))
         if method == "POST" and len(tail) == 2 and tail[0] == "paths-info":
             view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
-            return "paths-info", _json(paths_info(view, await self._wanted_paths(request)))
+            wanted = wanted_paths(await request.body(), request.headers.get("content-type", ""))
+            return "paths-info", _json(paths_info(view, wanted))
         if method not in ("GET", "HEAD"):
             return "other", _json({"error": "read-only mirror"}, 405)
         return "other", _json({"error": "Not Found"}, 404)
-
-    @staticmethod
-    async def _wanted_paths(request: Request) -> list[str]:
-        body = await request.body()
-        if "json" in request.headers.get("content-type", ""):
-            data = json.loads(body or b"{}")
-            paths = data.get("paths", []) if isinstance(data, dict) else []
-        else:
-            paths = parse_qs(body.decode(), keep_blank_values=True).get("paths", [])
-        if isinstance(paths, str):
-            paths = [paths]
-        return [p for p in paths if isinstance(p, str)]
 
     def _tree(self, request: Request, view: RepoView, path: str | None) -> Response:
         recursive = request.query_params.get("recursive", "false").lower() in ("true", "1")

@@ -11,9 +11,10 @@ into ``RepositoryNotFoundError``, ``RevisionNotFoundError``, ``EntryNotFoundErro
 from __future__ import annotations
 
 import hashlib
+import json
 import mimetypes
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from ..errors import (
     AuthRequiredError,
@@ -25,6 +26,7 @@ from ..errors import (
     RepoNotFoundError,
     RevisionNotFoundError,
     SourceUnavailableError,
+    TokenRefusedError,
     UnihubError,
     UnsafePathError,
 )
@@ -34,6 +36,7 @@ from .repos import RepoBlockedError, RepoView
 from .upstream import UpstreamUnreachableError
 
 __all__ = [
+    "commits",
     "error_answer",
     "file_entry",
     "file_headers",
@@ -41,6 +44,7 @@ __all__ = [
     "refs",
     "repo_info",
     "tree_entries",
+    "wanted_paths",
 ]
 
 _DATE = "1970-01-01T00:00:00.000Z"
@@ -88,6 +92,27 @@ def refs(view: RepoView, listed: Refs | None) -> dict[str, Any]:
         "converts": [],
         "tags": entries(listed.tags, "tags"),
     }
+
+
+def wanted_paths(body: bytes, content_type: str) -> list[str]:
+    """The ``paths`` of a ``POST .../paths-info/{rev}`` body (JSON or form-encoded)."""
+    if "json" in content_type:
+        data = json.loads(body or b"{}")
+        paths = data.get("paths", []) if isinstance(data, dict) else []
+    else:
+        paths = parse_qs(body.decode(), keep_blank_values=True).get("paths", [])
+    if isinstance(paths, str):
+        paths = [paths]
+    return [p for p in paths if isinstance(p, str)]
+
+
+def commits(view: RepoView, listed: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """``GET /api/{models,datasets}/{id}/commits/{rev}`` (huggingface_hub's
+    ``list_repo_commits``): the history the hub listed, or, when it could not say (ModelScope),
+    the one commit served."""
+    if listed is not None:
+        return listed
+    return [{"id": view.commit, "title": "", "message": "", "authors": [], "date": _DATE}]
 
 
 def _folder_entry(view: RepoView, path: str) -> dict[str, Any]:
@@ -188,6 +213,8 @@ def error_answer(exc: BaseException, *, has_token: bool) -> tuple[int, str | Non
         return 403, "RepoNotFound", msg
     if isinstance(exc, GatedRepoError):
         return (403 if has_token else 401), "GatedRepo", msg
+    if isinstance(exc, TokenRefusedError):  # the Hub's own words: clients say "check the token"
+        return 401, None, "Invalid credentials in Authorization header"
     if isinstance(exc, AuthRequiredError):
         return (404 if has_token else 401), "RepoNotFound", msg
     if isinstance(exc, RepoNotFoundError):
