@@ -65,3 +65,28 @@ def test_corrupt_mirror_chunks_refetched_from_primary(tmp_path: Path) -> None:
     assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
     assert from_corrupt > 0  # it was used, then blamed
     assert from_primary < SIZE + from_corrupt + 1 * MiB  # only its chunks were fetched again
+
+
+def test_the_try_after_a_stall_goes_to_the_other_mirror(tmp_path: Path) -> None:
+    """A small file (one request) whose first mirror stalls mid-body: the second try goes to
+    the healthy mirror, not three more read timeouts on the stalled one."""
+    small = "config.json"
+    repo = FakeRepo("org/name", files={small: b"x" * 40_000})
+    info = repo.files()[small]
+    with (
+        FakeHub("hf", repos=[repo], faults=Faults(stall=1.0)) as stalled,
+        FakeHub("hf", repos=[repo]) as good,
+    ):
+        job = FileJob(
+            dest=tmp_path / small,
+            size=info.size,
+            sha256=info.sha256,
+            mirrors=[
+                Mirror(url_of(h, repo, small), source=s) for h, s in ((stalled, "a"), (good, "b"))
+            ],
+            label=small,
+        )
+        download_files([job], progress=False, options=FAST)
+        stalled_gets = [r for r in stalled.stats.requests if r.method == "GET"]
+    assert (tmp_path / small).read_bytes() == repo.content(small)
+    assert len(stalled_gets) == 1

@@ -1,8 +1,10 @@
 """The mirrors of one file, and the one rotation rule for small and large files.
 
 - Choice: the best measured bytes/s per active connection (an unmeasured mirror counts as the
-  best known one, so it gets tried). The choice is per file (its own lock): concurrent files
-  and concurrent ``snapshot()`` calls never wait for each other here.
+  best known one, so it gets tried), divided by one plus the mirror's failures in a row: the
+  try after a failure goes to another mirror as good, while a much faster one keeps its lead
+  over a transient error. The choice is per file (its own lock): concurrent files and
+  concurrent ``snapshot()`` calls never wait for each other here.
 - Failure: a mirror that failed ``retry.mirror_failures`` times in a row, or in a way a retry
   cannot mend, is dropped for the file while others remain (the last one is never dropped:
   the retry budget decides then).
@@ -94,7 +96,7 @@ class Mirrors:
 
             def score(m: MirrorState) -> float:
                 rate = m.rate()
-                return (rate if rate is not None else default) / (m.active + 1)
+                return (rate if rate is not None else default) / (m.active + 1) / (1 + m.failures)
 
             best = max(alive, key=score)  # the first of equals: priority order breaks ties
             with best.lock:
