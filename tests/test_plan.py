@@ -9,7 +9,13 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
-from unihub.errors import AuthRequiredError, ConfigError, GatedRepoError, RevisionNotFoundError
+from unihub.errors import (
+    AllSourcesFailedError,
+    AuthRequiredError,
+    ConfigError,
+    GatedRepoError,
+    RevisionNotFoundError,
+)
 from unihub.plan import await_mirrors, drop_refusing, make_plan, mirrors_for
 from unihub.probe import probe
 from unihub.session import Session
@@ -210,3 +216,19 @@ def test_open_repo_needs_no_access_check_but_gated_one_does(fake_hub_factory: Fa
         heads = [r for r in hub.stats.requests if r.method == "HEAD"]
         assert bool(heads) is checked, hub.stats.requests
         session.close()
+
+
+def test_every_source_silent_says_how_to_wait_longer(
+    fake_hub_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub slower to answer than the probe deadline looks blocked; the error says which
+    setting lets it answer, and with it raised the same hub lists."""
+    slow = fake_hub_factory("hf", repos=[FakeRepo(HF_ID, files={"config.json": "{}"})], latency=1.2)
+    monkeypatch.setenv("UNIHUB_PROBE_TIMEOUT", "0.6")
+    with pytest.raises(AllSourcesFailedError) as got:
+        plan_for([slow.source])
+    assert "UNIHUB_PROBE_TIMEOUT" in (got.value.hint or "") and "0.6 s" in (got.value.hint or "")
+    monkeypatch.setenv("UNIHUB_PROBE_TIMEOUT", "5")
+    session, plan = plan_for([slow.source])
+    session.close()
+    assert plan.manifest.files[0].path == "config.json"  # type: ignore[attr-defined]

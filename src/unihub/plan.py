@@ -148,12 +148,15 @@ def _error_for(results: Sequence[ProbeResult], repo_id: str, session: Session) -
             repo_id=repo_id,
             hint="Check the id and revision; pass a token if the repo is private",
         )
-    return AllSourcesFailedError(
-        "every source failed",
-        reasons=reasons,
-        repo_id=repo_id,
-        hint="Check your network or proxy, or pass sources=/--source to pick hubs that work",
-    )
+    hint = "Check your network or proxy, or pass sources=/--source to pick hubs that work"
+    if results and all(r.status == "timeout" for r in results):
+        # blocked, or a link slow to answer: the two look alike until a first answer comes
+        probe = session.settings.timeouts.probe
+        hint = (
+            f"No source answered within {probe:g} s: on a slow link (satellite, a far mirror) "
+            f"raise UNIHUB_PROBE_TIMEOUT (e.g. 15); else {hint[0].lower()}{hint[1:]}"
+        )
+    return AllSourcesFailedError("every source failed", reasons=reasons, repo_id=repo_id, hint=hint)
 
 
 def _truth_index(
