@@ -232,3 +232,16 @@ def test_every_source_silent_says_how_to_wait_longer(
     session, plan = plan_for([slow.source])
     session.close()
     assert plan.manifest.files[0].path == "config.json"  # type: ignore[attr-defined]
+
+
+def test_a_modelscope_id_given_as_such_is_not_called_an_unconfirmed_mapping(
+    fake_hub_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    ms = fake_hub_factory("ms", repos=[FakeRepo(MS_ID, files={"config.json": "{}"})])
+    for given, warned in ((f"ms:{MS_ID}", False), (HF_ID, True)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="unihub"), Session(Settings()) as session:
+            chosen = resolve_sources([ms.source], session.settings)
+            make_plan(given, session=session, sources=chosen, repo_type="model", revision=None)
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any("unconfirmed" in r.getMessage() for r in warnings) is warned

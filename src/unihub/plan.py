@@ -42,6 +42,7 @@ from .errors import (
 )
 from .hubs.base import Hub
 from .hubs.registry import REFERENCE, spec
+from .ids import parse_repo_ref
 from .models import Manifest, RepoFile, RepoType
 from .probing import ProbeResult, ProbeRun, rank, start_probe
 from .probing.compare import annotate
@@ -254,7 +255,9 @@ def make_plan(
             "a branch or tag",
         )
     confirmed: bool | None = None
-    if truth.source.protocol != REFERENCE:
+    if truth.source.protocol != REFERENCE and parse_repo_ref(repo_id)[0] == truth.source.protocol:
+        logger.info("using %s's listing of %s, the id given", truth.source, truth.repo_id)
+    elif truth.source.protocol != REFERENCE:
         logger.warning(
             "no Hugging Face-protocol source answered for %s: using %s's listing of %s "
             "(mapping unconfirmed by hashes)",

@@ -33,7 +33,9 @@ def test_up_front_disk_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         jobs = [job_for(hub, repo, p, tmp_path) for p in ("a.bin", "b.bin")]
         with pytest.raises(DiskSpaceError) as info:
             download_files(jobs, progress=False, options=FAST)
-    assert "missing 3.1 MB" in str(info.value)  # 12 MiB + 1 MiB margin - 10 MiB free
+    # the figures add up: 12 MiB to write + 1 MiB kept free - 10 MiB free
+    assert "need 13.6 MB (12.6 MB to write and 1.0 MB kept free)" in str(info.value)
+    assert "free 10.5 MB, missing 3.1 MB" in str(info.value)
     assert hub.stats.requests == []
 
 

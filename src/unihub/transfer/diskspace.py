@@ -42,9 +42,10 @@ def check_free_space(needs: Iterable[tuple[Path, int]]) -> None:
             continue
         free = shutil.disk_usage(where).free
         if free < remaining + MARGIN:
-            missing = remaining + MARGIN - free
+            need = remaining + MARGIN  # what is said adds up: missing = need - free
             raise DiskSpaceError(
-                f"not enough disk space in {where}: need {human_size(remaining)}, "
-                f"free {human_size(free)}, missing {human_size(missing)}",
+                f"not enough disk space in {where}: need {human_size(need)} "
+                f"({human_size(remaining)} to write and {human_size(MARGIN)} kept free), "
+                f"free {human_size(free)}, missing {human_size(need - free)}",
                 hint="Free some space or choose another folder",
             )
