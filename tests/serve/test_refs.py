@@ -1,5 +1,6 @@
-"""``list_repo_refs`` through ``unihub serve``: the hub's branches and tags, as the hub gives
-them; from ModelScope, in Hugging Face's words (``master`` is ``main``)."""
+"""``list_repo_refs`` and ``list_repo_commits`` through ``unihub serve``: the hub's branches,
+tags and history, as the hub gives them; from ModelScope, in Hugging Face's words (``master``
+is ``main``; the history is the commit served)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def test_refs_are_the_hubs(fake_hub_factory: Factory, serve_factory: ServeFactor
     assert {b for b, _ in branches} == {"main", "dev"} and [t for t, _ in tags] == ["v1"]
 
 
-def test_refs_from_modelscope_when_hugging_face_is_blocked(
+def test_refs_and_commits_from_modelscope_when_hugging_face_is_blocked(
     fake_hub_factory: Factory, serve_factory: ServeFactory
 ) -> None:
     repo = _repo()
@@ -50,6 +51,8 @@ def test_refs_from_modelscope_when_hugging_face_is_blocked(
     main = HfApi(endpoint=srv.url).model_info(HF_ID).sha
     assert ("main", main) in branches and "master" not in {b for b, _ in branches}
     assert [t for t, _ in tags] == ["v1"]
+    # ModelScope's commits are its own: the history is the one commit served
+    assert [c for c, _, _ in _commits(srv.url)] == [main]
 
 
 def _commits(endpoint: str, revision: str | None = None) -> list[tuple[str, str, list[str]]]:
@@ -64,14 +67,3 @@ def test_commits_are_the_hubs(fake_hub_factory: Factory, serve_factory: ServeFac
         direct = _commits(hf.endpoint, revision)
         assert _commits(srv.url, revision) == direct and direct
     assert len(_commits(srv.url, "dev")) == 2  # the whole history, not the tip alone
-
-
-def test_commits_from_modelscope_are_the_commit_served(
-    fake_hub_factory: Factory, serve_factory: ServeFactory
-) -> None:
-    repo = _repo()
-    hf = fake_hub_factory("hf", repos=[repo], blackhole=True)
-    ms = fake_hub_factory("ms", repos=[repo.renamed(MS_ID)])
-    srv = serve_factory(hf, ms)
-    main = HfApi(endpoint=srv.url).model_info(HF_ID).sha
-    assert [c for c, _, _ in _commits(srv.url)] == [main]
