@@ -172,9 +172,13 @@ def test_token_false_sends_no_modelscope_token(
 # -- hostile 10 and 8: malformed source URLs, credentials in source URLs ------------------
 
 
-def test_malformed_source_url_is_a_config_error() -> None:
+@pytest.mark.parametrize(
+    "bad", ["hf=http://[::1", "hf=http://a b", "hf=http://a<b", "ms=http://127.0.0.1:0"]
+)
+def test_malformed_source_url_is_a_config_error(bad: str) -> None:
     with pytest.raises(ConfigError):
-        parse_source("hf=http://[::1")
+        parse_source(bad)
+    assert parse_source("hf=http://[::1]:8080").endpoint == "http://[::1]:8080"
 
 
 def test_credentials_in_a_source_url_are_never_shown(

@@ -59,13 +59,16 @@ def _split_url(url: str, text: str) -> tuple[str, str | None]:
         raise bad(f"malformed URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not host:
         raise bad(f"not an http(s) URL with a host: {_shown(text)!r}")
+    if any(c.isspace() or not c.isprintable() or c in '<>"{}|\\^`' for c in host):
+        raise bad(f"the host has characters no host name has: {host!r}")
+    if port == 0:
+        raise bad("port 0 (pick the port the hub listens on)")
     auth = None
     if parts.username is not None or parts.password is not None:
         user = unquote(parts.username or "")
         password = unquote(parts.password or "")
         auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     netloc = parts.netloc.rpartition("@")[2]
-    del port
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")).rstrip("/"), auth
 
 
