@@ -5,7 +5,9 @@ a range of a blob still being fetched carries no byte the hash has not checked."
 from __future__ import annotations
 
 import hashlib
+import random
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +83,71 @@ def test_a_blob_being_read_is_not_evicted_and_the_cap_holds_after(
     assert httpx2.get(srv.url + url_b, timeout=60).content == b.content("w.safetensors")
 
 
+def test_a_blob_chosen_for_eviction_is_not_pinned_until_it_is_gone(tmp_path: Path) -> None:
+    """The gap between choosing a victim and deleting it: a reader that pins the blob then
+    must not find it complete and lose it mid-answer; its pin waits, then finds no blob."""
+    from unihub.serve.blobs import BlobStore
+    from unihub.serve.metrics import Metrics
+
+    blob = tmp_path / "models--org--m" / "blobs" / ("a" * 64)
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"x" * 1000)
+    store = BlobStore(tmp_path, max_size=10, metrics=Metrics())
+    store._deleting.acquire()  # the eviction stops between its choice and its deletion
+    evictor = threading.Thread(target=store.make_room, args=(0,))
+    evictor.start()
+    deadline = time.monotonic() + 5
+    while store.try_pin(blob) and time.monotonic() < deadline:
+        store.unpin(blob)  # not chosen yet
+        time.sleep(0.01)
+    assert not store.try_pin(blob)  # chosen: no pin without waiting
+    pinned = threading.Event()
+    reader = threading.Thread(target=lambda: (store.pin(blob), pinned.set()))
+    reader.start()
+    assert not pinned.wait(0.3) and blob.exists()  # the reader waits for the deletion
+    store._deleting.release()
+    evictor.join(5)
+    assert pinned.wait(5) and not blob.exists()  # then pins, and finds it gone (fetches)
+    reader.join(5)
+
+
+def test_readers_racing_evictions_get_every_byte(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, tmp_path: Path
+) -> None:
+    """Twelve clients reading (whole and ranged) eight blobs through a cap smaller than one:
+    every blob is evicted as its last reader ends, while others pin and read it."""
+    size, names = 2 * MB, [f"w{i}.bin" for i in range(8)]
+    repo = FakeRepo("org/m", files=dict.fromkeys(names, size))
+    srv = serve_factory(
+        fake_hub_factory("hf", repos=[repo]), cache_dir=tmp_path / "srv", max_cache_size=MB
+    )
+    failures: list[object] = []
+
+    def client(seed: int) -> None:
+        rnd = random.Random(seed)
+        with httpx2.Client(timeout=60) as http:
+            for _ in range(6):
+                name = rnd.choice(names)
+                first = rnd.randrange(size)
+                ranged = rnd.random() < 0.5
+                headers = {"Range": f"bytes={first}-"} if ranged else {}
+                try:
+                    r = http.get(f"{srv.url}/org/m/resolve/main/{name}", headers=headers)
+                    want = repo.content(name)[first:] if ranged else repo.content(name)
+                    if r.content != want:
+                        failures.append((name, r.status_code, len(r.content)))
+                except httpx2.HTTPError as exc:
+                    failures.append((name, repr(exc)))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert failures == []
+    assert srv.app.metrics.get("unihub_serve_evictions_total") > 0
+
+
 def test_a_range_of_a_corrupt_blob_being_fetched_is_never_a_complete_206(
     fake_hub_factory: Factory, serve_factory: ServeFactory
 ) -> None:
@@ -93,6 +160,7 @@ def test_a_range_of_a_corrupt_blob_being_fetched_is_never_a_complete_206(
     r = httpx2.get(url, headers={"Range": "bytes=0-3999999"}, timeout=60)
     assert r.status_code == 502, (r.status_code, len(r.content))
     assert "mismatch" in r.headers["X-Error-Message"]
+    assert r.headers["Retry-After"] == "10"  # the failure is answered for 10 s, then retried
     assert hub.stats.bytes_total >= 8 * MB  # it did fetch (and check) the whole blob first
 
 

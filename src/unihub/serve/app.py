@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -43,7 +44,7 @@ from ..errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundErro
 from ..layout.cache import CacheLayout
 from ..models import RepoFile, RepoType
 from ..settings import Settings
-from .blobs import Aborted, first_bytes, stream, wait_done
+from .blobs import FAILED_FOR, Aborted, first_bytes, stream, wait_done
 from .core import ServeCore
 from .hfapi import (
     commits,
@@ -280,8 +281,8 @@ class ServeApp:
             headers["X-Error-Code"] = code
         if commit:
             headers["X-Repo-Commit"] = commit
-        if status == 503:
-            headers["Retry-After"] = "5"
+        if status in (502, 503):  # a failed fetch is answered so for FAILED_FOR seconds
+            headers["Retry-After"] = str(math.ceil(FAILED_FOR)) if status == 502 else "5"
         if isinstance(exc, UpstreamUnreachableError):
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return _json({"error": message}, status, headers)
@@ -442,7 +443,8 @@ class ServeApp:
         if view.denied is not None:
             return "resolve", self._error(view.denied, request, view.commit)
         key = self.repos.blob_key(view, f)
-        self.store.pin(key)  # before looking: nothing evicts it between the look and the read
+        if not self.store.try_pin(key):  # before looking: nothing evicts it until unpinned
+            await anyio.to_thread.run_sync(self.store.pin, key)  # once its eviction is over
         try:
             response = await self._file(request, view, f, key)
         except BaseException:

@@ -198,6 +198,11 @@ class BlobStore:
         self._threads: set[threading.Thread] = set()
         self._pins: Counter[Path] = Counter()
         self._lru: OrderedDict[Path, int] = OrderedDict()
+        # blobs chosen for eviction and not deleted yet: a pin or a fetch of one waits until
+        # it is gone (then the reader finds no blob and fetches it), never pins it half-deleted
+        self._evicting: set[Path] = set()
+        self._evicted = threading.Condition(self._lock)
+        self._deleting = threading.Lock()  # one eviction deletes at a time (shared snapshots)
         self._scan()
         metrics.gauge("unihub_serve_inflight_fetches", lambda: len(self._fetches))
         metrics.gauge("unihub_serve_cache_bytes", lambda: self.cached_bytes)
@@ -224,9 +229,20 @@ class BlobStore:
 
     # -- pins: what a reader or a fetch holds is never evicted ---------------------------------
     def pin(self, path: Path) -> None:
-        """``path`` is being read: not evicted until :meth:`unpin` (pins count)."""
+        """``path`` is being read: not evicted until :meth:`unpin` (pins count). If it is
+        being evicted, this waits until it is gone: the caller then finds no blob."""
         with self._lock:
+            self._evicted.wait_for(lambda: path not in self._evicting)
             self._pins[path] += 1
+
+    def try_pin(self, path: Path) -> bool:
+        """:meth:`pin` without waiting (on the event loop): False, and no pin, if ``path`` is
+        being evicted."""
+        with self._lock:
+            if path in self._evicting:
+                return False
+            self._pins[path] += 1
+            return True
 
     def unpin(self, path: Path) -> bool:
         """One pin of ``path`` released; True when the cache is over its cap (the caller then
@@ -262,6 +278,7 @@ class BlobStore:
         """The running fetch of ``key``, or a new one running ``run(fetch)`` in a thread;
         (fetch, whether this call started it)."""
         with self._lock:
+            self._evicted.wait_for(lambda: key not in self._evicting)
             running = self._fetches.get(key) or self._finished.get(key)
             if running is not None and running.error is not None:
                 if time.monotonic() - running.ended < FAILED_FOR:
@@ -337,12 +354,22 @@ class BlobStore:
                     continue
                 total -= self._lru.pop(path)
                 self._finished.pop(path, None)
+                self._evicting.add(path)
                 victims.append(path)
             over = total > self.max_size
         for path in victims:
-            _remove_blob(path)
-            self.metrics.add("unihub_serve_evictions_total")
-            log.info("evicted %s (cache size cap)", path)
+            try:
+                with self._deleting:
+                    _remove_blob(path)
+            except OSError as exc:  # never an answer cut for it: this runs as one ends
+                log.warning("could not evict %s: %s", path, exc)
+            else:
+                self.metrics.add("unihub_serve_evictions_total")
+                log.info("evicted %s (cache size cap)", path)
+            finally:
+                with self._lock:
+                    self._evicting.discard(path)
+                    self._evicted.notify_all()
         if over:
             log.warning(
                 "cache over its cap (%d bytes): everything left is being fetched or served",
