@@ -97,9 +97,8 @@ def test_a_blob_chosen_for_eviction_is_not_pinned_until_it_is_gone(tmp_path: Pat
     evictor = threading.Thread(target=store.make_room, args=(0,))
     evictor.start()
     deadline = time.monotonic() + 5
-    while store.try_pin(blob) and time.monotonic() < deadline:
-        store.unpin(blob)  # not chosen yet
-        time.sleep(0.01)
+    while blob not in store._evicting and time.monotonic() < deadline:
+        time.sleep(0.01)  # not chosen yet (a pin now would keep it from being chosen)
     assert not store.try_pin(blob)  # chosen: no pin without waiting
     pinned = threading.Event()
     reader = threading.Thread(target=lambda: (store.pin(blob), pinned.set()))
