@@ -552,7 +552,7 @@ def test_a_listing_cut_by_its_own_request_reads_as_the_listing_deadline(
     from unihub.sources import parse_source
 
     many = FakeRepo(HF_ID, files={f"shard-{i:02d}.json": f"{i}" for i in range(24)})
-    slow_lister = fake_hub_factory("hf", repos=[many], page_size=2, latency=0.1)  # ~1.3 s
+    slow_lister = fake_hub_factory("hf", repos=[many], page_size=1, latency=0.1)  # ~2.5 s
     with Session(Settings()) as session:
         run = start_probe(
             session,
@@ -560,13 +560,13 @@ def test_a_listing_cut_by_its_own_request_reads_as_the_listing_deadline(
             [parse_source(slow_lister.source)],
             repo_type="model",
             revision=None,
-            deadline=0.5,
-            listing_deadline=0.8,
+            deadline=1.0,  # its first page comes in 0.1 s
+            listing_deadline=1.5,  # its whole listing takes 2.5 s
         )
-        time.sleep(2.0)  # the worker has ended on its own request's timeout by now
+        time.sleep(3.0)  # the worker has ended on its own request's timeout by now
         (r,) = run.snapshot()
     assert r is not None and r.status == "timeout"
-    assert "did not finish listing within 0.8 s" in (r.reason or "")
+    assert "did not finish listing within 1.5 s" in (r.reason or "")
 
 
 def test_statuses_come_from_types_and_kinds_not_words() -> None:
