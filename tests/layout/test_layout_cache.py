@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -343,3 +344,20 @@ def test_stale_staging_files_of_crashed_runs_are_swept(tmp_path: Path) -> None:
     left = sorted(p.name for p in blobs.iterdir())
     # Resumable partials (named by etag) and fresh staging files stay.
     assert left == [f"{'b' * 64}.unihub-partial", f"{'c' * 64}.12345678.unihub-staged"]
+
+
+def test_a_snapshot_folder_removed_between_two_files_is_made_again(tmp_path: Path) -> None:
+    """A server's cache eviction removes a snapshot whose last file it evicts; a download of
+    another file of that commit, publishing into the folder it made before, makes it again
+    (it failed: "blob vanished before it could be copied into the snapshot")."""
+    repo = small_repo()
+    manifest = hf_manifest(repo)
+    layout = CacheLayout(tmp_path, repo_id="org/name")
+    targets = {t.file.path: t for t in layout.targets(manifest, manifest.files)}
+    fake_engine(list(targets.values()), repo)
+    first, second = targets["model.safetensors"], targets["config.json"]
+    layout.publish(first)  # the snapshot folder is made (and remembered as made)
+    snapshot = tmp_path / "models--org--name" / "snapshots" / str(manifest.commit)
+    shutil.rmtree(snapshot)  # evicted: its only file was the first one
+    pointer = layout.publish(second)
+    assert pointer.is_symlink() and pointer.read_bytes() == repo.content("config.json")

@@ -319,13 +319,18 @@ class CacheLayout:
     def _link(self, blob: Path, pointer: Path, *, new_blob: bool) -> None:
         self._publish_folders.ready(pointer)
         tmp = pointer.with_name(f".{pointer.name}.{tmp_suffix()}.unihub-tmp")
-        if self.symlinks:
+        for again in (False, True) if self.symlinks else ():
             try:
                 tmp.symlink_to(os.path.relpath(blob, pointer.parent))
                 tmp.replace(pointer)
                 return
-            except OSError:
+            except OSError as exc:
                 tmp.unlink(missing_ok=True)
+                if again or not isinstance(exc, FileNotFoundError) or pointer.parent.is_dir():
+                    break
+                # its folder, made before, was removed since (a server's cache eviction of the
+                # snapshot's last file, a user's rm): made again, once
+                self._publish_folders.remake(pointer)
         with self._state:
             shared = self._pending[blob] > 1
         try:

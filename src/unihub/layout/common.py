@@ -302,6 +302,12 @@ class Folders:
         self.make(path.parent)
         return path
 
+    def remake(self, path: Path, rel: str = "") -> Path:
+        """:meth:`ready` again for a folder made before and removed since."""
+        self._made.discard(path.parent)
+        self._checked.discard(path.parent)
+        return self.ready(path, rel)
+
 
 _new_file_modes: dict[str, int] = {}
 _modes_lock = threading.Lock()
