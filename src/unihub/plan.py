@@ -99,6 +99,11 @@ class Plan:
     pending: ProbeRun | None = field(default=None, repr=False)  # sources still listing
     seconds: float = 0.0  # how long making the plan took
 
+    @property
+    def truth(self) -> SourceListing | None:
+        """The listing ``manifest`` comes from (None once its source was dropped)."""
+        return next((x for x in self.listings if x.manifest is self.manifest), None)
+
 
 def _pick_manifest(listings: Sequence[SourceListing], revision: str | None) -> SourceListing | None:
     """The truth: a listing of exactly ``revision``, Hugging Face protocol first."""
@@ -412,8 +417,9 @@ def drop_refusing(plan: Plan, files: Sequence[RepoFile], *, as_the_hub: bool = F
     if not kept and errors:
         raise errors[0]
     if as_the_hub:
+        truth = plan.truth
         for listing, err in zip(plan.listings, refusals, strict=True):
-            if err is not None and listing.manifest is plan.manifest:
+            if err is not None and listing is truth:
                 raise err
     for listing, err in zip(plan.listings, refusals, strict=True):
         if err is not None:

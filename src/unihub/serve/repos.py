@@ -44,7 +44,7 @@ from ..hubs.registry import REFERENCE, spec
 from ..layout.cache import CacheLayout
 from ..layout.common import effective_commit, git_blob_sha1, read_tree_json
 from ..models import Manifest, Refs, RepoFile, RepoType, is_commit_sha
-from ..plan import Plan, SourceListing, drop_refusing, make_plan
+from ..plan import Plan, drop_refusing, make_plan
 from ..request import Request, RequestArgs, check_request
 from ..safety import check_revision, ensure_inside, path_parts, replace_json
 from ..session import Session
@@ -389,18 +389,10 @@ class Repos:
             repo_type, repo_id, rev, commit, manifest, manifest.by_path(), made=time.monotonic()
         )
 
-    @staticmethod
-    def _truth(view: RepoView) -> SourceListing | None:
-        """The listing (source, hub, manifest) the view's files come from, if it has one."""
-        plan = view.plan
-        return (
-            next((x for x in plan.listings if x.manifest is plan.manifest), None) if plan else None
-        )
-
     def commits(self, view: RepoView) -> list[dict[str, object]] | None:
         """The history up to the view's commit, as the Hugging Face-protocol hub that gave its
         listing says it; None when that hub cannot say (ModelScope's commits are its own)."""
-        truth = self._truth(view)
+        truth = view.plan.truth if view.plan else None
         lister = getattr(truth.hub, "list_commits", None) if truth is not None else None
         if truth is None or lister is None or truth.manifest.protocol != REFERENCE:
             return None
@@ -417,7 +409,7 @@ class Repos:
         """The branches and tags of the hub that gave the view's listing, in Hugging Face's
         words (ModelScope's default branch is ``main``, at the commit clients see); None when
         that hub cannot say (the view's own branch is then the answer)."""
-        truth = self._truth(view)
+        truth = view.plan.truth if view.plan else None
         lister = getattr(truth.hub, "list_refs", None) if truth is not None else None
         if truth is None or lister is None:
             return None
