@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import pipeline
-from .errors import ConfigError, UnihubError, from_oserror
+from .errors import ConfigError, oserrors_translated
 from .models import RepoFile
 from .request import ProgressArg, Request, RequestArgs, check_request
 from .session import Session
@@ -65,12 +65,8 @@ def _check(
 def _run(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
     """The pipeline on a checked request; an ``OSError`` of the target leaves as a unihub
     error."""
-    try:
+    with oserrors_translated(repo_id=req.hf_id):
         return pipeline.run(req, settings)
-    except OSError as exc:
-        if isinstance(exc, UnihubError):
-            raise  # already translated (DiskSpaceError, EntryNotFoundError, ...)
-        raise from_oserror(exc, repo_id=req.hf_id) from exc
 
 
 def _cluster_allows(args: RequestArgs, max_rate: object, fair: object) -> None:

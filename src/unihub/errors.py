@@ -34,8 +34,10 @@ transport boundaries (``raise ... from exc``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 from enum import Enum
 
 __all__ = [
@@ -298,3 +300,15 @@ def from_oserror(
     return StorageError(
         f"cannot write the target: {what}", errno=exc.errno, path=where, repo_id=repo_id, hint=hint
     )
+
+
+@contextlib.contextmanager
+def oserrors_translated(*, repo_id: str | None = None) -> Iterator[None]:
+    """An ``OSError`` raised in the block leaves as :func:`from_oserror`'s unihub error; ours
+    (some of which are ``OSError`` too: ``DiskSpaceError``, ``EntryNotFoundError``) pass."""
+    try:
+        yield
+    except UnihubError:
+        raise
+    except OSError as exc:
+        raise from_oserror(exc, repo_id=repo_id) from exc

@@ -56,7 +56,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, UnihubError, from_oserror
+from ..errors import ConfigError, oserrors_translated
 from ..progress import make_reporter
 from ..request import ProgressArg, Request, RequestArgs, check_request
 from ..settings import Settings
@@ -133,26 +133,18 @@ def _resolve(
             mirrors.setdefault(content_key(f), mirrors_for(plan, f))
         return mirrors
 
-    try:
+    with oserrors_translated(repo_id=req.hf_id):
         plan = pipeline.plan(req, session)
         files = pipeline.select(plan.manifest, req.include, req.exclude, None)
         await_mirrors(plan, session, sum(f.size for f in files))
         drop_refusing(plan, files)
         mirrors = each_files_mirrors()
-    except OSError as exc:
-        if isinstance(exc, UnihubError):
-            raise
-        raise from_oserror(exc, repo_id=req.hf_id) from exc
 
     def late() -> dict[str, list[Mirror]] | None:
-        try:
+        with oserrors_translated(repo_id=req.hf_id):
             if not late_mirrors(plan, session):
                 return None
             drop_refusing(plan, files)
-        except OSError as exc:
-            if isinstance(exc, UnihubError):
-                raise
-            raise from_oserror(exc, repo_id=req.hf_id) from exc
         return each_files_mirrors()
 
     spec = RunSpec(

@@ -29,7 +29,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from ..errors import UnihubError, UnsafePathError, from_oserror
+from ..errors import UnsafePathError, oserrors_translated
 from ..hubs.registry import spec
 from ..models import RepoFile, RepoType, is_commit_sha
 from ..safety import check_repo_id, check_revision, check_tree, ensure_inside, is_safe_path
@@ -108,13 +108,8 @@ def translate_oserror(method: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        with oserrors_translated(repo_id=getattr(args[0], "repo_id", None) if args else None):
             return method(*args, **kwargs)
-        except UnihubError:
-            raise
-        except OSError as exc:
-            repo_id = getattr(args[0], "repo_id", None) if args else None
-            raise from_oserror(exc, repo_id=repo_id) from exc
 
     return wrapper
 
