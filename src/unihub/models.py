@@ -6,8 +6,9 @@ Kept free of I/O so every layer can import them without cycles.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["GIT_OID_RE", "SHA256_RE", "Manifest", "Refs", "RepoFile", "RepoType", "is_commit_sha"]
 
@@ -74,6 +75,10 @@ class Manifest:
     # Whether the hub said file downloads need accepted terms (None: it did not say). A listing
     # that says False proves access, so no separate access check is needed before the bytes.
     gated: bool | None = None
+    # The hub's own description of the repo at that revision: its repo-info fields other than
+    # the listing (``pipeline_tag``, ``library_name``, ``tags``, ``cardData``, dates, ...), as
+    # it gave them; None when it gave none (ModelScope, a revision given as a commit sha).
+    info: Mapping[str, Any] | None = None
 
     def by_path(self) -> dict[str, RepoFile]:
         return {f.path: f for f in self.files}

@@ -345,6 +345,24 @@ def _(tmp: Path) -> Any:
     return [info.id, info.sha, siblings(info)]
 
 
+# The hub's own description (reachable only: ModelScope gives none, so the fields keep their
+# defaults when its listing is served)
+@call("model_info description", reachable_only=True)
+def _(tmp: Path) -> Any:
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(HF_ID)
+    card = info.card_data.to_dict() if info.card_data else {}
+    return [info.pipeline_tag, info.library_name, info.tags, str(info.last_modified), card]
+
+
+@call("pipeline task from the hub", reachable_only=True)
+def _(tmp: Path) -> Any:
+    from transformers.pipelines import get_task
+
+    return get_task(HF_ID)  # what pipeline(model=...) without a task asks
+
+
 @call("model_info files_metadata")
 def _(tmp: Path) -> Any:
     from huggingface_hub import HfApi

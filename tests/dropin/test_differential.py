@@ -42,6 +42,13 @@ def _repos() -> tuple[list[FakeRepo], list[FakeRepo], str]:
             "sub/notes.txt": "hello\n",
             "model.safetensors": 3_000_000,
         },
+        card={
+            "pipeline_tag": "text-generation",
+            "library_name": "transformers",
+            "tags": ["transformers", "gpt2", "text-generation"],
+            "lastModified": "2025-03-04T05:06:07.000Z",
+            "cardData": {"license": "mit"},
+        },
     )
     sha = model.head()
     model.tag("v1")

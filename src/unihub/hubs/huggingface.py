@@ -64,11 +64,19 @@ class HuggingFaceHub(HubAdapter):
     ) -> Manifest:
         check_repo_id(repo_id, source=self.source.name)
         rev = revision or self.default_branch
-        commit, gated = self._resolve(repo_id, repo_type, rev)
+        commit, gated, info = self._resolve(repo_id, repo_type, rev)
         files = self._tree(repo_id, repo_type, commit)
         check_tree((f.path for f in files), repo_id=repo_id, source=self.source.name)
         return Manifest(
-            repo_id, repo_type, rev, commit, self.source.name, files, protocol="hf", gated=gated
+            repo_id,
+            repo_type,
+            rev,
+            commit,
+            self.source.name,
+            files,
+            protocol="hf",
+            gated=gated,
+            info=info,
         )
 
     def list_refs(self, repo_id: str, *, repo_type: RepoType = "model") -> Refs:
@@ -95,11 +103,14 @@ class HuggingFaceHub(HubAdapter):
     def _get(self, url: str, repo_id: str, **kw: Any) -> Reply:
         return self._http.request(url, repo_id=repo_id, **kw)
 
-    def _resolve(self, repo_id: str, repo_type: RepoType, rev: str) -> tuple[str, bool | None]:
-        """(commit, gated): the repo info's ``gated`` is ``false``, ``"auto"`` or ``"manual"``
-        (None when not asked: a commit sha needs no revision lookup)."""
+    def _resolve(
+        self, repo_id: str, repo_type: RepoType, rev: str
+    ) -> tuple[str, bool | None, dict[str, Any] | None]:
+        """(commit, gated, info): the repo info's ``gated`` is ``false``, ``"auto"`` or
+        ``"manual"``; ``info`` is the rest of it but the listing (``Manifest.info``). Both None
+        when not asked: a commit sha needs no revision lookup."""
         if is_commit_sha(rev):
-            return rev, None
+            return rev, None, None
         url = f"{self._api(repo_type, repo_id)}/revision/{quote(rev, safe='')}"
         reply = self._get(url, repo_id)
         try:
@@ -117,7 +128,8 @@ class HuggingFaceHub(HubAdapter):
                 source=self.source.name,
             )
         gated = data.get("gated")
-        return sha, (None if gated is None else bool(gated))
+        info = {k: v for k, v in data.items() if k not in ("siblings", "sha")}
+        return sha, (None if gated is None else bool(gated)), info
 
     def _tree(self, repo_id: str, repo_type: RepoType, commit: str) -> list[RepoFile]:
         url = f"{self._api(repo_type, repo_id)}/tree/{quote(commit, safe='')}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -159,7 +160,24 @@ def repo_info(view: RepoView) -> dict[str, Any]:
     }
     if view.repo_type == "model":
         info["modelId"] = view.repo_id
-    return info
+    return _described(info, view.manifest.info)
+
+
+# What the server says whatever the hub said: the listing, its commit, whether it is gated.
+_OURS = frozenset({"sha", "siblings", "gated"})
+
+
+def _described(info: dict[str, Any], hub: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``info`` with the hub's own description over it (``Manifest.info``: its id after a
+    rename, dates, ``pipeline_tag``, ``library_name``, ``tags``, card data, ...), as clients
+    read it direct: ``transformers.pipeline(model=...)`` takes its task from ``pipeline_tag``.
+    A gated repo keeps the hub's word for how (``auto``/``manual``)."""
+    if not hub:
+        return info
+    out = {**info, **{k: v for k, v in hub.items() if k not in _OURS}}
+    if info["gated"] and hub.get("gated") in ("auto", "manual"):
+        out["gated"] = hub["gated"]
+    return out
 
 
 def tree_entries(view: RepoView, path: str, recursive: bool) -> list[dict[str, Any]] | None:

@@ -253,6 +253,7 @@ class HfApp:
         }
         if repo.repo_type == "model":
             info["modelId"] = repo.repo_id
+        info.update({k: v for k, v in repo.card.items() if k not in ("sha", "siblings")})
         return info
 
     def _refs(self, repo: FakeRepo) -> dict[str, Any]:

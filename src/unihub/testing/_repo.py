@@ -18,6 +18,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["LFS_SUFFIXES", "Blob", "EditedBlob", "FakeRepo", "FileInfo", "is_lfs"]
 
@@ -209,7 +210,9 @@ class FakeRepo:
 
     ``files`` maps repo paths to content: ``bytes``/``str`` is served as is, an ``int`` is the size
     of deterministic pseudo-random content generated on the fly (never held in memory).
-    The first commit is on branch ``main`` (ModelScope hubs call it ``master``).
+    The first commit is on branch ``main`` (ModelScope hubs call it ``master``). ``card``: more
+    fields of the repo's info as a Hugging Face hub gives them (``pipeline_tag``,
+    ``library_name``, ``tags``, ``cardData``, ``lastModified``, ...), over the fake's defaults.
 
     >>> repo = FakeRepo("org/name", files={"config.json": "{}", "model.bin": 2**20})
     >>> sha = repo.commit(files={"config.json": '{"v": 2}'}, message="v2")
@@ -222,11 +225,13 @@ class FakeRepo:
         repo_id: str,
         files: Mapping[str, bytes | str | int] | None = None,
         repo_type: str = "model",
+        card: Mapping[str, Any] | None = None,
     ) -> None:
         if repo_type not in ("model", "dataset"):
             raise ValueError(f"repo_type must be 'model' or 'dataset', not {repo_type!r}")
         self.repo_id = repo_id
         self.repo_type = repo_type
+        self.card: dict[str, Any] = dict(card or {})
         self._commits: dict[str, _Commit] = {}
         self._branches: dict[str, str] = {}
         self._tags: dict[str, str] = {}
