@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from transfer_helpers import FAST, MiB, sha256_file, url_of
@@ -90,3 +91,31 @@ def test_the_try_after_a_stall_goes_to_the_other_mirror(tmp_path: Path) -> None:
         stalled_gets = [r for r in stalled.stats.requests if r.method == "GET"]
     assert (tmp_path / small).read_bytes() == repo.content(small)
     assert len(stalled_gets) == 1
+
+
+def test_a_mirror_asking_to_wait_rests_while_another_serves(tmp_path: Path) -> None:
+    """A mirror answering 429 with a long ``Retry-After`` rests; the other mirror serves at
+    once, for small files (one request) and a large one (ranges), instead of every file
+    waiting the minute out."""
+    smalls = [f"f{i}.json" for i in range(6)]
+    repo = FakeRepo("org/name", files={PATH: SIZE, **{p: b"y" * 3000 for p in smalls}})
+    limited = Faults(too_many_requests=10_000, retry_after=3600)
+    with (
+        FakeHub("hf", repos=[repo], faults=limited) as busy,
+        FakeHub("hf", repos=[repo], per_connection_rate=8 * MiB) as good,
+    ):
+        jobs = [_job(repo, [busy, good], tmp_path)]
+        for p in smalls:
+            info = repo.files()[p]
+            mirrors = [Mirror(url_of(h, repo, p), source=s) for h, s in ((busy, "a"), (good, "b"))]
+            jobs.append(
+                FileJob(dest=tmp_path / p, size=info.size, sha256=info.sha256, mirrors=mirrors)
+            )
+        t0 = time.monotonic()
+        download_files(jobs, progress=False, options=FAST)
+        elapsed = time.monotonic() - t0
+        refused = [r for r in busy.stats.requests if r.status == 429]
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    assert all((tmp_path / p).read_bytes() == repo.content(p) for p in smalls)
+    assert elapsed < 20  # waiting the asked hour out, capped, takes a minute
+    assert len(refused) <= 3 * len(jobs)  # asked once per file or connection, not again

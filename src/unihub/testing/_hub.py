@@ -486,7 +486,7 @@ class FakeHub:
         if n <= f.too_many_requests:
             return Response(
                 429,
-                {"Retry-After": "1", "Content-Type": "application/json"},
+                {"Retry-After": f"{f.retry_after:g}", "Content-Type": "application/json"},
                 b'{"error": "Too Many Requests"}',
             )
         if r_err < f.error_5xx:

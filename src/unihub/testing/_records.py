@@ -22,7 +22,8 @@ _RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
 class Faults:
     """Misbehaviour of file-content GETs (never of metadata requests or HEADs).
 
-    Per file GET, in order: the first ``too_many_requests`` are answered 429 (``Retry-After: 1``);
+    Per file GET, in order: the first ``too_many_requests`` are answered 429 (``Retry-After:``
+    ``retry_after`` seconds, 1 by default);
     then three numbers are drawn from ``random.Random(seed)`` (always three, so the sequence is
     predictable): ``< error_5xx`` -> 503, else ``< drop_mid_body`` -> half the body then the
     connection is closed, else ``< stall`` -> half the body then silence with the connection open.
@@ -37,6 +38,7 @@ class Faults:
     drop_mid_body: float = 0.0
     error_5xx: float = 0.0
     too_many_requests: int = 0
+    retry_after: float = 1.0
     corrupt: AbstractSet[str] = frozenset()
     ignore_range: bool = False
     stall: float = 0.0

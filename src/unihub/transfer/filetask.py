@@ -403,6 +403,8 @@ class FileTransfer(ConnectionCounts):
             with self.sched.lock:
                 if a.pos >= a.end:
                     return
+            if self.stop.wait(self.mirrors.resting_for()):
+                return
             state = self.mirrors.pick()
             if state is None:
                 raise self.mirrors.gave_up(retry)
@@ -414,9 +416,8 @@ class FileTransfer(ConnectionCounts):
                 if exc.changed:
                     self._changed(state, exc)
                     continue
-                retry = self.mirrors.count(retry, state, exc)
-                if not state.dropped:
-                    self.stop.wait(retry.backoff(exc.delay))
+                retry, wait = self.mirrors.count(retry, state, exc)
+                self.stop.wait(wait)
 
     def _attempt(self, a: Assignment, state: MirrorState) -> bool:
         """One request for ``a`` from ``state``; True when the whole file came in one body

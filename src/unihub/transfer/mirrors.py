@@ -8,6 +8,10 @@
 - Failure: a mirror that failed ``retry.mirror_failures`` times in a row, or in a way a retry
   cannot mend, is dropped for the file while others remain (the last one is never dropped:
   the retry budget decides then).
+- Asked to wait: a mirror that answered with a wait (``Retry-After`` on a 429 or 503, capped
+  by ``retry.max_retry_after``) rests that long. The next try goes at once to a mirror that is
+  not resting; only when every mirror left rests does the file wait, until the first rest
+  ends (one rate-limited mirror never holds a file while another could serve it).
 - Bad bytes: after a hash mismatch each remaining mirror in turn serves the whole file alone;
   a mirror whose whole file failed is condemned for the file. With one mirror, one full retry.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -45,6 +50,7 @@ class MirrorState:
     bytes: int = 0
     seconds: float = 0.0
     etag: str | None = None
+    rest_until: float = 0.0  # monotonic: asked to wait until then (module docstring)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -85,12 +91,22 @@ class Mirrors:
     def alive(self) -> list[MirrorState]:
         return [m for m in self.states if not m.dropped]
 
+    def resting_for(self) -> float:
+        """Seconds until a mirror left is not resting (0 when one is free now)."""
+        with self._lock:
+            alive = self.alive()
+            now = time.monotonic()
+            return max(0.0, min((m.rest_until for m in alive), default=now) - now)
+
     def pick(self) -> MirrorState | None:
-        """The mirror for the next request, counted as active on it (``record`` ends that)."""
+        """The mirror for the next request, counted as active on it (``record`` ends that):
+        of those not resting, if any."""
         with self._lock:
             alive = self.alive()
             if not alive:
                 return None
+            now = time.monotonic()
+            alive = [m for m in alive if m.rest_until <= now] or alive
             known = [r for r in (m.rate() for m in alive) if r is not None]
             default = max(known) if known else 1.0
 
@@ -115,17 +131,24 @@ class Mirrors:
         log.warning("%s: dropping mirror %s: %s", self.label, state.name, cause)
         return True
 
-    def count(self, retry: Retry, state: MirrorState, exc: FetchError) -> Retry:
+    def count(self, retry: Retry, state: MirrorState, exc: FetchError) -> tuple[Retry, float]:
         """One failed attempt: counted by the retry policy (with the new bytes it brought) and
         against the mirror. Raises DownloadFailedError when giving up; else the new policy
-        value (the caller waits ``retry.backoff(exc.delay)`` unless the mirror was dropped)."""
+        value and the seconds to wait before the next try: the backoff, or, when the mirror
+        asked for a wait, none (that mirror rests; see :meth:`resting_for`)."""
         cause = f"{exc} (from {state.name})"
         retry = retry.increment(cause, progress=exc.progress)
         self.failed(state, exc.retry, cause)
         if retry.exhausted or (not exc.retry and not state.dropped):
             raise self.gave_up(retry, state.name)
         log.debug("%s: %s; retry %d", self.label, cause, retry.failures)
-        return retry
+        if state.dropped:
+            return retry, 0.0
+        if exc.delay is None:
+            return retry, retry.backoff()
+        with self._lock:
+            state.rest_until = time.monotonic() + retry.backoff(exc.delay)
+        return retry, 0.0
 
     def gave_up(self, retry: Retry, source: str | None = None) -> DownloadFailedError:
         return DownloadFailedError(

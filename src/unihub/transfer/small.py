@@ -116,14 +116,16 @@ class _SmallFile:
         only: MirrorState | None = None
         rounds = 0
         while True:
+            if self.ctx.cancel.wait(self.mirrors.resting_for()):
+                raise Cancelled
             state = self.mirrors.pick()
             if state is None:
                 raise self.mirrors.gave_up(retry)
             try:
                 self._attempt(state)
             except FetchError as exc:
-                retry = self.mirrors.count(retry, state, exc)
-                if not state.dropped and self.ctx.cancel.wait(retry.backoff(exc.delay)):
+                retry, wait = self.mirrors.count(retry, state, exc)
+                if self.ctx.cancel.wait(wait):
                     raise Cancelled from None
                 continue
             mismatch = self._check()
