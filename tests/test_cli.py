@@ -73,6 +73,35 @@ def test_download_some_files_into_cache_from_two_sources(fake_hub_factory, repo,
     assert folder.parent.parent.name == "models--internlm--internlm2-chat-7b"
 
 
+def _files(folder: Path) -> list[str]:
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and ".cache" not in p.parts
+    )
+
+
+def test_download_takes_hf_download_orders_of_arguments(fake_hub_factory, repo, tmp_path):
+    """As `huggingface-cli download` users type them: several patterns after one --include,
+    the flag repeated, and file names after options."""
+    hub = fake_hub_factory("hf", repos=[repo])
+    forms = {
+        "one-flag": ("--include", "*.json", "a/*", "--local-dir"),
+        "repeated": ("--include", "*.json", "--include", "a/*", "--local-dir"),
+    }
+    for name, form in forms.items():
+        out = run("download", HF_ID, *form, str(tmp_path / name), "--source", hub.source, "-q")
+        assert out.returncode == 0, out.stderr
+        assert _files(tmp_path / name) == ["a/b.txt", "config.json"], name
+    after = tmp_path / "after"
+    out = run("download", HF_ID, "--local-dir", str(after), "config.json", "--source", hub.source)
+    assert out.returncode == 0, out.stderr
+    assert _files(after) == ["config.json"]
+    out = run("download", HF_ID, "--local-dir", str(after), "--bogus", "x")
+    assert out.returncode == 2 and "unrecognized arguments: --bogus x" in out.stderr
+    assert "usage: unihub download" in out.stderr  # the subcommand's usage, not the top one
+
+
 def test_ls_lists_paths_sizes_and_total(fake_hub_factory, repo):
     hub = fake_hub_factory("hf", repos=[repo])
     out = run("ls", HF_ID, "--source", hub.source)

@@ -40,12 +40,10 @@ def _common(p: argparse.ArgumentParser, *, patterns: bool = True) -> None:
         "--token", default=None, help="Hugging Face token (default: HF_TOKEN / token file)"
     )
     if patterns:
-        p.add_argument(
-            "--include", action="append", metavar="PATTERN", help="only these paths (glob)"
-        )
-        p.add_argument(
-            "--exclude", action="append", metavar="PATTERN", help="skip these paths (glob)"
-        )
+        for flag, what in (("--include", "only these paths"), ("--exclude", "skip these paths")):
+            p.add_argument(  # several after one flag, as huggingface-cli took them, or repeated
+                flag, nargs="+", action="extend", metavar="PATTERN", help=f"{what} (glob)"
+            )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,6 +108,7 @@ def _download_parser(sub: Any) -> None:
     d.add_argument(
         "files", nargs="*", help="only these files, exact names (default: the whole repo)"
     )
+    d.set_defaults(_files_after_options=d)  # FILES may also follow options (main)
     d.add_argument("--local-dir", default=None, help="plain files here (default: the HF cache)")
     d.add_argument("--cache-dir", default=None, help="HF cache folder (default: HF_HUB_CACHE)")
     _common(d)
@@ -466,7 +465,12 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # names after options (`download REPO --local-dir D FILE`) are FILES too
+        where = getattr(args, "_files_after_options", parser)
+        if where is parser or any(e.startswith("-") for e in extra):
+            where.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.files = [*args.files, *extra]
     if not args.command:
         parser.print_help(sys.stderr)
         return 2
