@@ -9,7 +9,7 @@ from pathlib import Path
 from unihub.layout.cache import CacheLayout
 from unihub.serve import ServeOptions
 from unihub.serve.core import ServeCore
-from unihub.serve.materialize import materialize
+from unihub.serve.materialize import _link_or_copy, materialize
 from unihub.settings import Settings
 from unihub.testing import FakeHub, FakeRepo
 
@@ -42,3 +42,19 @@ def test_writers_of_one_blob_at_once_fetch_it_once(
     blobs = list(client.glob("models--org--model/blobs/*"))
     assert len(blobs) == 1 and blobs[0].stat().st_size == size
     assert size <= hub.stats.bytes_total < size + (1 << 20)
+
+
+def test_linking_a_file_already_linked_leaves_no_temporary(tmp_path: Path) -> None:
+    """Threads of one process (a patched program's) linking one blob at once: each call ends
+    with the blob in place and no temporary left. Renaming a link over another link of the
+    same file does nothing, so the temporary must be removed after."""
+    src = tmp_path / "server-copy"
+    src.write_bytes(b"x" * 1000)
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    dst = blobs / "etag"
+    with ThreadPoolExecutor(16) as pool:
+        done = list(pool.map(lambda _: _link_or_copy(src, dst, link=True), range(64)))
+    assert all(done)
+    assert dst.read_bytes() == src.read_bytes()
+    assert [p.name for p in blobs.iterdir()] == ["etag"]

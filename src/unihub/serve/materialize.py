@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,9 +37,9 @@ __all__ = ["materialize"]
 
 def _link_or_copy(src: Path, dst: Path, *, link: bool) -> bool:
     """``dst`` made from the server's copy ``src`` (hard link where allowed); False if not."""
-    tmp = dst.with_name(f".{dst.name}.unihub-{os.getpid()}.tmp")
+    # one name per call: threads of one process (a patched program's) link the same blob
+    tmp = dst.with_name(f".{dst.name}.unihub-{os.getpid()}-{secrets.token_hex(6)}.tmp")
     try:
-        tmp.unlink(missing_ok=True)
         try:
             if not link:
                 raise OSError("copy asked")
@@ -46,6 +47,9 @@ def _link_or_copy(src: Path, dst: Path, *, link: bool) -> bool:
         except OSError:
             shutil.copyfile(src, tmp)
         tmp.replace(dst)
+        # renaming a link over another link of the same file does nothing (POSIX rename):
+        # when another writer linked ``dst`` first, ``tmp`` is still there
+        tmp.unlink(missing_ok=True)
         return True
     except OSError:
         with contextlib.suppress(OSError):
