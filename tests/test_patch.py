@@ -223,6 +223,31 @@ def test_patch_is_one_server_per_process_from_many_threads(fake_hub_factory: Fac
     assert not unihub.patched()
 
 
+def test_a_nested_patch_block_leaves_the_outer_patch_on(fake_hub_factory: Factory) -> None:
+    """A library's ``with unihub.patch():`` inside a program that patched first: the inner
+    block changes nothing, so its end must not switch the program's patch off; a context of
+    an earlier patch, unpatched and patched again since, does not end the new one either."""
+    hf = fake_hub_factory("hf", repos=[_repo()])
+    try:
+        outer = unihub.patch(sources=[hf.source], progress=False)
+        with unihub.patch(sources=[hf.source], progress=False):
+            assert unihub.patched()
+        assert unihub.patched()
+        unihub.unpatch()
+        unihub.patch(sources=[hf.source], progress=False)
+        with outer:
+            pass
+        assert unihub.patched()
+        with unihub.patch(sources=[hf.source]):
+            pass
+        assert unihub.patched()
+    finally:
+        unihub.unpatch()
+    with unihub.patch(sources=[hf.source], progress=False):
+        assert unihub.patched()
+    assert not unihub.patched()
+
+
 def test_threads_downloading_one_file_fetch_it_once(
     fake_hub_factory: Factory, tmp_path: Path
 ) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
+import itertools
 import logging
 import os
 import secrets
@@ -80,10 +81,12 @@ class _State:
     saved: dict[str, Any] = field(default_factory=dict)
     progress: Any = None
     warned: set[str] = field(default_factory=set)
+    turned_on_by: int = 0  # the number of the patch() call that turned it on
 
 
 _lock = threading.RLock()
 _state = _State()
+_patches = itertools.count(1)  # which patch() turned it on (a context ends only its own)
 
 
 def _origin(url: str) -> str:
@@ -375,8 +378,9 @@ def patch(**options: Any) -> _Patch:
     bytes unihub writes), ``verify`` (always on: accepted for compatibility), ``settings``
     (a :class:`~unihub.Settings`; default: read from the environment now). Anything else is a
     ConfigError: the rest comes from each call's own arguments. Idempotent: a second call
-    while patched changes nothing. Use as a context manager to undo it at the end of the
-    block, or call :func:`unpatch`.
+    while patched changes nothing (and, used as a context manager, undoes nothing at the end
+    of its block: a library's ``with patch():`` leaves the program's own patch on). Use as a
+    context manager to undo it at the end of the block, or call :func:`unpatch`.
     """
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
@@ -389,7 +393,7 @@ def patch(**options: Any) -> _Patch:
         raise ue.ConfigError("settings= must be a unihub.Settings")
     with _lock:
         if _state.core is not None and _state.pid == os.getpid():
-            return _Patch()
+            return _Patch(None)
         _reset_state()
         _start_server(options, settings if settings is not None else Settings.from_env())
         _state.progress = options.get("progress")
@@ -399,7 +403,8 @@ def patch(**options: Any) -> _Patch:
         except BaseException:
             _undo()
             raise
-    return _Patch()
+        _state.turned_on_by = next(_patches)
+        return _Patch(_state.turned_on_by)
 
 
 def _reset_state() -> None:
@@ -436,13 +441,19 @@ def patched() -> bool:
 
 
 class _Patch:
-    """What :func:`patch` returns: usable as a context manager that unpatches on exit."""
+    """What :func:`patch` returns: usable as a context manager that unpatches on exit, if
+    this call turned the patch on and it is still that patch."""
+
+    def __init__(self, number: int | None) -> None:
+        self._number = number
 
     def __enter__(self) -> _Patch:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        unpatch()
+        with _lock:
+            if self._number is not None and _state.turned_on_by == self._number:
+                unpatch()
 
 
 def _at_exit() -> None:
