@@ -143,6 +143,10 @@ class ConfigError(UnihubError, ValueError):
 class HubError(UnihubError):
     """A hub answered, and the answer is a refusal."""
 
+    #: True when the refusal is not a Hugging Face-protocol hub's: none of them answered (the
+    #: "no" is ModelScope's alone), so a copy cached from Hugging Face may still be the answer.
+    reference_silent: bool = False
+
 
 class RepoNotFoundError(HubError):
     """The repository does not exist on that hub (or is private and no token was sent)."""

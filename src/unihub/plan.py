@@ -46,6 +46,7 @@ from .ids import parse_repo_ref
 from .models import Manifest, RepoFile, RepoType
 from .probing import ProbeResult, ProbeRun, rank, start_probe
 from .probing.compare import annotate
+from .probing.result import REACHABLE_STATUSES
 from .session import Session
 from .sources import Source
 from .transfer import Mirror, XetSource
@@ -122,8 +123,33 @@ def _token_hint(session: Session, results: Sequence[ProbeResult]) -> str:
     return f"The repo is private: pass a token that can read it ({where})"
 
 
+def refused_token(results: Sequence[ProbeResult], repo_id: str) -> TokenRefusedError | None:
+    """The error of a token a Hugging Face-protocol hub refused (invalid, expired), if one
+    did. A plan is still made from the other sources (the API's caller gets the repo, with a
+    warning); the server answers as the Hub would instead (a refused token must never read
+    more than no token, such as a gated repo from a hub that does not gate it)."""
+    for r in results:
+        if r.source.protocol == REFERENCE and isinstance(r.error, TokenRefusedError):
+            return TokenRefusedError(
+                f"{r.source} refused the token ({r.reason or r.status})",
+                repo_id=repo_id,
+                hint="Renew the token (HF_TOKEN, `hf auth login`) or pass none",
+            )
+    return None
+
+
 def _error_for(results: Sequence[ProbeResult], repo_id: str, session: Session) -> UnihubError:
-    """One clear error from every source's outcome; a definite 'no' wins over 'unreachable'."""
+    """One clear error from every source's outcome; a definite 'no' wins over 'unreachable'
+    (marked ``reference_silent`` when no Hugging Face-protocol source said it)."""
+    error = _first_error(results, repo_id, session)
+    if isinstance(error, HubError):
+        error.reference_silent = not any(
+            r.source.protocol == REFERENCE and r.status in REACHABLE_STATUSES for r in results
+        )
+    return error
+
+
+def _first_error(results: Sequence[ProbeResult], repo_id: str, session: Session) -> UnihubError:
     reasons = {str(r.source): f"{r.status}: {r.reason}" if r.reason else r.status for r in results}
     listed = "; ".join(f"{k}: {v}" for k, v in reasons.items())
     errors = [r.error for r in results if r.error is not None]
@@ -273,6 +299,9 @@ def make_plan(
     else:
         confirmed = True
     _rank(listings)
+    refused = refused_token(results, repo_id)
+    if refused is not None:
+        logger.warning("%s; listing %s from the other sources", refused, repo_id)
     for r in results:
         if r.manifest is None:
             logger.info("source %s not used: %s %s", r.source, r.status, r.reason or "")

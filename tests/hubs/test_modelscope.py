@@ -187,6 +187,16 @@ def test_listing_answers(answer: tuple[int, Any], error: type[Exception], match:
             hub.list_repo("org/name")
 
 
+def test_a_not_found_naming_a_repo_called_gated_is_not_a_refusal() -> None:
+    """The words that mean "accept the terms" are read in the hub's message, not in the repo
+    id it quotes: "model org/gated-licensed not found" is a missing repo."""
+    revs = {"RevisionMap": {"Branches": [{"Revision": "master", "CommitId": SHA}], "Tags": []}}
+    said = {"Code": 404, "Success": False, "Message": "model org/gated-licensed not found"}
+    for hub in _mock_hub({"/revisions": _ok(revs), "/repo/files": (404, said)}):
+        with pytest.raises(RepoNotFoundError):
+            hub.list_repo("org/gated-licensed")
+
+
 def test_walk_recovers_what_a_truncating_server_cut() -> None:
     tree = {
         "a": [f"a/{i:04d}.bin" for i in range(2000)],

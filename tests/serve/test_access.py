@@ -3,6 +3,7 @@ and a cached file of such a repo is served only to a client whose token the hub 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,3 +99,56 @@ def test_a_token_the_hub_refuses_is_said_so_not_not_found(
         unihub.snapshot("org/public", sources=[hub.source], token="stale-token",
                         cache_dir=tmp_path / "u", progress=False)  # fmt: skip
     assert Path(_get(srv.url, "org/public", "good-token", tmp_path / "c2")).is_file()
+
+
+def test_a_refused_token_reads_nothing_another_hub_would_give(
+    fake_hub_factory: Factory,
+    serve_factory: ServeFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Hugging Face refuses the token (401 "Invalid credentials"); ModelScope holds the same
+    repo ungated. Direct, the token gets 401; through the server it must too, not the gated
+    bytes from ModelScope (a garbage token doing better than no token). The API's own caller
+    gets the repo from ModelScope, as with no token, told that the token was refused."""
+    repo = FakeRepo("org/gated", files={"w.safetensors": b"w" * 100})
+    hf = fake_hub_factory(
+        "hf", repos=[repo], gated=["org/gated"], strict_tokens=True, tokens=["good-token"]
+    )
+    ms = fake_hub_factory("ms", repos=[repo.renamed("org/gated")])
+    srv = serve_factory(hf, ms)
+    for url in (hf.endpoint, srv.url):
+        with pytest.raises(HfHubHTTPError) as got:
+            _get(url, "org/gated", "stale-token", tmp_path / "c")
+        assert type(got.value) is HfHubHTTPError and got.value.response.status_code == 401
+    assert not list((tmp_path / "c").rglob("w.safetensors"))
+    assert Path(_get(srv.url, "org/gated", "good-token", tmp_path / "c2")).is_file()
+    got = unihub.snapshot("org/gated", sources=[hf.source, ms.source], token="stale-token",
+                          local_dir=tmp_path / "u", progress=False)  # fmt: skip
+    assert (Path(got) / "w.safetensors").read_bytes() == repo.content("w.safetensors")
+    assert any("refused the token" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_the_cache_answers_when_hugging_face_is_dark_and_modelscope_lacks_the_repo(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, tmp_path: Path, gated: bool
+) -> None:
+    """A repo cached from Hugging Face, which then goes dark, while ModelScope answers "not
+    found" (it never had it): the "no" is not Hugging Face's, so the server's copy is served
+    (to a token it saw accepted, for a gated repo), as with Hugging Face the only source.
+    The repo's name holds the word "gated": ModelScope's "not found" naming it is no refusal."""
+    repo = FakeRepo("org/gated-model", files={"w.safetensors": b"w" * 100})
+    token = "good-token" if gated else False
+    hf = fake_hub_factory(
+        "hf", repos=[repo], gated=["org/gated-model"] if gated else [], tokens=["good-token"]
+    )
+    ms = fake_hub_factory("ms", repos=[FakeRepo("other/x", files={"a": "b"})])
+    srv = serve_factory(hf, ms, metadata_ttl=0.5)
+    assert Path(_get(srv.url, "org/gated-model", token, tmp_path / "c1")).is_file()
+    hf.configure(blackhole=True)
+    time.sleep(0.6)
+    got = _get(srv.url, "org/gated-model", token, tmp_path / "c2")
+    assert Path(got).read_bytes() == repo.content("w.safetensors")
+    if gated:  # a client the hub never accepted gets nothing from the cache
+        with pytest.raises(HfHubHTTPError):
+            _get(srv.url, "org/gated-model", False, tmp_path / "c3")

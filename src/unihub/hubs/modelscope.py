@@ -371,6 +371,9 @@ class ModelScopeHub(HubAdapter):
         message = str(envelope.get("Message") or envelope.get("message") or "").strip()
         said = f": {message[:200]}" if message else ""
         low = message.lower()
+        for name in (where.get("repo_id"), where.get("path")):  # "acme/gated not found"
+            if name:
+                low = low.replace(str(name).lower(), " ")
         if any(word in low for word in ("gated", "agreement", "licen", "approv")):
             return GatedRepoError(
                 f"gated repository{said}",

@@ -36,6 +36,7 @@ from ..errors import (
     AllSourcesFailedError,
     AuthRequiredError,
     GatedRepoError,
+    HubError,
     OfflineError,
     SourceUnavailableError,
     UnihubError,
@@ -44,7 +45,7 @@ from ..hubs.registry import REFERENCE, spec
 from ..layout.cache import CacheLayout
 from ..layout.common import effective_commit, git_blob_sha1, read_tree_json
 from ..models import Manifest, Refs, RepoFile, RepoType, is_commit_sha
-from ..plan import Plan, drop_refusing, make_plan
+from ..plan import Plan, drop_refusing, make_plan, refused_token
 from ..request import Request, RequestArgs, check_request
 from ..safety import check_revision, ensure_inside, path_parts, replace_json
 from ..session import Session
@@ -238,16 +239,23 @@ class Repos:
         req = check_request(self.settings, repo_id, args)
         try:
             plan, session = self._plan(req, token)
-        except SourceUnavailableError as exc:
+        except (SourceUnavailableError, HubError) as exc:
+            if isinstance(exc, HubError) and not exc.reference_silent:
+                raise  # Hugging Face's own "no": as direct, the cache is not the answer
             self.metrics.add("unihub_serve_listings_total", outcome="unreachable")
             try:
                 view = self._cached(repo_type, repo_id, rev, token)
             except (OfflineError, AuthRequiredError):
                 raise exc from None
-            log.warning("%s: no hub reachable (%s); serving the cached copy", repo_id, exc)
+            log.warning(
+                "%s: no Hugging Face hub answered (%s); serving the cached copy", repo_id, exc
+            )
             return view
         self.metrics.add("unihub_serve_listings_total", outcome="ok")
         try:
+            refused = refused_token(plan.results, req.hf_id)
+            if refused is not None:  # the Hub's answer to this token, whoever else lists it
+                raise refused
             return self._view(plan, req, session, (repo_type, repo_id, rev, asked), token)
         finally:
             self.sessions.release(session)  # the view holds it from here (TokenSessions.bind)
