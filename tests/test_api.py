@@ -410,3 +410,31 @@ def test_settings_as_values_reach_the_engine(fake_hub_factory, tmp_path):
         unihub.Limits(connections=0)
     with pytest.raises(unihub.ConfigError, match="settings"):
         unihub.snapshot("org/limits", settings={"limits": 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("when", ["config.json", "model-00001-of-00002.safetensors"])
+def test_a_progress_callback_that_raises_stops_the_call_with_its_own_exception(
+    fake_hub_factory, tmp_path, capfd, when
+):
+    """The caller's callback raising (a bug, or its way to stop): the call raises that very
+    exception, once, with no thread's traceback and no file the callback's failure cut left
+    as final; the next call finishes the rest."""
+    repo = make_repo()
+    hub = fake_hub_factory("hf", repos=[repo], per_connection_rate=4 * 2**20)
+
+    class Stop(Exception):
+        pass
+
+    def callback(event: unihub.ProgressEvent) -> None:
+        if event.label == when and event.kind == "advance":
+            raise Stop(when)
+
+    target = tmp_path / "m"
+    with pytest.raises(Stop):
+        unihub.snapshot(HF_ID, sources=[hub.source], local_dir=target, progress=callback)
+    assert "Traceback" not in capfd.readouterr().err
+    assert not (target / when).exists()
+    for path, data in read_tree(target).items():  # what is final is whole
+        assert data == repo.content(path), path
+    unihub.snapshot(HF_ID, sources=[hub.source], local_dir=target, progress=False)
+    assert read_tree(target) == expected(repo)

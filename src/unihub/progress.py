@@ -9,7 +9,10 @@ of one file, so for a file that finished, the ``bytes`` of its events add up to 
 - ``done``: the file is verified and in place (``bytes`` = 0)
 - ``error``: the file failed (``bytes`` = 0, ``message`` says why)
 
-Callbacks are called from worker threads; keep them quick and thread-safe.
+Callbacks are called from worker threads; keep them quick and thread-safe. A callback that
+raises stops the download: the file it was told about fails, no new file starts, the callback
+is not called again, and the call raises the callback's own exception once the files in flight
+end (their bytes kept on disk).
 ``progress=None`` means bars (on stderr) only when stderr is a TTY; ``False`` means silent.
 Log records go to ``logging.getLogger("unihub")``.
 """
@@ -46,10 +49,20 @@ class Reporter:
     def __init__(self, callback: ProgressCallback | None = None, bars: _Bars | None = None) -> None:
         self.callback = callback
         self.bars = bars
+        self.failed: BaseException | None = None  # what the callback raised, the first time
+        self._lock = threading.Lock()
 
     def __call__(self, event: ProgressEvent) -> None:
-        if self.callback is not None:
-            self.callback(event)
+        if self.callback is not None and self.failed is None:
+            try:
+                self.callback(event)
+            except BaseException as exc:
+                with self._lock:
+                    first = self.failed is None
+                    if first:
+                        self.failed = exc
+                if first:  # the reporting thread's file fails with it (module docstring)
+                    raise
         if self.bars is not None:
             self.bars.handle(event)
 

@@ -176,6 +176,8 @@ def download_files(
         reporter.close()
         if own is not None and run.all_done.is_set():
             own.close()
+    if reporter.failed is not None:  # the caller's own callback: its exception, as it is
+        raise reporter.failed
     return run.results()
 
 
