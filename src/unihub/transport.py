@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import http.client
 import io
+import ipaddress
 import socket
 import ssl
 import threading
@@ -94,28 +95,47 @@ def proxy_for(url: str, proxies: Mapping[str, str]) -> str | None:
     """The proxy URL for ``url`` under ``proxies`` (``http``/``https``/``all``/``no``), with
     curl's ``NO_PROXY`` rules: ``*`` disables every proxy; a name (with or without a leading
     ``.``) matches itself and its subdomains, ``*.name`` only its subdomains; addresses match
-    exactly. The one ``NO_PROXY`` policy: the metadata client routes by it too
-    (:class:`unihub.session.ProxyRouter`)."""
+    exactly, CIDR ranges (``10.0.0.0/8``, ``fd00::/8``) every address in them; a rule with a
+    ``:port`` only that port. The one ``NO_PROXY`` policy: the metadata client routes by it
+    too (:class:`unihub.session.ProxyRouter`)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:
+        port = 0
     for rule in (h.strip().lower() for h in proxies.get("no", "").split(",")):
-        if not rule:
-            continue
         if rule == "*":
             return None
-        if "://" in rule:
-            rule = urlsplit(rule).hostname or ""
-        if rule.startswith("*."):  # subdomains only
-            if host.endswith(rule[1:]):
-                return None
-            continue
-        rule = rule.lstrip("*.").strip("[]")
-        if host == rule or (rule and host.endswith("." + rule)):
+        if rule and _no_proxy(rule, host, port):
             return None
     proxy = proxies.get(parts.scheme.lower()) or proxies.get("all")
     if not proxy:
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _no_proxy(rule: str, host: str, port: int) -> bool:
+    """Whether one ``NO_PROXY`` rule (see :func:`proxy_for`) covers ``host:port``."""
+    if "://" in rule:
+        rule = urlsplit(rule).netloc
+    rule_port = None
+    if rule.startswith("["):  # [v6] or [v6]:port
+        address, _, rest = rule[1:].partition("]")
+        rule, rule_port = address, rest[1:] if rest.startswith(":") else None
+    elif rule.count(":") == 1:
+        rule, rule_port = rule.split(":")
+    if rule_port is not None and rule_port != str(port):
+        return False
+    if "/" in rule:
+        try:
+            return ipaddress.ip_address(host) in ipaddress.ip_network(rule, strict=False)
+        except ValueError:
+            return False
+    if rule.startswith("*."):  # subdomains only
+        return host.endswith(rule[1:])
+    rule = rule.lstrip("*.")
+    return bool(rule) and (host == rule or host.endswith("." + rule))
 
 
 def _target(url: str) -> tuple[str, str, int, str]:

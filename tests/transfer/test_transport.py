@@ -235,6 +235,16 @@ def test_unsupported_proxy_scheme_without_fallback() -> None:
         ("http://localhost/f", "localhost", False),
         ("http://a.b/f", "*", False),
         ("http://a.b/f", "", True),
+        ("http://127.0.0.1:8080/f", "localhost,127.0.0.0/8", False),  # CIDR, as curl 7.86+
+        ("http://10.2.3.4/f", "10.0.0.0/8", False),
+        ("http://11.2.3.4/f", "10.0.0.0/8", True),
+        ("http://[fd00::5]:81/f", "fd00::/8", False),
+        ("http://[::1]/f", "[::1]", False),
+        ("http://mirror.lan:8080/f", "mirror.lan:8080", False),  # a port: only that port
+        ("http://mirror.lan:9090/f", "mirror.lan:8080", True),
+        ("https://mirror.lan/f", "mirror.lan:443", False),
+        ("http://hub.example.com/f", "http://example.com", False),
+        ("http://host/f", "not/a-network", True),
     ],
 )
 def test_no_proxy_rules(url: str, no: str, proxied: bool) -> None:
