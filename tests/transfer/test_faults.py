@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from transfer_helpers import FAST, MiB, job_for, sha256_file
 
-from unihub.errors import DownloadFailedError, IntegrityError
+from unihub.errors import BadResponseError, DownloadFailedError, Failure, IntegrityError
 from unihub.testing import FakeHub, FakeRepo, Faults
 from unihub.timeouts import Timeouts
 from unihub.transfer import download_files
@@ -81,12 +81,18 @@ def test_corrupt_raises_integrity_error(tmp_path: Path) -> None:
         assert not job.lock_path.exists()
 
 
-def test_html_block_page_refused(tmp_path: Path) -> None:
-    repo = FakeRepo("org/name", files={"big.bin": 4 * MiB})
-    opts = replace(FAST, retry=replace(FAST.retry, attempts=2))
-    with FakeHub("hf", repos=[repo], html=True) as hub, pytest.raises(DownloadFailedError) as info:
-        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=opts)
-    assert "HTML" in str(info.value)
+@pytest.mark.parametrize("size", [4 * MiB, 3000])
+def test_html_block_page_refused(tmp_path: Path, size: int) -> None:
+    """A captive portal's page in place of the file: refused, not retried (only logging in
+    to the network or another source mends it), and said as the source's answer."""
+    repo = FakeRepo("org/name", files={"big.bin": size})
+    with FakeHub("hf", repos=[repo], html=True) as hub:
+        with pytest.raises(BadResponseError) as info:
+            download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=FAST)
+        gets = [r for r in hub.stats.requests if r.method == "GET"]
+    assert "HTML" in str(info.value) and info.value.kind is Failure.BLOCKED
+    assert "log in" in (info.value.hint or "")
+    assert len(gets) <= 4  # the connections in flight when the first page came, no retries
     assert not (tmp_path / "big.bin").exists()
 
 

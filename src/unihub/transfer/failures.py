@@ -5,7 +5,7 @@ importing each other.
 
 from __future__ import annotations
 
-__all__ = ["FetchError"]
+__all__ = ["BlockPage", "FetchError"]
 
 
 class FetchError(Exception):
@@ -26,3 +26,11 @@ class FetchError(Exception):
         self.changed = changed
         self.delay = delay
         self.progress = 0
+
+
+class BlockPage(FetchError):
+    """A web page instead of the file (a captive portal, a block page): not retried, since
+    only the user (logging in to the network) or another source can mend it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry=False)

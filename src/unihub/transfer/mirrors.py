@@ -25,8 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import DownloadFailedError
+from ..errors import BadResponseError, DownloadFailedError, Failure, UnihubError
 from ..retry import Retry
+from .failures import BlockPage
 from .jobs import Mirror
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ class Mirrors:
         retry = retry.increment(cause, progress=exc.progress)
         self.failed(state, exc.retry, cause)
         if retry.exhausted or (not exc.retry and not state.dropped):
-            raise self.gave_up(retry, state.name)
+            raise self.gave_up(retry, state.name, exc)
         log.debug("%s: %s; retry %d", self.label, cause, retry.failures)
         if state.dropped:
             return retry, 0.0
@@ -150,7 +151,20 @@ class Mirrors:
             state.rest_until = time.monotonic() + retry.backoff(exc.delay)
         return retry, 0.0
 
-    def gave_up(self, retry: Retry, source: str | None = None) -> DownloadFailedError:
+    def gave_up(
+        self, retry: Retry, source: str | None = None, last: FetchError | None = None
+    ) -> UnihubError:
+        """The error that ends the file: a web page in place of its bytes is the source's
+        answer (:class:`~unihub.errors.BadResponseError`), anything else a failed download."""
+        if isinstance(last, BlockPage):
+            return BadResponseError(
+                retry.describe(),
+                kind=Failure.BLOCKED,
+                path=self.label,
+                source=source or self.names(),
+                hint="The network answers with a web page: log in to it (a captive portal), "
+                "or pick another source",
+            )
         return DownloadFailedError(
             retry.describe(),
             attempts=retry.failures,

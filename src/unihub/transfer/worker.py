@@ -11,7 +11,9 @@ Protocol rules applied here:
   file from byte 0 (its Content-Length must be the size); the caller then fetches the file
   sequentially from this one stream (:class:`WholeBody`).
 - A ``2xx`` with ``Content-Type: text/html`` (for a file that is not HTML) or a
-  ``Content-Encoding`` is refused: captive portals and block pages answer like that.
+  ``Content-Encoding`` is refused: captive portals and block pages answer like that. A page
+  is not retried (:class:`~unihub.transfer.failures.BlockPage`): the last source answering
+  with one ends the file with :class:`~unihub.errors.BadResponseError`.
 - ``416`` or a different total means the remote file is not the one listed.
 - ``408``/``425``/``429``/``5xx``, transport errors (reset, timeout, stalled read) and bodies
   slower than the minimum rate (:func:`body`) are worth another try; how often and how long to
@@ -38,7 +40,7 @@ from ..redirects import same_origin
 from ..retry import Retry, retry_after
 from ..timeouts import Timeouts
 from ..transport import Transport, TransportError, WireResponse
-from .failures import FetchError
+from .failures import BlockPage, FetchError
 from .mirrors import MirrorState
 from .ratelimit import RateLimiter
 
@@ -207,7 +209,7 @@ def _check(
         raise FetchError(f"HTTP {status}", retry=False)
     ctype = h.get("content-type", "").lower()
     if ctype.startswith("text/html") and not expect_html:
-        raise FetchError("got an HTML page instead of the file (captive portal or block page?)")
+        raise BlockPage("got an HTML page instead of the file (captive portal or block page?)")
     encoding = h.get("content-encoding", "identity").lower()
     if encoding not in ("identity", ""):
         raise FetchError(f"server sent Content-Encoding {encoding!r} despite identity")
