@@ -181,6 +181,19 @@ def test_malformed_source_url_is_a_config_error(bad: str) -> None:
     assert parse_source("hf=http://[::1]:8080").endpoint == "http://[::1]:8080"
 
 
+@pytest.mark.parametrize(
+    ("variable", "setting"),
+    [("HF_ENDPOINT", "hf_endpoint"), ("MODELSCOPE_ENDPOINT", "ms_endpoint")],
+)
+def test_a_bad_endpoint_variable_is_named_in_the_error(variable: str, setting: str) -> None:
+    """``HF_ENDPOINT=127.0.0.1:9`` (no scheme): the error names the variable and its value
+    (the password of a URL left out), not the public source it replaces."""
+    settings = Settings(**{setting: "user:pw@127.0.0.1:9"})
+    with pytest.raises(ConfigError) as err:
+        resolve_sources(None, settings)
+    assert f"{variable}=127.0.0.1:9" in str(err.value) and "pw" not in str(err.value)
+
+
 def test_credentials_in_a_source_url_are_never_shown(
     fake_hub_factory: Factory, caplog: pytest.LogCaptureFixture
 ) -> None:

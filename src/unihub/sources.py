@@ -18,6 +18,7 @@ and the session sends them as HTTP basic auth to that origin only.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable
 from typing import cast
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -72,20 +73,24 @@ def _split_url(url: str, text: str) -> tuple[str, str | None]:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")).rstrip("/"), auth
 
 
+_USERINFO = re.compile(r"(^|://|=)[^/@=\s]*@")
+
+
 def _shown(text: str) -> str:
-    """``text`` with any ``user:password@`` removed."""
-    head, sep, tail = text.partition("://")
-    if sep and "@" in tail.split("/", 1)[0]:
-        tail = tail.split("@", 1)[1]
-    return head + sep + tail
+    """``text`` with any ``user:password@`` removed (after ``://``, or a URL's start: a
+    ``HF_ENDPOINT`` written without its scheme)."""
+    return _USERINFO.sub(r"\1", text)
 
 
-def _public(protocol: str, settings: Settings) -> list[tuple[str, str]]:
-    """(name, url) of a protocol's public endpoints, the first replaced by its env setting."""
-    entries = list(PROTOCOLS[protocol].public)
-    override = getattr(settings, PROTOCOLS[protocol].endpoint_setting, None)
+def _public(protocol: str, settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, url, what names it in messages) of a protocol's public endpoints, the first
+    replaced by its endpoint setting (``HF_ENDPOINT``, ...)."""
+    hub = PROTOCOLS[protocol]
+    entries = [(name, url, name) for name, url in hub.public]
+    override = getattr(settings, hub.endpoint_setting, None)
     if override:
-        entries[0] = (entries[0][0], override)
+        name = entries[0][0]
+        entries[0] = (name, override, f"{hub.endpoint_env or hub.endpoint_setting}={override}")
     return entries
 
 
@@ -111,8 +116,8 @@ def parse_source(text: str, settings: Settings | None = None) -> Source:
         public = [name for name, _ in hub.public]
         if key in public or key in hub.aliases:
             index = public.index(key) if key in public else 0
-            name, url = _public(protocol, _settings(settings))[index]
-            return _make(protocol, url, name)
+            _, url, said = _public(protocol, _settings(settings))[index]
+            return _make(protocol, url, said)
     proto, sep, url = raw.partition("=")
     proto = proto.strip().lower()
     if not sep or proto not in PROTOCOLS:
@@ -124,7 +129,9 @@ def default_sources(settings: Settings | None = None) -> list[Source]:
     """Every public endpoint of the registry, with the endpoint settings applied."""
     s = _settings(settings)
     return _dedupe(
-        _make(protocol, url, name) for protocol in PROTOCOLS for name, url in _public(protocol, s)
+        _make(protocol, url, said)
+        for protocol in PROTOCOLS
+        for _, url, said in _public(protocol, s)
     )
 
 

@@ -43,7 +43,8 @@ class HubSpec:
     ``token_cookie``: a cookie that carries the token too (the official client sends both).
     ``endpoint_setting`` / ``token_setting``: the :class:`~unihub.settings.Settings` fields
     holding the endpoint that replaces the first public one, and the protocol's implicit
-    token. ``owner_required``: its repo ids are always ``owner/name``.
+    token; ``endpoint_env``: the variable that setting is read from (for messages).
+    ``owner_required``: its repo ids are always ``owner/name``.
     The protocol's name is also the prefix that names its ids (``ms:Owner/Name``).
     """
 
@@ -57,6 +58,7 @@ class HubSpec:
     token_hint: str
     endpoint_setting: str
     token_setting: str
+    endpoint_env: str = ""
     token_cookie: str | None = None
     owner_required: bool = False
 
@@ -77,6 +79,7 @@ PROTOCOLS: Mapping[str, HubSpec] = MappingProxyType(
             token_hint="token=, HF_TOKEN or `hf auth login`",  # noqa: S106 - a hint
             endpoint_setting="hf_endpoint",
             token_setting="hf_token",  # noqa: S106 - a field name
+            endpoint_env="HF_ENDPOINT",
         ),
         "ms": HubSpec(
             protocol="ms",
@@ -90,6 +93,7 @@ PROTOCOLS: Mapping[str, HubSpec] = MappingProxyType(
             token_cookie="m_session_id",  # noqa: S106 - a cookie name
             endpoint_setting="ms_endpoint",
             token_setting="ms_token",  # noqa: S106 - a field name
+            endpoint_env="MODELSCOPE_ENDPOINT",
             owner_required=True,
         ),
     }
