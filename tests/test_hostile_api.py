@@ -48,6 +48,8 @@ def make_repo() -> FakeRepo:
         {"token": 42},
         {"sources": "hf=http://[::1"},
         {"sources": "ftp=host"},
+        {"fair": "x"},
+        {"max_rate": -1},
     ],
 )
 def test_bad_arguments_are_config_errors_before_any_request(fake_hub_factory, tmp_path, kwargs):

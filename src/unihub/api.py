@@ -40,7 +40,9 @@ def _limits(settings: Settings, max_rate: object, fair: object) -> Settings:
             raise ConfigError(f"max_rate must be positive, not {max_rate!r}")
         changes["max_rate"] = rate
     if fair is not None:
-        changes["fair"] = bool(fair)
+        if not isinstance(fair, bool):
+            raise ConfigError(f"fair must be True, False or None, not {fair!r}")
+        changes["fair"] = fair
     return settings.evolve(**changes) if changes else settings
 
 
