@@ -189,6 +189,35 @@ def test_offline_serves_from_disk_without_network(fake_hub_factory, tmp_path, mo
         unihub.snapshot("org/never-downloaded", cache_dir=cache)
 
 
+@pytest.mark.parametrize("where", ["cache_dir", "local_dir"])
+def test_no_source_answering_falls_back_to_the_copy_on_disk(
+    fake_hub_factory, tmp_path, caplog, monkeypatch, where
+):
+    """As huggingface_hub falls back to its cache when the Hub does not answer: the files on
+    disk for the revision, with a warning; never for force_download, nor for what is not on
+    disk, nor when Hugging Face itself answers "no"."""
+    monkeypatch.setenv("UNIHUB_PROBE_TIMEOUT", "1.0")  # a blackholed hub costs this per call
+    repo = make_repo()
+    hub = fake_hub_factory("hf", repos=[repo])
+    ms = fake_hub_factory("ms", repos=[FakeRepo("other/x", files={"a": "b"})])
+    sources = [hub.source, ms.source]
+    kw = {where: tmp_path / "out", "progress": False}
+    online = unihub.snapshot(HF_ID, sources=sources, **kw)
+    hub.configure(blackhole=True)  # ModelScope answers "not found": the only "no" is its own
+    assert unihub.snapshot(HF_ID, sources=sources, **kw) == online
+    assert any("using the copy on disk" in r.getMessage() for r in caplog.records)
+    one = unihub.download(HF_ID, "config.json", sources=sources, **kw)
+    assert Path(one).read_text() == CONFIG
+    with pytest.raises(unihub.RepoNotFoundError):
+        unihub.snapshot(HF_ID, sources=sources, force_download=True, **kw)
+    if where == "cache_dir":  # a local_dir keeps no revision names (its files are the answer)
+        with pytest.raises(unihub.AllSourcesFailedError):
+            unihub.snapshot(HF_ID, sources=[hub.source], revision="v9", **kw)
+    gone = fake_hub_factory("hf", repos=[FakeRepo("other/y", files={"a": "b"})])
+    with pytest.raises(unihub.RepoNotFoundError):  # Hugging Face's own "no" is the answer
+        unihub.snapshot(HF_ID, sources=[gone.source], **kw)
+
+
 def test_errors_name_repo_and_sources(fake_hub_factory, tmp_path):
     repo = make_repo()
     hub = fake_hub_factory("hf", repos=[repo], gated={HF_ID})

@@ -9,7 +9,8 @@
                               where each file goes (Layout.targets), one FileJob per missing
                               file (file_job), the engine (transfer/), publish as each lands
     run(req, settings)        all of it for one call, finalize the layout; offline: the
-                              layout's own lookup, no network
+                              layout's own lookup, no network; and so when no source
+                              answers and the layout holds the files (as huggingface_hub)
 
 Front doors: :mod:`unihub.api` (``snapshot``, ``download``, ``list_files``),
 :mod:`unihub.dryrun` (plan and select, nothing written), :mod:`unihub.serve` (views: plan;
@@ -34,7 +35,11 @@ from .errors import (
     ContentChangedError,
     DownloadFailedError,
     EntryNotFoundError,
+    HubError,
     IntegrityError,
+    OfflineError,
+    SourceUnavailableError,
+    UnsafePathError,
 )
 from .layout import Layout, Target, make_layout
 from .layout.common import filter_paths
@@ -225,6 +230,35 @@ def fetch(
     return [published[i] for i in range(len(targets))]
 
 
+def _on_disk(layout: Layout, req: Request) -> tuple[Path, list[Path]]:
+    hit = layout.find_offline(
+        revision=req.revision, include=req.include, exclude=req.exclude, paths=req.paths
+    )
+    return hit.folder, [hit.folder / name for name in hit.files]
+
+
+def _instead_of(
+    exc: SourceUnavailableError | HubError, layout: Layout, req: Request
+) -> tuple[Path, list[Path]]:
+    """When no source answered (or only ModelScope, saying no: ``reference_silent``), the
+    files already on disk for the revision, as huggingface_hub falls back to its cache; else
+    ``exc``. Never for ``force_download``, nor after Hugging Face's own "no"."""
+    if req.force_download or (isinstance(exc, HubError) and not exc.reference_silent):
+        raise exc
+    try:
+        found = _on_disk(layout, req)
+    except (OfflineError, UnsafePathError):
+        raise exc from None
+    logger.warning(
+        "%s: no source answered (%s); using the copy on disk in %s, which may be older than "
+        "the hub's",
+        req.hf_id,
+        exc,
+        found[0],
+    )
+    return found
+
+
 def layout_for(req: Request, settings: Settings) -> Layout:
     """Where a checked request's files go (``local_dir``, or the HF cache by the HF id)."""
     return make_layout(
@@ -242,12 +276,12 @@ def run(req: Request, settings: Settings) -> tuple[Path, list[Path]]:
     if req.offline or settings.offline:
         if req.force_download:
             raise ConfigError("force_download=True needs the network: not with offline")
-        hit = layout.find_offline(
-            revision=req.revision, include=req.include, exclude=req.exclude, paths=req.paths
-        )
-        return hit.folder, [hit.folder / name for name in hit.files]
+        return _on_disk(layout, req)
     with Session(settings, token=req.token) as session:
-        made = plan(req, session)
+        try:
+            made = plan(req, session)
+        except (SourceUnavailableError, HubError) as exc:
+            return _instead_of(exc, layout, req)
         files = select(made.manifest, req.include, req.exclude, req.paths)
         local = fetch(made, files, layout, req, session, force=req.force_download)
         folder = layout.finalize(made.manifest, files, revision=req.revision)
