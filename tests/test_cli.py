@@ -86,17 +86,22 @@ def test_download_takes_hf_download_orders_of_arguments(fake_hub_factory, repo, 
     the flag repeated, and file names after options."""
     hub = fake_hub_factory("hf", repos=[repo])
     forms = {
-        "one-flag": ("--include", "*.json", "a/*", "--local-dir"),
-        "repeated": ("--include", "*.json", "--include", "a/*", "--local-dir"),
+        "one-flag": (HF_ID, "--include", "*.json", "a/*", "--local-dir"),
+        "repeated": (HF_ID, "--include", "*.json", "--include", "a/*", "--local-dir"),
+        "before-repo": ("--include", "*.json", "--include", "a/*", HF_ID, "--local-dir"),
     }
     for name, form in forms.items():
-        out = run("download", HF_ID, *form, str(tmp_path / name), "--source", hub.source, "-q")
+        out = run("download", *form, str(tmp_path / name), "--source", hub.source, "-q")
         assert out.returncode == 0, out.stderr
         assert _files(tmp_path / name) == ["a/b.txt", "config.json"], name
-    after = tmp_path / "after"
+    after, dashes = tmp_path / "after", tmp_path / "dashes"
     out = run("download", HF_ID, "--local-dir", str(after), "config.json", "--source", hub.source)
     assert out.returncode == 0, out.stderr
     assert _files(after) == ["config.json"]
+    out = run("download", HF_ID, "--include", "a/*", "--local-dir", str(dashes),
+              "--source", hub.source, "--", "config.json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert _files(dashes) == ["a/b.txt", "config.json"]  # the file after --, and the pattern
     out = run("download", HF_ID, "--local-dir", str(after), "--bogus", "x")
     assert out.returncode == 2 and "unrecognized arguments: --bogus x" in out.stderr
     assert "usage: unihub download" in out.stderr  # the subcommand's usage, not the top one

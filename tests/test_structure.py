@@ -173,6 +173,7 @@ LAYERS: dict[str, int] = {
             "runner",
             "cli",
             "cli_cache",
+            "cli_serve",
             "cli_report",
             "cachetool",
             "demo",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from . import __version__
+from .cli_serve import add_serve_parsers, cmd_run, cmd_serve
 from .errors import ConfigError, UnihubError
 from .units import human_size
 
@@ -41,9 +42,10 @@ def _common(p: argparse.ArgumentParser, *, patterns: bool = True) -> None:
     )
     if patterns:
         for flag, what in (("--include", "only these paths"), ("--exclude", "skip these paths")):
-            p.add_argument(  # several after one flag, as huggingface-cli took them, or repeated
-                flag, nargs="+", action="extend", metavar="PATTERN", help=f"{what} (glob)"
+            p.add_argument(  # more after the first: see _leftovers
+                flag, action="append", metavar="PATTERN", help=f"{what} (glob; repeatable)"
             )
+        p.set_defaults(_parser_of=p)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,22 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("repo", help="a Hugging Face id, or ms:Owner/Name to map back")
     m.add_argument("--repo-type", choices=["model", "dataset"], default="model")
 
-    sv = sub.add_parser("serve", help="a Hugging Face-protocol endpoint for HF_ENDPOINT")
-    _serve_options(sv)
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=8090, help="port (default 8090; 0: any free)")
-
-    rn = sub.add_parser(
-        "run", help="run COMMAND with HF_ENDPOINT at a unihub serve: unihub run -- CMD ARGS"
-    )
-    rn.add_argument(
-        "--server",
-        default=None,
-        help="URL of a running unihub serve (default: UNIHUB_SERVER, else one started "
-        "for the command on a free local port)",
-    )
-    _serve_options(rn)
-    rn.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    add_serve_parsers(sub, _source_option)
 
     from .cli_cache import add_cache_parser
 
@@ -108,7 +95,6 @@ def _download_parser(sub: Any) -> None:
     d.add_argument(
         "files", nargs="*", help="only these files, exact names (default: the whole repo)"
     )
-    d.set_defaults(_files_after_options=d)  # FILES may also follow options (main)
     d.add_argument("--local-dir", default=None, help="plain files here (default: the HF cache)")
     d.add_argument("--cache-dir", default=None, help="HF cache folder (default: HF_HUB_CACHE)")
     _common(d)
@@ -166,107 +152,6 @@ def _json_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json", action="store_true", help="one JSON document on stdout (see docs/user-guide.md)"
     )
-
-
-def _serve_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", default=None, help="HF cache to fill (default: HF_HUB_CACHE)")
-    _source_option(p)
-    p.add_argument("--offline", action="store_true", help="serve only what the cache holds")
-    p.add_argument(
-        "--max-cache-size", default=None, metavar="SIZE", help="e.g. 500GB; LRU eviction past it"
-    )
-    p.add_argument(
-        "--allow", action="append", default=[], metavar="PATTERN", help="only these repos (glob)"
-    )
-    p.add_argument(
-        "--deny", action="append", default=[], metavar="PATTERN", help="never these repos (glob)"
-    )
-    p.add_argument(
-        "--connections", type=int, default=32, help="most connections per upstream file (32)"
-    )
-    p.add_argument(
-        "--max-upstream-rate",
-        default=None,
-        metavar="RATE",
-        help="bandwidth cap for all upstream fetches together, e.g. 50MB/s (default: none)",
-    )
-    p.add_argument(
-        "--no-head-prefetch",
-        action="store_true",
-        help="a HEAD does not start the file's upstream fetch (default: it does)",
-    )
-    p.add_argument(
-        "--metadata-ttl",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="reuse a repo listing (and a token's access) this long (default 60)",
-    )
-    limits = p.add_argument_group("limits (docs/serve.md)")
-    for flag, kind, default, text in (
-        ("--upstream-timeout", float, None, "seconds a hub has to first answer (30; run: 6)"),
-        ("--unreachable-for", float, 30.0, "seconds a silent or refusing hub is left out (30)"),
-        ("--header-timeout", float, 10.0, "seconds a client has to send its request head (10)"),
-        ("--keep-alive", float, 15.0, "seconds an idle client connection stays open (15)"),
-        ("--max-header-bytes", int, 64 * 1024, "largest request head, bytes (65536)"),
-        ("--max-connections", int, None, "client connections at once; idle ones go first"),
-        ("--send-timeout", float, 60.0, "seconds a client may leave an answer unread (60)"),
-    ):
-        limits.add_argument(flag, type=kind, default=default, help=text)
-    limits.add_argument(
-        "--show-upstream",
-        action="store_true",
-        help="name the upstream hosts in errors to clients (default: upstream-N)",
-    )
-
-
-def _serve_opts(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 0) -> Any:
-    from pathlib import Path
-
-    from .serve.options import ServeOptions, rate_option, size_option
-
-    return ServeOptions(
-        host=host,
-        port=port,
-        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else None,
-        sources=tuple(args.sources) if args.sources else None,
-        offline=args.offline,
-        max_cache_size=size_option(args.max_cache_size),
-        allow=tuple(args.allow),
-        deny=tuple(args.deny),
-        metadata_ttl=args.metadata_ttl,
-        connections=args.connections,
-        head_prefetch=not args.no_head_prefetch,
-        max_upstream_rate=rate_option(args.max_upstream_rate),
-        upstream_timeout=args.upstream_timeout,
-        unreachable_for=args.unreachable_for,
-        header_timeout=args.header_timeout,
-        keep_alive=args.keep_alive,
-        max_header_bytes=args.max_header_bytes,
-        max_connections=args.max_connections,
-        show_upstream=args.show_upstream,
-        send_timeout=args.send_timeout,
-    )
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import serve
-
-    if not logging.getLogger("unihub.serve").isEnabledFor(logging.INFO):
-        logging.getLogger("unihub.serve").setLevel(logging.INFO)  # the access log
-    serve(_serve_opts(args, args.host, args.port))
-    return 0
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_command
-
-    cmd = list(args.cmd)
-    if cmd[:1] == ["--"]:
-        cmd = cmd[1:]
-    if not cmd:
-        raise ConfigError("no command to run", hint="unihub run -- python train.py")
-    return run_command(cmd, server=args.server, options=_serve_opts(args), exiting=True)
 
 
 def _ids(value: list[str] | None) -> list[str] | None:
@@ -457,20 +342,50 @@ _COMMANDS = {
     "probe": _cmd_probe,
     "map": _cmd_map,
     "demo": _cmd_demo,
-    "serve": _cmd_serve,
-    "run": _cmd_run,
+    "serve": cmd_serve,
+    "run": cmd_run,
     "cache": _cmd_cache,
 }
+
+
+def _take_leftovers(
+    args: argparse.Namespace, argv: list[str], extra: list[str], parser: argparse.ArgumentParser
+) -> None:
+    """What argparse left over, placed as `hf download` users mean it: names after
+    ``--include``/``--exclude``'s first pattern are more patterns (``--include '*.json'
+    '*.md'``, as huggingface-cli took them); after another option or ``--``, FILES
+    (``download REPO --local-dir D FILE``). Anything else is a usage error."""
+    where = getattr(args, "_parser_of", parser)
+    more: dict[str, list[str]] = {"include": [], "exclude": []}
+    files: list[str] = []
+    at, literal = 0, False
+    for word in extra:
+        at = argv.index(word, at) + 1
+        if word == "--" and not literal:
+            literal = True
+            continue
+        if word.startswith("-") and not literal:
+            where.error(f"unrecognized arguments: {' '.join(extra)}")
+        flag = next((t for t in reversed(argv[: at - 1]) if t.startswith("-")), "")
+        name = flag.split("=", 1)[0].lstrip("-")
+        if not literal and name in more:
+            more[name].append(word)
+        elif hasattr(args, "files"):
+            files.append(word)
+        else:
+            where.error(f"unrecognized arguments: {' '.join(extra)}")
+    if files:
+        args.files = [*args.files, *files]
+    for name, patterns in more.items():
+        if patterns:
+            setattr(args, name, [*(getattr(args, name) or []), *patterns])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # names after options (`download REPO --local-dir D FILE`) are FILES too
-        where = getattr(args, "_files_after_options", parser)
-        if where is parser or any(e.startswith("-") for e in extra):
-            where.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.files = [*args.files, *extra]
+    if extra:
+        _take_leftovers(args, list(sys.argv[1:] if argv is None else argv), extra, parser)
     if not args.command:
         parser.print_help(sys.stderr)
         return 2

@@ -227,7 +227,8 @@ def test_run_with_an_existing_server_and_failures(
 
 
 def test_serve_limits_are_command_line_options() -> None:
-    from unihub.cli import _parser, _serve_opts
+    from unihub.cli import _parser
+    from unihub.cli_serve import _serve_opts
 
     args = _parser().parse_args(
         ["serve", "--upstream-timeout", "5", "--unreachable-for", "7", "--header-timeout", "2",
@@ -248,7 +249,8 @@ def test_runs_own_server_is_quick_to_give_up_on_a_hub_unless_told_otherwise(
 ) -> None:
     """The server of ``unihub run`` (and ``patch()``) answers a dead hub within seconds, but
     an ``--upstream-timeout`` the user gives is kept, not capped (a slow hub is not dead)."""
-    from unihub.cli import _parser, _serve_opts
+    from unihub.cli import _parser
+    from unihub.cli_serve import _serve_opts
 
     def one_client(*argv: str) -> float:
         opts = _serve_opts(_parser().parse_args(["run", *argv, "--", "true"]))
