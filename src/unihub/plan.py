@@ -123,11 +123,17 @@ def _token_hint(session: Session, results: Sequence[ProbeResult]) -> str:
     return f"The repo is private: pass a token that can read it ({where})"
 
 
-def refused_token(results: Sequence[ProbeResult], repo_id: str) -> TokenRefusedError | None:
+def refused_token(
+    results: Sequence[ProbeResult], listings: Sequence[SourceListing], repo_id: str
+) -> TokenRefusedError | None:
     """The error of a token a Hugging Face-protocol hub refused (invalid, expired), if one
-    did. A plan is still made from the other sources (the API's caller gets the repo, with a
-    warning); the server answers as the Hub would instead (a refused token must never read
-    more than no token, such as a gated repo from a hub that does not gate it)."""
+    did and no Hugging Face-protocol hub listed the repo with it (a mirror that knows no
+    tokens refusing one the Hub accepts changes nothing). A plan is still made from the other
+    sources (the API's caller gets the repo, with a warning); the server answers as the Hub
+    would instead (a refused token must never read more than no token, such as a gated repo
+    from a hub that does not gate it)."""
+    if any(lst.source.protocol == REFERENCE for lst in listings):
+        return None
     for r in results:
         if r.source.protocol == REFERENCE and isinstance(r.error, TokenRefusedError):
             return TokenRefusedError(
@@ -299,7 +305,7 @@ def make_plan(
     else:
         confirmed = True
     _rank(listings)
-    refused = refused_token(results, repo_id)
+    refused = refused_token(results, listings, repo_id)
     if refused is not None:
         logger.warning("%s; listing %s from the other sources", refused, repo_id)
     for r in results:

@@ -152,3 +152,17 @@ def test_the_cache_answers_when_hugging_face_is_dark_and_modelscope_lacks_the_re
     if gated:  # a client the hub never accepted gets nothing from the cache
         with pytest.raises(HfHubHTTPError):
             _get(srv.url, "org/gated-model", False, tmp_path / "c3")
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.3])
+def test_a_mirror_refusing_a_token_the_hub_accepts_changes_nothing(
+    fake_hub_factory: Factory, serve_factory: ServeFactory, tmp_path: Path, latency: float
+) -> None:
+    """An hf-mirror-like source that knows no Hugging Face tokens refuses one the Hub accepts
+    (answering first or last): the Hub's listing is the answer, through the server as direct."""
+    repo = FakeRepo("org/public", files={"w.safetensors": b"w" * 100})
+    hub = fake_hub_factory("hf", repos=[repo], tokens=["good-token"], latency=latency)
+    mirror = fake_hub_factory("hf", repos=[repo], strict_tokens=True, tokens=[])
+    srv = serve_factory(hub, mirror)
+    got = _get(srv.url, "org/public", "good-token", tmp_path / "c")
+    assert Path(got).read_bytes() == repo.content("w.safetensors")

@@ -253,7 +253,7 @@ class Repos:
             return view
         self.metrics.add("unihub_serve_listings_total", outcome="ok")
         try:
-            refused = refused_token(plan.results, req.hf_id)
+            refused = refused_token(plan.results, plan.listings, req.hf_id)
             if refused is not None:  # the Hub's answer to this token, whoever else lists it
                 raise refused
             return self._view(plan, req, session, (repo_type, repo_id, rev, asked), token)
