@@ -12,6 +12,7 @@ from hub_helpers import hub_of, model_repo
 from unihub.errors import (
     AuthRequiredError,
     BadResponseError,
+    GatedRepoError,
     RepoNotFoundError,
     RevisionNotFoundError,
     SourceUnavailableError,
@@ -195,6 +196,15 @@ def test_a_not_found_naming_a_repo_called_gated_is_not_a_refusal() -> None:
     for hub in _mock_hub({"/revisions": _ok(revs), "/repo/files": (404, said)}):
         with pytest.raises(RepoNotFoundError):
             hub.list_repo("org/gated-licensed")
+
+
+@pytest.mark.parametrize("path", ["config.json", "a", "e", "n"])
+def test_a_short_file_name_does_not_hide_the_words_of_a_refusal(path: str) -> None:
+    """Only the name quoted whole is left out of the words read, never letters of a word."""
+    said = {"Code": 10010205, "Success": False, "Message": "Please accept the license agreement"}
+    hub = ModelScopeHub.__new__(ModelScopeHub)
+    err = hub._error(403, said, "file", {"repo_id": "org/m", "path": path})
+    assert isinstance(err, GatedRepoError)
 
 
 def test_walk_recovers_what_a_truncating_server_cut() -> None:

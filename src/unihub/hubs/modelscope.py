@@ -372,8 +372,9 @@ class ModelScopeHub(HubAdapter):
         said = f": {message[:200]}" if message else ""
         low = message.lower()
         for name in (where.get("repo_id"), where.get("path")):  # "acme/gated not found"
-            if name:
-                low = low.replace(str(name).lower(), " ")
+            if name:  # the name quoted whole, never letters of a word ("e" in "license")
+                edge = r"[\w/.-]"
+                low = re.sub(f"(?<!{edge}){re.escape(str(name).lower())}(?!{edge})", " ", low)
         if any(word in low for word in ("gated", "agreement", "licen", "approv")):
             return GatedRepoError(
                 f"gated repository{said}",
