@@ -259,3 +259,23 @@ def test_a_good_mirror_that_lists_late_rescues_a_corrupt_one(ray_cluster: RayClu
     for node in ray_cluster.nodes[:2]:
         blob = node.hub_cache / "models--org--late-good" / "snapshots" / repo.head()
         assert (blob / "model.safetensors").read_bytes() == repo.content("model.safetensors")
+
+
+def test_a_progress_callback_that_raises_ends_the_run_with_its_exception(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    """The driver's progress comes from a poller thread: a callback raising there must end
+    the call with that exception, not die with the thread while the run reports success."""
+    repo = make_repo("callback-raises")
+
+    class Stop(Exception):
+        pass
+
+    def callback(event: ProgressEvent) -> None:
+        if event.kind == "advance":
+            raise Stop(event.label)
+
+    with FakeHub("hf", repos=[repo], per_client_rate=2 * MiB) as hub, pytest.raises(Stop):
+        snapshot_on_cluster(
+            repo.repo_id, sources=[hub.source], nodes=ray_cluster.ids, progress=callback
+        )

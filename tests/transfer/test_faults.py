@@ -10,6 +10,7 @@ import pytest
 from transfer_helpers import FAST, MiB, job_for, sha256_file
 
 from unihub.errors import BadResponseError, DownloadFailedError, Failure, IntegrityError
+from unihub.progress import ProgressEvent
 from unihub.testing import FakeHub, FakeRepo, Faults
 from unihub.timeouts import Timeouts
 from unihub.transfer import download_files
@@ -115,3 +116,27 @@ def test_retry_budget_exhausted_keeps_partial(tmp_path: Path) -> None:
     assert "big.bin" in msg and "fake" in msg and "503" in msg
     assert job.partial_path.exists() and job.journal_path.exists()
     assert not job.dest.exists()
+
+
+def test_a_callback_raising_on_an_error_event_stops_new_files(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A callback that fails only on "error" events (one corrupt file): the call raises its
+    exception, no thread dies with a traceback, and the files not yet started stay so."""
+    paths = [f"f{i:03d}.json" for i in range(120)]
+    repo = FakeRepo("org/name", files={p: b"y" * 3000 for p in paths})
+
+    class Stop(Exception):
+        pass
+
+    def callback(event: ProgressEvent) -> None:
+        if event.kind == "error":
+            raise Stop(event.label)
+
+    faults = Faults(corrupt=frozenset({"f000.json"}))
+    with FakeHub("hf", repos=[repo], faults=faults, per_connection_rate=200_000) as hub:
+        jobs = [job_for(hub, repo, p, tmp_path) for p in paths]
+        with pytest.raises(Stop):
+            download_files(jobs, progress=callback, options=FAST, max_workers=1)
+    assert "Traceback" not in capfd.readouterr().err
+    assert sum((tmp_path / p).exists() for p in paths) < len(paths) // 2

@@ -168,6 +168,8 @@ class Run:
             poller.join(5)
             self._show(final=True)
             self.reporter.close()
+        if self.reporter.failed is not None:
+            raise self.reporter.failed
         path = ""
         for nid, out in folders.items():
             if not out.ok:
@@ -182,6 +184,8 @@ class Run:
 
     def _rounds(self, max_rounds: int) -> None:
         for _ in range(max_rounds):
+            if self.reporter.failed is not None:  # the caller's callback raised: its exception
+                raise self.reporter.failed
             inventories = self._all("inventory")
             holders = self._holders(inventories)
             missing = [
@@ -310,7 +314,10 @@ class Run:
     # ---------- progress ----------
     def _poll(self) -> None:
         while not self._stop.wait(POLL):
-            self._show()
+            try:
+                self._show()
+            except Exception:  # the caller's progress callback raised: the rounds end on it
+                return
 
     def _show(self, final: bool = False) -> None:
         alive = sorted(self.alive)

@@ -17,6 +17,7 @@ within about a second.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -257,10 +258,13 @@ class _Run:
                 except Cancelled:
                     return
                 except BaseException as exc:
-                    self.ctx.report(ProgressEvent("error", job.name, 0, job.size, message=str(exc)))
-                    log.error("%s: %s", job.name, exc)
                     with self._lock:
                         self.errors.append(exc)
+                    log.error("%s: %s", job.name, exc)
+                    with contextlib.suppress(Exception):  # a raising callback: Reporter.failed
+                        self.ctx.report(
+                            ProgressEvent("error", job.name, 0, job.size, message=str(exc))
+                        )
         finally:
             with self._lock:
                 self._running -= 1
