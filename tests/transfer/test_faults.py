@@ -93,7 +93,7 @@ def test_html_block_page_refused(tmp_path: Path, size: int) -> None:
         gets = [r for r in hub.stats.requests if r.method == "GET"]
     assert "HTML" in str(info.value) and info.value.kind is Failure.BLOCKED
     assert "log in" in (info.value.hint or "")
-    assert len(gets) <= 4  # the connections in flight when the first page came, no retries
+    assert len(gets) < 8  # those in flight when the first page came; not 8 tries of each
     assert not (tmp_path / "big.bin").exists()
 
 
@@ -123,7 +123,7 @@ def test_a_callback_raising_on_an_error_event_stops_new_files(
 ) -> None:
     """A callback that fails only on "error" events (one corrupt file): the call raises its
     exception, no thread dies with a traceback, and the files not yet started stay so."""
-    paths = [f"f{i:03d}.json" for i in range(120)]
+    paths = [f"f{i:03d}.json" for i in range(600)]
     repo = FakeRepo("org/name", files={p: b"y" * 3000 for p in paths})
 
     class Stop(Exception):
@@ -139,4 +139,4 @@ def test_a_callback_raising_on_an_error_event_stops_new_files(
         with pytest.raises(Stop):
             download_files(jobs, progress=callback, options=FAST, max_workers=1)
     assert "Traceback" not in capfd.readouterr().err
-    assert sum((tmp_path / p).exists() for p in paths) < len(paths) // 2
+    assert sum((tmp_path / p).exists() for p in paths) < len(paths) // 3  # before: all but one

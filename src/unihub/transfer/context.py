@@ -61,3 +61,4 @@ class Context:
         self.timeouts = options.timeouts
         self.retry = options.retry
         self.limiter = limiter_for(options.max_rate)  # the process's bucket for this cap
+        self.rests: dict[str, float] = {}  # sources that asked to wait (transfer.mirrors)

@@ -135,6 +135,7 @@ class FileTransfer(ConnectionCounts):
             ],
             self.ctx.retry,
             job.name,
+            self.ctx.rests,
         )
         try:
             self.fd = open_nofollow(partial, os.O_RDWR | os.O_CREAT)

@@ -9,9 +9,10 @@
   cannot mend, is dropped for the file while others remain (the last one is never dropped:
   the retry budget decides then).
 - Asked to wait: a mirror that answered with a wait (``Retry-After`` on a 429 or 503, capped
-  by ``retry.max_retry_after``) rests that long. The next try goes at once to a mirror that is
-  not resting; only when every mirror left rests does the file wait, until the first rest
-  ends (one rate-limited mirror never holds a file while another could serve it).
+  by ``retry.max_retry_after``) rests that long, for every file of the call (``rests``, shared,
+  by source: a rate limit is the client's, not the file's). The next try goes at once to a
+  mirror that is not resting; only when every mirror left rests does the file wait, until the
+  first rest ends (one rate-limited mirror never holds a file while another could serve it).
 - Bad bytes: after a hash mismatch each remaining mirror in turn serves the whole file alone;
   a mirror whose whole file failed is condemned for the file. With one mirror, one full retry.
 """
@@ -75,16 +76,32 @@ class MirrorState:
 class Mirrors:
     """The :class:`MirrorState` of each mirror of one file, and the rules above."""
 
-    def __init__(self, states: Sequence[MirrorState], retry: Retry, label: str) -> None:
+    def __init__(
+        self,
+        states: Sequence[MirrorState],
+        retry: Retry,
+        label: str,
+        rests: dict[str, float] | None = None,
+    ) -> None:
         self.states = list(states)
         self.retry = retry
         self.label = label
+        self.rests = rests if rests is not None else {}  # source -> monotonic end of its rest
         self.condemned: set[int] = set()
         self._lock = threading.Lock()
 
     @classmethod
-    def of(cls, mirrors: Iterable[Mirror], retry: Retry, label: str) -> Mirrors:
-        return cls([MirrorState(m, i) for i, m in enumerate(mirrors)], retry, label)
+    def of(
+        cls,
+        mirrors: Iterable[Mirror],
+        retry: Retry,
+        label: str,
+        rests: dict[str, float] | None = None,
+    ) -> Mirrors:
+        return cls([MirrorState(m, i) for i, m in enumerate(mirrors)], retry, label, rests)
+
+    def _rest_end(self, m: MirrorState) -> float:
+        return max(m.rest_until, self.rests.get(m.name, 0.0))
 
     def names(self) -> str:
         return ", ".join(dict.fromkeys(m.name for m in self.states))
@@ -97,7 +114,7 @@ class Mirrors:
         with self._lock:
             alive = self.alive()
             now = time.monotonic()
-            return max(0.0, min((m.rest_until for m in alive), default=now) - now)
+            return max(0.0, min((self._rest_end(m) for m in alive), default=now) - now)
 
     def pick(self) -> MirrorState | None:
         """The mirror for the next request, counted as active on it (``record`` ends that):
@@ -107,7 +124,7 @@ class Mirrors:
             if not alive:
                 return None
             now = time.monotonic()
-            alive = [m for m in alive if m.rest_until <= now] or alive
+            alive = [m for m in alive if self._rest_end(m) <= now] or alive
             known = [r for r in (m.rate() for m in alive) if r is not None]
             default = max(known) if known else 1.0
 
@@ -149,6 +166,7 @@ class Mirrors:
             return retry, retry.backoff()
         with self._lock:
             state.rest_until = time.monotonic() + retry.backoff(exc.delay)
+            self.rests[state.name] = max(self.rests.get(state.name, 0.0), state.rest_until)
         return retry, 0.0
 
     def gave_up(
