@@ -23,6 +23,7 @@ from .conftest import ServeFactory
 
 Factory = Callable[..., FakeHub]
 MB = 1 << 20
+_ESTABLISHED = 1  # tcpi_state in Linux's TCP_INFO
 
 
 def _connect(url: str, rcvbuf: int | None = None) -> socket.socket:
@@ -151,6 +152,8 @@ def test_a_reader_that_reads_nothing_is_closed_after_the_send_timeout(
     sock = _connect(srv.url, rcvbuf=64 * 1024)
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     time.sleep(4.0)  # read nothing: the server's buffers fill, then the clock runs
+    # let go of without a byte read (a close would wait for ever to flush to this reader)
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != _ESTABLISHED
     got = 0
     sock.settimeout(10)
     try:
@@ -160,4 +163,42 @@ def test_a_reader_that_reads_nothing_is_closed_after_the_send_timeout(
         pass
     sock.close()
     assert 0 < got < size  # what the buffers held, then the end: the server closed it
+    assert httpx2.get(f"{srv.url}/healthz").status_code == 200
+
+
+def test_a_request_body_is_bounded_in_time_and_size(
+    fake_hub_factory: Factory, serve_factory: ServeFactory
+) -> None:
+    """The only body the server takes (paths-info's) must come within header_timeout after its
+    head and be at most 1 MiB, declared or streamed: a client sending a byte a second, or
+    400 MB, holds neither a connection nor memory."""
+    repo = FakeRepo("org/bodies", files={"config.json": "{}"})
+    hub = fake_hub_factory("hf", repos=[repo])
+    srv = serve_factory(hub, header_timeout=1.0)
+    url = f"{srv.url}/api/models/org/bodies/paths-info/main"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert [e["path"] for e in httpx2.post(url, data={"paths": "config.json"}).json()] == [
+        "config.json"
+    ]
+    many = "&".join(f"paths=dir/file-{i:05d}.json" for i in range(5000)) + "&paths=config.json"
+    assert len(many) > 100_000  # with its head in one read: a body, not a large head
+    got = httpx2.post(url, content=many.encode(), headers=form)
+    assert got.status_code == 200 and [e["path"] for e in got.json()] == ["config.json"]
+    slow = _connect(srv.url)
+    slow.sendall(
+        b"POST /api/models/org/bodies/paths-info/main HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\npaths="
+    )
+    time.sleep(0.5)
+    assert not _closed(slow)
+    deadline = time.monotonic() + 4.0
+    while time.monotonic() < deadline and not _closed(slow):
+        slow.sendall(b"a")
+        time.sleep(0.2)
+    assert _closed(slow)
+    slow.close()
+    big = b"paths=" + b"a" * (2 * MB)
+    assert httpx2.post(url, content=big, headers=form).status_code == 413
+    chunked = httpx2.post(url, content=iter([big[i : i + MB] for i in range(0, len(big), MB)]))
+    assert chunked.status_code == 413
     assert httpx2.get(f"{srv.url}/healthz").status_code == 200

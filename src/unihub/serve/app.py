@@ -60,7 +60,7 @@ from .materialize import materialize
 from .options import IN_PROCESS_HEADER, ServeOptions
 from .ranges import UNSATISFIABLE, parse_range
 from .repos import RepoView
-from .responses import SENT, BodyResponse, file_chunks
+from .responses import SENT, BodyResponse, BodyTooLarge, file_chunks, small_body
 from .upstream import UpstreamUnreachableError
 
 __all__ = ["ServeApp"]
@@ -333,7 +333,11 @@ class ServeApp:
             return "tree", self._tree(request, view, _text("/".join(tail[2:])))
         if method == "POST" and len(tail) == 2 and tail[0] == "paths-info":
             view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
-            wanted = wanted_paths(await request.body(), request.headers.get("content-type", ""))
+            try:
+                body = await small_body(request)
+            except BodyTooLarge:
+                return "paths-info", _json({"error": "request body too large"}, 413)
+            wanted = wanted_paths(body, request.headers.get("content-type", ""))
             return "paths-info", _json(paths_info(view, wanted))
         if method not in ("GET", "HEAD"):
             return "other", _json({"error": "read-only mirror"}, 405)

@@ -9,13 +9,15 @@ written as a subclass because uvicorn has no hook for them:
 
 - ``header_timeout``: a request head must be complete this many seconds after the connection
   opens (or, on a kept-alive connection, ``keep_alive`` + ``header_timeout`` after the last
-  answer); else the connection is closed (``408`` if part of a head had come);
+  answer); else the connection is closed (``408`` if part of a head had come); and a request
+  body (the server takes only small JSON ones) within as long again after its head;
 - ``max_header_bytes``: a head larger than this is answered ``431`` and the connection closed;
 - ``max_connections``: past it, a new connection closes the connection idle the longest
   (waiting for a request head), so a flood of idle clients never locks out a working one;
   if none is idle, the new one is answered ``503`` and closed;
 - ``send_timeout``: a client that leaves an answer unread this long (the socket stays full,
-  nothing drains) is closed, so readers that never read cannot hold connections for ever.
+  nothing drains) is cut (aborted: a close would wait to flush what it never reads), so
+  readers that never read cannot hold connections, memory and pinned blobs for ever.
 
 And ``TCP_NODELAY`` on every connection. uvicorn writes an answer's head and body in two
 writes; with Nagle's algorithm on, the body waits for the client's ACK of the head, which a
@@ -37,6 +39,7 @@ import contextlib
 import functools
 import os
 import socket
+import struct
 import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -129,9 +132,11 @@ class _Guard:
         super().connection_made(transport)  # type: ignore[misc]
         self._idle = _IDLE.setdefault(self.server_state, _Idle())
         self._head_bytes = 0
+        self._head_tail = b""  # the last bytes of the head so far (its end may span reads)
         self._timer: asyncio.TimerHandle | None = None
         self._seen: Any = None
         self._stalled: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._wait_for_head(self.limits.header_timeout)
         if len(self.connections) > self.limits.max_connections:
             self._make_room()
@@ -139,12 +144,17 @@ class _Guard:
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
         self._drained()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
         self._idle.waiting.pop(self, None)
         super().connection_lost(exc)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
-        if self in self._idle.waiting:
-            self._head_bytes += len(data)
+        if self in self._idle.waiting:  # count the head only: a body may come in the same read
+            seen = self._head_tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._head_tail))
+            self._head_tail = seen[-3:]
             if self._head_bytes > self.limits.max_header_bytes:
                 self._refuse(431)
                 return
@@ -153,6 +163,12 @@ class _Guard:
             self._seen = self.cycle
             self._stop_timer()
             self._idle.waiting.pop(self, None)
+            if self.cycle.more_body:  # a body to come: within header_timeout (module docstring)
+                if self._body_timer is not None:
+                    self._body_timer.cancel()
+                self._body_timer = self.loop.call_later(
+                    self.limits.header_timeout, self._body_too_slow, self.cycle
+                )
             if self.zero_copy:
                 extensions = self.cycle.scope.setdefault("extensions", {})
                 extensions[SENDFILE] = functools.partial(self._sendfile, self.cycle)
@@ -197,7 +213,7 @@ class _Guard:
             await asyncio.wait_for(ready, self.limits.send_timeout)
             return True
         except asyncio.TimeoutError:
-            self.transport.close()
+            self._cut()
             return False
         finally:
             self.loop.remove_writer(fd)
@@ -206,7 +222,7 @@ class _Guard:
     def pause_writing(self) -> None:
         super().pause_writing()  # type: ignore[misc]
         if self._stalled is None:
-            self._stalled = self.loop.call_later(self.limits.send_timeout, self.transport.close)
+            self._stalled = self.loop.call_later(self.limits.send_timeout, self._cut)
 
     def resume_writing(self) -> None:
         self._drained()
@@ -226,6 +242,7 @@ class _Guard:
     def _wait_for_head(self, seconds: float) -> None:
         self._stop_timer()
         self._head_bytes = 0
+        self._head_tail = b""
         self._idle.waiting[self] = None
         self._idle.waiting.move_to_end(self)
         self._timer = self.loop.call_later(seconds, self._head_too_slow)
@@ -234,6 +251,20 @@ class _Guard:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _body_too_slow(self, cycle: Any) -> None:
+        self._body_timer = None
+        if cycle.more_body and not cycle.disconnected:
+            self._cut()
+
+    def _cut(self) -> None:
+        """The connection ended at once, with what the kernel still holds for it: a reset
+        (linger 0), since a close would queue its end behind bytes the client never reads."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def _head_too_slow(self) -> None:
         self._timer = None
