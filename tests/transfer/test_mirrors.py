@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from transfer_helpers import FAST, MiB, sha256_file, url_of
 
 from unihub.testing import FakeHub, FakeRepo, Faults
+from unihub.timeouts import Timeouts
 from unihub.transfer import FileJob, Mirror, download_files
 
 SIZE = 8 * MiB
@@ -120,3 +122,25 @@ def test_a_mirror_asking_to_wait_rests_while_another_serves(tmp_path: Path) -> N
     assert elapsed < 20  # waiting the asked hour out, capped, takes a minute
     # the rest is the source's, for every file: only those asked before the first 429 came
     assert len(refused) <= 12, len(refused)
+
+
+def test_a_mirror_throttled_mid_file_does_not_hold_the_tail(tmp_path: Path) -> None:
+    """One of two mirrors drops to 100 KB/s mid-file: its last ranges, too small to split, are
+    taken over by the fast mirror's connections instead of crawling for a minute or more."""
+    import threading
+
+    size = 40 * MiB
+    repo = FakeRepo("org/name", files={PATH: size})
+    with (
+        FakeHub("hf", repos=[repo], total_rate=8 * MiB) as throttled,
+        FakeHub("hf", repos=[repo], total_rate=8 * MiB) as fast,
+    ):
+        later = threading.Timer(1.0, lambda: throttled.configure(total_rate=100_000))
+        later.start()
+        t0 = time.monotonic()
+        patient = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))  # slow, not stalled
+        download_files([_job(repo, [throttled, fast], tmp_path)], progress=False, options=patient)
+        elapsed = time.monotonic() - t0
+        later.cancel()
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    assert elapsed < 15, elapsed  # crawling out its ranges at 100 KB/s: a minute or more

@@ -157,7 +157,8 @@ def test_serve_max_upstream_rate(tmp_path: Path, isolated_env: None) -> None:
     pytest.importorskip("uvicorn", reason="unihub[serve] is not installed")
     import httpx2
 
-    from unihub.cli import _parser, _serve_opts
+    from unihub.cli import _parser
+    from unihub.cli_serve import _serve_opts
     from unihub.serve import running
 
     args = _parser().parse_args(["serve", "--max-upstream-rate", "4MB/s"])

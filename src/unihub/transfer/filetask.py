@@ -66,6 +66,7 @@ log = logging.getLogger("unihub")
 # of bytes per connection (a 1 MiB threshold measured 1.34x served after ten kills in
 # benchmark K, against 1.18-1.24x with this one).
 FLUSH = 64 * 1024
+TAKEOVER_POLL = 0.25  # seconds between looks of an idle fast connection at a crawling range
 FLUSH_AFTER = 0.02
 # A connection saves the journal after ``journal_bytes`` new bytes, but not more often than every
 # JOURNAL_GAP seconds: on a slow link every 256 KiB, on a 1 GB/s link every ~5 MB (what a kill
@@ -378,6 +379,8 @@ class FileTransfer(ConnectionCounts):
                     return
                 a = self.sched.next()
                 if a is None:
+                    if self.sched.outpaces() and not self.stop.wait(TAKEOVER_POLL):
+                        continue  # a crawling range it may take over soon (ranges.py)
                     return
                 try:
                     self._fetch(a)
@@ -548,7 +551,8 @@ class FileTransfer(ConnectionCounts):
         """Write ``data`` at ``a.pos`` up to ``a.end``; True when the range is complete."""
         with self.sched.lock:
             pos, end = a.pos, a.end
-        n = min(len(data), end - pos)
+            n = min(len(data), end - pos)
+            a.writing_to = pos + max(n, 0)  # a take-over cuts no lower (Scheduler._take_over)
         if n > 0:
             self._write(data[:n], pos, state)
             with self.sched.lock:

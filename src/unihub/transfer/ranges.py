@@ -13,6 +13,12 @@ range with the most bytes left in two (work stealing, as aria2 does), down to ``
 so the tail of a file is spread over all connections instead of one slow one. Only ranges
 expected to need more than ``steal_after`` seconds are split: on a fast link the bytes
 already in flight to the victim would be wasted.
+
+Endgame: a range too small to split that crawls (a mirror throttled mid-file, a stalled
+connection) is taken over whole, from the byte its connection is writing on, by a connection
+that has just fetched at least :data:`TAKEOVER_SPEEDUP` times faster (its last range's rate):
+the file does not wait minutes for a slow source's last megabytes while a fast one idles.
+Only a faster connection takes over, so equally slow ones never pass ranges back and forth.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from dataclasses import dataclass, field
 __all__ = ["Assignment", "RangeSet", "Scheduler"]
 
 ALIGN = 64 * 1024
+# How much faster a connection must be to take a crawling range over: far past what sharing
+# one throttled link among fewer connections at a file's tail makes of rates (2-4x).
+TAKEOVER_SPEEDUP = 8.0
 
 
 class RangeSet:
@@ -116,6 +125,7 @@ class Assignment:
     end: int
     pos: int
     t0: float = field(default_factory=time.monotonic)
+    writing_to: int = 0  # end of the bytes its connection is writing now (outside the lock)
 
     def seconds_left(self, now: float) -> float:
         """Estimated time to finish at this range's own speed so far (inf before any byte)."""
@@ -123,6 +133,10 @@ class Assignment:
         if done <= 0:
             return float("inf") if now - self.t0 > 0.5 else 0.0
         return self.remaining * (now - self.t0) / done
+
+    def rate(self, now: float) -> float:
+        """Bytes/s of this range so far (0 before any byte)."""
+        return (self.pos - self.start) / max(now - self.t0, 1e-3)
 
     @property
     def remaining(self) -> int:
@@ -149,6 +163,7 @@ class Scheduler:
         self.min_split = max(ALIGN, min_split)
         self.lock = threading.Lock()
         self.active: list[Assignment] = []
+        self._rates: dict[int, float] = {}  # connection (thread) -> rate of its last range
 
     def _unassigned(self) -> tuple[int, int] | None:
         busy = RangeSet(self.done.to_list())
@@ -169,28 +184,64 @@ class Scheduler:
                 a = Assignment(start, end, start)
                 self.active.append(a)
                 return a
-            # Steal only from a range that would still take a while: on a fast link the bytes
-            # already in flight (socket buffers) would be wasted for nothing.
             now = time.monotonic()
-            slow = [x for x in self.active if x.seconds_left(now) > self.steal_after]
-            victim = max(slow, key=lambda x: x.remaining, default=None)
-            if victim is None or victim.remaining < 2 * self.min_split:
-                return None
-            # The victim may be writing one block (<= max_block) past its pos right now:
-            # cut beyond it so two connections never write the same bytes.
-            mid = victim.pos + max(victim.remaining // 2, self.max_block)
-            mid += -mid % ALIGN
-            if mid + self.min_split > victim.end:
-                return None
-            a = Assignment(mid, victim.end, mid)
-            victim.end = mid
-            self.active.append(a)
-            return a
+            return self._split(now) or self._take_over(now)
+
+    def _split(self, now: float) -> Assignment | None:
+        # Steal only from a range that would still take a while: on a fast link the bytes
+        # already in flight (socket buffers) would be wasted for nothing.
+        slow = [x for x in self.active if x.seconds_left(now) > self.steal_after]
+        victim = max(slow, key=lambda x: x.remaining, default=None)
+        if victim is None or victim.remaining < 2 * self.min_split:
+            return None
+        # The victim may be writing one block (<= max_block) past its pos right now:
+        # cut beyond it so two connections never write the same bytes.
+        mid = victim.pos + max(victim.remaining // 2, self.max_block)
+        mid += -mid % ALIGN
+        if mid + self.min_split > victim.end:
+            return None
+        return self._cut(victim, mid)
+
+    def _take_over(self, now: float) -> Assignment | None:
+        """The endgame (module docstring): the crawling range this connection is fastest
+        for, whole, from the byte its own connection is writing on."""
+        mine = self._rates.get(threading.get_ident(), 0.0)
+        crawling = [
+            x
+            for x in self.active
+            if x.remaining
+            and now - x.t0 > self.steal_after  # time to show its pace
+            and x.seconds_left(now) > self.steal_after
+            and x.rate(now) * TAKEOVER_SPEEDUP < mine
+            and x.remaining / mine < x.seconds_left(now) / 2
+        ]
+        victim = max(crawling, key=lambda x: x.seconds_left(now), default=None)
+        if victim is None:
+            return None
+        cut = max(victim.pos, victim.writing_to)
+        return self._cut(victim, cut) if cut < victim.end else None
+
+    def outpaces(self) -> bool:
+        """Whether this connection, with nothing to do now, is fast enough to take a range
+        over once it has shown it crawls (it should stay a little instead of leaving)."""
+        with self.lock:
+            mine = self._rates.get(threading.get_ident(), 0.0)
+            now = time.monotonic()
+            return any(x.remaining and x.rate(now) * TAKEOVER_SPEEDUP < mine for x in self.active)
+
+    def _cut(self, victim: Assignment, at: int) -> Assignment:
+        a = Assignment(at, victim.end, at)
+        victim.end = at
+        self.active.append(a)
+        return a
 
     def release(self, a: Assignment) -> None:
         with self.lock:
             if a in self.active:
                 self.active.remove(a)
+            now = time.monotonic()  # how fast this connection is, for the endgame, when shown
+            if a.pos - a.start >= self.min_split or (a.pos > a.start and now - a.t0 >= 1.0):
+                self._rates[threading.get_ident()] = a.rate(now)
 
     def complete(self) -> bool:
         with self.lock:
