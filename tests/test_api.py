@@ -467,3 +467,19 @@ def test_a_progress_callback_that_raises_stops_the_call_with_its_own_exception(
         assert data == repo.content(path), path
     unihub.snapshot(HF_ID, sources=[hub.source], local_dir=target, progress=False)
     assert read_tree(target) == expected(repo)
+
+
+def test_a_web_page_in_place_of_the_bytes_turns_to_sources_that_listed_late(
+    fake_hub_factory, tmp_path
+):
+    """The first source lists, then answers file GETs with a captive portal's page; a good
+    source that listed late serves the files (a page is not retried, but it is no reason to
+    give up on the other sources)."""
+    repo = make_repo()
+    portal = fake_hub_factory("hf", repos=[repo], faults=Faults(portal=True))
+    late = fake_hub_factory("hf", repos=[repo], latency=1.0)
+    out = unihub.snapshot(
+        HF_ID, sources=[portal.source, late.source], local_dir=tmp_path / "m", progress=False
+    )
+    assert read_tree(out) == expected(repo)
+    assert late.stats.bytes_total >= sum(i.size for i in repo.files().values())

@@ -174,6 +174,7 @@ LAYERS: dict[str, int] = {
             "cli",
             "cli_cache",
             "cli_serve",
+            "cli_args",
             "cli_report",
             "cachetool",
             "demo",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from . import __version__
+from .cli_args import place_names
 from .cli_serve import add_serve_parsers, cmd_run, cmd_serve
 from .errors import ConfigError, UnihubError
 from .units import human_size
@@ -42,7 +43,7 @@ def _common(p: argparse.ArgumentParser, *, patterns: bool = True) -> None:
     )
     if patterns:
         for flag, what in (("--include", "only these paths"), ("--exclude", "skip these paths")):
-            p.add_argument(  # more after the first: see _leftovers
+            p.add_argument(  # more after the first: see cli_args
                 flag, action="append", metavar="PATTERN", help=f"{what} (glob; repeatable)"
             )
         p.set_defaults(_parser_of=p)
@@ -348,44 +349,11 @@ _COMMANDS = {
 }
 
 
-def _take_leftovers(
-    args: argparse.Namespace, argv: list[str], extra: list[str], parser: argparse.ArgumentParser
-) -> None:
-    """What argparse left over, placed as `hf download` users mean it: names after
-    ``--include``/``--exclude``'s first pattern are more patterns (``--include '*.json'
-    '*.md'``, as huggingface-cli took them); after another option or ``--``, FILES
-    (``download REPO --local-dir D FILE``). Anything else is a usage error."""
-    where = getattr(args, "_parser_of", parser)
-    more: dict[str, list[str]] = {"include": [], "exclude": []}
-    files: list[str] = []
-    at, literal = 0, False
-    for word in extra:
-        at = argv.index(word, at) + 1
-        if word == "--" and not literal:
-            literal = True
-            continue
-        if word.startswith("-") and not literal:
-            where.error(f"unrecognized arguments: {' '.join(extra)}")
-        flag = next((t for t in reversed(argv[: at - 1]) if t.startswith("-")), "")
-        name = flag.split("=", 1)[0].lstrip("-")
-        if not literal and name in more:
-            more[name].append(word)
-        elif hasattr(args, "files"):
-            files.append(word)
-        else:
-            where.error(f"unrecognized arguments: {' '.join(extra)}")
-    if files:
-        args.files = [*args.files, *files]
-    for name, patterns in more.items():
-        if patterns:
-            setattr(args, name, [*(getattr(args, name) or []), *patterns])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:
-        _take_leftovers(args, list(sys.argv[1:] if argv is None else argv), extra, parser)
+    if extra:  # names after options: placed as hf download users mean them
+        place_names(args, list(sys.argv[1:] if argv is None else argv), extra, parser)
     if not args.command:
         parser.print_help(sys.stderr)
         return 2

@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import (
+    BadResponseError,
     ConfigError,
     ContentChangedError,
     DownloadFailedError,
@@ -216,7 +217,7 @@ def fetch(
                 cancel=cancel,
             )
             break
-        except (DownloadFailedError, IntegrityError, ContentChangedError) as exc:
+        except (DownloadFailedError, IntegrityError, ContentChangedError, BadResponseError) as exc:
             # Sources that listed after the start may serve what the others could not.
             if not late_mirrors(plan, session):
                 raise

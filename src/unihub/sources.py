@@ -18,7 +18,6 @@ and the session sends them as HTTP basic auth to that origin only.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Iterable
 from typing import cast
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -73,13 +72,15 @@ def _split_url(url: str, text: str) -> tuple[str, str | None]:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")).rstrip("/"), auth
 
 
-_USERINFO = re.compile(r"(^|://|=)[^/@=\s]*@")
-
-
 def _shown(text: str) -> str:
-    """``text`` with any ``user:password@`` removed (after ``://``, or a URL's start: a
-    ``HF_ENDPOINT`` written without its scheme)."""
-    return _USERINFO.sub(r"\1", text)
+    """``text`` with any ``user:password@`` removed: the authority starts after ``://``, else
+    after ``NAME=`` (a ``HF_ENDPOINT`` written without its scheme), and ends at the first
+    ``/``; everything in it up to its last ``@`` goes (a password may hold ``=`` or ``@``)."""
+    sep = text.find("://")
+    head = sep + 3 if sep >= 0 else text.find("=") + 1
+    end = text.find("/", head)
+    at = text.rfind("@", head, len(text) if end < 0 else end)
+    return text if at < 0 else text[:head] + text[at + 1 :]
 
 
 def _public(protocol: str, settings: Settings) -> list[tuple[str, str, str]]:

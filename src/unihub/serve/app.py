@@ -7,8 +7,7 @@ download; :mod:`.hfapi` has the answers' shapes):
 - ``GET /api/{models,datasets}/{id}/tree/{rev}[/{path}]`` listing, ``Link: rel="next"`` paging
 - ``GET /api/{models,datasets}/{id}/refs``                 ``list_repo_refs``
 - ``POST /api/{models,datasets}/{id}/paths-info/{rev}``
-- ``HEAD|GET /[datasets/]{id}/resolve/{rev}/{path}``      file headers / bytes, ``Range``
-  (:mod:`.ranges`: one rule warm and cold)
+- ``HEAD|GET /[datasets/]{id}/resolve/{rev}/{path}`` headers / bytes, ``Range`` (:mod:`.ranges`)
 - ``GET /healthz``, ``GET /metrics`` (Prometheus text)
 
 Anything else is 404; any write is 405 (the server is read-only). URL parts are decoded
@@ -60,7 +59,7 @@ from .materialize import materialize
 from .options import IN_PROCESS_HEADER, ServeOptions
 from .ranges import UNSATISFIABLE, parse_range
 from .repos import RepoView
-from .responses import SENT, BodyResponse, BodyTooLarge, file_chunks, small_body
+from .responses import SENT, BodyResponse, file_chunks, small_body
 from .upstream import UpstreamUnreachableError
 
 __all__ = ["ServeApp"]
@@ -332,11 +331,10 @@ class ServeApp:
             view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
             return "tree", self._tree(request, view, _text("/".join(tail[2:])))
         if method == "POST" and len(tail) == 2 and tail[0] == "paths-info":
-            view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
-            try:
-                body = await small_body(request)
-            except BodyTooLarge:
+            body = await small_body(request)  # before the listing: the body has a deadline
+            if body is None:
                 return "paths-info", _json({"error": "request body too large"}, 413)
+            view = await self._view(request, repo_type, repo_id, _revision(tail[1]))
             wanted = wanted_paths(body, request.headers.get("content-type", ""))
             return "paths-info", _json(paths_info(view, wanted))
         if method not in ("GET", "HEAD"):

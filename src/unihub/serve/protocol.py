@@ -152,7 +152,9 @@ class _Guard:
     def data_received(self, data: bytes) -> None:
         if self in self._idle.waiting:  # count the head only: a body may come in the same read
             seen = self._head_tail + data
-            end = seen.find(b"\r\n\r\n")
+            # blank lines before a request line are skipped by the parser, not its head's end
+            start = len(seen) - len(seen.lstrip(b"\r\n")) if not self._head_bytes else 0
+            end = seen.find(b"\r\n\r\n", start)
             self._head_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._head_tail))
             self._head_tail = seen[-3:]
             if self._head_bytes > self.limits.max_header_bytes:

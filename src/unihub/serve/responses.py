@@ -17,14 +17,14 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .blobs import Aborted
 from .protocol import SENDFILE
 
-__all__ = ["MAX_BODY", "SENT", "BodyResponse", "BodyTooLarge", "file_chunks", "small_body"]
+__all__ = ["MAX_BODY", "SENT", "BodyResponse", "file_chunks", "small_body"]
 
 SENT = "unihub.sent"  # an ASGI message of ours: body bytes the server sent by itself
 
@@ -32,23 +32,23 @@ READ_SIZE = 256 * 1024  # bytes read (and held) per reader at a time
 MAX_BODY = 1 << 20  # the largest request body taken (paths-info: 10,000 paths fit in 0.5 MB)
 
 
-class BodyTooLarge(Exception):
-    """A request body past :data:`MAX_BODY` (declared or sent)."""
-
-
-async def small_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The request's body, read no further than ``limit`` bytes (:class:`BodyTooLarge`):
-    a client cannot make the server hold a body of any size."""
+async def small_body(request: Request, limit: int = MAX_BODY) -> bytes | None:
+    """The request's body, read no further than ``limit`` bytes (None past it, declared or
+    sent): a client cannot make the server hold a body of any size. A client that left gets
+    an empty body (what is answered then is never read)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return b""
     return b"".join(chunks)
 
 

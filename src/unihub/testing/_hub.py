@@ -483,6 +483,8 @@ class FakeHub:
             self._file_gets += 1
             n = self._file_gets
             r_err, r_drop, r_stall = self._rng.random(), self._rng.random(), self._rng.random()
+        if f.portal:
+            return block_page(200)
         if n <= f.too_many_requests:
             return Response(
                 429,

@@ -27,8 +27,10 @@ class Faults:
     then three numbers are drawn from ``random.Random(seed)`` (always three, so the sequence is
     predictable): ``< error_5xx`` -> 503, else ``< drop_mid_body`` -> half the body then the
     connection is closed, else ``< stall`` -> half the body then silence with the connection open.
-    ``corrupt`` paths are served with altered bytes (listings keep the true hashes); ``flip``
-    maps a path to byte offsets served altered, the rest intact (a subtle corruption);
+    ``portal``: every file GET is answered ``200 text/html`` (a captive portal or block page
+    that lets listings through). ``corrupt`` paths are served with altered bytes (listings
+    keep the true hashes); ``flip`` maps a path to byte offsets served altered, the rest
+    intact (a subtle corruption);
     ``ignore_range`` answers ranged GETs with 200 and the whole body; ``hostile_entries`` are extra
     listed (and served) paths such as ``"../evil.txt"``; ``lying_sizes`` makes listings report
     another size than served.
@@ -39,6 +41,7 @@ class Faults:
     error_5xx: float = 0.0
     too_many_requests: int = 0
     retry_after: float = 1.0
+    portal: bool = False
     corrupt: AbstractSet[str] = frozenset()
     ignore_range: bool = False
     stall: float = 0.0
