@@ -202,3 +202,29 @@ def test_a_request_body_is_bounded_in_time_and_size(
     chunked = httpx2.post(url, content=iter([big[i : i + MB] for i in range(0, len(big), MB)]))
     assert chunked.status_code == 413
     assert httpx2.get(f"{srv.url}/healthz").status_code == 200
+
+
+def test_stopping_does_not_wait_for_a_reader_that_reads_nothing(
+    fake_hub_factory: Factory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    isolated_env: None,
+) -> None:
+    """A client that stopped reading a blob still being fetched: the server's stop cuts it at
+    once, instead of waiting out the graceful period and logging a cancelled task's
+    traceback."""
+    from unihub.serve import ServeOptions, running
+    from unihub.settings import Settings
+
+    repo = FakeRepo("org/stop", files={"w.safetensors": 96 * MB})
+    hub = fake_hub_factory("hf", repos=[repo], total_rate=16 * MB)  # still fetching at the stop
+    opts = ServeOptions(port=0, cache_dir=tmp_path / "cache", sources=(hub.source,))
+    with running(opts, Settings.from_env()) as srv:
+        sock = _connect(srv.url, rcvbuf=64 * 1024)
+        sock.sendall(b"GET /org/stop/resolve/main/w.safetensors HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(2.0)  # its buffers fill; it reads nothing
+        t0 = time.monotonic()
+    stopped = time.monotonic() - t0
+    sock.close()
+    assert stopped < 5, stopped
+    assert not any("Exception in ASGI application" in r.getMessage() for r in caplog.records)

@@ -226,6 +226,14 @@ class _Guard:
         if self._stalled is None:
             self._stalled = self.loop.call_later(self.limits.send_timeout, self._cut)
 
+    def shutdown(self) -> None:
+        """The server stops: a connection whose reader reads nothing is cut at once (waiting
+        for it only holds the stop for the graceful period, then cancels its task)."""
+        if self._stalled is not None:
+            self._cut()
+            return
+        super().shutdown()  # type: ignore[misc]
+
     def resume_writing(self) -> None:
         self._drained()
         super().resume_writing()  # type: ignore[misc]

@@ -391,6 +391,7 @@ class FileTransfer(ConnectionCounts):
                 self.error = exc
             self.stop.set()
         finally:
+            self.sched.forget()
             with self._fd_lock:
                 if getattr(self._tls, "flowing", False):
                     self.flowing -= 1

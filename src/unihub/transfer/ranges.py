@@ -221,6 +221,11 @@ class Scheduler:
         cut = max(victim.pos, victim.writing_to)
         return self._cut(victim, cut) if cut < victim.end else None
 
+    def forget(self) -> None:
+        """This connection ends: a later thread with its id starts with no rate."""
+        with self.lock:
+            self._rates.pop(threading.get_ident(), None)
+
     def outpaces(self) -> bool:
         """Whether this connection, with nothing to do now, is fast enough to take a range
         over once it has shown it crawls (it should stay a little instead of leaving)."""
