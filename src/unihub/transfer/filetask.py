@@ -168,6 +168,7 @@ class FileTransfer(ConnectionCounts):
             self.opts.min_split,
             self.opts.read_size,
             self.opts.steal_after,
+            take_over=len(self.job.mirrors) > 1,
         )
         h = new_hasher(self.size, self.job.sha256, self.job.git_oid) if self.ctx.verify else None
         old = getattr(self, "hasher", None)
@@ -405,11 +406,11 @@ class FileTransfer(ConnectionCounts):
         """Fetch ``a`` with retries and mirror rotation (:class:`~unihub.retry.Retry`)."""
         retry = self.ctx.retry
         while not self.stop.is_set():
-            with self.sched.lock:
+            if self._wait(a, self.mirrors.resting_for()):
+                return
+            with self.sched.lock:  # after any wait: a faster connection may have taken it over
                 if a.pos >= a.end:
                     return
-            if self.stop.wait(self.mirrors.resting_for()):
-                return
             state = self.mirrors.pick()
             if state is None:
                 raise self.mirrors.gave_up(retry)
@@ -422,22 +423,37 @@ class FileTransfer(ConnectionCounts):
                     self._changed(state, exc)
                     continue
                 retry, wait = self.mirrors.count(retry, state, exc)
-                self.stop.wait(wait)
+                self._wait(a, wait)
+
+    def _wait(self, a: Assignment, seconds: float) -> bool:
+        """Wait ``seconds`` (a rest, a backoff) with ``a`` marked waiting, so it is not taken
+        for a crawling range (no mirror would serve it sooner); True when stopped."""
+        if seconds <= 0:
+            return self.stop.is_set()
+        with self.sched.lock:
+            a.waiting = True
+        try:
+            return self.stop.wait(seconds)
+        finally:
+            with self.sched.lock:
+                a.waiting = False
 
     def _attempt(self, a: Assignment, state: MirrorState) -> bool:
         """One request for ``a`` from ``state``; True when the whole file came in one body
         (the server ignores Range), so ``a`` needs nothing more."""
         t0 = time.monotonic()
         with self.sched.lock:
-            before = a.pos
+            before, end = a.pos, a.end
         ok = whole = False
         try:
+            if before >= end:  # taken over since: never ask for an empty range
+                return False
             try:
                 resp = open_range(
                     self.ctx.transport,
                     state,
                     before,
-                    a.end,
+                    end,
                     self.size,
                     timeouts=self.ctx.timeouts,
                     expect_html=self.job.dest.suffix.lower() in (".html", ".htm"),

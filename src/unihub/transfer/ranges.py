@@ -18,7 +18,9 @@ Endgame: a range too small to split that crawls (a mirror throttled mid-file, a 
 connection) is taken over whole, from the byte its connection is writing on, by a connection
 that has just fetched at least :data:`TAKEOVER_SPEEDUP` times faster (its last range's rate):
 the file does not wait minutes for a slow source's last megabytes while a fast one idles.
-Only a faster connection takes over, so equally slow ones never pass ranges back and forth.
+Only a faster connection takes over, so equally slow ones never pass ranges back and forth;
+and only between several mirrors (``take_over``): connections to one source share its pace,
+and a rate that includes a wait (``Retry-After``) would only look like a crawl.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ class Assignment:
     pos: int
     t0: float = field(default_factory=time.monotonic)
     writing_to: int = 0  # end of the bytes its connection is writing now (outside the lock)
+    waiting: bool = False  # its connection waits (a rest, a backoff): not crawling, not taken
 
     def seconds_left(self, now: float) -> float:
         """Estimated time to finish at this range's own speed so far (inf before any byte)."""
@@ -154,8 +157,10 @@ class Scheduler:
         min_split: int,
         max_block: int,
         steal_after: float = 1.0,
+        take_over: bool = True,
     ) -> None:
         self.size = size
+        self.take_over = take_over
         self.max_block = max_block
         self.steal_after = steal_after
         self.done = done
@@ -185,7 +190,7 @@ class Scheduler:
                 self.active.append(a)
                 return a
             now = time.monotonic()
-            return self._split(now) or self._take_over(now)
+            return self._split(now) or (self._take_over(now) if self.take_over else None)
 
     def _split(self, now: float) -> Assignment | None:
         # Steal only from a range that would still take a while: on a fast link the bytes
@@ -210,6 +215,7 @@ class Scheduler:
             x
             for x in self.active
             if x.remaining
+            and not x.waiting
             and now - x.t0 > self.steal_after  # time to show its pace
             and x.seconds_left(now) > self.steal_after
             and x.rate(now) * TAKEOVER_SPEEDUP < mine
@@ -232,7 +238,9 @@ class Scheduler:
         with self.lock:
             mine = self._rates.get(threading.get_ident(), 0.0)
             now = time.monotonic()
-            return any(x.remaining and x.rate(now) * TAKEOVER_SPEEDUP < mine for x in self.active)
+            return self.take_over and any(
+                x.remaining and x.rate(now) * TAKEOVER_SPEEDUP < mine for x in self.active
+            )
 
     def _cut(self, victim: Assignment, at: int) -> Assignment:
         a = Assignment(at, victim.end, at)
