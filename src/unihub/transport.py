@@ -32,6 +32,7 @@ same interface over ``httpx2``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import ipaddress
@@ -80,6 +81,12 @@ class WireResponse(Protocol):
     def close(self) -> None:
         """Done with it: a fully read body returns its connection to the pool, anything else
         drops the connection."""
+        ...
+
+    def abort(self) -> None:
+        """From another thread: end the body now (its reader's wait ends with
+        :class:`TransportError`); where the wire cannot be reached, the reader stops at its
+        next arrival instead."""
         ...
 
 
@@ -313,6 +320,13 @@ class _RawResponse:
         self._left -= n
         return n
 
+    def abort(self) -> None:
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed meanwhile: nothing to end
+                sock.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
@@ -368,6 +382,10 @@ class _HttpxResponse:
         buf[:n] = self._rest[:n]
         self._rest = self._rest[n:]
         return n
+
+    def abort(self) -> None:
+        """httpx2 has no way to end a read from another thread: the reader stops at its next
+        arrival (:meth:`WireResponse.abort`)."""
 
     def close(self) -> None:
         self._resp.close()

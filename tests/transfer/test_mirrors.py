@@ -150,3 +150,136 @@ def test_a_mirror_throttled_mid_file_does_not_hold_the_tail(tmp_path: Path) -> N
     assert all(start <= last for start, last in spans), asked
     assert served <= 1.1 * size
     assert elapsed < 15, elapsed  # crawling out its ranges at 100 KB/s: a minute or more
+
+
+def _jobs(repo: FakeRepo, hubs: list[FakeHub], dest: Path) -> list[FileJob]:
+    return [
+        FileJob(
+            dest=dest / path,
+            size=info.size,
+            sha256=info.sha256,
+            mirrors=[Mirror(url_of(h, repo, path), source=f"m{i}") for i, h in enumerate(hubs)],
+            label=path,
+        )
+        for path, info in repo.files().items()
+    ]
+
+
+def test_a_source_that_slows_early_does_not_hold_the_call(tmp_path: Path) -> None:
+    """One of two sources crawls (30 KB/s in all) from 0.5 s on, while files are still
+    starting: the files that start later learn it from the others (the source's pace is
+    shared and live), and ranges whose connections all crawl are taken over by new
+    connections to the fast source, instead of every file's tail waiting on the crawl."""
+    import threading
+
+    files = {f"f{i:02d}.safetensors": 4 * MiB for i in range(16)}
+    repo = FakeRepo("org/name", files=files)
+    patient = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))  # slow, not stalled
+    with (
+        FakeHub("hf", repos=[repo], total_rate=20 * MiB) as slowing,
+        FakeHub("hf", repos=[repo], total_rate=20 * MiB) as steady,
+    ):
+        later = threading.Timer(0.5, lambda: slowing.configure(total_rate=30_000))
+        later.start()
+        t0 = time.monotonic()
+        download_files(
+            _jobs(repo, [slowing, steady], tmp_path),
+            progress=False,
+            options=patient,
+            max_workers=4,
+        )
+        elapsed = time.monotonic() - t0
+        later.cancel()
+        served = slowing.stats.bytes_total + steady.stats.bytes_total
+    for path, info in repo.files().items():
+        assert sha256_file(tmp_path / path) == info.sha256
+    assert served <= 1.1 * sum(files.values())
+    # 64 MiB at 20 MB/s: 3 s (4.5-10.6 s measured); held by the crawl: 21-32 s
+    assert elapsed < 16, elapsed
+
+
+def test_after_a_mismatch_the_fastest_mirror_serves_the_file(tmp_path: Path) -> None:
+    """A hash mismatch makes one mirror serve the whole file alone: the fastest of those left
+    (here a clean one, or first the corrupt one, which is then condemned), not the first in
+    priority order, which crawls."""
+    repo = FakeRepo("org/name", files={PATH: SIZE})
+    flip = Faults(flip={PATH: [1234567, 5 * MiB + 7]})
+    with (
+        FakeHub("hf", repos=[repo], total_rate=150_000) as crawling,
+        FakeHub("hf", repos=[repo], total_rate=16 * MiB) as fast,
+        FakeHub("hf", repos=[repo], total_rate=16 * MiB, faults=flip) as corrupt,
+    ):
+        t0 = time.monotonic()
+        patient = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))
+        download_files(
+            [_job(repo, [crawling, fast, corrupt], tmp_path)], progress=False, options=patient
+        )
+        elapsed = time.monotonic() - t0
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    assert elapsed < 12, elapsed  # the whole file from the crawling mirror: about a minute
+
+
+def test_a_rate_limit_that_keeps_biting_costs_no_bytes(tmp_path: Path) -> None:
+    """Two mirrors answer every third request 429 (``Retry-After: 1``): a range whose
+    connection waits out the rest is not taken for a crawling one, and a range taken over is
+    never asked for empty (a server answers ``bytes=N-(N-1)`` with the whole file)."""
+    size = 24 * MiB
+    repo = FakeRepo("org/name", files={PATH: size})
+    biting = Faults(too_many_every=3, retry_after=1)
+    with (
+        FakeHub("hf", repos=[repo], per_connection_rate=4 * MiB, faults=biting) as fast,
+        FakeHub("hf", repos=[repo], per_connection_rate=300_000, faults=biting) as slow,
+    ):
+        t0 = time.monotonic()
+        download_files([_job(repo, [fast, slow], tmp_path)], progress=False, options=FAST)
+        elapsed = time.monotonic() - t0
+        hubs = (fast, slow)
+        asked = [r.range for h in hubs for r in h.stats.requests if r.range and r.status == 206]
+        served = fast.stats.bytes_total + slow.stats.bytes_total
+        bitten = sum(r.status == 429 for h in hubs for r in h.stats.requests)
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    assert bitten >= 2  # the limit did bite
+    spans = [tuple(map(int, r.split("=")[1].split("-"))) for r in asked]
+    assert all(start <= last for start, last in spans), asked
+    assert served <= 1.1 * size
+    assert elapsed < 40, elapsed  # 6.5-12 s; with empty ranges asked: 2.0x the bytes, 90 s
+
+
+def test_a_mirror_flipping_between_fast_and_crawling_does_not_hold_the_file(
+    tmp_path: Path,
+) -> None:
+    """A mirror alternates between 8 MB/s and 100 KB/s (in all) every 1.5 s, another serves
+    1 MB/s per connection: when every connection left to the file crawls on the first one
+    (the others left while its ranges still looked fast), new connections take its ranges
+    over, and the crawling bodies are ended at once instead of sharing the slow link."""
+    import threading
+
+    size = 40 * MiB
+    repo = FakeRepo("org/name", files={PATH: size})
+    patient = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))  # slow, not stalled
+    with (
+        FakeHub("hf", repos=[repo], total_rate=8 * MiB) as flipping,
+        FakeHub("hf", repos=[repo], per_connection_rate=1 * MiB) as steady,
+    ):
+        stop = threading.Event()
+
+        def flip() -> None:
+            slow = False
+            while not stop.wait(1.5):
+                slow = not slow
+                flipping.configure(total_rate=100_000 if slow else 8 * MiB)
+
+        flipper = threading.Thread(target=flip, daemon=True)
+        flipper.start()
+        t0 = time.monotonic()
+        try:
+            download_files(
+                [_job(repo, [flipping, steady], tmp_path)], progress=False, options=patient
+            )
+        finally:
+            stop.set()
+        elapsed = time.monotonic() - t0
+        served = flipping.stats.bytes_total + steady.stats.bytes_total
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    assert served <= 1.1 * size
+    assert elapsed < 9, elapsed  # 4.8-5.0 s measured; without new connections 12.5 s

@@ -135,6 +135,26 @@ def test_half_read_body_drops_its_connection(tmp_path: Path) -> None:
         assert hub.stats.connections == 2
 
 
+def test_abort_ends_a_read_waiting_in_another_thread(tmp_path: Path) -> None:
+    """A crawling body taken over (transfer.ranges) is ended at once, not at its next byte."""
+    import time
+
+    repo = FakeRepo("org/name", files={"a.bin": 3 * MiB})
+    with FakeHub("hf", repos=[repo], cdn=None, per_connection_rate=2_000) as hub:
+        t = RawTransport(ssl.create_default_context(), {}, "unihub-test")
+        resp = t.get(f"{hub.endpoint}/org/name/resolve/main/a.bin", {}, T)
+        threading.Timer(0.3, resp.abort).start()
+        t0 = time.monotonic()
+        with pytest.raises(TransportError):
+            while resp.readinto(memoryview(bytearray(1 << 20))):
+                pass
+        elapsed = time.monotonic() - t0
+        resp.close()
+        resp.abort()  # closed: nothing to end, no error
+        t.close()
+    assert 0.25 < elapsed < 2.0, elapsed  # the read timeout (5 s) never had to end it
+
+
 def test_short_body_is_an_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as srv:
         port = srv.getsockname()[1]

@@ -73,6 +73,9 @@ class _PartResponse:
     def close(self) -> None:
         self._inner.close()
 
+    def abort(self) -> None:
+        self._inner.abort()
+
 
 class PartTransport:
     """Wraps a data transport; URLs without the part fragment pass through untouched."""

@@ -485,7 +485,8 @@ class FakeHub:
             r_err, r_drop, r_stall = self._rng.random(), self._rng.random(), self._rng.random()
         if f.portal:
             return block_page(200)
-        if n <= f.too_many_requests:
+        every = f.too_many_every
+        if n <= f.too_many_requests or (every > 0 and (n - f.too_many_requests) % every == 0):
             return Response(
                 429,
                 {"Retry-After": f"{f.retry_after:g}", "Content-Type": "application/json"},

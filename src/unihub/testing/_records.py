@@ -23,7 +23,8 @@ class Faults:
     """Misbehaviour of file-content GETs (never of metadata requests or HEADs).
 
     Per file GET, in order: the first ``too_many_requests`` are answered 429 (``Retry-After:``
-    ``retry_after`` seconds, 1 by default);
+    ``retry_after`` seconds, 1 by default), and so is every ``too_many_every``-th after them
+    (a rate limit that keeps biting; 0: none);
     then three numbers are drawn from ``random.Random(seed)`` (always three, so the sequence is
     predictable): ``< error_5xx`` -> 503, else ``< drop_mid_body`` -> half the body then the
     connection is closed, else ``< stall`` -> half the body then silence with the connection open.
@@ -40,6 +41,7 @@ class Faults:
     drop_mid_body: float = 0.0
     error_5xx: float = 0.0
     too_many_requests: int = 0
+    too_many_every: int = 0
     retry_after: float = 1.0
     portal: bool = False
     corrupt: AbstractSet[str] = frozenset()

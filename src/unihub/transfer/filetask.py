@@ -137,6 +137,7 @@ class FileTransfer(ConnectionCounts):
             self.ctx.retry,
             job.name,
             self.ctx.rests,
+            self.ctx.paces,
         )
         try:
             self.fd = open_nofollow(partial, os.O_RDWR | os.O_CREAT)
@@ -332,7 +333,7 @@ class FileTransfer(ConnectionCounts):
         """Save the journal (every ``journal_interval`` or ``journal_bytes``) and ramp the
         connections up while the aggregate throughput keeps rising (module docstring, 2.)."""
         opts = self.opts
-        last_save = time.monotonic()
+        last_save = rescue = time.monotonic()
         ramp = Ramp(self, last_save)
         while any(t.is_alive() for t in threads):
             self.wake.wait(opts.journal_interval)
@@ -347,6 +348,18 @@ class FileTransfer(ConnectionCounts):
                 self._save_journal()
                 last_save = now
             ramp.step(threads, now)
+            if now - rescue >= TAKEOVER_POLL:
+                rescue = now
+                self._rescue(threads)
+
+    def _rescue(self, threads: list[threading.Thread]) -> None:
+        """A range crawls and no connection of this file is free to take it over (they all
+        crawl, or left while it still looked fast): one more connection, if the global
+        budget has a free one, takes it over (:mod:`.ranges`)."""
+        if self.sequential_owner is not None or not self.sched.take_over:
+            return
+        if self.sched.crawling(self.mirrors.best_rate()) and self.ctx.budget.acquire(False):
+            threads.append(self._spawn())
 
     def _join(self, threads: list[threading.Thread]) -> None:
         if self.error is not None or self.ctx.cancel.is_set():
@@ -378,9 +391,10 @@ class FileTransfer(ConnectionCounts):
             while not self.stop.is_set():
                 if self.sequential_owner not in (None, me) or self._leaving():
                     return
-                a = self.sched.next()
+                fresh = self.mirrors.best_rate() if self.sched.take_over else 0.0
+                a = self.sched.next(fresh)
                 if a is None:
-                    if self.sched.outpaces() and not self.stop.wait(TAKEOVER_POLL):
+                    if self.sched.outpaces(fresh) and not self.stop.wait(TAKEOVER_POLL):
                         continue  # a crawling range it may take over soon (ranges.py)
                     return
                 try:
@@ -422,6 +436,9 @@ class FileTransfer(ConnectionCounts):
                 if exc.changed:
                     self._changed(state, exc)
                     continue
+                with self.sched.lock:
+                    if a.pos >= a.end:  # taken over, its body ended: not the mirror's fault
+                        return
                 retry, wait = self.mirrors.count(retry, state, exc)
                 self._wait(a, wait)
 
@@ -465,8 +482,12 @@ class FileTransfer(ConnectionCounts):
                 if whole:
                     self._whole(resp, state)
                 else:
+                    with self.sched.lock:
+                        a.abort = resp.abort  # a take-over ends it (ranges.py)
                     self._stream(resp, a, state)
             finally:
+                with self.sched.lock:
+                    a.abort = None
                 resp.close()
             ok = True
             return whole
@@ -527,7 +548,7 @@ class FileTransfer(ConnectionCounts):
         (a kill loses little per connection); nothing that arrived before a shrink or a failure is
         thrown away.
         """
-        reader = Body(resp, self.opts.timeouts, limit=self.ctx.limiter)
+        reader = Body(resp, self.opts.timeouts, limit=self.ctx.limiter, pace=state.pace)
         buf = self._buffer()
         filled = 0
         oldest = 0.0
@@ -574,6 +595,7 @@ class FileTransfer(ConnectionCounts):
             self._write(data[:n], pos, state)
             with self.sched.lock:
                 a.pos = pos + n
+                a.moved(time.monotonic())
         return pos + n >= end
 
     def _whole(self, resp: WireResponse, state: MirrorState) -> None:
@@ -588,7 +610,7 @@ class FileTransfer(ConnectionCounts):
         if self.sequential_owner is None:
             log.info("%s: %s ignores Range; downloading sequentially", self.job.name, state.name)
         self.sequential_owner = me
-        reader = Body(resp, self.opts.timeouts, self.size, self.ctx.limiter)
+        reader = Body(resp, self.opts.timeouts, self.size, self.ctx.limiter, state.pace)
         buf = self._buffer()
         pos = new = 0
         try:

@@ -1,10 +1,12 @@
 """The mirrors of one file, and the one rotation rule for small and large files.
 
-- Choice: the best measured bytes/s per active connection (an unmeasured mirror counts as the
-  best known one, so it gets tried), divided by one plus the mirror's failures in a row: the
-  try after a failure goes to another mirror as good, while a much faster one keeps its lead
-  over a transient error. The choice is per file (its own lock): concurrent files and
-  concurrent ``snapshot()`` calls never wait for each other here.
+- Choice: the best measured bytes/s per connection (the source's :class:`~.pace.Pace`: shared
+  by the files of the call, live requests counted as their bytes arrive; an unmeasured mirror
+  counts as the best known one and wins a tie, so it gets tried), divided by one plus the
+  file's active requests on it and by one plus the mirror's failures in a row: the try after
+  a failure goes to another mirror as good, while a much faster one keeps its lead over a
+  transient error. The choice is per file (its own lock): concurrent files and concurrent
+  ``snapshot()`` calls never wait for each other here.
 - Failure: a mirror that failed ``retry.mirror_failures`` times in a row, or in a way a retry
   cannot mend, is dropped for the file while others remain (the last one is never dropped:
   the retry budget decides then).
@@ -13,8 +15,9 @@
   by source: a rate limit is the client's, not the file's). The next try goes at once to a
   mirror that is not resting; only when every mirror left rests does the file wait, until the
   first rest ends (one rate-limited mirror never holds a file while another could serve it).
-- Bad bytes: after a hash mismatch each remaining mirror in turn serves the whole file alone;
-  a mirror whose whole file failed is condemned for the file. With one mirror, one full retry.
+- Bad bytes: after a hash mismatch each remaining mirror in turn, fastest first, serves the
+  whole file alone; a mirror whose whole file failed is condemned for the file. With one
+  mirror, one full retry.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ..errors import BadResponseError, DownloadFailedError, Failure, UnihubError
 from ..retry import Retry
 from .failures import BlockPage
 from .jobs import Mirror
+from .pace import Pace
 
 if TYPE_CHECKING:
     from .failures import FetchError
@@ -48,9 +52,8 @@ class MirrorState:
     resolved: str | None = None  # final URL after redirects, remembered
     failures: int = 0  # in a row
     dropped: bool = False
-    active: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
+    active: int = 0  # this file's requests on it now
+    pace: Pace = field(default_factory=Pace)  # the source's, shared (Mirrors)
     etag: str | None = None
     rest_until: float = 0.0  # monotonic: asked to wait until then (module docstring)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,14 +63,13 @@ class MirrorState:
         return self.mirror.name
 
     def rate(self) -> float | None:
-        """Measured bytes/s per connection, None before enough data."""
-        with self.lock:
-            return self.bytes / self.seconds if self.seconds > 0.5 else None
+        """Measured bytes/s per connection of the source, None before enough data."""
+        return self.pace.rate()
 
     def record(self, nbytes: int, seconds: float, *, ok: bool = False) -> None:
+        """The request :meth:`Mirrors.pick` counted is over (in the thread that sent it)."""
+        self.pace.end(nbytes, seconds)
         with self.lock:
-            self.bytes += nbytes
-            self.seconds += seconds
             self.active -= 1
             if ok:
                 self.failures = 0
@@ -82,8 +84,12 @@ class Mirrors:
         retry: Retry,
         label: str,
         rests: dict[str, float] | None = None,
+        paces: dict[str, Pace] | None = None,
     ) -> None:
         self.states = list(states)
+        if paces is not None:  # the call's, by source: every file of it measures the same
+            for m in self.states:
+                m.pace = paces.setdefault(m.name, m.pace)
         self.retry = retry
         self.label = label
         self.rests = rests if rests is not None else {}  # source -> monotonic end of its rest
@@ -97,8 +103,10 @@ class Mirrors:
         retry: Retry,
         label: str,
         rests: dict[str, float] | None = None,
+        paces: dict[str, Pace] | None = None,
     ) -> Mirrors:
-        return cls([MirrorState(m, i) for i, m in enumerate(mirrors)], retry, label, rests)
+        states = [MirrorState(m, i) for i, m in enumerate(mirrors)]
+        return cls(states, retry, label, rests, paces)
 
     def _rest_end(self, m: MirrorState) -> float:
         return max(m.rest_until, self.rests.get(m.name, 0.0))
@@ -116,6 +124,14 @@ class Mirrors:
             now = time.monotonic()
             return max(0.0, min((self._rest_end(m) for m in alive), default=now) - now)
 
+    def best_rate(self) -> float:
+        """The best measured bytes/s per connection of a mirror left and not resting (0.0
+        when none is measured): what a new connection may expect (:mod:`.ranges`)."""
+        with self._lock:
+            now = time.monotonic()
+            free = [m for m in self.alive() if self._rest_end(m) <= now]
+        return max((r for r in (m.rate() for m in free) if r is not None), default=0.0)
+
     def pick(self) -> MirrorState | None:
         """The mirror for the next request, counted as active on it (``record`` ends that):
         of those not resting, if any."""
@@ -128,13 +144,16 @@ class Mirrors:
             known = [r for r in (m.rate() for m in alive) if r is not None]
             default = max(known) if known else 1.0
 
-            def score(m: MirrorState) -> float:
+            def score(m: MirrorState) -> tuple[float, bool]:
                 rate = m.rate()
-                return (rate if rate is not None else default) / (m.active + 1) / (1 + m.failures)
+                speed = rate if rate is not None else default
+                return speed / (m.active + 1) / (1 + m.failures), rate is None
 
-            best = max(alive, key=score)  # the first of equals: priority order breaks ties
+            # Of equals, an unmeasured one (so it gets tried), then the first: priority order.
+            best = max(alive, key=score)
             with best.lock:
                 best.active += 1
+            best.pace.begin()
             return best
 
     def failed(self, state: MirrorState, retryable: bool, cause: str) -> bool:
@@ -204,14 +223,23 @@ class Mirrors:
         """The mirror to take the whole file from after a hash mismatch, or None.
 
         ``used``: mirrors that served bytes of the bad file; ``only``: the mirror that alone
-        served it this round. Live mirrors first; with one mirror None (one full retry).
+        served it this round. Live mirrors first, the fastest of them first (an unmeasured one
+        as fast as the best); with one mirror None (one full retry).
         """
         if only is not None:
             self.condemned.add(only.index)
         elif len(used) == 1 and len(self.states) > 1:
             self.condemned.update(used)
+        known = [r for r in (m.rate() for m in self.states) if r is not None]
+        best = max(known, default=1.0)
+
+        def speed(m: MirrorState) -> float:
+            rate = m.rate()
+            return best if rate is None else rate
+
         candidates = sorted(
-            (m for m in self.states if m.index not in self.condemned), key=lambda m: m.dropped
+            (m for m in self.states if m.index not in self.condemned),
+            key=lambda m: (m.dropped, -speed(m)),
         )
         if not candidates or len(self.states) < 2:
             return None

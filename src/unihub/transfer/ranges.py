@@ -15,12 +15,17 @@ expected to need more than ``steal_after`` seconds are split: on a fast link the
 already in flight to the victim would be wasted.
 
 Endgame: a range too small to split that crawls (a mirror throttled mid-file, a stalled
-connection) is taken over whole, from the byte its connection is writing on, by a connection
-that has just fetched at least :data:`TAKEOVER_SPEEDUP` times faster (its last range's rate):
-the file does not wait minutes for a slow source's last megabytes while a fast one idles.
-Only a faster connection takes over, so equally slow ones never pass ranges back and forth;
-and only between several mirrors (``take_over``): connections to one source share its pace,
-and a rate that includes a wait (``Retry-After``) would only look like a crawl.
+connection; judged by its pace over the last second or two, so one fast at first shows it)
+is taken over whole, from the byte its connection is writing on (that connection's body is
+ended at once), by a connection at least :data:`TAKEOVER_SPEEDUP` times faster: its last
+range's rate, or, for a connection that has fetched nothing yet, ``fresh``, the best
+measured rate per connection of a mirror free to serve it (:mod:`.pace`). The file does not
+wait minutes for a slow source's last megabytes while a fast one idles. Only a faster
+connection takes over, so equally slow ones never pass ranges back and forth; and only
+between several mirrors (``take_over``): connections to one source share its pace, and a
+rate that includes a wait (``Retry-After``) would only look like a crawl.
+:meth:`Scheduler.crawling` tells the file when no connection of its own is free to do it
+(they all crawl), so it starts one (:mod:`.filetask`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["Assignment", "RangeSet", "Scheduler"]
@@ -37,6 +42,7 @@ ALIGN = 64 * 1024
 # How much faster a connection must be to take a crawling range over: far past what sharing
 # one throttled link among fewer connections at a file's tail makes of rates (2-4x).
 TAKEOVER_SPEEDUP = 8.0
+RECENT = 1.0  # seconds: a range's recent pace is measured over one to two of these
 
 
 class RangeSet:
@@ -129,6 +135,12 @@ class Assignment:
     t0: float = field(default_factory=time.monotonic)
     writing_to: int = 0  # end of the bytes its connection is writing now (outside the lock)
     waiting: bool = False  # its connection waits (a rest, a backoff): not crawling, not taken
+    abort: Callable[[], None] | None = None  # ends its connection's body (while it streams)
+    _mark: tuple[float, int] = (0.0, 0)  # (time, pos): the window ``recent`` is measured on
+    _prev: tuple[float, int] = (0.0, 0)
+
+    def __post_init__(self) -> None:
+        self._mark = self._prev = (self.t0, self.pos)
 
     def seconds_left(self, now: float) -> float:
         """Estimated time to finish at this range's own speed so far (inf before any byte)."""
@@ -140,6 +152,17 @@ class Assignment:
     def rate(self, now: float) -> float:
         """Bytes/s of this range so far (0 before any byte)."""
         return (self.pos - self.start) / max(now - self.t0, 1e-3)
+
+    def moved(self, now: float) -> None:
+        """``pos`` advanced (under the scheduler's lock): keep the marks :meth:`recent` reads."""
+        if now - self._mark[0] >= RECENT:
+            self._prev, self._mark = self._mark, (now, self.pos)
+
+    def recent(self, now: float) -> float:
+        """Bytes/s over the last ``RECENT`` to ``2 * RECENT`` seconds (since its start, before
+        that): a range that was fast and now crawls or stalls shows it."""
+        t, pos = self._prev
+        return (self.pos - pos) / max(now - t, 1e-3)
 
     @property
     def remaining(self) -> int:
@@ -177,8 +200,9 @@ class Scheduler:
         gaps = busy.gaps(0, self.size)
         return gaps[0] if gaps else None
 
-    def next(self) -> Assignment | None:
-        """The next range to fetch; None when all is done or in flight and too small to split."""
+    def next(self, fresh: float = 0.0) -> Assignment | None:
+        """The next range to fetch; None when all is done or in flight and too small to split
+        (``fresh``: module docstring)."""
         with self.lock:
             gap = self._unassigned()
             if gap is not None:
@@ -190,7 +214,7 @@ class Scheduler:
                 self.active.append(a)
                 return a
             now = time.monotonic()
-            return self._split(now) or (self._take_over(now) if self.take_over else None)
+            return self._split(now) or self._take_over(now, self._mine(fresh))
 
     def _split(self, now: float) -> Assignment | None:
         # Steal only from a range that would still take a while: on a fast link the bytes
@@ -207,40 +231,61 @@ class Scheduler:
             return None
         return self._cut(victim, mid)
 
-    def _take_over(self, now: float) -> Assignment | None:
+    def _mine(self, fresh: float) -> float:
+        """This connection's pace: its last range's rate, else what a fresh one may expect."""
+        return self._rates.get(threading.get_ident()) or fresh
+
+    def _crawlers(self, now: float, mine: float, shown: bool = True) -> list[Assignment]:
+        """The ranges a connection at ``mine`` bytes/s should take over (module docstring):
+        ``shown``: only those that had the time to show their pace (else: that may soon)."""
+        if not self.take_over or mine <= 0:
+            return []
+        out = []
+        for x in self.active:
+            if max(x.pos, x.writing_to) >= x.end or x.waiting:
+                continue
+            pace = x.recent(now)
+            if pace * TAKEOVER_SPEEDUP >= mine:
+                continue
+            left = x.remaining / pace if pace > 0 else float("inf")
+            if not shown or (
+                now - x.t0 > self.steal_after  # time to show its pace
+                and left > self.steal_after
+                and x.remaining / mine < left / 2
+            ):
+                out.append(x)
+        return out
+
+    def _take_over(self, now: float, mine: float) -> Assignment | None:
         """The endgame (module docstring): the crawling range this connection is fastest
         for, whole, from the byte its own connection is writing on."""
-        mine = self._rates.get(threading.get_ident(), 0.0)
-        crawling = [
-            x
-            for x in self.active
-            if x.remaining
-            and not x.waiting
-            and now - x.t0 > self.steal_after  # time to show its pace
-            and x.seconds_left(now) > self.steal_after
-            and x.rate(now) * TAKEOVER_SPEEDUP < mine
-            and x.remaining / mine < x.seconds_left(now) / 2
-        ]
-        victim = max(crawling, key=lambda x: x.seconds_left(now), default=None)
+        victim = max(self._crawlers(now, mine), key=lambda x: x.seconds_left(now), default=None)
         if victim is None:
             return None
-        cut = max(victim.pos, victim.writing_to)
-        return self._cut(victim, cut) if cut < victim.end else None
+        a = self._cut(victim, max(victim.pos, victim.writing_to))
+        if victim.abort is not None:  # its crawl would only take a share of the slow link
+            victim.abort()
+        return a
+
+    def crawling(self, fresh: float) -> bool:
+        """Whether a connection that has fetched nothing yet, at ``fresh`` bytes/s, would
+        take a range over now (nothing is left unassigned, and a range crawls)."""
+        with self.lock:
+            if self._unassigned() is not None:
+                return False
+            return bool(self._crawlers(time.monotonic(), fresh))
 
     def forget(self) -> None:
         """This connection ends: a later thread with its id starts with no rate."""
         with self.lock:
             self._rates.pop(threading.get_ident(), None)
 
-    def outpaces(self) -> bool:
+    def outpaces(self, fresh: float = 0.0) -> bool:
         """Whether this connection, with nothing to do now, is fast enough to take a range
         over once it has shown it crawls (it should stay a little instead of leaving)."""
         with self.lock:
-            mine = self._rates.get(threading.get_ident(), 0.0)
             now = time.monotonic()
-            return self.take_over and any(
-                x.remaining and x.rate(now) * TAKEOVER_SPEEDUP < mine for x in self.active
-            )
+            return bool(self._crawlers(now, self._mine(fresh), shown=False))
 
     def _cut(self, victim: Assignment, at: int) -> Assignment:
         a = Assignment(at, victim.end, at)

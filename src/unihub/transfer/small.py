@@ -89,7 +89,7 @@ class _SmallFile:
         self.ctx = ctx
         self.fd = fd
         self.length = length
-        self.mirrors = Mirrors.of(job.mirrors, ctx.retry, job.name, ctx.rests)
+        self.mirrors = Mirrors.of(job.mirrors, ctx.retry, job.name, ctx.rests, ctx.paces)
 
     def _emit(self, kind: EventKind, n: int = 0) -> None:
         self.ctx.report(ProgressEvent(kind, self.job.name, n, self.job.size))
@@ -184,7 +184,9 @@ class _SmallFile:
             have = 0
         pos = have
         try:
-            for piece in body(resp, self.ctx.options.timeouts, size - have, self.ctx.limiter):
+            for piece in body(
+                resp, self.ctx.options.timeouts, size - have, self.ctx.limiter, state.pace
+            ):
                 if self.ctx.cancel.is_set():
                     raise Cancelled
                 try:

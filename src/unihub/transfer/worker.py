@@ -42,6 +42,7 @@ from ..timeouts import Timeouts
 from ..transport import Transport, TransportError, WireResponse
 from .failures import BlockPage, FetchError
 from .mirrors import MirrorState
+from .pace import Pace
 from .ratelimit import RateLimiter
 
 DOWNLOAD_RETRY = Retry()  # which statuses a body request retries, unless the caller says
@@ -65,10 +66,11 @@ class Body:
 
     A body slower than ``timeouts.min_rate`` over ``min_rate_window`` (a slow drip never trips
     the read timeout), transport errors and a body longer than ``size`` raise
-    :class:`FetchError`. The caller closes ``resp``.
+    :class:`FetchError`. The caller closes ``resp``. ``pace``: the source's, told of every
+    arrival (:mod:`.pace`: the request's rate is known while it runs).
     """
 
-    __slots__ = ("_check", "_limit", "_resp", "_size", "_timeouts", "got")
+    __slots__ = ("_check", "_limit", "_pace", "_resp", "_size", "_timeouts", "got")
 
     def __init__(
         self,
@@ -76,9 +78,11 @@ class Body:
         timeouts: Timeouts,
         size: int | None = None,
         limit: RateLimiter | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self._resp = resp
         self._limit = limit
+        self._pace = pace
         self._timeouts = timeouts
         self._check = timeouts.speed_check()
         self._size = size
@@ -99,6 +103,8 @@ class Body:
             if slept:
                 self._check.pause(slept)
         self.got += n
+        if self._pace is not None:
+            self._pace.got(n)
         if self._size is not None and self.got > self._size:
             raise FetchError("server sent more bytes than the file size", retry=False)
         if self._check.add(n):
@@ -112,10 +118,11 @@ def body(
     timeouts: Timeouts,
     size: int | None = None,
     limit: RateLimiter | None = None,
+    pace: Pace | None = None,
 ) -> Iterator[memoryview]:
     """The pieces of ``resp``'s body as they arrive (:class:`Body`'s rules); each piece is a
     view of one reused buffer, valid until the next one is asked for."""
-    reader = Body(resp, timeouts, size, limit)
+    reader = Body(resp, timeouts, size, limit, pace)
     view = memoryview(bytearray(_PIECE if size is None else max(1, min(size, _PIECE))))
     while True:
         n = reader.readinto(view)

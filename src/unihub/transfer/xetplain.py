@@ -349,7 +349,9 @@ class PlainWorkers:
     def __init__(self, host: Host, stripe: Stripe, mirrors: Sequence[Mirror]) -> None:
         self.host = host
         self.stripe = stripe
-        self.mirrors = Mirrors.of(mirrors, host.ctx.retry, host.job.name, host.ctx.rests)
+        self.mirrors = Mirrors.of(
+            mirrors, host.ctx.retry, host.job.name, host.ctx.rests, host.ctx.paces
+        )
         self.threads: list[threading.Thread] = []
         self.fetched = 0  # file bytes received from plain mirrors
         self.quit = threading.Event()  # the batch is over
@@ -495,7 +497,7 @@ class PlainWorkers:
                 cut += len(data)
 
         try:
-            reader = Body(resp, ctx.timeouts, limit=ctx.limiter)
+            reader = Body(resp, ctx.timeouts, limit=ctx.limiter, pace=state.pace)
             while pos < end:
                 n = reader.readinto(view[: min(len(view), end - pos)])
                 if not n:
