@@ -188,3 +188,42 @@ def test_demo_runs_offline_end_to_end(tmp_path):
     assert "timeout" in out.stdout  # the blackholed hub is reported as such
     assert (tmp_path / "demo" / "config.json").is_file()
     assert (tmp_path / "demo" / "model-00001-of-00002.safetensors").stat().st_size == 2_000_000
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_terminated_download_says_so_and_resumes(fake_hub_factory, tmp_path, signame):
+    """``timeout``, systemd and job schedulers stop with SIGTERM (a closed terminal with
+    SIGHUP): the download stops as after Ctrl+C, says so, exits 128+N, and the next run
+    fetches only what is missing."""
+    import signal
+    import time
+
+    size = 24_000_000
+    big = FakeRepo(HF_ID, files={"model.safetensors": size})
+    hub = fake_hub_factory("hf", repos=[big], total_rate=4_000_000)
+    cmd = ["download", HF_ID, "--local-dir", str(tmp_path / "m"), "--source", hub.source, "-q"]
+    env = {**os.environ, "UNIHUB_PROBE_TTL": "0", "HOME": str(tmp_path)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "unihub", *cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while hub.stats.bytes_total < 2_000_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(getattr(signal, signame))
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 128 + getattr(signal, signame), err
+    assert f"stopped by {signame}" in err and "again to resume" in err
+    assert "Traceback" not in err
+    sent = hub.stats.bytes_total
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+    hub.configure(total_rate=None)
+    hub.reset_stats()
+    out = run(*cmd, env={"HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == big.content("model.safetensors")
+    assert hub.stats.bytes_total <= size - sent + 2 * 1024 * 1024  # what it had was kept

@@ -9,9 +9,12 @@ Positional FILES of ``download`` are exact names: each must exist in the repo.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from . import __version__
@@ -349,6 +352,35 @@ _COMMANDS = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``timeout``, systemd, a job scheduler, a closed terminal) stops a
+    command as Ctrl+C does: transfers cancelled, journals saved, a line saying so."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While a command runs in the main thread: SIGTERM and SIGHUP raise :class:`Terminated`
+    (without a handler the process would die at once, silently); the old handlers after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    signals = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    old = {sig: signal.signal(sig, stop) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -360,7 +392,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return _COMMANDS[args.command](args)
+        if args.command in ("serve", "run"):  # each has its own signal handling
+            return _COMMANDS[args.command](args)
+        with _terminate_as_interrupt():
+            return _COMMANDS[args.command](args)
+    except Terminated as exc:
+        print(f"unihub: {exc}; run the same command again to resume", file=sys.stderr)
+        return 128 + exc.signum
     except ConfigError as exc:
         print(f"unihub: error: {exc}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import pytest
 from unihub.retry import Retry
 from unihub.transfer import Mirror
 from unihub.transfer.mirrors import Mirrors
-from unihub.transfer.pace import MIN_BYTES, Pace
+from unihub.transfer.pace import MIN_BYTES, Pace, Sources
 
 
 def test_a_request_counts_while_it_runs() -> None:
@@ -59,17 +59,16 @@ def test_an_old_record_fades() -> None:
 
 
 def test_the_files_of_a_call_share_a_source_pace() -> None:
-    paces: dict[str, Pace] = {}
+    shared = Sources()
     mirrors = [Mirror("http://a/f1", source="a"), Mirror("http://b/f1", source="b")]
-    one = Mirrors.of(mirrors, Retry(), "f1", {}, paces)
+    one = Mirrors.of(mirrors, Retry(), "f1", shared)
     other = Mirrors.of(
         [Mirror("http://a/f2", source="a"), Mirror("http://b/f2", source="b")],
         Retry(),
         "f2",
-        {},
-        paces,
+        shared,
     )
-    assert one.states[0].pace is other.states[0].pace is paces["a"]
+    assert one.states[0].pace is other.states[0].pace is shared.paces["a"]
     assert one.states[1].pace is not one.states[0].pace
     # what one file learned of "a" (it crawls) steers the other file's first request to "b"
     got = one.pick()

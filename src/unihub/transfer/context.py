@@ -12,7 +12,7 @@ from ..progress import ProgressEvent
 from ..transport import Transport
 from .jobs import TransferOptions
 from .links import LinkMemory
-from .pace import Pace
+from .pace import Sources
 from .ratelimit import limiter_for
 
 __all__ = ["Budget", "Cancelled", "Context", "wait_for"]
@@ -62,5 +62,4 @@ class Context:
         self.timeouts = options.timeouts
         self.retry = options.retry
         self.limiter = limiter_for(options.max_rate)  # the process's bucket for this cap
-        self.rests: dict[str, float] = {}  # sources that asked to wait (transfer.mirrors)
-        self.paces: dict[str, Pace] = {}  # how fast each source serves (transfer.pace)
+        self.sources = Sources()  # their rests and paces (transfer.mirrors, transfer.pace)

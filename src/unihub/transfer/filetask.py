@@ -136,8 +136,7 @@ class FileTransfer(ConnectionCounts):
             ],
             self.ctx.retry,
             job.name,
-            self.ctx.rests,
-            self.ctx.paces,
+            self.ctx.sources,
         )
         try:
             self.fd = open_nofollow(partial, os.O_RDWR | os.O_CREAT)

@@ -11,10 +11,11 @@
   cannot mend, is dropped for the file while others remain (the last one is never dropped:
   the retry budget decides then).
 - Asked to wait: a mirror that answered with a wait (``Retry-After`` on a 429 or 503, capped
-  by ``retry.max_retry_after``) rests that long, for every file of the call (``rests``, shared,
-  by source: a rate limit is the client's, not the file's). The next try goes at once to a
-  mirror that is not resting; only when every mirror left rests does the file wait, until the
-  first rest ends (one rate-limited mirror never holds a file while another could serve it).
+  by ``retry.max_retry_after``) rests that long, for every file of the call
+  (``Sources.rests``, shared, by source: a rate limit is the client's, not the file's). The
+  next try goes at once to a mirror that is not resting; only when every mirror left rests
+  does the file wait, until the first rest ends (one rate-limited mirror never holds a file
+  while another could serve it).
 - Bad bytes: after a hash mismatch each remaining mirror in turn, fastest first, serves the
   whole file alone; a mirror whose whole file failed is condemned for the file. With one
   mirror, one full retry.
@@ -33,7 +34,7 @@ from ..errors import BadResponseError, DownloadFailedError, Failure, UnihubError
 from ..retry import Retry
 from .failures import BlockPage
 from .jobs import Mirror
-from .pace import Pace
+from .pace import Pace, Sources
 
 if TYPE_CHECKING:
     from .failures import FetchError
@@ -83,16 +84,15 @@ class Mirrors:
         states: Sequence[MirrorState],
         retry: Retry,
         label: str,
-        rests: dict[str, float] | None = None,
-        paces: dict[str, Pace] | None = None,
+        sources: Sources | None = None,
     ) -> None:
         self.states = list(states)
-        if paces is not None:  # the call's, by source: every file of it measures the same
+        if sources is not None:  # the call's, by source: every file of it measures the same
             for m in self.states:
-                m.pace = paces.setdefault(m.name, m.pace)
+                m.pace = sources.paces.setdefault(m.name, m.pace)
         self.retry = retry
         self.label = label
-        self.rests = rests if rests is not None else {}  # source -> monotonic end of its rest
+        self.rests = sources.rests if sources is not None else {}  # source -> end of its rest
         self.condemned: set[int] = set()
         self._lock = threading.Lock()
 
@@ -102,11 +102,9 @@ class Mirrors:
         mirrors: Iterable[Mirror],
         retry: Retry,
         label: str,
-        rests: dict[str, float] | None = None,
-        paces: dict[str, Pace] | None = None,
+        sources: Sources | None = None,
     ) -> Mirrors:
-        states = [MirrorState(m, i) for i, m in enumerate(mirrors)]
-        return cls(states, retry, label, rests, paces)
+        return cls([MirrorState(m, i) for i, m in enumerate(mirrors)], retry, label, sources)
 
     def _rest_end(self, m: MirrorState) -> float:
         return max(m.rest_until, self.rests.get(m.name, 0.0))

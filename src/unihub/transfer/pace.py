@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass, field
 
-__all__ = ["HALF_LIFE", "Pace"]
+__all__ = ["HALF_LIFE", "Pace", "Sources"]
 
 HALF_LIFE = 10.0  # seconds for an ended request's measurement to count half
 # Evidence before a rate is given: this many connection-seconds, or this many bytes (a fast
@@ -77,3 +78,12 @@ class Pace:
         if seconds > MIN_SECONDS or (nbytes >= MIN_BYTES and seconds > 0):
             return nbytes / seconds
         return None
+
+
+@dataclass
+class Sources:
+    """What every file of one call knows of each source, by name: when the rest it asked for
+    ends (monotonic time; ``Retry-After``, :mod:`.mirrors`) and its :class:`Pace`."""
+
+    rests: dict[str, float] = field(default_factory=dict)
+    paces: dict[str, Pace] = field(default_factory=dict)

@@ -89,7 +89,7 @@ class _SmallFile:
         self.ctx = ctx
         self.fd = fd
         self.length = length
-        self.mirrors = Mirrors.of(job.mirrors, ctx.retry, job.name, ctx.rests, ctx.paces)
+        self.mirrors = Mirrors.of(job.mirrors, ctx.retry, job.name, ctx.sources)
 
     def _emit(self, kind: EventKind, n: int = 0) -> None:
         self.ctx.report(ProgressEvent(kind, self.job.name, n, self.job.size))

@@ -349,9 +349,7 @@ class PlainWorkers:
     def __init__(self, host: Host, stripe: Stripe, mirrors: Sequence[Mirror]) -> None:
         self.host = host
         self.stripe = stripe
-        self.mirrors = Mirrors.of(
-            mirrors, host.ctx.retry, host.job.name, host.ctx.rests, host.ctx.paces
-        )
+        self.mirrors = Mirrors.of(mirrors, host.ctx.retry, host.job.name, host.ctx.sources)
         self.threads: list[threading.Thread] = []
         self.fetched = 0  # file bytes received from plain mirrors
         self.quit = threading.Event()  # the batch is over
