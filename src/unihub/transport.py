@@ -283,7 +283,17 @@ def _wire_error(exc: BaseException) -> TransportError:
 
 
 class _RawResponse:
-    __slots__ = ("_conn", "_fp", "_key", "_left", "_owner", "_resp", "headers", "status")
+    __slots__ = (
+        "_aborted",
+        "_conn",
+        "_fp",
+        "_key",
+        "_left",
+        "_owner",
+        "_resp",
+        "headers",
+        "status",
+    )
 
     def __init__(
         self,
@@ -296,6 +306,7 @@ class _RawResponse:
         self._conn: http.client.HTTPConnection | None = conn
         self._owner = owner
         self._key = key
+        self._aborted = False
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.msg  # type: ignore[assignment]
         # Content-Length bodies are read straight from the buffered socket (one recv per
@@ -321,6 +332,7 @@ class _RawResponse:
         return n
 
     def abort(self) -> None:
+        self._aborted = True  # its connection is never pooled again
         conn = self._conn
         sock = conn.sock if conn is not None else None
         if sock is not None:
@@ -332,7 +344,7 @@ class _RawResponse:
         if conn is None:
             return
         done = self._left == 0 if self._left is not None else self._resp.isclosed()
-        reusable = done and not self._resp.will_close
+        reusable = done and not self._resp.will_close and not self._aborted
         # Closing a read-out response leaves http.client's connection idle and reusable.
         self._resp.close()
         if reusable:

@@ -59,21 +59,33 @@ def test_an_old_record_fades() -> None:
 
 
 def test_the_files_of_a_call_share_a_source_pace() -> None:
+    def mirrors(name: str, shared: Sources) -> Mirrors:
+        urls = [Mirror(f"http://a/{name}", source="a"), Mirror(f"http://b/{name}", source="b")]
+        return Mirrors.of(urls, Retry(), name, shared)
+
     shared = Sources()
-    mirrors = [Mirror("http://a/f1", source="a"), Mirror("http://b/f1", source="b")]
-    one = Mirrors.of(mirrors, Retry(), "f1", shared)
-    other = Mirrors.of(
-        [Mirror("http://a/f2", source="a"), Mirror("http://b/f2", source="b")],
-        Retry(),
-        "f2",
-        shared,
-    )
+    one, other = mirrors("f1", shared), mirrors("f2", shared)
     assert one.states[0].pace is other.states[0].pace is shared.paces["a"]
     assert one.states[1].pace is not one.states[0].pace
-    # what one file learned of "a" (it crawls) steers the other file's first request to "b"
-    got = one.pick()
-    assert got is not None and got.name == "a"
-    got.record(1000, 1.0)
+    # what one file learned ("a" crawls, "b" is fast) steers another file's first request
+    a, b = one.pick(), one.pick()
+    assert a is not None and b is not None and (a.name, b.name) == ("a", "b")
+    a.record(1000, 1.0)
+    b.record(8 * MIN_BYTES, 1.0)
     first = other.pick()
     assert first is not None and first.name == "b"
     first.record(0, 0.0)
+    # an unmeasured source is tried by one request at a time of all the call's files
+    fresh = Sources()
+    x, y = mirrors("x", fresh), mirrors("y", fresh)
+    got = x.pick()
+    assert got is not None and got.name == "a"
+    got.record(8 * MIN_BYTES, 1.0)  # "a" measured; "b" not
+    busy = x.pick()
+    assert busy is not None and busy.name == "a"  # equals: priority order
+    probe = x.pick()  # x has a request on "a" now: "b" gets tried
+    assert probe is not None and probe.name == "b" and x.probing(probe)
+    again = y.pick()  # "b" is being tried (by x): y does not pile on
+    assert again is not None and again.name == "a" and not y.probing(again)
+    for m in (busy, probe, again):
+        m.record(0, 0.0)

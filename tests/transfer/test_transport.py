@@ -155,6 +155,25 @@ def test_abort_ends_a_read_waiting_in_another_thread(tmp_path: Path) -> None:
     assert 0.25 < elapsed < 2.0, elapsed  # the read timeout (5 s) never had to end it
 
 
+def test_an_aborted_answer_never_returns_its_connection_to_the_pool() -> None:
+    """Aborted after its last byte arrived (a take-over racing the read): the connection is
+    shut down, so it is dropped, not handed to the next request."""
+    repo = FakeRepo("org/name", files={"a.bin": 300_000})
+    with FakeHub("hf", repos=[repo], cdn=None) as hub:
+        t = RawTransport(ssl.create_default_context(), {}, "unihub-test")
+        url = f"{hub.endpoint}/org/name/resolve/main/a.bin"
+        resp = t.get(url, {"Range": "bytes=0-9"}, T)
+        assert _read_all(resp) == repo.content("a.bin")[:10]
+        resp.abort()
+        resp.close()
+        resp = t.get(url, {"Range": "bytes=10-19"}, T)
+        assert _read_all(resp) == repo.content("a.bin")[10:20]
+        resp.close()
+        t.close()
+        assert hub.stats.connections == 2
+        assert all(r.status == 206 for r in hub.stats.requests)
+
+
 def test_short_body_is_an_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as srv:
         port = srv.getsockname()[1]

@@ -353,10 +353,12 @@ class FileTransfer(ConnectionCounts):
 
     def _rescue(self, threads: list[threading.Thread]) -> None:
         """A range crawls and no connection of this file is free to take it over (they all
-        crawl, or left while it still looked fast): one more connection, if the global
-        budget has a free one, takes it over (:mod:`.ranges`)."""
+        crawl, or left while it still looked fast): one more connection, if the file's cap
+        and the global budget have one, takes it over (:mod:`.ranges`)."""
         if self.sequential_owner is not None or not self.sched.take_over:
             return
+        if sum(t.is_alive() for t in threads) >= self.opts.connections:
+            return  # the file's cap holds: a faster connection of its own takes over then
         if self.sched.crawling(self.mirrors.best_rate()) and self.ctx.budget.acquire(False):
             threads.append(self._spawn())
 
@@ -427,6 +429,9 @@ class FileTransfer(ConnectionCounts):
             state = self.mirrors.pick()
             if state is None:
                 raise self.mirrors.gave_up(retry)
+            if self.mirrors.probing(state):  # the rest of the range stays for others
+                with self.sched.lock:
+                    a.end = min(a.end, a.pos + self.opts.min_split)
             try:
                 if self._attempt(a, state):
                     return

@@ -2,11 +2,13 @@
 
 - Choice: the best measured bytes/s per connection (the source's :class:`~.pace.Pace`: shared
   by the files of the call, live requests counted as their bytes arrive; an unmeasured mirror
-  counts as the best known one and wins a tie, so it gets tried), divided by one plus the
-  file's active requests on it and by one plus the mirror's failures in a row: the try after
-  a failure goes to another mirror as good, while a much faster one keeps its lead over a
-  transient error. The choice is per file (its own lock): concurrent files and concurrent
-  ``snapshot()`` calls never wait for each other here.
+  counts as the best known one, so it gets tried, by one request at a time of all the files
+  of the call, and a large file asks it for ``min_split`` bytes then), divided by one plus
+  the file's active requests on it and by one plus the mirror's failures in a row (of
+  equals, the first in priority order): the try after a failure goes to another mirror as
+  good, while a much faster one keeps its lead over a transient error. The choice is per
+  file (its own lock): concurrent files and concurrent ``snapshot()`` calls never wait for
+  each other here.
 - Failure: a mirror that failed ``retry.mirror_failures`` times in a row, or in a way a retry
   cannot mend, is dropped for the file while others remain (the last one is never dropped:
   the retry budget decides then).
@@ -130,6 +132,13 @@ class Mirrors:
             free = [m for m in self.alive() if self._rest_end(m) <= now]
         return max((r for r in (m.rate() for m in free) if r is not None), default=0.0)
 
+    def probing(self, state: MirrorState) -> bool:
+        """Whether a request to ``state`` tries out an unmeasured mirror while another one is
+        measured (a large file then asks it for little: it may crawl)."""
+        if state.rate() is not None:
+            return False
+        return any(m.rate() is not None for m in self.alive() if m is not state)
+
     def pick(self) -> MirrorState | None:
         """The mirror for the next request, counted as active on it (``record`` ends that):
         of those not resting, if any."""
@@ -139,16 +148,19 @@ class Mirrors:
                 return None
             now = time.monotonic()
             alive = [m for m in alive if self._rest_end(m) <= now] or alive
-            known = [r for r in (m.rate() for m in alive) if r is not None]
+            rates = {m.index: m.rate() for m in alive}  # once: live rates move meanwhile
+            known = [r for r in rates.values() if r is not None]
             default = max(known) if known else 1.0
 
-            def score(m: MirrorState) -> tuple[float, bool]:
-                rate = m.rate()
-                speed = rate if rate is not None else default
-                return speed / (m.active + 1) / (1 + m.failures), rate is None
+            def score(m: MirrorState) -> float:
+                rate = rates[m.index]
+                if rate is not None:
+                    return rate / (m.active + 1) / (1 + m.failures)
+                # unmeasured: one request at a time, of all the call's files, finds out
+                probes = m.pace.flows() if known else 0
+                return default / (m.active + 1 + probes) / (1 + m.failures)
 
-            # Of equals, an unmeasured one (so it gets tried), then the first: priority order.
-            best = max(alive, key=score)
+            best = max(alive, key=score)  # the first of equals: priority order breaks ties
             with best.lock:
                 best.active += 1
             best.pace.begin()

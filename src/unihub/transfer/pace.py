@@ -67,6 +67,10 @@ class Pace:
     def _fade(self, now: float) -> float:
         return float(0.5 ** ((now - self._at) / HALF_LIFE))
 
+    def flows(self) -> int:
+        """Requests in flight to the source, from every file of the call."""
+        return len(self._live)
+
     def rate(self) -> float | None:
         """Bytes/s per connection, live requests included; None before enough evidence."""
         with self._lock:

@@ -268,12 +268,14 @@ class Scheduler:
         return a
 
     def crawling(self, fresh: float) -> bool:
-        """Whether a connection that has fetched nothing yet, at ``fresh`` bytes/s, would
-        take a range over now (nothing is left unassigned, and a range crawls)."""
+        """Whether a new connection, at ``fresh`` bytes/s, is wanted: in the endgame, a range
+        it would take over crawls; before it, every range in flight crawls (its connections
+        are all on a source that slowed, while bytes wait that a fast one could fetch)."""
         with self.lock:
-            if self._unassigned() is not None:
-                return False
-            return bool(self._crawlers(time.monotonic(), fresh))
+            crawlers = self._crawlers(time.monotonic(), fresh)
+            if self._unassigned() is None:
+                return bool(crawlers)
+            return bool(self.active) and len(crawlers) == len(self.active)
 
     def forget(self) -> None:
         """This connection ends: a later thread with its id starts with no rate."""
