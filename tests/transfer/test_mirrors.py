@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from transfer_helpers import FAST, MiB, sha256_file, url_of
 
 from unihub.testing import FakeHub, FakeRepo, Faults
@@ -338,3 +339,33 @@ def test_new_connections_for_a_crawl_stay_within_the_file_cap(tmp_path: Path) ->
             later.cancel()
     assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
     assert 1 <= most <= 2, most
+
+
+@pytest.mark.parametrize("seed", [1, 3])  # seeds that dropped it: 48-56 s
+def test_a_fast_mirror_failing_now_and_then_is_kept_beside_a_crawling_one(
+    tmp_path: Path, seed: int
+) -> None:
+    """A fast mirror answers 30 % of requests 503; the other one crawls (30 KB/s) from 0.5 s.
+    Every try goes to the fast one, several at once, so failures meet in a row while the
+    answers between them still stream: those bytes end the row, and the fast mirror is not
+    dropped for the file (which would leave it to the crawl)."""
+    import threading
+
+    size = 100 * MiB
+    patient = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))  # slow, not stalled
+    repo = FakeRepo("org/name", files={PATH: size})
+    flaky = Faults(error_5xx=0.3, seed=seed)
+    with (
+        FakeHub("hf", repos=[repo], per_connection_rate=8 * MiB, faults=flaky) as fast,
+        FakeHub("hf", repos=[repo], per_connection_rate=4 * MiB) as slowing,
+    ):
+        later = threading.Timer(0.5, lambda: slowing.configure(per_connection_rate=30_000))
+        later.start()
+        t0 = time.monotonic()
+        download_files([_job(repo, [fast, slowing], tmp_path)], progress=False, options=patient)
+        elapsed = time.monotonic() - t0
+        later.cancel()
+        failed = sum(r.status == 503 for r in fast.stats.requests)
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    assert failed >= 4  # the faults did bite
+    assert elapsed < 12, elapsed  # 2.9-4.4 s; dropped, the crawl held the file 48-56 s

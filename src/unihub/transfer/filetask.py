@@ -596,6 +596,7 @@ class FileTransfer(ConnectionCounts):
             n = min(len(data), end - pos)
             a.writing_to = pos + max(n, 0)  # a take-over cuts no lower (Scheduler._take_over)
         if n > 0:
+            state.delivered()
             self._write(data[:n], pos, state)
             with self.sched.lock:
                 a.pos = pos + n

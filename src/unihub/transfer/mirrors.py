@@ -9,8 +9,9 @@
   good, while a much faster one keeps its lead over a transient error. The choice is per
   file (its own lock): concurrent files and concurrent ``snapshot()`` calls never wait for
   each other here.
-- Failure: a mirror that failed ``retry.mirror_failures`` times in a row, or in a way a retry
-  cannot mend, is dropped for the file while others remain (the last one is never dropped:
+- Failure: a mirror that failed ``retry.mirror_failures`` times in a row (times the file's
+  requests on it at once; bytes arriving end a row), or in a way a retry cannot mend, is
+  dropped for the file while others remain (the last one is never dropped:
   the retry budget decides then).
 - Asked to wait: a mirror that answered with a wait (``Retry-After`` on a 429 or 503, capped
   by ``retry.max_retry_after``) rests that long, for every file of the call
@@ -68,6 +69,13 @@ class MirrorState:
     def rate(self) -> float | None:
         """Measured bytes/s per connection of the source, None before enough data."""
         return self.pace.rate()
+
+    def delivered(self) -> None:
+        """Its answer brings bytes: the failures in a row end (a long request would end them
+        only when it ends, while its neighbours' failures pile up)."""
+        if self.failures:
+            with self.lock:
+                self.failures = 0
 
     def record(self, nbytes: int, seconds: float, *, ok: bool = False) -> None:
         """The request :meth:`Mirrors.pick` counted is over (in the thread that sent it)."""
@@ -171,7 +179,9 @@ class Mirrors:
         with self._lock:
             with state.lock:
                 state.failures += 1
-                bad = not retryable or state.failures >= self.retry.mirror_failures
+                # in a row: with n requests on it at once, n may fail before one brings bytes
+                row = self.retry.mirror_failures * max(1, state.active)
+                bad = not retryable or state.failures >= row
             if not bad or state.dropped or len(self.alive()) < 2:
                 return False
             state.dropped = True

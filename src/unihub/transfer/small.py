@@ -189,6 +189,7 @@ class _SmallFile:
             ):
                 if self.ctx.cancel.is_set():
                     raise Cancelled
+                state.delivered()
                 try:
                     pwrite(self.fd, piece, pos)
                 except OSError as exc:
