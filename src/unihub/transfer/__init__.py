@@ -8,6 +8,7 @@ Public surface: :class:`FileJob`, :class:`Mirror`, :class:`TransferOptions` and
 - ``filetask``: one large file (ranges, mirrors, verification); ``ramp``: its connection ramp
 - ``context``: what all files share (client, options, budget, cancel flag)
 - ``mirrors``: the mirrors of one file: choice, rotation, give-up
+- ``pace``: what the call knows of each source (its pace, shared and live; its rests)
 - ``fileio``: positional reads and writes (with a Windows fallback)
 - ``small``: one small file (a sequential GET into its partial, resumable)
 - ``worker``: one HTTP range request, its protocol rules, the minimum-rate body reader
