@@ -220,6 +220,32 @@ def test_after_a_mismatch_the_fastest_mirror_serves_the_file(tmp_path: Path) -> 
     assert elapsed < 12, elapsed  # the whole file from the crawling mirror: about a minute
 
 
+def test_after_a_mismatch_the_mirror_that_served_less_of_it_goes_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fast corrupt mirror serves most of a file, a slower clean one a little: the clean
+    one serves the file next, and it is checked once more, not twice (the corrupt one
+    refetching the clean one's share, only to fail again)."""
+    size = 32 * MiB
+    repo = FakeRepo("org/name", files={PATH: size})
+    bad = Faults(corrupt=frozenset({PATH}))
+    with (
+        FakeHub("hf", repos=[repo], faults=bad) as corrupt,
+        FakeHub("hf", repos=[repo], total_rate=16 * MiB) as clean,
+        caplog.at_level("WARNING", logger="unihub"),
+    ):
+        download_files([_job(repo, [corrupt, clean], tmp_path)], progress=False, options=FAST)
+        served = (corrupt.stats.bytes_total, clean.stats.bytes_total)
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    # the corrupt one served most of the bad file and nothing after: the clean one kept its
+    # share and served the rest (the old order: the corrupt one refetched that share, the
+    # clean one then the whole file)
+    assert size / 2 < served[0] < size
+    assert served[1] == size
+    mismatches = [r for r in caplog.records if "hash mismatch" in r.getMessage()]
+    assert len(mismatches) == 1, [r.getMessage() for r in mismatches]
+
+
 def test_a_rate_limit_that_keeps_biting_costs_no_bytes(tmp_path: Path) -> None:
     """Two mirrors answer every third request 429 (``Retry-After: 1``): a range whose
     connection waits out the rest is not taken for a crawling one, and a range taken over is

@@ -232,8 +232,9 @@ class FileTransfer(ConnectionCounts):
     def _after_mismatch(self, only: MirrorState | None, rounds: int) -> MirrorState | None:
         """Choose who serves the whole file next (see :mod:`.mirrors`); IntegrityError when
         no mirror is left; the partial is then deleted."""
-        used = self.sched.done.mirrors()
-        only = self.mirrors.after_mismatch(used, only)
+        shares = self.sched.done.shares()
+        used = set(shares)
+        only = self.mirrors.after_mismatch(shares, only)
         if only is None and rounds > 1:
             self.journal.remove()
             os.ftruncate(self.fd, 0)

@@ -19,9 +19,11 @@
   next try goes at once to a mirror that is not resting; only when every mirror left rests
   does the file wait, until the first rest ends (one rate-limited mirror never holds a file
   while another could serve it).
-- Bad bytes: after a hash mismatch each remaining mirror in turn, fastest first, serves the
-  whole file alone; a mirror whose whole file failed is condemned for the file. With one
-  mirror, one full retry.
+- Bad bytes: after a hash mismatch each remaining mirror in turn serves the whole file alone;
+  a mirror whose whole file failed is condemned for the file. With one mirror, one full
+  retry. The order: the shortest expected time to a good file, from each mirror's speed
+  and its share of the bad file (the odds that it is the one to blame): the fastest first,
+  but of two as fast, the one that served less of the bad file.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,6 +47,14 @@ if TYPE_CHECKING:
 __all__ = ["MirrorState", "Mirrors"]
 
 log = logging.getLogger("unihub")
+
+
+def _rates(states: Iterable[MirrorState]) -> tuple[dict[int, float | None], float]:
+    """Each mirror's measured bytes/s per connection (None: unmeasured), read once (live
+    rates move meanwhile), and the best of them (1.0 when none is measured): what an
+    unmeasured mirror counts as, so that it gets tried."""
+    rates = {m.index: m.rate() for m in states}
+    return rates, max((r for r in rates.values() if r is not None), default=1.0)
 
 
 @dataclass(eq=False)
@@ -156,9 +166,8 @@ class Mirrors:
                 return None
             now = time.monotonic()
             alive = [m for m in alive if self._rest_end(m) <= now] or alive
-            rates = {m.index: m.rate() for m in alive}  # once: live rates move meanwhile
-            known = [r for r in rates.values() if r is not None]
-            default = max(known) if known else 1.0
+            rates, default = _rates(alive)
+            known = any(r is not None for r in rates.values())
 
             def score(m: MirrorState) -> float:
                 rate = rates[m.index]
@@ -239,30 +248,56 @@ class Mirrors:
         log.warning("%s: dropping mirror %s: %s", self.label, state.name, cause)
         return True
 
-    def after_mismatch(self, used: set[int], only: MirrorState | None) -> MirrorState | None:
+    def after_mismatch(
+        self, shares: Mapping[int, int], only: MirrorState | None
+    ) -> MirrorState | None:
         """The mirror to take the whole file from after a hash mismatch, or None.
 
-        ``used``: mirrors that served bytes of the bad file; ``only``: the mirror that alone
-        served it this round. Live mirrors first, the fastest of them first (an unmeasured one
-        as fast as the best); with one mirror None (one full retry).
+        ``shares``: bytes of the bad file each mirror served; ``only``: the mirror that alone
+        served it this round. Live mirrors first, then the shortest expected time to a good
+        file (:func:`_expected_cost`); with one mirror None (one full retry).
         """
+        used = {i for i, n in shares.items() if n > 0}
         if only is not None:
             self.condemned.add(only.index)
         elif len(used) == 1 and len(self.states) > 1:
             self.condemned.update(used)
-        known = [r for r in (m.rate() for m in self.states) if r is not None]
-        best = max(known, default=1.0)
-
-        def speed(m: MirrorState) -> float:
-            rate = m.rate()
-            return best if rate is None else rate
-
-        candidates = sorted(
-            (m for m in self.states if m.index not in self.condemned),
-            key=lambda m: (m.dropped, -speed(m)),
-        )
-        if not candidates or len(self.states) < 2:
+        left = [m for m in self.states if m.index not in self.condemned]
+        if not left or len(self.states) < 2:
             return None
+        rates, best = _rates(left)
+        speed = {i: best if r is None else r for i, r in rates.items()}
+        total = sum(shares.values()) or 1
+        share = {m.index: shares.get(m.index, 0) / total for m in left}
+        suspect = sum(share.values())
+        costs = {
+            m.index: _expected_cost(
+                share[m.index],
+                share[m.index] / suspect if suspect else 0.0,
+                speed[m.index],
+                max((v for i, v in speed.items() if i != m.index), default=speed[m.index]),
+            )
+            for m in left
+        }
+        chosen = min(left, key=lambda m: (m.dropped, costs[m.index]))
         for m in self.states:
-            m.dropped = m is not candidates[0]
-        return candidates[0]
+            m.dropped = m is not chosen
+        return chosen
+
+
+HASH_RATE = float(1 << 30)  # bytes/s: what checking a file's hash costs, roughly, per pass
+
+
+def _expected_cost(share: float, blame: float, rate: float, next_rate: float) -> float:
+    """Seconds per byte of the file, expected, to a good file when this mirror serves it
+    alone next: it fetches what it did not serve (``1 - share``) at ``rate``, the file is
+    checked, and with the odds ``blame`` that it is the one serving bad bytes, the next
+    mirror (``next_rate``) serves the whole file and it is checked again.
+
+    The odds: bad bytes sit somewhere in the file, so of the mirrors that served it, the one
+    that served 97 % of it holds them 97 times in 100. With two mirrors the transfer terms
+    come out equal, and the check decides: the one that served less goes first, instead of
+    the bad file's main server refetching the rest only to fail again. A crawling mirror
+    never goes first for a small share: its transfer term is the largest by far.
+    """
+    return (1 - share) / rate + (1 + blame) / HASH_RATE + blame / next_rate

@@ -101,8 +101,12 @@ class RangeSet:
     def total(self) -> int:
         return sum(e - s for s, e, _ in self._r)
 
-    def mirrors(self) -> set[int]:
-        return {m for _, _, m in self._r}
+    def shares(self) -> dict[int, int]:
+        """Bytes covered per mirror."""
+        out: dict[int, int] = {}
+        for s, e, m in self._r:
+            out[m] = out.get(m, 0) + e - s
+        return out
 
     def only_mirror(self, mirror: int) -> RangeSet:
         return RangeSet(r for r in self._r if r[2] == mirror)

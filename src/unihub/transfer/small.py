@@ -132,7 +132,7 @@ class _SmallFile:
             if mismatch is None:
                 break
             rounds += 1
-            only = self.mirrors.after_mismatch({state.index}, only)
+            only = self.mirrors.after_mismatch({state.index: 1}, only)
             self._truncate()
             if only is None and rounds > 1:
                 job.partial_path.unlink(missing_ok=True)
