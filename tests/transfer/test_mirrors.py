@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from transfer_helpers import FAST, MiB, sha256_file, url_of
@@ -15,6 +19,18 @@ from unihub.transfer import FileJob, Mirror, download_files
 
 SIZE = 8 * MiB
 PATH = "big.safetensors"
+PATIENT = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))  # slow is not stalled
+
+
+@contextlib.contextmanager
+def _after(seconds: float, hub: FakeHub, **settings: Any) -> Iterator[None]:
+    """``hub`` reconfigured ``seconds`` into the block (a source that slows mid-call)."""
+    timer = threading.Timer(seconds, lambda: hub.configure(**settings))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _job(repo: FakeRepo, hubs: list[FakeHub], dest: Path) -> FileJob:
@@ -128,21 +144,18 @@ def test_a_mirror_asking_to_wait_rests_while_another_serves(tmp_path: Path) -> N
 def test_a_mirror_throttled_mid_file_does_not_hold_the_tail(tmp_path: Path) -> None:
     """One of two mirrors drops to 100 KB/s mid-file: its last ranges, too small to split, are
     taken over by the fast mirror's connections instead of crawling for a minute or more."""
-    import threading
-
     size = 40 * MiB
     repo = FakeRepo("org/name", files={PATH: size})
     with (
         FakeHub("hf", repos=[repo], total_rate=8 * MiB) as throttled,
         FakeHub("hf", repos=[repo], total_rate=8 * MiB) as fast,
     ):
-        later = threading.Timer(1.0, lambda: throttled.configure(total_rate=100_000))
-        later.start()
         t0 = time.monotonic()
-        patient = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))  # slow, not stalled
-        download_files([_job(repo, [throttled, fast], tmp_path)], progress=False, options=patient)
+        with _after(1.0, throttled, total_rate=100_000):
+            download_files(
+                [_job(repo, [throttled, fast], tmp_path)], progress=False, options=PATIENT
+            )
         elapsed = time.monotonic() - t0
-        later.cancel()
         asked = [r.range for h in (throttled, fast) for r in h.stats.requests if r.range]
         served = throttled.stats.bytes_total + fast.stats.bytes_total
     assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
@@ -171,26 +184,21 @@ def test_a_source_that_slows_early_does_not_hold_the_call(tmp_path: Path) -> Non
     starting: the files that start later learn it from the others (the source's pace is
     shared and live), and ranges whose connections all crawl are taken over by new
     connections to the fast source, instead of every file's tail waiting on the crawl."""
-    import threading
-
     files = {f"f{i:02d}.safetensors": 4 * MiB for i in range(16)}
     repo = FakeRepo("org/name", files=files)
-    patient = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))  # slow, not stalled
     with (
         FakeHub("hf", repos=[repo], total_rate=20 * MiB) as slowing,
         FakeHub("hf", repos=[repo], total_rate=20 * MiB) as steady,
     ):
-        later = threading.Timer(0.5, lambda: slowing.configure(total_rate=30_000))
-        later.start()
         t0 = time.monotonic()
-        download_files(
-            _jobs(repo, [slowing, steady], tmp_path),
-            progress=False,
-            options=patient,
-            max_workers=4,
-        )
+        with _after(0.5, slowing, total_rate=30_000):
+            download_files(
+                _jobs(repo, [slowing, steady], tmp_path),
+                progress=False,
+                options=PATIENT,
+                max_workers=4,
+            )
         elapsed = time.monotonic() - t0
-        later.cancel()
         served = slowing.stats.bytes_total + steady.stats.bytes_total
     for path, info in repo.files().items():
         assert sha256_file(tmp_path / path) == info.sha256
@@ -211,9 +219,8 @@ def test_after_a_mismatch_the_fastest_mirror_serves_the_file(tmp_path: Path) -> 
         FakeHub("hf", repos=[repo], total_rate=16 * MiB, faults=flip) as corrupt,
     ):
         t0 = time.monotonic()
-        patient = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))
         download_files(
-            [_job(repo, [crawling, fast, corrupt], tmp_path)], progress=False, options=patient
+            [_job(repo, [crawling, fast, corrupt], tmp_path)], progress=False, options=PATIENT
         )
         elapsed = time.monotonic() - t0
     assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
@@ -279,11 +286,8 @@ def test_a_mirror_flipping_between_fast_and_crawling_does_not_hold_the_file(
     1 MB/s per connection: when every connection left to the file crawls on the first one
     (the others left while its ranges still looked fast), new connections take its ranges
     over, and the crawling bodies are ended at once instead of sharing the slow link."""
-    import threading
-
     size = 40 * MiB
     repo = FakeRepo("org/name", files={PATH: size})
-    patient = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))  # slow, not stalled
     with (
         FakeHub("hf", repos=[repo], total_rate=8 * MiB) as flipping,
         FakeHub("hf", repos=[repo], per_connection_rate=1 * MiB) as steady,
@@ -301,7 +305,7 @@ def test_a_mirror_flipping_between_fast_and_crawling_does_not_hold_the_file(
         t0 = time.monotonic()
         try:
             download_files(
-                [_job(repo, [flipping, steady], tmp_path)], progress=False, options=patient
+                [_job(repo, [flipping, steady], tmp_path)], progress=False, options=PATIENT
             )
         finally:
             stop.set()
@@ -334,10 +338,8 @@ def test_small_files_are_not_sent_to_an_unmeasured_slow_source(tmp_path: Path) -
 def test_new_connections_for_a_crawl_stay_within_the_file_cap(tmp_path: Path) -> None:
     """With ``connections=2`` a file never has more than two connections, even when both
     crawl on a source that slowed (no new one is started past the cap then)."""
-    import threading
-
     repo = FakeRepo("org/name", files={PATH: 64 * MiB})
-    capped = replace(FAST, connections=2, timeouts=Timeouts(read=10.0, connect=3.0))
+    capped = replace(PATIENT, connections=2)
     most = 0
     done = threading.Event()
 
@@ -351,18 +353,16 @@ def test_new_connections_for_a_crawl_stay_within_the_file_cap(tmp_path: Path) ->
         FakeHub("hf", repos=[repo], per_connection_rate=8 * MiB) as steady,
         FakeHub("hf", repos=[repo], per_connection_rate=4 * MiB) as slowing,
     ):
-        later = threading.Timer(1.0, lambda: slowing.configure(per_connection_rate=20_000))
-        later.start()
         counter = threading.Thread(target=count)
         counter.start()
         try:
-            download_files(
-                [_job(repo, [steady, slowing], tmp_path)], progress=False, options=capped
-            )
+            with _after(1.0, slowing, per_connection_rate=20_000):
+                download_files(
+                    [_job(repo, [steady, slowing], tmp_path)], progress=False, options=capped
+                )
         finally:
             done.set()
             counter.join()
-            later.cancel()
     assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
     assert 1 <= most <= 2, most
 
@@ -375,22 +375,17 @@ def test_a_fast_mirror_failing_now_and_then_is_kept_beside_a_crawling_one(
     Every try goes to the fast one, several at once, so failures meet in a row while the
     answers between them still stream: those bytes end the row, and the fast mirror is not
     dropped for the file (which would leave it to the crawl)."""
-    import threading
-
     size = 100 * MiB
-    patient = replace(FAST, timeouts=Timeouts(read=10.0, connect=3.0))  # slow, not stalled
     repo = FakeRepo("org/name", files={PATH: size})
     flaky = Faults(error_5xx=0.3, seed=seed)
     with (
         FakeHub("hf", repos=[repo], per_connection_rate=8 * MiB, faults=flaky) as fast,
         FakeHub("hf", repos=[repo], per_connection_rate=4 * MiB) as slowing,
     ):
-        later = threading.Timer(0.5, lambda: slowing.configure(per_connection_rate=30_000))
-        later.start()
         t0 = time.monotonic()
-        download_files([_job(repo, [fast, slowing], tmp_path)], progress=False, options=patient)
+        with _after(0.5, slowing, per_connection_rate=30_000):
+            download_files([_job(repo, [fast, slowing], tmp_path)], progress=False, options=PATIENT)
         elapsed = time.monotonic() - t0
-        later.cancel()
         failed = sum(r.status == 503 for r in fast.stats.requests)
     assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
     assert failed >= 4  # the faults did bite
