@@ -4,11 +4,13 @@ through ``unihub run``, on the same fake hub, in the same run.
     python benchmarks/dropin.py [--size-mb 1024] [--rounds 2] [--plain] [--rate MB/s]
         [--out FILE.json]
 
-Each job runs in a fresh process with an empty cache; a round runs the jobs in turn (order
-rotated each round). Measured per job: wall time of the whole process (bytes verified on disk
-at the end), the time of the download call inside it (``call_seconds``: from the call to its
-return, the imports before it and the interpreter's exit after it left out), bytes written to
-disk by the job's processes (``ru_oublock`` of the children, ext4 and the like; 0 on tmpfs)
+Each job runs in a fresh process with an empty cache, then once more warm: a second fresh
+process with the first one's cache and home (its files, unihub's link memory), the same call
+(as a script run twice, or ``from_pretrained`` on a model already fetched); a round runs the
+jobs in turn (order rotated each round). Measured per job: wall time of the whole process
+(bytes verified on disk at the end), the time of the download call inside it
+(``call_seconds``: from the call to its return, the imports before it and the interpreter's
+exit after it left out), bytes written to disk by the job's processes (``ru_oublock`` of the children, ext4 and the like; 0 on tmpfs)
 and the bytes the hub sent. ``--plain`` adds huggingface_hub alone (no unihub) as the status
 quo. ``--rate`` caps the hub's total rate (a link instead of loopback: the doors' fixed costs,
 imports and a second interpreter, weigh less in a longer job).
@@ -52,9 +54,10 @@ JOBS = {
 }
 
 
-def _job(name: str, hub: HubProcess, work: Path) -> dict[str, Any]:
+def _job(name: str, hub: HubProcess, work: Path, warm: bool = False) -> dict[str, Any]:
     home = work / name
-    shutil.rmtree(home, ignore_errors=True)
+    if not warm:
+        shutil.rmtree(home, ignore_errors=True)
     cache = str(home / "hub")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "UNIHUB_"))}
     env.update(HF_HOME=str(home), UNIHUB_CACHE=str(home / "unihub"), UNIHUB_SOURCES=hub.source,
@@ -106,6 +109,7 @@ def main() -> int:
     if args.jobs:
         jobs = [n for n in jobs if n == "snapshot" or n in args.jobs.split(",")]
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
+    warm: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
     with HubProcess(spec) as hub, tempfile.TemporaryDirectory(dir=os.getcwd()) as tmp:
         names = list(jobs)
         for r in range(args.rounds):
@@ -113,6 +117,8 @@ def main() -> int:
             for name in names[k:] + names[:k]:
                 results[name].append(_job(name, hub, Path(tmp)))
                 print(name, results[name][-1], flush=True)
+                warm[name].append(_job(name, hub, Path(tmp), warm=True))
+                print(name, "warm", warm[name][-1], flush=True)
     best = {n: min(x["seconds"] for x in rs) for n, rs in results.items()}
     call = {n: min(x["call_seconds"] for x in rs) for n, rs in results.items()}
     others = [n for n in results if n != "snapshot"]
@@ -130,10 +136,20 @@ def main() -> int:
         "disk_written_vs_repo": {
             n: max(x["disk_written"] for x in rs) / size for n, rs in results.items()
         },
-        "all_verified": all(x["verified"] for rs in results.values() for x in rs),
+        "warm_best_seconds": {n: min(x["seconds"] for x in rs) for n, rs in warm.items()},
+        "warm_speed_vs_snapshot": {
+            n: min(x["seconds"] for x in warm["snapshot"]) / min(x["seconds"] for x in warm[n])
+            for n in others
+        },
+        "warm_median_round_ratio": {n: _median_ratio(warm, n, "seconds") for n in others},
+        "warm_hub_sent_max": {n: max(x["hub_sent"] for x in rs) for n, rs in warm.items()},
+        "all_verified": all(
+            x["verified"] for runs in (results, warm) for rs in runs.values() for x in rs
+        ),
         "runs": results,
+        "warm_runs": warm,
     }
-    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if not k.endswith("runs")}, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=1))
     return 0
