@@ -57,7 +57,7 @@ from .plan import (
 from .request import Request
 from .session import Session
 from .settings import Settings
-from .transfer import FileJob, TransferOptions, Watch, download_files
+from .transfer import FileJob, Sources, TransferOptions, Watch, download_files
 
 __all__ = ["fetch", "file_job", "plan", "run", "select"]
 
@@ -175,13 +175,16 @@ def fetch(
     watch: Callable[[Target], Watch | None] | None = None,
     cancel: threading.Event | None = None,
     force: bool = False,
+    sources: Sources | None = None,
 ) -> list[Path]:
     """Download what of ``files`` is missing and publish every one; their local paths.
 
     ``watch(target)``: a :class:`~unihub.transfer.Watch` for a file being downloaded (the
     server streams it to clients as it lands); ``cancel``: stops the downloads (see
     :func:`~unihub.transfer.download_files`); ``force``: fetch every file again, even those
-    on disk (only in the first round: a retry keeps what the first round fetched).
+    on disk (only in the first round: a retry keeps what the first round fetched);
+    ``sources``: the sources' pace and rests shared with the caller's other fetches (a
+    server's), see :func:`~unihub.transfer.download_files`.
     """
     settings = session.settings
     published: dict[int, Path] = {}
@@ -215,6 +218,7 @@ def fetch(
                 options=TransferOptions.from_settings(settings),
                 on_done=publish,
                 cancel=cancel,
+                sources=sources,
             )
             break
         except (DownloadFailedError, IntegrityError, ContentChangedError, BadResponseError) as exc:

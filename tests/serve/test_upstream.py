@@ -63,3 +63,30 @@ def test_a_silent_hub_costs_its_deadline_once_per_window_and_clients_fail_fast(
     t0 = time.monotonic()
     assert httpx2.get(f"{srv.url}/api/models/org/model", timeout=30).status_code == 424
     assert time.monotonic() - t0 >= 1.5 and hub.stats.connections > asked
+
+
+def test_the_servers_fetches_share_what_they_learn_of_each_source(
+    fake_hub_factory: Factory, serve_factory: ServeFactory
+) -> None:
+    """Each blob fetch is one engine call; what one learns of a source's pace, the next
+    knows from its first request: after a large fetch found the first source crawling, the
+    small files fetched next (one request each) go to the other one, not to the crawl."""
+    files = {"config.json": "{}", "w.safetensors": 12 << 20}
+    files |= {f"s{i}.json": 400_000 for i in range(4)}
+    repo = FakeRepo("org/model", files=files)
+    first = fake_hub_factory("hf", repos=[repo])
+    other = fake_hub_factory("hf", repos=[repo], per_connection_rate=8 << 20)
+    srv = serve_factory(first, other)
+    with httpx2.Client(base_url=srv.url, timeout=60) as client:
+        assert client.get("/org/model/resolve/main/config.json").content == b"{}"  # listed
+        first.configure(per_connection_rate=40_000)  # crawls from now on
+        r = client.get("/org/model/resolve/main/w.safetensors")
+        assert r.content == repo.content("w.safetensors")
+        before = first.stats.bytes_total
+        t0 = time.monotonic()
+        for i in range(4):
+            r = client.get(f"/org/model/resolve/main/s{i}.json")
+            assert r.content == repo.content(f"s{i}.json")
+        elapsed = time.monotonic() - t0
+    assert first.stats.bytes_total == before  # fetches on their own: 10 s per file, there
+    assert elapsed < 5, elapsed

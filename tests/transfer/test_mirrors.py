@@ -15,7 +15,7 @@ from transfer_helpers import FAST, MiB, sha256_file, url_of
 
 from unihub.testing import FakeHub, FakeRepo, Faults
 from unihub.timeouts import Timeouts
-from unihub.transfer import FileJob, Mirror, download_files
+from unihub.transfer import FileJob, Mirror, Sources, download_files
 
 SIZE = 8 * MiB
 PATH = "big.safetensors"
@@ -390,3 +390,33 @@ def test_a_fast_mirror_failing_now_and_then_is_kept_beside_a_crawling_one(
     assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
     assert failed >= 4  # the faults did bite
     assert elapsed < 12, elapsed  # 2.9-4.4 s; dropped, the crawl held the file 48-56 s
+
+
+def test_calls_sharing_sources_know_a_slow_one_from_the_first_request(tmp_path: Path) -> None:
+    """``download_files(sources=...)``: a second call (a server's next fetch) knows what the
+    first measured, so its small files (one request each) go to the fast source instead of
+    the first in priority order, which crawls since."""
+    big = FakeRepo("org/big", files={PATH: 12 * MiB})
+    small = FakeRepo("org/small", files={f"s{i}.json": 400_000 for i in range(6)})
+    shared = Sources()
+    with (
+        FakeHub("hf", repos=[big, small], per_connection_rate=40_000) as crawling,
+        FakeHub("hf", repos=[big, small], per_connection_rate=8 * MiB) as fast,
+    ):
+        download_files(
+            [_job(big, [crawling, fast], tmp_path)],
+            progress=False,
+            options=PATIENT,
+            sources=shared,
+        )
+        before = crawling.stats.bytes_total
+        t0 = time.monotonic()
+        download_files(
+            _jobs(small, [crawling, fast], tmp_path), progress=False, options=FAST, sources=shared
+        )
+        elapsed = time.monotonic() - t0
+        late = crawling.stats.bytes_total - before
+    for path, info in small.files().items():
+        assert sha256_file(tmp_path / path) == info.sha256
+    assert late == 0  # each call on its own: the first small file goes to the crawl (10 s)
+    assert elapsed < 5, elapsed

@@ -50,6 +50,7 @@ from ..request import Request, RequestArgs, check_request
 from ..safety import check_revision, ensure_inside, path_parts, replace_json
 from ..session import Session
 from ..settings import Settings
+from ..transfer import Sources
 from .blobs import BlobStore, Fetch
 from .metrics import Metrics
 from .options import ServeOptions
@@ -148,6 +149,9 @@ class Repos:
         self.sessions = TokenSessions(_SESSIONS)
         self._derived: dict[tuple[str, str, str], str] = {}  # derived commit -> revision
         self.reach = Reachability(options.unreachable_for)
+        # every fetch of the server learns each source's pace (and rests) from the others: a
+        # source that slowed is known as such to the next file's first request
+        self.sources = Sources()
         t = settings.timeouts
         wait = max(options.patience, t.probe)
         self._patient_settings = settings.evolve(
@@ -349,6 +353,7 @@ class Repos:
             session,
             watch=lambda t: Fetch(t.final, t.file.size, t.partial, self.metrics),
             cancel=self.store.cancel,
+            sources=self.sources,
         )
         ids = {f.path: git_blob_sha1(p) for f, p in zip(missing, paths, strict=True)}
         files = [replace(f, git_oid=ids[f.path]) if f.path in ids else f for f in manifest.files]
@@ -472,6 +477,7 @@ class Repos:
                 session,
                 watch=lambda _t: fetch,
                 cancel=self.store.cancel,
+                sources=self.sources,
             )
             return blob if blob.is_file() else paths[0]
 

@@ -38,6 +38,7 @@ from .filetask import FileTransfer
 from .jobs import FileJob, TransferOptions
 from .journal import Journal
 from .locking import file_lock, finished_elsewhere, held, stat_id
+from .pace import Sources
 from .small import fetch_small
 
 __all__ = ["download_files"]
@@ -135,6 +136,7 @@ def download_files(
     session: Session | None = None,
     on_done: Callable[[int, Path], None] | None = None,
     cancel: threading.Event | None = None,
+    sources: Sources | None = None,
 ) -> list[Path]:
     """Download ``jobs``; return their final paths in the same order.
 
@@ -152,6 +154,8 @@ def download_files(
     flight); an exception from it counts as that file's failure.
     ``cancel``: an event of the caller's that stops the call as Ctrl+C does (journals flushed,
     partials kept for the next call), raising :class:`~unihub.errors.DownloadFailedError`.
+    ``sources``: what is known of each source's pace and rests (:mod:`.pace`), shared with
+    other calls of the caller's (a server's fetches); None: this call's own.
     """
     opts = _options(options, connections, max_workers, max_total_connections)
     jobs = _check_jobs(jobs)
@@ -169,6 +173,8 @@ def download_files(
     ctx = Context(session.transport, opts, reporter, verify)
     if cancel is not None:
         ctx.cancel = cancel
+    if sources is not None:
+        ctx.sources = sources
     run = _Run(jobs, ctx, on_done)
     try:
         reporter.start(sum(j.size for j in jobs), len(jobs))
