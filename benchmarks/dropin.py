@@ -2,18 +2,19 @@
 through ``unihub run``, on the same fake hub, in the same run.
 
     python benchmarks/dropin.py [--size-mb 1024] [--rounds 2] [--plain] [--rate MB/s]
-        [--out FILE.json]
+        [--latency S] [--out FILE.json]
 
 Each job runs in a fresh process with an empty cache, then once more warm: a second fresh
 process with the first one's cache and home (its files, unihub's link memory), the same call
 (as a script run twice, or ``from_pretrained`` on a model already fetched); a round runs the
 jobs in turn (order rotated each round). Measured per job: wall time of the whole process
-(bytes verified on disk at the end), the time of the download call inside it
-(``call_seconds``: from the call to its return, the imports before it and the interpreter's
-exit after it left out), bytes written to disk by the job's processes (``ru_oublock`` of the children, ext4 and the like; 0 on tmpfs)
-and the bytes the hub sent. ``--plain`` adds huggingface_hub alone (no unihub) as the status
-quo. ``--rate`` caps the hub's total rate (a link instead of loopback: the doors' fixed costs,
-imports and a second interpreter, weigh less in a longer job).
+(bytes verified on disk at the end), the time of the download call inside it (``call_seconds``:
+from the call to its return, the imports before it and the interpreter's exit after it left
+out), bytes written to disk by the job's processes (``ru_oublock`` of the children, ext4 and
+the like; 0 on tmpfs) and the bytes the hub sent. ``--plain`` adds huggingface_hub alone (no
+unihub) as the status quo. ``--rate`` caps the hub's total rate (a link instead of loopback:
+the doors' fixed costs, imports and a second interpreter, weigh less in a longer job);
+``--latency`` delays each of the hub's answers (a hub far away: what the warm runs wait for).
 Targets (issue 17): patch and run at >= 0.95x the time of ``unihub.snapshot()``, disk
 bytes written <= 1.05x the repo.
 """
@@ -98,13 +99,14 @@ def main() -> int:
     ap.add_argument("--plain", action="store_true", help="also huggingface_hub alone")
     ap.add_argument("--jobs", default=None, help="comma-separated subset (snapshot is kept)")
     ap.add_argument("--rate", type=float, default=0, help="the hub's total cap in MB/s (0: none)")
+    ap.add_argument("--latency", type=float, default=0, help="seconds before each answer")
     ap.add_argument("--out")
     args = ap.parse_args()
     byte_compile_unihub()
     size = args.size_mb << 20
     files: dict[str, int | str] = {"config.json": '{"model_type": "gpt2"}'}
     files["model.safetensors"] = size
-    spec = HubSpec("hf", REPO, files, total_rate=args.rate * 1e6 or None)
+    spec = HubSpec("hf", REPO, files, total_rate=args.rate * 1e6 or None, latency=args.latency)
     jobs = [n for n in JOBS if n != "plain" or args.plain]
     if args.jobs:
         jobs = [n for n in jobs if n == "snapshot" or n in args.jobs.split(",")]
@@ -125,6 +127,7 @@ def main() -> int:
     summary = {
         "repo_bytes": size,
         "hub_cap_mb_s": args.rate or None,
+        "hub_latency_s": args.latency or None,
         "best_seconds": best,
         "speed_vs_snapshot": {n: best["snapshot"] / best[n] for n in others},
         "best_call_seconds": call,
