@@ -6,10 +6,12 @@ rules the hub adapters apply to a listing must hold when a layout turns names in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
 import random
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -259,3 +261,32 @@ def test_concurrent_publishers_without_symlinks_share_the_snapshot(tmp_path: Pat
         assert not (folder / path).is_symlink()
         assert (folder / path).read_bytes() == repo.content(path)
         assert hashlib.sha256((folder / path).read_bytes()).hexdigest() == repo.files()[path].sha256
+
+
+def test_a_folder_removed_while_it_is_made_is_made_again(tmp_path: Path) -> None:
+    """A server's eviction removes a snapshot folder (its last file evicted) while a fetch
+    publishes another file of that commit into it: ``mkdir(exist_ok=True)`` meets the folder,
+    then finds it gone, and raised ``FileExistsError`` (the fetch failed with "a file already
+    exists where a folder must be"). Made again now; a file standing there is still refused."""
+    from unihub.layout.common import make_folder
+
+    folder = tmp_path / "snapshots" / "abc" / "sub"
+    stop = threading.Event()
+
+    def evict() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                os.makedirs(folder, exist_ok=True)
+                shutil.rmtree(tmp_path / "snapshots" / "abc")
+
+    evictor = threading.Thread(target=evict)
+    evictor.start()
+    try:
+        for _ in range(5000):
+            make_folder(folder)  # Path.mkdir alone: hundreds of FileExistsError here
+    finally:
+        stop.set()
+        evictor.join()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError):
+        make_folder(tmp_path / "file")

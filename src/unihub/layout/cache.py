@@ -55,6 +55,7 @@ from .common import (
     effective_commit,
     git_blob_sha1,
     hf_ref,
+    make_folder,
     match_umask,
     read_tree_json,
     repo_folder_name,
@@ -370,7 +371,7 @@ class CacheLayout:
                     "file not in the snapshot after download", repo_id=self.repo_id, path=f.path
                 )
         self._inside(snapshot / "x", self.storage / "refs" / "x", self.storage / "trees" / "x")
-        snapshot.mkdir(parents=True, exist_ok=True)
+        make_folder(snapshot)
         write_cachedir_tag(self.cache_dir, root=self.cache_dir)
         if ref != commit:
             ref_path = self.storage.joinpath("refs", *path_parts(ref, what="revision"))

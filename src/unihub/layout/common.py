@@ -48,6 +48,7 @@ __all__ = [
     "git_blob_sha1",
     "hf_ref",
     "lfs_pointer_oid",
+    "make_folder",
     "match_umask",
     "read_tree_json",
     "repo_folder_name",
@@ -233,6 +234,27 @@ _TMP_TOKEN = uuid.uuid4().hex[:8]
 _tmp_counter = itertools.count()
 
 
+_MAKE_TRIES = 100  # a removal racing each try: a folder removed once is made on the next
+
+
+def make_folder(folder: Path) -> None:
+    """``mkdir -p folder``, made again when it (or a folder above it) is removed while it is
+    being made. A server's cache eviction removes a snapshot folder whose last file it evicted
+    while a fetch may be publishing another file of that commit into it; ``mkdir(exist_ok=
+    True)`` then raises ``FileExistsError`` (the folder was there, and gone when it looked
+    again). A file standing where the folder must be is still an error."""
+    for _ in range(_MAKE_TRIES):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return
+        except (FileExistsError, FileNotFoundError):
+            if folder.is_dir():
+                return
+            if folder.exists() or folder.is_symlink():
+                raise
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def tmp_suffix() -> str:
     """A part of a temporary file name no other thread or process uses."""
     return f"{_TMP_TOKEN}{next(_tmp_counter):x}"
@@ -287,7 +309,7 @@ class Folders:
     def make(self, folder: Path) -> Path:
         """``mkdir -p folder`` once; the caller checked it first."""
         if folder not in self._made:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
             self._made.add(folder)
         return folder
 
