@@ -90,3 +90,40 @@ def test_the_servers_fetches_share_what_they_learn_of_each_source(
         elapsed = time.monotonic() - t0
     assert first.stats.bytes_total == before  # fetches on their own: 10 s per file, there
     assert elapsed < 5, elapsed
+
+
+def test_a_rate_limit_met_by_one_token_does_not_hold_another_tokens_fetch(
+    fake_hub_factory: Factory, serve_factory: ServeFactory
+) -> None:
+    """The server's fetches share what they learn of a source's pace, not its rests: a 429
+    with ``Retry-After: 5`` answered to one client's token makes that token's fetch wait, not
+    another token's (a hub's limits on authenticated requests are per user)."""
+    import threading
+
+    from unihub.testing import Faults
+
+    files = {"config.json": "{}", "a.bin": 300_000, "b.bin": 300_000}
+    repo = FakeRepo("org/model", files=files)
+    hub = fake_hub_factory("hf", repos=[repo])
+    srv = serve_factory(hub)
+    url = f"{srv.url}/org/model/resolve/main"
+    for token in ("A", "B"):  # each token's listing made before the limit bites
+        auth = {"Authorization": f"Bearer hf_{token}"}
+        assert httpx2.get(f"{url}/config.json", headers=auth).content == b"{}"
+    hub.configure(faults=Faults(too_many_requests=1, retry_after=5))
+    took: dict[str, float] = {}
+
+    def get(name: str, token: str) -> None:
+        t0 = time.monotonic()
+        r = httpx2.get(f"{url}/{name}", headers={"Authorization": f"Bearer hf_{token}"}, timeout=30)
+        assert r.content == repo.content(name)
+        took[token] = time.monotonic() - t0
+
+    first = threading.Thread(target=get, args=("a.bin", "A"))
+    first.start()
+    time.sleep(0.5)  # A's first GET met the 429
+    get("b.bin", "B")
+    first.join()
+    assert any(r.status == 429 for r in hub.stats.requests)
+    assert took["A"] >= 4.0  # A waited out its rest
+    assert took["B"] < 3.0, took  # sharing the rest: B waited for it too (about 4.5 s)

@@ -227,30 +227,65 @@ def test_after_a_mismatch_the_fastest_mirror_serves_the_file(tmp_path: Path) -> 
     assert elapsed < 12, elapsed  # the whole file from the crawling mirror: about a minute
 
 
-def test_after_a_mismatch_the_mirror_that_served_less_of_it_goes_first(
+def test_after_a_mismatch_of_two_mirrors_as_fast_the_one_that_served_less_goes_first(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A fast corrupt mirror serves most of a file, a slower clean one a little: the clean
-    one serves the file next, and it is checked once more, not twice (the corrupt one
-    refetching the clean one's share, only to fail again)."""
+    """A corrupt mirror serves most of a file, a clean one about as fast (within
+    ``COMPARABLE``) the rest: the clean one serves the file next, keeping its share, and the
+    file is checked once more, not twice (the corrupt one refetching the clean one's share,
+    only to fail again)."""
     size = 32 * MiB
     repo = FakeRepo("org/name", files={PATH: size})
     bad = Faults(corrupt=frozenset({PATH}))
     with (
-        FakeHub("hf", repos=[repo], faults=bad) as corrupt,
-        FakeHub("hf", repos=[repo], total_rate=16 * MiB) as clean,
+        FakeHub("hf", repos=[repo], per_connection_rate=8 * MiB, faults=bad) as corrupt,
+        FakeHub("hf", repos=[repo], per_connection_rate=5 * MiB) as clean,
         caplog.at_level("WARNING", logger="unihub"),
     ):
         download_files([_job(repo, [corrupt, clean], tmp_path)], progress=False, options=FAST)
         served = (corrupt.stats.bytes_total, clean.stats.bytes_total)
     assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
-    # the corrupt one served most of the bad file and nothing after: the clean one kept its
-    # share and served the rest (the old order: the corrupt one refetched that share, the
-    # clean one then the whole file)
+    # the corrupt one served most of the bad file and nothing after; the clean one kept its
+    # share and served the rest
     assert size / 2 < served[0] < size
     assert served[1] == size
     mismatches = [r for r in caplog.records if "hash mismatch" in r.getMessage()]
     assert len(mismatches) == 1, [r.getMessage() for r in mismatches]
+
+
+def test_after_a_mismatch_a_crawling_mirror_does_not_go_first_for_its_small_share(
+    tmp_path: Path,
+) -> None:
+    """The crawling mirror is the corrupt one and served little of the bad file: the fast
+    one still serves the file next (the crawler first: 7 MiB at 400 KB/s, then the fast one
+    anyway, 22 s)."""
+    repo = FakeRepo("org/name", files={PATH: SIZE})
+    bad = Faults(corrupt=frozenset({PATH}))
+    with (
+        FakeHub("hf", repos=[repo], total_rate=16 * MiB) as fast,
+        FakeHub("hf", repos=[repo], total_rate=400_000, faults=bad) as crawling,
+    ):
+        t0 = time.monotonic()
+        download_files([_job(repo, [fast, crawling], tmp_path)], progress=False, options=PATIENT)
+        elapsed = time.monotonic() - t0
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
+    assert elapsed < 10, elapsed  # 2.6 s
+
+
+def test_a_mirror_measured_at_zero_bytes_a_second_is_no_division_by_zero(
+    tmp_path: Path,
+) -> None:
+    """A mirror that failed for a while (no byte over its connection-seconds: a pace of 0.0)
+    and then recovered, beside a corrupt one: after the mismatch it serves the file."""
+    repo = FakeRepo("org/name", files={PATH: SIZE})
+    bad = Faults(corrupt=frozenset({PATH}))
+    with (
+        FakeHub("hf", repos=[repo], total_rate=4 * MiB, faults=bad) as corrupt,
+        FakeHub("hf", repos=[repo], latency=0.4, faults=Faults(error_5xx=1.0)) as failing,
+        _after(1.0, failing, faults=Faults(), latency=0.0),
+    ):
+        download_files([_job(repo, [corrupt, failing], tmp_path)], progress=False, options=FAST)
+    assert sha256_file(tmp_path / PATH) == repo.files()[PATH].sha256
 
 
 def test_a_rate_limit_that_keeps_biting_costs_no_bytes(tmp_path: Path) -> None:

@@ -129,7 +129,7 @@ def materialize(
                     verify=True,
                     session=view.session,
                     options=TransferOptions.from_settings(view.session.settings),
-                    sources=repos.sources,
+                    sources=repos.sources(view.session),
                 )
     if isinstance(layout, CacheLayout) and link:
         # as huggingface_hub links a blob: under its lock (whose file stays), in a tagged cache

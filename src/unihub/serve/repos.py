@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -51,6 +52,7 @@ from ..safety import check_revision, ensure_inside, path_parts, replace_json
 from ..session import Session
 from ..settings import Settings
 from ..transfer import Sources
+from ..transfer.pace import Pace
 from .blobs import BlobStore, Fetch
 from .metrics import Metrics
 from .options import ServeOptions
@@ -149,9 +151,12 @@ class Repos:
         self.sessions = TokenSessions(_SESSIONS)
         self._derived: dict[tuple[str, str, str], str] = {}  # derived commit -> revision
         self.reach = Reachability(options.unreachable_for)
-        # every fetch of the server learns each source's pace (and rests) from the others: a
-        # source that slowed is known as such to the next file's first request
-        self.sources = Sources()
+        # every fetch of the server learns each source's pace from the others: a source that
+        # slowed is known as such to the next file's first request (its rests, a rate limit's
+        # Retry-After, are per session: a limit is one token's, not every client's)
+        self._paces: dict[str, Pace] = {}
+        self._sources: weakref.WeakKeyDictionary[Session, Sources] = weakref.WeakKeyDictionary()
+        self._sources_lock = threading.Lock()
         t = settings.timeouts
         wait = max(options.patience, t.probe)
         self._patient_settings = settings.evolve(
@@ -159,6 +164,15 @@ class Repos:
         )
 
     # -- sessions (one per client token, kept open for its connections) -----------------------
+    def sources(self, session: Session) -> Sources:
+        """What the fetches of ``session`` know of each source: the server's paces, the
+        session's own rests."""
+        with self._sources_lock:
+            known = self._sources.get(session)
+            if known is None:
+                known = self._sources[session] = Sources(paces=self._paces)
+            return known
+
     def _session(self, token: str | None, *, patient: bool = False) -> Session:
         """The token's session, used until :meth:`TokenSessions.release`. A patient session
         answers the token's plain asks too from then on."""
@@ -353,7 +367,7 @@ class Repos:
             session,
             watch=lambda t: Fetch(t.final, t.file.size, t.partial, self.metrics),
             cancel=self.store.cancel,
-            sources=self.sources,
+            sources=self.sources(session),
         )
         ids = {f.path: git_blob_sha1(p) for f, p in zip(missing, paths, strict=True)}
         files = [replace(f, git_oid=ids[f.path]) if f.path in ids else f for f in manifest.files]
@@ -477,7 +491,7 @@ class Repos:
                 session,
                 watch=lambda _t: fetch,
                 cancel=self.store.cancel,
-                sources=self.sources,
+                sources=self.sources(session),
             )
             return blob if blob.is_file() else paths[0]
 
