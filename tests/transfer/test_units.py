@@ -52,13 +52,12 @@ def test_scheduler_hands_out_chunks_then_steals_slow_tails() -> None:
 
 
 def test_a_connection_that_waits_long_for_each_answer_asks_for_more() -> None:
-    """``span``: 8 waits' worth of bytes at the connection's rate, when at least
-    ``SPAN_GAIN`` times ``chunk_size`` (else ``chunk_size``), up to ``MAX_SPAN``, aligned; the
-    gap's end still bounds it."""
+    """``span``: 8 waits' worth of bytes at the connection's rate, past ``chunk_size`` (never
+    less), up to ``MAX_SPAN``, aligned; the gap's end still bounds it."""
     assert span_for(0.1, 50e6) == 40_000_000  # 100 ms answers at 50 MB/s: 40 MB a request
     assert span_for(0.0, 50e6) == 0 and span_for(0.1, 0.0) == 0
     s = Scheduler(200 * MiB, RangeSet(), 1 * MiB, 1 * MiB, 256 * 1024)
-    a, b, c = s.next(span=0), s.next(span=3 * MiB), s.next(span=10 * MiB + 1)
+    a, b, c = s.next(span=0), s.next(span=512 * 1024), s.next(span=10 * MiB + 1)
     d = s.next(span=10**12)
     assert a and b and c and d
     assert (a.end - a.start, b.end - b.start, c.end - c.start) == (1 * MiB, 1 * MiB, 10 * MiB)

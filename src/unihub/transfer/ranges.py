@@ -41,14 +41,8 @@ __all__ = ["Assignment", "RangeSet", "Scheduler", "span_for"]
 ALIGN = 64 * 1024
 # A connection that waits long for each answer (a far hub: every request costs a round trip
 # before its first byte) asks for ranges that take this many waits to arrive, so the waits
-# cost at most 1 / (1 + LATENCY_SPAN) of its time; up to MAX_SPAN bytes a request. Only
-# when that is at least SPAN_GAIN times ``chunk_size`` (the waits cost a third of a chunk's
-# time or more): on a link throttled per connection, longer ranges leave fewer for the
-# connections the ramp adds, and a slower tail (2 MB/s per connection and 50 ms answers,
-# where the first answer's redirect doubles the wait: 2 x 64 MiB in 2.9 s with ranges of
-# 2-2.6 MiB, 2.5 s with 1 MiB ones).
+# cost at most 1 / (1 + LATENCY_SPAN) of its time; up to MAX_SPAN bytes a request.
 LATENCY_SPAN = 8.0
-SPAN_GAIN = 4
 MAX_SPAN = 64 * 1024 * 1024
 # How much faster a connection must be to take a crawling range over: far past what sharing
 # one throttled link among fewer connections at a file's tail makes of rates (2-4x).
@@ -224,13 +218,13 @@ class Scheduler:
     def next(self, fresh: float = 0.0, span: int = 0) -> Assignment | None:
         """The next range to fetch; None when all is done or in flight and too small to split
         (``fresh``: module docstring; ``span``: the bytes this connection wants a request to
-        bring, when at least ``SPAN_GAIN`` times ``chunk_size``, see :func:`span_for`)."""
+        bring, past ``chunk_size``, see :func:`span_for`)."""
         with self.lock:
             gap = self._unassigned()
             if gap is not None:
                 start, gend = gap
                 size = self.chunk_size
-                if span >= SPAN_GAIN * size:
+                if span > size:
                     size = max(size, min(span, MAX_SPAN) // ALIGN * ALIGN)
                 end = min(gend, start + size)
                 if gend - end < self.min_split:  # don't leave a crumb behind
