@@ -204,16 +204,3 @@ def test_a_halving_that_clearly_costs_is_undone_early(tmp_path: Path) -> None:
     spans = sorted((r.time, r.time + 0.7 * (256 * 1024) / RATE) for r in middle)
     peak = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
     assert peak >= 7, peak
-
-
-def test_a_far_hub_gets_fewer_longer_requests(tmp_path: Path) -> None:
-    """Every answer of the hub starts 0.2 s after its request (a hub far away, a fast link):
-    once a connection has seen that, it asks for ranges that take several such waits to
-    arrive, instead of paying a wait per 1 MiB (48 ranges for 48 MiB)."""
-    size = 48 * MiB
-    repo = FakeRepo("org/name", files={"big.bin": size})
-    with FakeHub("hf", repos=[repo], cdn=None, latency=0.2) as hub:
-        download_files([job_for(hub, repo, "big.bin", tmp_path)], progress=False, options=FAST)
-        ranged = [r for r in hub.stats.requests if r.method == "GET" and r.range]
-    assert sha256_file(tmp_path / "big.bin") == repo.files()["big.bin"].sha256
-    assert len(ranged) <= 24, len(ranged)  # a first round of 1 MiB ranges, then a few long ones

@@ -12,7 +12,7 @@ from unihub.errors import DiskSpaceError
 from unihub.retry import retry_after
 from unihub.transfer.diskspace import check_free_space
 from unihub.transfer.journal import Journal
-from unihub.transfer.ranges import MAX_SPAN, RangeSet, Scheduler, span_for
+from unihub.transfer.ranges import RangeSet, Scheduler
 
 MiB = 1 << 20
 
@@ -49,21 +49,6 @@ def test_scheduler_hands_out_chunks_then_steals_slow_tails() -> None:
     for x in (a, b, c, d):
         s.release(x)
     assert s.next() is None and s.complete()
-
-
-def test_a_connection_that_waits_long_for_each_answer_asks_for_more() -> None:
-    """``span``: 8 waits' worth of bytes at the connection's rate, past ``chunk_size`` (never
-    less), up to ``MAX_SPAN``, aligned; the gap's end still bounds it."""
-    assert span_for(0.1, 50e6) == 40_000_000  # 100 ms answers at 50 MB/s: 40 MB a request
-    assert span_for(0.0, 50e6) == 0 and span_for(0.1, 0.0) == 0
-    s = Scheduler(200 * MiB, RangeSet(), 1 * MiB, 1 * MiB, 256 * 1024)
-    a, b, c = s.next(span=0), s.next(span=512 * 1024), s.next(span=10 * MiB + 1)
-    d = s.next(span=10**12)
-    assert a and b and c and d
-    assert (a.end - a.start, b.end - b.start, c.end - c.start) == (1 * MiB, 1 * MiB, 10 * MiB)
-    assert d.end - d.start == MAX_SPAN
-    tail = Scheduler(3 * MiB, RangeSet(), 1 * MiB, 1 * MiB, 256 * 1024).next(span=10**12)
-    assert tail and (tail.start, tail.end) == (0, 3 * MiB)
 
 
 def test_journal_roundtrip_and_identity(tmp_path: Path) -> None:

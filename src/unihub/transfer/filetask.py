@@ -51,7 +51,7 @@ from .journal import Journal
 from .links import Measured
 from .mirrors import Mirrors, MirrorState
 from .ramp import FAIR_START, ConnectionCounts, Ramp
-from .ranges import Assignment, RangeSet, Scheduler, span_for
+from .ranges import Assignment, RangeSet, Scheduler
 from .verify import PrefixHasher, expected_digest, new_hasher
 from .worker import Body, FetchError, WholeBody, open_range
 
@@ -394,7 +394,7 @@ class FileTransfer(ConnectionCounts):
                 if self.sequential_owner not in (None, me) or self._leaving():
                     return
                 fresh = self.mirrors.best_rate() if self.sched.take_over else 0.0
-                a = self.sched.next(fresh, getattr(self._tls, "span", 0))
+                a = self.sched.next(fresh)
                 if a is None:
                     if self.sched.outpaces(fresh) and not self.stop.wait(TAKEOVER_POLL):
                         continue  # a crawling range it may take over soon (ranges.py)
@@ -483,7 +483,6 @@ class FileTransfer(ConnectionCounts):
                 )
             except WholeBody as wb:
                 resp, whole = wb.response, True
-            answered = time.monotonic()
             try:
                 if whole:
                     self._whole(resp, state)
@@ -496,7 +495,6 @@ class FileTransfer(ConnectionCounts):
                     a.abort = None
                 resp.close()
             ok = True
-            self._measure_wait(answered - t0, a.pos - before, time.monotonic() - answered)
             return whole
         except FetchError as exc:
             if not whole:
@@ -505,13 +503,6 @@ class FileTransfer(ConnectionCounts):
             raise
         finally:
             state.record(a.pos - before, time.monotonic() - t0, ok=ok)
-
-    def _measure_wait(self, wait: float, nbytes: int, seconds: float) -> None:
-        """What this connection's next ranges ask for: its answers' wait and body rate
-        (:func:`~.ranges.span_for`; a far hub gets longer requests). Measured on ranges long
-        enough to show a rate."""
-        if nbytes >= self.opts.min_split and seconds > 0:
-            self._tls.span = span_for(wait, nbytes / seconds)
 
     def _changed(self, state: MirrorState, exc: FetchError) -> None:
         if not self.mirrors.drop_if_others(state, str(exc)):

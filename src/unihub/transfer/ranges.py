@@ -36,14 +36,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["Assignment", "RangeSet", "Scheduler", "span_for"]
+__all__ = ["Assignment", "RangeSet", "Scheduler"]
 
 ALIGN = 64 * 1024
-# A connection that waits long for each answer (a far hub: every request costs a round trip
-# before its first byte) asks for ranges that take this many waits to arrive, so the waits
-# cost at most 1 / (1 + LATENCY_SPAN) of its time; up to MAX_SPAN bytes a request.
-LATENCY_SPAN = 8.0
-MAX_SPAN = 64 * 1024 * 1024
 # How much faster a connection must be to take a crawling range over: far past what sharing
 # one throttled link among fewer connections at a file's tail makes of rates (2-4x).
 TAKEOVER_SPEEDUP = 8.0
@@ -178,12 +173,6 @@ class Assignment:
         return max(0, self.end - self.pos)
 
 
-def span_for(wait: float, rate: float) -> int:
-    """Bytes a request should ask for on a connection whose last answer came ``wait`` seconds
-    after its request and then flowed at ``rate`` bytes/s: ``LATENCY_SPAN`` waits' worth."""
-    return int(rate * wait * LATENCY_SPAN) if wait > 0 and rate > 0 else 0
-
-
 class Scheduler:
     """Thread-safe range dispenser for one file."""
 
@@ -215,18 +204,14 @@ class Scheduler:
         gaps = busy.gaps(0, self.size)
         return gaps[0] if gaps else None
 
-    def next(self, fresh: float = 0.0, span: int = 0) -> Assignment | None:
+    def next(self, fresh: float = 0.0) -> Assignment | None:
         """The next range to fetch; None when all is done or in flight and too small to split
-        (``fresh``: module docstring; ``span``: the bytes this connection wants a request to
-        bring, past ``chunk_size``, see :func:`span_for`)."""
+        (``fresh``: module docstring)."""
         with self.lock:
             gap = self._unassigned()
             if gap is not None:
                 start, gend = gap
-                size = self.chunk_size
-                if span > size:
-                    size = max(size, min(span, MAX_SPAN) // ALIGN * ALIGN)
-                end = min(gend, start + size)
+                end = min(gend, start + self.chunk_size)
                 if gend - end < self.min_split:  # don't leave a crumb behind
                     end = gend
                 a = Assignment(start, end, start)
